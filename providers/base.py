@@ -1,0 +1,136 @@
+"""The provider interface: submit, poll, download (and cancel where supported).
+
+Providers never import discord. Each maps its own wire statuses and errors onto `TaskStatus` and
+`ProviderError`, so the job lifecycle and the user see the same outcomes whichever provider served.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Literal, Protocol
+
+from services.spec import GenerationSpec
+
+TaskState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+class FailureKind(StrEnum):
+    """Normalised failure classes; each has one friendly user-facing message (see `safe_message`)."""
+
+    AUTH = "auth"  # our key is wrong or revoked (admin problem)
+    BALANCE = "balance"  # the provider account is out of credit (admin problem)
+    RATE_LIMITED = "rate_limited"  # try again shortly
+    UNAVAILABLE = "unavailable"  # connection errors, 5xx, timeouts
+    BAD_REQUEST = "bad_request"  # the provider refused our parameters
+    MODERATION = "moderation"  # the prompt or the output was blocked (incl. NSFW-flagged output)
+    GENERATION_FAILED = "generation_failed"  # the task ran and failed
+    TIMEOUT = "timeout"  # the job passed its deadline
+    OUTPUT_INVALID = "output_invalid"  # the output could not be downloaded or is not a usable video
+    INTERNAL = "internal"
+
+
+SAFE_MESSAGES: dict[FailureKind, str] = {
+    FailureKind.AUTH: "The video service rejected the bot's credentials. An admin needs to check the API key.",
+    FailureKind.BALANCE: "The video service account is out of credit. An admin needs to top it up.",
+    FailureKind.RATE_LIMITED: "The video service is busy right now. Please try again in a minute.",
+    FailureKind.UNAVAILABLE: "The video service is unavailable right now. Please try again later.",
+    FailureKind.BAD_REQUEST: "The video service refused these settings. Try different options.",
+    FailureKind.MODERATION: "The video service's content filter blocked this request. Try a different prompt or image.",
+    FailureKind.GENERATION_FAILED: "The video service could not generate this clip. Please try again.",
+    FailureKind.TIMEOUT: "The video took too long to generate and was abandoned.",
+    FailureKind.OUTPUT_INVALID: "The finished video could not be retrieved.",
+    FailureKind.INTERNAL: "Something went wrong on our side.",
+}
+
+
+class ProviderError(Exception):
+    """A provider call failed. `str()` never contains a provider's raw body or a secret.
+
+    `maybe_created` is True when a submit may have created a (billable) task even though we got no
+    task id back (for example a read timeout after the request was sent): such a submit must never be
+    retried blindly.
+    """
+
+    def __init__(
+        self,
+        kind: FailureKind,
+        detail: str = "",
+        *,
+        status: int | None = None,
+        request_id: str | None = None,
+        retry_after: float | None = None,
+        maybe_created: bool = False,
+    ) -> None:
+        super().__init__(f"{kind.value}: {detail}" if detail else kind.value)
+        self.kind = kind
+        self.detail = detail  # short, log-safe description (no raw body, no secret)
+        self.status = status
+        self.request_id = request_id
+        self.retry_after = retry_after
+        self.maybe_created = maybe_created
+
+    @property
+    def safe_message(self) -> str:
+        return SAFE_MESSAGES[self.kind]
+
+    @property
+    def transient(self) -> bool:
+        """Worth polling again (never a reason to re-submit)."""
+        return self.kind in (FailureKind.RATE_LIMITED, FailureKind.UNAVAILABLE)
+
+
+@dataclass(frozen=True)
+class TaskStatus:
+    """A normalised snapshot of a provider task."""
+
+    state: TaskState
+    queue_position: int | None = None
+    progress: float | None = None  # 0..1 when the provider reports it
+    output_url: str | None = None
+    nsfw: tuple[bool, ...] = ()
+    failure: FailureKind | None = None
+    failure_detail: str = ""  # log-safe
+    retry_after: float | None = None  # provider's hint for the next poll, seconds
+    raw_status: str = ""  # the provider's own status word, for logs
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in ("succeeded", "failed", "cancelled")
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    models: tuple[str, ...]
+    variants: tuple[str, ...]  # e.g. ("t2v-standard", "t2v-pro", "i2v-standard", ...)
+    can_cancel: bool = False
+    free: bool = False
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class Provider(Protocol):
+    name: str
+    capabilities: Capabilities
+
+    async def submit(self, spec: GenerationSpec) -> str:
+        """Start a task and return the provider's task id. Never retried blindly by callers.
+
+        Raises ProviderError (with `maybe_created` set when the outcome is unknown)."""
+        ...
+
+    async def poll(self, task_id: str) -> TaskStatus:
+        """One status check. Raises ProviderError for transport/HTTP problems (check `.transient`)."""
+        ...
+
+    async def download(self, url: str, dest: Path, max_bytes: int) -> int:
+        """Stream the output at `url` into `dest` (never whole in memory); return the size in bytes.
+
+        Raises ProviderError(OUTPUT_INVALID) when it is missing, too large, or cannot be fetched."""
+        ...
+
+    async def cancel(self, task_id: str) -> bool:
+        """Ask the provider to cancel; False when the provider cannot cancel."""
+        ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,144 @@
+"""Quota arithmetic: which limits apply to a member, whether a new job fits, and when windows reset.
+
+Pure functions over `Usage` (read by storage inside the reservation transaction), so the same rules
+serve the atomic reservation and the /quota summary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from services.errors import QuotaExceeded
+from services.pricing import format_usd
+from settings import Limits, QuotasSection
+from storage.jobs import Usage
+
+LIMIT_KEYS = (
+    "user_daily_videos",
+    "user_daily_usd",
+    "user_monthly_usd",
+    "guild_monthly_usd",
+    "global_monthly_usd",
+    "user_max_in_flight",
+)
+
+
+def effective_limits(quotas: QuotasSection, role_ids: Iterable[int] = ()) -> Limits:
+    """The base limits, overridden key by key by the member's roles; among several roles that set the
+    same key the most generous wins (no limit beats any number)."""
+    values = {key: getattr(quotas, key) for key in LIMIT_KEYS}
+    overrides = [quotas.roles[role] for role in role_ids if role in quotas.roles]
+    for key in LIMIT_KEYS:
+        chosen = [getattr(o, key) for o in overrides if key in o.model_fields_set]
+        if chosen:
+            values[key] = None if None in chosen else max(chosen)
+    return Limits.model_construct(**values)
+
+
+def next_day(now: datetime) -> datetime:
+    return datetime(now.year, now.month, now.day, tzinfo=UTC) + timedelta(days=1)
+
+
+def next_month(now: datetime) -> datetime:
+    return datetime(now.year + (now.month == 12), now.month % 12 + 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    limit: str  # the config key
+    message: str
+    resets_at: datetime | None
+
+
+def find_refusal(limits: Limits, usage: Usage, cost: int, now: datetime) -> Refusal | None:
+    """The first limit a new job of `cost` micros would break, or None if it fits."""
+    day_end, month_end = next_day(now), next_month(now)
+    if limits.user_max_in_flight is not None and usage.user_in_flight >= limits.user_max_in_flight:
+        return Refusal(
+            "user_max_in_flight",
+            f"You already have {usage.user_in_flight} video(s) generating (the limit is "
+            f"{limits.user_max_in_flight} at a time). Wait for one to finish.",
+            None,
+        )
+    if limits.user_daily_videos is not None and usage.user_day_videos + 1 > limits.user_daily_videos:
+        return Refusal(
+            "user_daily_videos",
+            f"You have used your {limits.user_daily_videos} videos for today.",
+            day_end,
+        )
+    money_checks = (
+        ("user_daily_usd", limits.user_daily_usd, usage.user_day_micros, "your daily budget", day_end),
+        ("user_monthly_usd", limits.user_monthly_usd, usage.user_month_micros, "your monthly budget", month_end),
+        (
+            "guild_monthly_usd",
+            limits.guild_monthly_usd,
+            usage.guild_month_micros,
+            "this server's monthly budget",
+            month_end,
+        ),
+        (
+            "global_monthly_usd",
+            limits.global_monthly_usd,
+            usage.global_month_micros,
+            "the bot's monthly budget",
+            month_end,
+        ),
+    )
+    for key, limit, used, label, resets in money_checks:
+        if limit is not None and used + cost > limit:
+            left = max(limit - used, 0)
+            return Refusal(
+                key,
+                f"This video costs {format_usd(cost)} but {label} has {format_usd(left)} left "
+                f"(of {format_usd(limit)}).",
+                resets,
+            )
+    return None
+
+
+def check_fits(limits: Limits, cost: int, now: datetime) -> Callable[[Usage], None]:
+    """A callback for `JobRepository.reserve` that raises QuotaExceeded when the job does not fit."""
+
+    def check(usage: Usage) -> None:
+        refusal = find_refusal(limits, usage, cost, now)
+        if refusal is not None:
+            raise QuotaExceeded(refusal.message, limit=refusal.limit, resets_at=refusal.resets_at)
+
+    return check
+
+
+@dataclass(frozen=True)
+class QuotaLine:
+    label: str
+    used: str
+    limit: str | None
+    left: str | None
+    resets_at: datetime | None
+
+
+def summarise(limits: Limits, usage: Usage, now: datetime, guild: bool) -> list[QuotaLine]:
+    """What /quota shows: each limit with its usage, what is left and when it resets."""
+    day_end, month_end = next_day(now), next_month(now)
+
+    def money(label: str, used: int, limit: int | None, resets: datetime) -> QuotaLine:
+        if limit is None:
+            return QuotaLine(label, format_usd(used), None, None, resets)
+        return QuotaLine(label, format_usd(used), format_usd(limit), format_usd(max(limit - used, 0)), resets)
+
+    videos_limit = limits.user_daily_videos
+    lines = [
+        QuotaLine(
+            "Videos today",
+            str(usage.user_day_videos),
+            None if videos_limit is None else str(videos_limit),
+            None if videos_limit is None else str(max(videos_limit - usage.user_day_videos, 0)),
+            day_end,
+        ),
+        money("Your spend today", usage.user_day_micros, limits.user_daily_usd, day_end),
+        money("Your spend this month", usage.user_month_micros, limits.user_monthly_usd, month_end),
+    ]
+    if guild:
+        lines.append(money("Server budget this month", usage.guild_month_micros, limits.guild_monthly_usd, month_end))
+    return lines

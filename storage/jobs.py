@@ -1,0 +1,311 @@
+"""Jobs and the ledger: the only code that writes them.
+
+A job is created together with its reservation in one IMMEDIATE transaction, after a caller-supplied
+check has seen the usage figures read inside that same transaction. That is what makes quota
+enforcement race-free: two concurrent commands can never both see room for one more job.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from typing import Any
+
+import aiosqlite
+
+from storage.db import Database
+
+TERMINAL_STATUSES = ("delivered", "failed", "cancelled")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True)
+class NewJob:
+    user_id: int
+    guild_id: int | None
+    channel_id: int | None
+    interaction_id: int | None
+    command: str
+    mode: str
+    quality: str
+    duration: int
+    optimize_prompt: bool
+    model: str
+    prompt: str
+    input_image: str | None
+    provider: str
+    cost_micros: int
+    parent_job_id: int | None = None
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    id: int
+    created_at: str
+    updated_at: str
+    user_id: int
+    guild_id: int | None
+    channel_id: int | None
+    message_id: int | None
+    interaction_id: int | None
+    command: str
+    mode: str
+    quality: str
+    duration: int
+    optimize_prompt: bool
+    model: str
+    prompt: str
+    input_image: str | None
+    provider: str
+    provider_task_id: str | None
+    status: str
+    cost_micros: int
+    output_url: str | None
+    output_bytes: int | None
+    delivered_as: str | None
+    error_kind: str | None
+    error_detail: str | None
+    submitted_at: str | None
+    provider_done_at: str | None
+    finished_at: str | None
+    generation_seconds: float | None
+    parent_job_id: int | None
+
+    @classmethod
+    def from_row(cls, row: aiosqlite.Row) -> JobRecord:
+        values = {f.name: row[f.name] for f in fields(cls)}
+        values["optimize_prompt"] = bool(values["optimize_prompt"])
+        return cls(**values)
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What counts against limits, read inside the reservation transaction. Amounts in micros."""
+
+    user_in_flight: int
+    user_day_videos: int
+    user_day_micros: int
+    user_month_micros: int
+    guild_month_micros: int
+    global_month_micros: int
+
+
+@dataclass(frozen=True)
+class LedgerTotals:
+    reserved: int
+    settled: int
+    refunded: int
+
+    @property
+    def outstanding(self) -> int:
+        """Reserved money that is neither settled nor refunded yet."""
+        return self.reserved - self.settled - self.refunded
+
+
+_SPENT = "COALESCE(SUM(CASE kind WHEN 'reserve' THEN amount_micros WHEN 'refund' THEN -amount_micros END), 0)"
+_COUNTED = "COALESCE(SUM(CASE kind WHEN 'reserve' THEN 1 WHEN 'refund' THEN -1 END), 0)"
+
+
+async def _scalar(conn: aiosqlite.Connection, sql: str, params: tuple[Any, ...]) -> int:
+    async with conn.execute(sql, params) as cursor:
+        row = await cursor.fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+async def read_usage(conn: aiosqlite.Connection, user_id: int, guild_id: int | None, day: str, month: str) -> Usage:
+    placeholders = ",".join("?" * len(TERMINAL_STATUSES))
+    in_flight = await _scalar(
+        conn,
+        f"SELECT COUNT(*) FROM jobs WHERE user_id = ? AND status NOT IN ({placeholders})",
+        (user_id, *TERMINAL_STATUSES),
+    )
+    async with conn.execute(
+        f"SELECT {_COUNTED}, {_SPENT} FROM ledger WHERE user_id = ? AND period_day = ?", (user_id, day)
+    ) as cursor:
+        day_row = await cursor.fetchone()
+    user_month = await _scalar(
+        conn, f"SELECT {_SPENT} FROM ledger WHERE user_id = ? AND period_month = ?", (user_id, month)
+    )
+    guild_month = 0
+    if guild_id is not None:
+        guild_month = await _scalar(
+            conn, f"SELECT {_SPENT} FROM ledger WHERE guild_id = ? AND period_month = ?", (guild_id, month)
+        )
+    global_month = await _scalar(conn, f"SELECT {_SPENT} FROM ledger WHERE period_month = ?", (month,))
+    return Usage(
+        user_in_flight=in_flight,
+        user_day_videos=int(day_row[0]) if day_row else 0,
+        user_day_micros=int(day_row[1]) if day_row else 0,
+        user_month_micros=user_month,
+        guild_month_micros=guild_month,
+        global_month_micros=global_month,
+    )
+
+
+class JobRepository:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def reserve(self, job: NewJob, check: Callable[[Usage], None], *, now: datetime | None = None) -> int:
+        """Create the job and its reservation atomically, if `check(usage)` does not raise."""
+        now = now or utcnow()
+        day, month = now.strftime("%Y-%m-%d"), now.strftime("%Y-%m")
+        async with self.db.transaction() as conn:
+            check(await read_usage(conn, job.user_id, job.guild_id, day, month))
+            stamp = iso(now)
+            cursor = await conn.execute(
+                """INSERT INTO jobs (created_at, updated_at, user_id, guild_id, channel_id, interaction_id,
+                   command, mode, quality, duration, optimize_prompt, model, prompt, input_image, provider,
+                   status, cost_micros, parent_job_id)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'reserved', ?, ?)""",
+                (
+                    stamp,
+                    stamp,
+                    job.user_id,
+                    job.guild_id,
+                    job.channel_id,
+                    job.interaction_id,
+                    job.command,
+                    job.mode,
+                    job.quality,
+                    job.duration,
+                    int(job.optimize_prompt),
+                    job.model,
+                    job.prompt,
+                    job.input_image,
+                    job.provider,
+                    job.cost_micros,
+                    job.parent_job_id,
+                ),
+            )
+            job_id = int(cursor.lastrowid or 0)
+            await conn.execute(
+                """INSERT INTO ledger (job_id, at, kind, amount_micros, user_id, guild_id, period_day, period_month)
+                   VALUES (?, ?, 'reserve', ?, ?, ?, ?, ?)""",
+                (job_id, stamp, job.cost_micros, job.user_id, job.guild_id, day, month),
+            )
+            await self._event(conn, job_id, "reserved", f"{job.cost_micros} micros", stamp)
+        return job_id
+
+    async def get(self, job_id: int) -> JobRecord | None:
+        row = await self.db.fetchone("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        return JobRecord.from_row(row) if row else None
+
+    async def unfinished(self) -> list[JobRecord]:
+        placeholders = ",".join("?" * len(TERMINAL_STATUSES))
+        rows = await self.db.fetchall(
+            f"SELECT * FROM jobs WHERE status NOT IN ({placeholders}) ORDER BY id", TERMINAL_STATUSES
+        )
+        return [JobRecord.from_row(row) for row in rows]
+
+    async def set_status(self, job_id: int, status: str, detail: str = "", **columns: Any) -> None:
+        """Record a state change (and any columns that go with it) plus its history row."""
+        stamp = iso(utcnow())
+        assignments = "".join(f", {name} = ?" for name in columns)
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                f"UPDATE jobs SET status = ?, updated_at = ?{assignments} WHERE id = ?",
+                (status, stamp, *columns.values(), job_id),
+            )
+            await self._event(conn, job_id, status, detail, stamp)
+
+    async def update(self, job_id: int, **columns: Any) -> None:
+        """Change columns without a state change (e.g. the job card's message id)."""
+        assignments = ", ".join(f"{name} = ?" for name in columns)
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                f"UPDATE jobs SET {assignments}, updated_at = ? WHERE id = ?",
+                (*columns.values(), iso(utcnow()), job_id),
+            )
+
+    async def finish(self, job_id: int, status: str, outcome: str, detail: str = "", **columns: Any) -> bool:
+        """End a job: status + the settle or refund ledger row, in one transaction.
+
+        Idempotent: returns False (and changes nothing) when the job already has an outcome."""
+        assert outcome in ("settle", "refund")
+        now = utcnow()
+        stamp = iso(now)
+        assignments = "".join(f", {name} = ?" for name in columns)
+        try:
+            async with self.db.transaction() as conn:
+                await conn.execute(
+                    """INSERT INTO ledger (job_id, at, kind, amount_micros, user_id, guild_id, period_day,
+                       period_month)
+                       SELECT job_id, ?, ?, amount_micros, user_id, guild_id, period_day, period_month
+                       FROM ledger WHERE job_id = ? AND kind = 'reserve'""",
+                    (stamp, outcome, job_id),
+                )
+                await conn.execute(
+                    f"UPDATE jobs SET status = ?, updated_at = ?, finished_at = ?{assignments} WHERE id = ?",
+                    (status, stamp, stamp, *columns.values(), job_id),
+                )
+                await self._event(conn, job_id, status, detail, stamp)
+        except sqlite3.IntegrityError:
+            return False  # already settled or refunded: the first outcome stands
+        return True
+
+    async def events(self, job_id: int) -> list[tuple[str, str]]:
+        rows = await self.db.fetchall("SELECT status, detail FROM job_events WHERE job_id = ? ORDER BY id", (job_id,))
+        return [(row["status"], row["detail"]) for row in rows]
+
+    async def median_generation_seconds(
+        self, provider: str, model: str, quality: str, duration: int, sample: int = 50
+    ) -> float | None:
+        rows = await self.db.fetchall(
+            """SELECT generation_seconds FROM jobs
+               WHERE provider = ? AND model = ? AND quality = ? AND duration = ? AND generation_seconds IS NOT NULL
+               ORDER BY finished_at DESC LIMIT ?""",
+            (provider, model, quality, duration, sample),
+        )
+        values = sorted(row[0] for row in rows)
+        if not values:
+            return None
+        middle = len(values) // 2
+        return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
+
+    async def usage(self, user_id: int, guild_id: int | None, now: datetime | None = None) -> Usage:
+        now = now or utcnow()
+        return await read_usage(self.db.reader, user_id, guild_id, now.strftime("%Y-%m-%d"), now.strftime("%Y-%m"))
+
+    async def ledger_totals(self, job_id: int | None = None) -> LedgerTotals:
+        where, params = ("WHERE job_id = ?", (job_id,)) if job_id is not None else ("", ())
+        row = await self.db.fetchone(
+            f"""SELECT COALESCE(SUM(CASE kind WHEN 'reserve' THEN amount_micros END), 0),
+                       COALESCE(SUM(CASE kind WHEN 'settle' THEN amount_micros END), 0),
+                       COALESCE(SUM(CASE kind WHEN 'refund' THEN amount_micros END), 0)
+                FROM ledger {where}""",
+            params,
+        )
+        assert row is not None
+        return LedgerTotals(int(row[0]), int(row[1]), int(row[2]))
+
+    async def get_meta(self, key: str) -> str | None:
+        row = await self.db.fetchone("SELECT value FROM meta WHERE key = ?", (key,))
+        return row[0] if row else None
+
+    async def set_meta(self, key: str, value: str) -> None:
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+
+    @staticmethod
+    async def _event(conn: aiosqlite.Connection, job_id: int, status: str, detail: str, stamp: str) -> None:
+        await conn.execute(
+            "INSERT INTO job_events (job_id, at, status, detail) VALUES (?, ?, ?, ?)",
+            (job_id, stamp, status, detail[:500]),
+        )

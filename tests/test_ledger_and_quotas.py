@@ -1,0 +1,142 @@
+"""The ledger and quota enforcement on a real SQLite file."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from services.errors import QuotaExceeded
+from services.quotas import check_fits, effective_limits, find_refusal, next_month, summarise
+from settings import Limits, QuotasSection
+from storage.db import Database
+from storage.jobs import JobRepository, NewJob, Usage
+
+NOW = datetime(2026, 11, 23, 15, 30, tzinfo=UTC)
+
+
+def new_job(user_id: int = 1, guild_id: int | None = 10, cost: int = 280_000) -> NewJob:
+    return NewJob(
+        user_id=user_id,
+        guild_id=guild_id,
+        channel_id=20,
+        interaction_id=None,
+        command="video",
+        mode="t2v",
+        quality="standard",
+        duration=6,
+        optimize_prompt=True,
+        model="hailuo-2.3",
+        prompt="a cat",
+        input_image=None,
+        provider="wavespeed",
+        cost_micros=cost,
+    )
+
+
+@pytest.fixture
+async def jobs(tmp_path: Path):
+    async with Database(tmp_path / "t.db") as db:
+        yield JobRepository(db)
+
+
+def limits(**values: object) -> Limits:
+    return Limits.model_validate(values)
+
+
+async def test_concurrent_reservations_admit_exactly_the_budget(jobs: JobRepository) -> None:
+    # $2.00 admits exactly 7 jobs at $0.28; 50 commands arrive at once.
+    rule = limits(user_daily_usd="2.00")
+    results = await asyncio.gather(
+        *(jobs.reserve(new_job(), check_fits(rule, 280_000, NOW), now=NOW) for _ in range(50)),
+        return_exceptions=True,
+    )
+    admitted = [r for r in results if isinstance(r, int)]
+    refused = [r for r in results if isinstance(r, QuotaExceeded)]
+    assert len(admitted) == 7
+    assert len(refused) == 43
+    assert (await jobs.ledger_totals()).reserved == 7 * 280_000
+    assert refused[0].limit == "user_daily_usd"
+
+
+async def test_concurrent_reservations_respect_in_flight_limit_across_users_and_guild_budget(
+    jobs: JobRepository,
+) -> None:
+    rule = limits(user_max_in_flight=2, guild_monthly_usd="1.00")
+    results = await asyncio.gather(
+        *(jobs.reserve(new_job(user_id=u % 5), check_fits(rule, 280_000, NOW), now=NOW) for u in range(40)),
+        return_exceptions=True,
+    )
+    assert sum(isinstance(r, int) for r in results) == 3  # $1.00 / $0.28
+    usage = await jobs.usage(1, 10, NOW)
+    assert usage.guild_month_micros == 3 * 280_000
+
+
+async def test_refund_returns_money_and_video_to_the_window(jobs: JobRepository) -> None:
+    rule = limits(user_daily_videos=1)
+    job_id = await jobs.reserve(new_job(), check_fits(rule, 280_000, NOW), now=NOW)
+    with pytest.raises(QuotaExceeded):
+        await jobs.reserve(new_job(), check_fits(rule, 280_000, NOW), now=NOW)
+    assert await jobs.finish(job_id, "failed", "refund", "provider failed")
+    await jobs.reserve(new_job(), check_fits(rule, 280_000, NOW), now=NOW)
+    totals = await jobs.ledger_totals()
+    assert (totals.reserved, totals.refunded, totals.outstanding) == (560_000, 280_000, 280_000)
+
+
+async def test_a_job_ends_once_settle_after_refund_is_ignored(jobs: JobRepository) -> None:
+    job_id = await jobs.reserve(new_job(cost=1), check_fits(limits(), 1, NOW), now=NOW)
+    assert await jobs.finish(job_id, "delivered", "settle")
+    assert not await jobs.finish(job_id, "failed", "refund")
+    assert not await jobs.finish(job_id, "delivered", "settle")
+    job = await jobs.get(job_id)
+    assert job is not None and job.status == "delivered"
+    totals = await jobs.ledger_totals(job_id)
+    assert (totals.settled, totals.refunded, totals.outstanding) == (1, 0, 0)
+
+
+async def test_ledger_rows_cannot_be_changed_or_deleted(jobs: JobRepository) -> None:
+    await jobs.reserve(new_job(cost=1), check_fits(limits(), 1, NOW), now=NOW)
+    for statement in ("UPDATE ledger SET amount_micros = 0", "DELETE FROM ledger"):
+        with pytest.raises(sqlite3.IntegrityError):
+            async with jobs.db.transaction() as conn:
+                await conn.execute(statement)
+    assert (await jobs.ledger_totals()).reserved == 1
+
+
+async def test_refusal_names_limit_and_reset_time() -> None:
+    usage = Usage(0, 0, 1_900_000, 0, 0, 0)
+    refusal = find_refusal(limits(user_daily_usd="2.00"), usage, 280_000, NOW)
+    assert refusal is not None
+    assert refusal.limit == "user_daily_usd"
+    assert "$0.28" in refusal.message and "$0.10 left" in refusal.message
+    assert refusal.resets_at == datetime(2026, 11, 24, tzinfo=UTC)
+    assert next_month(datetime(2026, 12, 31, 23, tzinfo=UTC)) == datetime(2027, 1, 1, tzinfo=UTC)
+
+
+def test_role_overrides_take_the_most_generous_value() -> None:
+    quotas = QuotasSection.model_validate(
+        {
+            "user_daily_videos": 5,
+            "user_daily_usd": "1.00",
+            "roles": {"7": {"user_daily_videos": 20}, "8": {"user_daily_videos": 50, "user_daily_usd": ""}},
+        }
+    )
+    assert effective_limits(quotas, []).user_daily_videos == 5
+    assert effective_limits(quotas, [7]).user_daily_videos == 20
+    both = effective_limits(quotas, [7, 8, 999])
+    assert both.user_daily_videos == 50
+    assert both.user_daily_usd is None  # "" disables the limit for that role
+    assert both.user_max_in_flight == 2  # untouched keys keep the base value
+
+
+def test_summary_shows_what_is_left() -> None:
+    usage = Usage(1, 3, 840_000, 840_000, 5_000_000, 5_000_000)
+    lines = summarise(limits(user_daily_videos=10, user_daily_usd="2.00", guild_monthly_usd="100"), usage, NOW, True)
+    by_label = {line.label: line for line in lines}
+    assert by_label["Videos today"].left == "7"
+    assert by_label["Your spend today"].left == "$1.16"
+    assert by_label["Server budget this month"].left == "$95.00"
+    assert by_label["Your spend this month"].limit is None
