@@ -5,4 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh requirements-dev.txt
 .venv/bin/ruff check .
+.venv/bin/ruff format --check --quiet .
 exec .venv/bin/python -m pytest "$@"

@@ -1,0 +1,181 @@
+"""Prompt validation, quality/duration checks, and making user text safe to show in Discord.
+
+Cleaning (in this order): line breaks are unified to `\\n`; invisible and bidi control characters
+(U+200B–U+200F, U+202A–U+202E, U+2060–U+2064, U+2066–U+2069, U+061C, U+FEFF) are removed, except a
+zero-width joiner between two emoji (it glues 👩‍💻-style sequences and is not a spoofing risk there);
+tabs become spaces; every other control character is removed; whitespace-only runs of 3+ line breaks
+become one blank line; the ends are stripped. Nothing else about the text is changed.
+
+The 2000-character limit (upstream, providers.md §1.2) is checked on what the provider will receive,
+i.e. after cleaning and after camera moves are written canonically (`[左摇]` becomes `[Pan left]`).
+A required prompt (text to video) must contain at least one letter or digit outside camera brackets:
+camera moves alone say nothing about the scene. For image to video the prompt is optional, so
+`[Push in]` alone is fine there.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from services import camera
+from services.errors import UserError
+from services.spec import DURATIONS, DURATIONS_BY_RESOLUTION, QUALITIES_BY_MODE, RESOLUTION_BY_QUALITY
+
+MAX_PROMPT_CHARS = 2000
+EXAMPLE = "`A lighthouse in a storm at night [Push in]`"
+
+_INVISIBLE = frozenset(
+    [*range(0x200B, 0x2010), *range(0x202A, 0x202F), *range(0x2060, 0x2065), *range(0x2066, 0x206A), 0x061C, 0xFEFF]
+)
+_ZWJ = "\u200d"
+_LINE_BREAKS = re.compile(r"\r\n|[\r\x85\u2028\u2029]")
+_BLANK_RUN = re.compile(r"\n(?:[^\S\n]*\n){2,}")  # 3+ line breaks with only spaces between them
+_GROUP = re.compile(r"\[[^\]]*\]")  # after normalisation every group is plain [...]
+_COMMANDS = {"t2v": "/video (text to video)", "i2v": "/animate (image to video)"}
+
+
+# ----- prompt -------------------------------------------------------------------------------------------
+
+
+def _is_emoji_part(char: str) -> bool:
+    # So = emoji and other symbols, Sk = skin-tone modifiers; FE0F selects the emoji presentation.
+    return char == "\ufe0f" or unicodedata.category(char) in ("So", "Sk")
+
+
+def _keep(text: str, index: int, out: list[str]) -> bool:
+    char = text[index]
+    if ord(char) in _INVISIBLE:
+        following = text[index + 1] if index + 1 < len(text) else ""
+        return char == _ZWJ and bool(out) and _is_emoji_part(out[-1]) and bool(following) and _is_emoji_part(following)
+    return char == "\n" or unicodedata.category(char) != "Cc"
+
+
+def clean(raw: str) -> str:
+    """The cleaning steps from the module docstring, without any length or content rule."""
+    text = _LINE_BREAKS.sub("\n", raw).replace("\t", " ")
+    out: list[str] = []
+    for index in range(len(text)):
+        if _keep(text, index, out):
+            out.append(text[index])
+    return _BLANK_RUN.sub("\n\n", "".join(out)).strip()
+
+
+def _too_long(count: int, *, expanded: bool) -> UserError:
+    why = " once camera moves are written in their standard English form" if expanded else ""
+    return UserError(
+        f"Your prompt has {count:,} characters{why}; the limit is {MAX_PROMPT_CHARS:,}. "
+        f"Shorten it by {count - MAX_PROMPT_CHARS:,} characters."
+    )
+
+
+def _has_words(text: str) -> bool:
+    return any(char.isalnum() for char in _GROUP.sub(" ", text))
+
+
+def validate_prompt(raw: str | None, *, required: bool, chinese_directives: bool = False) -> str:
+    """The cleaned prompt with camera moves normalised, or UserError saying what to change.
+
+    `required` is True for text to video. An optional, empty prompt comes back as ""."""
+    text = clean(raw or "")
+    if not text:
+        if required:
+            raise UserError(f"The prompt is empty. Describe what should happen in the video, e.g. {EXAMPLE}.")
+        return ""
+    if len(text) > MAX_PROMPT_CHARS:
+        raise _too_long(len(text), expanded=False)
+    text = camera.normalise_prompt(text, chinese=chinese_directives)
+    if len(text) > MAX_PROMPT_CHARS:
+        raise _too_long(len(text), expanded=True)
+    if required and not _has_words(text):
+        moves = " ".join(f"`{group}`" for group in _GROUP.findall(text))
+        if moves:
+            raise UserError(
+                f"Your prompt only has camera moves ({moves}) and no description. Add what should happen, "
+                f"e.g. {EXAMPLE}. (Camera moves alone are enough only when you animate an image.)"
+            )
+        raise UserError(f"Your prompt has no words. Describe what should happen in the video, e.g. {EXAMPLE}.")
+    return text
+
+
+# ----- quality and duration ---------------------------------------------------------------------------
+
+
+def _either(items: list[str]) -> str:
+    """`a`, `a or b`, `a, b or c`."""
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} or {items[-1]}"
+
+
+def _describe(quality: str) -> str:
+    resolution = RESOLUTION_BY_QUALITY[quality]
+    seconds = _either([str(d) for d in DURATIONS_BY_RESOLUTION[resolution]])
+    return f"`{quality}` ({resolution}, {seconds} s)"
+
+
+def _same_tier(quality: str, allowed: list[str]) -> str:
+    """The alternative closest to what was asked: fast-pro → fast, pro → standard."""
+    tier = "fast" if quality.startswith("fast") else "standard"
+    return tier if tier in allowed else allowed[0]
+
+
+def validate_combination(mode: str, quality: str, duration: int) -> None:
+    """Refuse a quality the mode does not offer, or a duration its resolution does not allow."""
+    if mode not in QUALITIES_BY_MODE:
+        raise UserError(f"Unknown mode `{mode}`; expected one of {', '.join(QUALITIES_BY_MODE)}.")
+    qualities = QUALITIES_BY_MODE[mode]
+    if quality not in qualities:
+        offered = _either([_describe(q) for q in qualities])
+        elsewhere = [m for m, qs in QUALITIES_BY_MODE.items() if quality in qs]
+        where = f" Quality `{quality}` is only for {_COMMANDS[elsewhere[0]]}." if elsewhere else ""
+        shown = quality.replace("`", "'")[:30]  # echoed inside a code span
+        raise UserError(f"{_COMMANDS[mode]} does not offer quality `{shown}`.{where} Choose {offered}.")
+    if duration not in DURATIONS:
+        raise UserError(f"A clip can be {_either([str(d) for d in DURATIONS])} seconds long, not {duration}.")
+    resolution = RESOLUTION_BY_QUALITY[quality]
+    if duration in DURATIONS_BY_RESOLUTION[resolution]:
+        return
+    allowed = [q for q in qualities if duration in DURATIONS_BY_RESOLUTION[RESOLUTION_BY_QUALITY[q]]]
+    at = _either(sorted({RESOLUTION_BY_QUALITY[q] for q in allowed})) if allowed else "no resolution"
+    keep = _either([str(d) for d in DURATIONS_BY_RESOLUTION[resolution]])
+    instead = f"Choose quality {_describe(_same_tier(quality, allowed))} or keep " if allowed else "Keep "
+    raise UserError(
+        f"{duration}-second clips are only available at {at}. {instead}`{quality}` ({resolution}) with {keep} seconds."
+    )
+
+
+# ----- display ------------------------------------------------------------------------------------------
+
+_ALWAYS_ESCAPED = frozenset("\\*_~|`[]()")
+_LINE_MARKERS = re.compile(r"(?m)^[ \t]*([#>-])")  # headings, quotes, lists, -# subtext: only at line start
+_ORDERED_LIST = re.compile(r"(?m)^[ \t]*\d+(\.)(?=[ \t])")  # "1. item"
+_MASS_MENTION = re.compile(r"@(?=everyone|here)", re.IGNORECASE)
+_ANGLE_MENTION = re.compile(r"<(?=[@#/:]|a:|t:|id:)")  # users, roles, channels, commands, emoji, timestamps
+_ZWSP = "\u200b"
+
+
+def _units(text: str) -> list[str]:
+    """The escaped text as indivisible pieces, so truncation never splits an escape from its character."""
+    escape_at = {m.start(1) for m in _LINE_MARKERS.finditer(text)} | {m.start(1) for m in _ORDERED_LIST.finditer(text)}
+    break_after = {m.start() for m in _MASS_MENTION.finditer(text)} | {m.start() for m in _ANGLE_MENTION.finditer(text)}
+    units: list[str] = []
+    for index, char in enumerate(text):
+        unit = "\\" + char if char in _ALWAYS_ESCAPED or index in escape_at else char
+        units.append(unit + _ZWSP if index in break_after else unit)
+    return units
+
+
+def display_safe(text: str, limit: int) -> str:
+    """`text` with Discord markdown escaped and mentions broken, at most `limit` characters (… if cut).
+
+    Defence in depth: messages are also sent with allowed_mentions=none."""
+    units = _units(text)
+    if sum(len(unit) for unit in units) <= limit:
+        return "".join(units)
+    kept: list[str] = []
+    budget = limit - 1  # room for the ellipsis
+    for unit in units:
+        if len(unit) > budget:
+            break
+        kept.append(unit)
+        budget -= len(unit)
+    return "".join(kept).rstrip() + "…"
