@@ -1,0 +1,340 @@
+"""Shared HTTP plumbing for provider clients: client construction, error mapping, safe downloads.
+
+Policy (style.md §6): a paid POST is never retried, so nothing here retries a request that creates
+something. Polls are single requests scheduled by the job runner; only `stream_download`, a plain GET,
+retries on its own (connection errors, 429 and 5xx) with capped, jittered backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import random
+import re
+import time
+from collections.abc import Iterable, Mapping
+from datetime import UTC
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+
+from providers.base import FailureKind, ProviderError
+
+DEFAULT_TIMEOUT = 30.0
+# A provider that does not accept a connection within this is down; no need to wait a full read timeout.
+CONNECT_TIMEOUT_CAP = 10.0
+USER_AGENT = "hailuo-bot/0.1"
+CHUNK_SIZE = 64 * 1024
+MESSAGE_LIMIT = 100
+DOWNLOAD_ATTEMPTS = 3
+DOWNLOAD_BACKOFF = 0.5
+DOWNLOAD_BACKOFF_CAP = 10.0
+DOWNLOAD_TOTAL_TIMEOUT = 600.0
+
+# Words providers use for an exhausted account. "insufficient" alone is not enough: "insufficient image
+# resolution" is a bad request, not a billing problem.
+BALANCE_RE = re.compile(
+    r"balance|credit|insufficient\s+(funds|quota|account)|top[\s-]?up|payment required|arrears", re.IGNORECASE
+)
+# Words providers use when a prompt, image or output trips the content filter. "content" alone is too
+# broad ("content-type"), so it only counts next to a filter word.
+MODERATION_RE = re.compile(
+    r"sensitive|nsfw|moderat|polic(y|ies)|inappropriate|safety|"
+    r"content[\s_-]*(filter|check|violat|review|risk|safety|block)|"
+    r"(prohibited|unsafe|explicit|illegal|blocked|harmful)\s+content",
+    re.IGNORECASE,
+)
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\s]+")
+_CREDENTIAL_RE = re.compile(r"\b(bearer|key|token|api[_-]?key)([\s:=]+)[A-Za-z0-9._~+/=-]{6,}", re.IGNORECASE)
+_REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-trace-id", "trace-id", "x-amzn-requestid")
+
+
+# ----- clients ---------------------------------------------------------------------------------------
+
+
+def _timeout(seconds: float) -> httpx.Timeout:
+    return httpx.Timeout(seconds, connect=min(seconds, CONNECT_TIMEOUT_CAP))
+
+
+def build_client(
+    base_url: str,
+    api_key: str | None,
+    *,
+    auth_scheme: str = "Bearer",
+    timeout: float = DEFAULT_TIMEOUT,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> httpx.AsyncClient:
+    """The one API client of a provider. Redirects are not followed: an API that redirects is misconfigured,
+    and following one would be the only way our key could travel to another host."""
+    headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+    if api_key:
+        headers["Authorization"] = f"{auth_scheme} {api_key}"
+    return httpx.AsyncClient(
+        base_url=base_url.rstrip("/"),
+        headers=headers,
+        timeout=_timeout(timeout),
+        transport=transport,
+        follow_redirects=False,
+    )
+
+
+def build_download_client(
+    *, timeout: float = DEFAULT_TIMEOUT, transport: httpx.AsyncBaseTransport | None = None
+) -> httpx.AsyncClient:
+    """A credential-free client for output URLs on CDNs (which do redirect)."""
+    return httpx.AsyncClient(
+        headers={"User-Agent": USER_AGENT},
+        timeout=_timeout(timeout),
+        transport=transport,
+        follow_redirects=True,
+    )
+
+
+# ----- reading responses -----------------------------------------------------------------------------
+
+
+def parse_retry_after(headers: Mapping[str, str] | httpx.Headers | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a `Retry-After` header (delta-seconds or HTTP date); None when absent or invalid."""
+    if not headers:
+        return None
+    value = httpx.Headers(headers).get("retry-after")
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        return _seconds_until(value, time.time() if now is None else now)
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+def _seconds_until(http_date: str, now: float) -> float | None:
+    try:
+        when = parsedate_to_datetime(http_date)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # "-0000" dates come back naive; HTTP dates are always GMT
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - now)
+
+
+def request_id(headers: httpx.Headers) -> str | None:
+    for name in _REQUEST_ID_HEADERS:
+        if value := headers.get(name):
+            return sanitize(value, limit=64)
+    return None
+
+
+def sanitize(text: object, *, limit: int = MESSAGE_LIMIT, secrets: Iterable[str] = ()) -> str:
+    """A provider-supplied string made safe for logs: no secrets, no control characters, bounded length."""
+    if not isinstance(text, str):
+        return ""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    text = _CREDENTIAL_RE.sub(lambda m: f"{m.group(1)}{m.group(2)}***", text)
+    text = _CONTROL_RE.sub(" ", text).strip()
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def json_or_none(response: httpx.Response) -> object | None:
+    try:
+        return response.json()
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError both subclass it
+        return None
+
+
+def response_message(response: httpx.Response, *, secrets: Iterable[str] = ()) -> str:
+    """The human text of an error body in the common shapes (`message`, `error.message`, `detail`, ...),
+    sanitised. Never the raw body: it may echo our request."""
+    return body_message(json_or_none(response), secrets=secrets)
+
+
+def body_message(payload: object, *, secrets: Iterable[str] = ()) -> str:
+    if not isinstance(payload, dict):
+        return ""
+    candidates: list[object] = [payload.get("message"), payload.get("msg"), payload.get("detail")]
+    error = payload.get("error")
+    candidates.append(error.get("message") if isinstance(error, dict) else error)
+    base_resp = payload.get("base_resp")  # MiniMax
+    if isinstance(base_resp, dict):
+        candidates.append(base_resp.get("status_msg"))
+    for candidate in candidates:
+        if isinstance(candidate, str) and candidate.strip():
+            return sanitize(candidate, secrets=secrets)
+    return ""
+
+
+# ----- mapping failures ------------------------------------------------------------------------------
+
+
+def kind_for_status(status: int, message: str = "") -> FailureKind:
+    """The failure class of an HTTP status (or an envelope `code` using HTTP numbers), refined by its text."""
+    if status == 401:
+        return FailureKind.AUTH
+    if status == 402:
+        return FailureKind.BALANCE
+    if status == 429:
+        return FailureKind.RATE_LIMITED
+    if status == 408 or 500 <= status <= 599:
+        return FailureKind.UNAVAILABLE
+    if 400 <= status <= 499:
+        if BALANCE_RE.search(message):
+            return FailureKind.BALANCE
+        if status == 403:
+            return FailureKind.AUTH
+        if MODERATION_RE.search(message):
+            return FailureKind.MODERATION
+        return FailureKind.BAD_REQUEST
+    return FailureKind.INTERNAL
+
+
+def error_from_response(
+    response: httpx.Response, *, message: str, creating: bool = False, code: int | None = None
+) -> ProviderError:
+    """A ProviderError for an error answer. `code` overrides the HTTP status (envelope errors in a 2xx).
+
+    The server answered, so a create normally did not happen; the exception is 504, where a gateway gave up
+    waiting for a backend that may still have created the task.
+    """
+    status = code if code is not None else response.status_code
+    detail = f"HTTP {status}" if code is None else f"code {status}"
+    return ProviderError(
+        kind_for_status(status, message),
+        f"{detail}: {message}" if message else detail,
+        status=status,
+        request_id=request_id(response.headers),
+        retry_after=parse_retry_after(response.headers),
+        maybe_created=creating and status == 504,
+    )
+
+
+def transport_error(exc: httpx.HTTPError, *, creating: bool = False) -> ProviderError:
+    """Map an httpx exception. `creating`: the request was a create (a paid POST).
+
+    Before the connection is up nothing was sent, so nothing was created. After that, a read timeout or
+    a dropped connection leaves a create's outcome unknown: the server may have made (and billed) a task.
+    """
+    name = type(exc).__name__
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
+        return ProviderError(FailureKind.UNAVAILABLE, f"could not connect ({name})")
+    if isinstance(exc, httpx.UnsupportedProtocol | httpx.LocalProtocolError | httpx.TooManyRedirects):
+        return ProviderError(FailureKind.INTERNAL, f"request not sendable ({name})")
+    if isinstance(exc, httpx.TimeoutException):
+        return ProviderError(FailureKind.UNAVAILABLE, f"no answer in time ({name})", maybe_created=creating)
+    return ProviderError(FailureKind.UNAVAILABLE, f"connection failed mid-request ({name})", maybe_created=creating)
+
+
+# ----- downloads -------------------------------------------------------------------------------------
+
+
+class _Retryable(Exception):
+    """A download attempt failed in a way another GET may fix."""
+
+    def __init__(self, detail: str, *, status: int | None = None, retry_after: float | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.status = status
+        self.retry_after = retry_after
+
+
+def _invalid(detail: str, status: int | None = None) -> ProviderError:
+    return ProviderError(FailureKind.OUTPUT_INVALID, detail, status=status)
+
+
+async def stream_download(
+    client: httpx.AsyncClient | None,
+    url: str,
+    dest: Path,
+    max_bytes: int,
+    *,
+    attempts: int = DOWNLOAD_ATTEMPTS,
+    backoff: float = DOWNLOAD_BACKOFF,
+    total_timeout: float = DOWNLOAD_TOTAL_TIMEOUT,
+) -> int:
+    """Stream `url` into `dest` and return its size; never holds the file in memory.
+
+    Writes to `<dest>.part` and renames on success, so `dest` never holds a partial file; the part file is
+    deleted on any failure. Raises ProviderError(OUTPUT_INVALID) when the output is missing, larger than
+    `max_bytes`, empty, or still unreachable after `attempts` tries. `client=None` uses a throwaway
+    credential-free client.
+    """
+    if urlsplit(url).scheme not in ("http", "https"):
+        raise _invalid("unsupported output URL scheme")
+    http = client or build_download_client()
+    part = dest.with_name(dest.name + ".part")
+    try:
+        async with asyncio.timeout(total_timeout):
+            return await _download_with_retries(http, url, dest, part, max_bytes, attempts, backoff)
+    except TimeoutError:
+        raise _invalid(f"download took longer than {total_timeout:.0f}s") from None
+    finally:
+        part.unlink(missing_ok=True)
+        if client is None:
+            await http.aclose()
+
+
+async def _download_with_retries(
+    http: httpx.AsyncClient, url: str, dest: Path, part: Path, max_bytes: int, attempts: int, backoff: float
+) -> int:
+    for attempt in range(1, attempts + 1):
+        try:
+            return await _download_once(http, url, dest, part, max_bytes)
+        except _Retryable as exc:
+            if attempt >= attempts:
+                raise _invalid(f"download failed after {attempts} attempts: {exc.detail}", exc.status) from None
+            await asyncio.sleep(_backoff_delay(attempt, backoff, exc.retry_after))
+    raise _invalid("download not attempted")  # only when attempts < 1
+
+
+def _backoff_delay(attempt: int, base: float, retry_after: float | None) -> float:
+    # Full jitter on exponential backoff; a server hint wins when it is longer, both capped.
+    jittered = random.uniform(0.5, 1.0) * base * 2 ** (attempt - 1)
+    return min(max(jittered, retry_after or 0.0), DOWNLOAD_BACKOFF_CAP)
+
+
+async def _download_once(http: httpx.AsyncClient, url: str, dest: Path, part: Path, max_bytes: int) -> int:
+    try:
+        async with http.stream("GET", url) as response:
+            _check_response(response, max_bytes)
+            size = await _write_body(response, part, max_bytes)
+    except httpx.TransportError as exc:
+        part.unlink(missing_ok=True)
+        raise _Retryable(f"connection error ({type(exc).__name__})") from exc
+    except httpx.HTTPError as exc:  # decoding errors, redirect loops: another try will not help
+        raise _invalid(f"download failed ({type(exc).__name__})") from exc
+    if size == 0:
+        raise _invalid("output is empty")
+    os.replace(part, dest)
+    return size
+
+
+def _check_response(response: httpx.Response, max_bytes: int) -> None:
+    status = response.status_code
+    if status == 429 or status >= 500:
+        raise _Retryable(f"HTTP {status}", status=status, retry_after=parse_retry_after(response.headers))
+    if status == 404 or status == 410:
+        raise _invalid(f"output not found (HTTP {status})", status)
+    if status >= 300:
+        raise _invalid(f"output not downloadable (HTTP {status})", status)
+    declared = response.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        raise _invalid(f"output too large ({int(declared)} > {max_bytes} bytes)", status)
+
+
+async def _write_body(response: httpx.Response, part: Path, max_bytes: int) -> int:
+    size = 0
+    try:
+        with part.open("wb") as handle:
+            # aiter_bytes yields decoded bytes, so a compressed body cannot smuggle in more than max_bytes.
+            async for chunk in response.aiter_bytes(CHUNK_SIZE):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise _invalid(f"output too large (over {max_bytes} bytes)", response.status_code)
+                handle.write(chunk)
+    except OSError as exc:
+        raise ProviderError(FailureKind.INTERNAL, f"could not write the output ({exc.strerror or exc})") from exc
+    return size

@@ -1,0 +1,456 @@
+"""A local stand-in for WaveSpeedAI v3 (providers.md §2) on a real socket, scriptable per task.
+
+Wire behaviour follows the reference: `{"code","message","data"}` envelopes, `POST /api/v3/{model_id}`,
+`GET /api/v3/predictions/{id}/result` (and the bare `/predictions/{id}` variant), Bearer auth, the
+per-endpoint parameter rules, and output files under `/outputs/{id}.mp4` (no auth, like a CDN).
+
+Tests script the next task with `next_scenario(...)` and inject failures with `fail_next_submit`,
+`fail_next_polls`, `malformed_next_polls`, `drop_next_submit_after_create`, `slow_next_submit` and
+`set_balance_exhausted`. Every task records when it was submitted and when it became terminal, so
+benchmarks can measure how long the bot took to notice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import io
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from aiohttp import web
+
+Outcome = Literal["completed", "failed", "nsfw", "never", "cancelled", "unknown_status", "no_outputs"]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+MODEL_PREFIX = "minimax/hailuo-2.3/"
+# endpoint → (needs an image, durations it accepts). Endpoints without a duration list make 6 s clips and
+# accept `duration: 6` at most; 10 s is never possible at 1080P (providers.md §1.3, §2.2).
+ENDPOINTS: dict[str, tuple[bool, tuple[int, ...]]] = {
+    "t2v-standard": (False, (6, 10)),
+    "t2v-pro": (False, (6,)),
+    "i2v-standard": (True, (6, 10)),
+    "i2v-pro": (True, (6,)),
+    "fast": (True, (6, 10)),
+    "fast-pro": (True, (6,)),
+}
+IMAGE_MIMES = ("image/jpeg", "image/jpg", "image/png")  # "Format is JPG/JPEG/PNG"
+MAX_IMAGE_BYTES = 20 * 1024 * 1024
+UNKNOWN_STATUS_WORD = "rebalancing"
+QUEUE_SHARE = 0.25  # time-based tasks report `created` for the first quarter of their duration
+CHUNK = 64 * 1024
+DROPPED = web.RequestKey("dropped", bool)  # set when a handler closed the connection unanswered
+
+
+@dataclass
+class Scenario:
+    """How one task behaves. Poll-based when `queued_polls` or `processing_polls` is set, else time-based.
+
+    `unknown_status` reports an unknown status word where `processing` would be, then completes.
+    """
+
+    duration_s: float | None = None  # None → the fake's default duration
+    queued_polls: int | None = None
+    processing_polls: int | None = None
+    outcome: Outcome = "completed"
+    error_text: str = ""
+    output_bytes: bytes | None = None  # None → a small valid mp4
+    output_status: int = 200
+    output_delay: float = 0.0
+    output_chunked: bool = False  # serve without Content-Length
+
+    @property
+    def poll_based(self) -> bool:
+        return self.queued_polls is not None or self.processing_polls is not None
+
+
+@dataclass
+class FakeTask:
+    id: str
+    endpoint: str
+    body: dict[str, object]
+    scenario: Scenario
+    duration_s: float
+    submitted_at: float  # time.time()
+    polls: int = 0  # polls answered with the task's status (injected failures not counted)
+    terminal_seen_at: float | None = None  # first time a poll answered with a terminal status
+    output_requests: int = 0
+    _terminal_at: float | None = field(default=None, repr=False)
+
+    @property
+    def completed_at(self) -> float | None:
+        """When the status first became terminal (time-based: the scheduled moment, polled or not)."""
+        if self.scenario.outcome == "never":
+            return None
+        if self.scenario.poll_based:
+            return self._terminal_at
+        end = self.submitted_at + self.duration_s
+        return end if time.time() >= end else None
+
+    def phase(self, now: float) -> Literal["queued", "processing", "terminal"]:
+        sc = self.scenario
+        if sc.poll_based:
+            queued, processing = sc.queued_polls or 0, sc.processing_polls or 0
+            if self.polls <= queued:
+                return "queued"
+            phase: Literal["processing", "terminal"] = "processing" if self.polls <= queued + processing else "terminal"
+        else:
+            elapsed = now - self.submitted_at
+            if elapsed < self.duration_s * QUEUE_SHARE:
+                return "queued"
+            phase = "processing" if elapsed < self.duration_s else "terminal"
+        return "processing" if sc.outcome == "never" else phase
+
+    def status_word(self, now: float) -> str:
+        phase = self.phase(now)
+        if phase == "queued":
+            return "created"
+        if phase == "processing":
+            return UNKNOWN_STATUS_WORD if self.scenario.outcome == "unknown_status" else "processing"
+        return {"failed": "failed", "cancelled": "cancelled"}.get(self.scenario.outcome, "completed")
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    method: str
+    path: str
+    status: int  # 0 when the connection was dropped without an answer
+    at: float
+    has_auth: bool  # whether any Authorization header was sent
+
+
+@dataclass(frozen=True)
+class _Failure:
+    status: int
+    message: str
+    retry_after: float | None = None
+    http_status: int | None = None  # set to answer HTTP 2xx with an error `code` in the envelope
+
+
+_mp4_lock = threading.Lock()
+_mp4_cache: bytes | None = None
+
+
+def default_mp4() -> bytes:
+    """A 1 s 320x240 H.264 clip, rendered once per process with the bundled ffmpeg."""
+    global _mp4_cache
+    with _mp4_lock:
+        if _mp4_cache is None:
+            import imageio_ffmpeg
+
+            with tempfile.TemporaryDirectory() as tmp:
+                out = Path(tmp) / "out.mp4"
+                subprocess.run(
+                    [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-f", "lavfi",
+                     "-i", "testsrc=size=320x240:rate=10", "-t", "1", "-pix_fmt", "yuv420p", "-c:v", "libx264",
+                     "-movflags", "+faststart", "-y", str(out)],
+                    check=True,
+                    capture_output=True,
+                    timeout=60,
+                )  # fmt: skip
+                _mp4_cache = out.read_bytes()
+        return _mp4_cache
+
+
+def _error(
+    status: int, message: str, *, retry_after: float | None = None, http_status: int | None = None
+) -> web.Response:
+    headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else None
+    return web.json_response(
+        {"code": status, "message": message, "data": None}, status=http_status or status, headers=headers
+    )
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class FakeWaveSpeed:
+    def __init__(self, api_key: str = "ws-test-key", *, duration_s: float = 0.5) -> None:
+        self.api_key = api_key
+        self.default_duration_s = duration_s
+        self.submits: list[dict[str, object]] = []  # every POST received: endpoint, json body, query
+        self.requests: list[RequestRecord] = []
+        self.tasks: dict[str, FakeTask] = {}
+        self.balance = 10.0
+        self._scenarios: deque[Scenario] = deque()
+        self._submit_failures: deque[_Failure] = deque()
+        self._poll_failures: deque[_Failure | None] = deque()  # None = malformed body
+        self._drop_next_submit = False
+        self._slow_next_submit = 0.0
+        self._balance_exhausted = False
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    # ----- lifecycle ---------------------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        # Room for a 20 MB image as base64 in a data URL.
+        app = web.Application(middlewares=[self._log], client_max_size=32 * 1024 * 1024)
+        app.router.add_post("/api/v3/{model_id:.+}", self._submit)
+        app.router.add_get("/api/v3/predictions/{task_id}/result", self._poll)
+        app.router.add_get("/api/v3/predictions/{task_id}", self._poll)
+        app.router.add_get("/api/v3/balance", self._balance)
+        app.router.add_get("/outputs/{task_id}.mp4", self._output)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+        await self._runner.setup()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        self.port = sock.getsockname()[1]
+        await web.SockSite(self._runner, sock).start()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> FakeWaveSpeed:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # ----- scripting ---------------------------------------------------------------------------------
+
+    def next_scenario(self, **kw: Any) -> Scenario:
+        """Queue a Scenario (see its fields) for the next task created; later calls queue behind it."""
+        scenario = Scenario(**kw)
+        self._scenarios.append(scenario)
+        return scenario
+
+    def fail_next_submit(
+        self, status: int, message: str, retry_after: float | None = None, *, http_status: int | None = None
+    ) -> None:
+        """The next submit answers this error (`http_status=200` puts it in a 2xx envelope instead)."""
+        self._submit_failures.append(_Failure(status, message, retry_after, http_status))
+
+    def fail_next_polls(self, n: int, status: int, retry_after: float | None = None, message: str = "") -> None:
+        text = message or {429: "Too many requests", 401: "invalid authentication"}.get(status, "Internal error")
+        self._poll_failures.extend(_Failure(status, text, retry_after) for _ in range(n))
+
+    def malformed_next_polls(self, n: int) -> None:
+        self._poll_failures.extend(None for _ in range(n))
+
+    def drop_next_submit_after_create(self) -> None:
+        """The next submit creates its task, then closes the connection without answering."""
+        self._drop_next_submit = True
+
+    def slow_next_submit(self, seconds: float) -> None:
+        """The next submit creates its task, then waits `seconds` before answering (client read timeouts)."""
+        self._slow_next_submit = seconds
+
+    def set_balance_exhausted(self, exhausted: bool = True) -> None:
+        self._balance_exhausted = exhausted
+
+    def poll_count(self, task_id: str) -> int:
+        task = self.tasks.get(task_id)
+        return task.polls if task else 0
+
+    def output_url(self, task_id: str) -> str:
+        return f"{self.base_url}/outputs/{task_id}.mp4"
+
+    # ----- handlers ----------------------------------------------------------------------------------
+
+    @web.middleware
+    async def _log(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        status = 0
+        try:
+            response = await handler(request)
+            status = 0 if request.get(DROPPED) else response.status
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        finally:
+            has_auth = "Authorization" in request.headers
+            self.requests.append(RequestRecord(request.method, request.path, status, time.time(), has_auth))
+
+    def _authorized(self, request: web.Request) -> bool:
+        return request.headers.get("Authorization") == f"Bearer {self.api_key}"
+
+    async def _submit(self, request: web.Request) -> web.StreamResponse:
+        endpoint = request.match_info["model_id"]
+        try:
+            body: object = await request.json()
+        except ValueError:
+            body = None
+        self.submits.append({"endpoint": endpoint, "json": body, "query": dict(request.query)})
+        if not self._authorized(request):
+            return _error(401, "invalid authentication")
+        if self._submit_failures:
+            failure = self._submit_failures.popleft()
+            return _error(
+                failure.status, failure.message, retry_after=failure.retry_after, http_status=failure.http_status
+            )
+        if self._balance_exhausted:
+            return _error(402, "Insufficient balance")
+        if not endpoint.startswith(MODEL_PREFIX) or endpoint.removeprefix(MODEL_PREFIX) not in ENDPOINTS:
+            return _error(404, f"model {endpoint} not found")
+        if not isinstance(body, dict):
+            return _error(400, "request body must be a JSON object")
+        short = endpoint.removeprefix(MODEL_PREFIX)
+        if problem := validate_body(short, body):
+            return _error(400, problem)
+        task = self._create(short, body)
+        return await self._answer_submit(request, task)
+
+    def _create(self, endpoint: str, body: dict[str, object]) -> FakeTask:
+        scenario = self._scenarios.popleft() if self._scenarios else Scenario()
+        duration = scenario.duration_s if scenario.duration_s is not None else self.default_duration_s
+        task = FakeTask(uuid.uuid4().hex, endpoint, body, scenario, duration, time.time())
+        self.tasks[task.id] = task
+        return task
+
+    async def _answer_submit(self, request: web.Request, task: FakeTask) -> web.StreamResponse:
+        if self._drop_next_submit:
+            self._drop_next_submit = False
+            transport = request.transport
+            assert transport is not None
+            request[DROPPED] = True
+            transport.abort()
+            return web.Response(status=200)  # never reaches the client
+        if self._slow_next_submit:
+            delay, self._slow_next_submit = self._slow_next_submit, 0.0
+            await asyncio.sleep(delay)
+        return web.json_response({"code": 200, "message": "success", "data": self._prediction(task, "created")})
+
+    async def _poll(self, request: web.Request) -> web.StreamResponse:
+        if not self._authorized(request):
+            return _error(401, "invalid authentication")
+        if self._poll_failures:
+            failure = self._poll_failures.popleft()
+            if failure is None:
+                return web.Response(
+                    text='{"code":200,"message":"success","data":{"id":', content_type="application/json"
+                )
+            return _error(failure.status, failure.message, retry_after=failure.retry_after)
+        task = self.tasks.get(request.match_info["task_id"])
+        if task is None:
+            return _error(404, "prediction not found")
+        task.polls += 1
+        now = time.time()
+        word = task.status_word(now)
+        if task.phase(now) == "terminal":
+            task._terminal_at = task._terminal_at or now
+            task.terminal_seen_at = task.terminal_seen_at or now
+        return web.json_response({"code": 200, "message": "success", "data": self._prediction(task, word)})
+
+    async def _balance(self, request: web.Request) -> web.StreamResponse:
+        if not self._authorized(request):
+            return _error(401, "invalid authentication")
+        balance = 0.0 if self._balance_exhausted else self.balance
+        return web.json_response({"code": 200, "message": "success", "data": {"balance": balance}})
+
+    async def _output(self, request: web.Request) -> web.StreamResponse:
+        task = self.tasks.get(request.match_info["task_id"])
+        if task is None:
+            return web.Response(status=404, text="Not Found")
+        task.output_requests += 1
+        sc = task.scenario
+        if sc.output_delay:
+            await asyncio.sleep(sc.output_delay)
+        if sc.output_status != 200:
+            return web.Response(status=sc.output_status, text="output unavailable")
+        data = sc.output_bytes if sc.output_bytes is not None else await asyncio.to_thread(default_mp4)
+        if not sc.output_chunked:
+            return web.Response(body=data, content_type="video/mp4")
+        response = web.StreamResponse(headers={"Content-Type": "video/mp4"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for start in range(0, len(data), CHUNK):
+            await response.write(data[start : start + CHUNK])
+        await response.write_eof()
+        return response
+
+    def _prediction(self, task: FakeTask, word: str) -> dict[str, object]:
+        sc = task.scenario
+        has_output = word == "completed" and sc.outcome != "no_outputs"
+        outputs = [self.output_url(task.id)] if has_output else []
+        done = task.completed_at
+        return {
+            "id": task.id,
+            "model": MODEL_PREFIX + task.endpoint,
+            "outputs": outputs,
+            "urls": {"get": f"{self.base_url}/api/v3/predictions/{task.id}/result"},
+            "has_nsfw_contents": [sc.outcome == "nsfw"] * len(outputs),
+            "status": word,
+            "created_at": _iso(task.submitted_at),
+            "error": (sc.error_text or "Generation failed") if word == "failed" else "",
+            "timings": {"inference": int((done - task.submitted_at) * 1000) if done else 0},
+        }
+
+
+# ----- request validation (providers.md §2.2) -----------------------------------------------------------
+
+
+def validate_body(endpoint: str, body: dict[str, object]) -> str | None:
+    """The 400 message for a body this endpoint would refuse, or None when it is acceptable."""
+    needs_image, durations = ENDPOINTS[endpoint]
+    prompt = body.get("prompt")
+    if prompt is not None and not isinstance(prompt, str):
+        return "prompt must be a string"
+    if not needs_image and not (isinstance(prompt, str) and prompt.strip()):
+        return "prompt is required"
+    for flag in ("enable_prompt_expansion", "go_fast"):
+        if flag in body and not isinstance(body[flag], bool):
+            return f"{flag} must be a boolean"
+    if "duration" in body:
+        duration = body["duration"]
+        if isinstance(duration, bool) or duration not in durations:
+            return f"duration must be one of {', '.join(map(str, durations))}"
+    if needs_image:
+        return validate_image(body.get("image"))
+    return None
+
+
+def validate_image(image: object) -> str | None:
+    if not isinstance(image, str) or not image:
+        return "image is required"
+    if image.startswith(("http://", "https://")):
+        return None
+    header, sep, payload = image.partition(",")
+    if not sep or not header.startswith("data:") or not header.endswith(";base64"):
+        return "image must be a URL or a base64 data URL"
+    mime = header.removeprefix("data:").removesuffix(";base64").strip().lower()
+    if mime not in IMAGE_MIMES:
+        return "image format must be JPG, JPEG or PNG"
+    try:
+        data = base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        return "image is not valid base64"
+    if len(data) > MAX_IMAGE_BYTES:
+        return "image file size cannot exceed 20MB"
+    return _image_geometry_problem(data)
+
+
+def _image_geometry_problem(data: bytes) -> str | None:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            fmt, (width, height) = img.format, img.size
+    except (UnidentifiedImageError, OSError):
+        return "image could not be decoded"
+    if fmt not in ("JPEG", "PNG"):
+        return "image format must be JPG, JPEG or PNG"
+    if min(width, height) <= 300:
+        return "image short side must be greater than 300px"
+    if not 2 / 5 < width / height < 5 / 2:
+        return "image aspect ratio must be between 2:5 and 5:2"
+    return None
