@@ -1,0 +1,930 @@
+"""A local stand-in for Discord (REST + gateway WebSocket) that the real discord.py client talks to over
+real sockets on 127.0.0.1. Endpoints, response shapes and traps follow discord.md B2.1-B2.5.
+
+Point discord.py at it with two class attributes (discord.md B2.1)::
+
+    discord.http.Route.BASE = f"{fake.base_url}/api/v10"
+    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(fake.gateway_url)
+
+Paths in ``requests`` and in ``inject_error`` are relative to ``/api/v10`` (``/webhooks/...``); CDN downloads are
+logged as ``/attachments/...``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import mimetypes
+import re
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+from aiohttp import BodyPartReader, WSMsgType, web
+
+JSON = dict[str, Any]
+DISCORD_EPOCH_MS = 1420070400000
+EPHEMERAL = 1 << 6
+LOADING = 1 << 7
+COMPONENTS_V2 = 1 << 15
+EVERYONE_PERMISSIONS = 2248473465835073  # Discord's default @everyone set (no admin)
+# discord.Permissions.text() | view_channel | read_message_history | add_reactions | use_application_commands | ...
+# i.e. every text permission, no administrator.
+DEFAULT_PERMISSIONS = 8515152769449024
+OWNER_ID = 1000
+HEARTBEAT_INTERVAL_MS = 41250
+JOINED_AT = "2024-01-01T00:00:00+00:00"
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def _json(obj: object, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    # Exactly "application/json": web.json_response appends a charset and discord.py then sees a str (trap 1).
+    return web.Response(
+        status=status, body=json.dumps(obj).encode(), headers={"Content-Type": "application/json", **(headers or {})}
+    )
+
+
+def _form_error(code: str, message: str) -> JSON:
+    return {"_errors": [{"code": code, "message": message}]}
+
+
+class DiscordError(Exception):
+    """Raised by handlers; turned into Discord's JSON error body."""
+
+    def __init__(
+        self, status: int, code: int, message: str, *, errors: JSON | None = None, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(f"{status} {code} {message}")
+        self.status, self.code, self.message = status, code, message
+        self.errors, self.headers = errors, headers or {}
+
+    def response(self) -> web.Response:
+        body: JSON = {"message": self.message, "code": self.code}
+        if self.errors:
+            body["errors"] = self.errors
+        if self.status == 429:  # discord.py only retries a 429 that has a Via header and a JSON body (trap 2)
+            body.update(retry_after=0.05, **{"global": False})
+        return _json(body, self.status, self.headers)
+
+
+def _rate_limited(message: str) -> DiscordError:
+    headers = {"Via": "1.1 google", "Retry-After": "1", "X-RateLimit-Scope": "user"}
+    return DiscordError(429, 0, message, headers=headers)
+
+
+@dataclass
+class RequestRecord:
+    method: str
+    path: str  # relative to /api/v10, or /attachments/... for the CDN
+    query: dict[str, str]
+    json: Any  # the JSON body, or payload_json of a multipart body
+    files: list[tuple[str, int]]  # (filename, size)
+    status: int = 0
+
+
+@dataclass
+class _Upload:
+    field: str
+    filename: str
+    content_type: str | None
+    data: bytes
+
+
+@dataclass
+class _Injection:
+    method: str
+    prefix: str
+    status: int
+    code: int
+    message: str
+    times: int
+
+
+@dataclass(eq=False)
+class FakeMessage:
+    id: int
+    channel_id: int
+    author_id: int
+    content: str = ""
+    embeds: list[JSON] = field(default_factory=list)
+    components: list[JSON] = field(default_factory=list)
+    attachments: list[JSON] = field(default_factory=list)  # id, filename, size, content_type, url, data (bytes)
+    flags: int = 0
+    deleted: bool = False
+    interaction_token: str | None = None
+    allowed_mentions: JSON | None = None
+    type: int = 0
+    edits: int = 0
+    timestamp: str = field(default_factory=_now_iso)
+    edited_timestamp: str | None = None
+
+    @property
+    def ephemeral(self) -> bool:
+        return bool(self.flags & EPHEMERAL)
+
+    def custom_ids(self) -> list[str]:
+        return [c["custom_id"] for c in _walk_components(self.components)]
+
+
+def _walk_components(node: object) -> list[JSON]:
+    """Every component dict carrying a custom_id, at any depth (action rows, sections, containers)."""
+    found: list[JSON] = []
+    if isinstance(node, list):
+        for item in node:
+            found += _walk_components(item)
+    elif isinstance(node, dict):
+        if "custom_id" in node:
+            found.append(node)
+        for value in node.values():
+            if isinstance(value, list | dict):
+                found += _walk_components(value)
+    return found
+
+
+@dataclass(eq=False)
+class FakeInteraction:
+    id: int
+    token: str
+    type: int
+    payload: JSON  # the INTERACTION_CREATE data sent to the bot
+    attachment_size_limit: int
+    _fake: FakeDiscord = field(repr=False)
+    message_id: int | None = None  # the message a component lives on (type 3)
+    created: float = field(default_factory=time.monotonic)
+    acked: bool = False
+    deferred_ephemeral: bool | None = None
+    response_type: int | None = None
+    original_message_id: int | None = None
+    followups: list[FakeMessage] = field(default_factory=list)
+    choices: list[JSON] | None = None  # autocomplete result (type 8)
+    modal: JSON | None = None  # modal sent (type 9)
+    expired: bool = False
+    dead: bool = False  # missed the ack deadline
+    untouched_defer: bool = False  # type 5 and no webhook call since: the next POST edits the original
+    _acked_event: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+
+    def original(self) -> FakeMessage | None:
+        return None if self.original_message_id is None else self._fake.messages.get(self.original_message_id)
+
+    async def wait_acked(self, timeout: float = 5) -> None:
+        try:
+            await asyncio.wait_for(self._acked_event.wait(), timeout)
+        except TimeoutError:
+            raise TimeoutError(f"interaction {self.id} was not acknowledged within {timeout}s") from None
+
+    async def wait_for(self, predicate: Callable[[FakeDiscord], bool], timeout: float = 30) -> None:
+        await self._fake.wait_until(predicate, timeout)
+
+
+@dataclass(eq=False)
+class _Session:
+    id: str
+    seq: int = 0
+
+
+class _Conn:
+    def __init__(self, ws: web.WebSocketResponse) -> None:
+        self.ws = ws
+        self.session: _Session | None = None
+        self.lock = asyncio.Lock()
+
+    async def send(self, payload: JSON) -> None:
+        async with self.lock:
+            await self.ws.send_str(json.dumps(payload))
+
+    async def dispatch(self, event: str, data: JSON) -> None:
+        assert self.session is not None
+        async with self.lock:  # the sequence number and the frame order must agree
+            self.session.seq += 1
+            await self.ws.send_str(json.dumps({"op": 0, "t": event, "s": self.session.seq, "d": data}))
+
+
+@dataclass
+class _Call:
+    request: web.Request
+    match: dict[str, str]
+    payload: Any  # the JSON body or payload_json (a list for command sync)
+    files: list[_Upload]
+
+    @property
+    def body(self) -> JSON:
+        return self.payload if isinstance(self.payload, dict) else {}
+
+
+Handler = Callable[[_Call], Awaitable[web.Response]]
+
+
+class FakeDiscord:
+    """One application, one bot user, one guild with one text channel."""
+
+    def __init__(
+        self,
+        *,
+        upload_limit: int = 10 * 1024 * 1024,
+        token_ttl: float = 900.0,
+        ack_deadline: float = 3.0,
+        premium_tier: int = 0,
+        bot_token: str = "test-token",
+    ) -> None:
+        self.upload_limit, self.token_ttl, self.ack_deadline = upload_limit, token_ttl, ack_deadline
+        self.premium_tier, self.bot_token = premium_tier, bot_token
+        self._last_id = 0
+        self.application_id, self.bot_user_id = self._snowflake(), self._snowflake()
+        self.guild_id, self.channel_id = self._snowflake(), self._snowflake()
+        self.base_url = self.gateway_url = ""
+        self.sync_count = 0
+        self.requests: list[RequestRecord] = []
+        self.messages: dict[int, FakeMessage] = {}
+        self.interactions: dict[int, FakeInteraction] = {}
+        self.identify: JSON | None = None  # the last IDENTIFY payload
+        self.ready_count = self.resume_count = 0
+        self._scopes: dict[int | None, list[JSON]] = {}  # None = global commands
+        self._by_token: dict[str, FakeInteraction] = {}
+        self._blobs: dict[int, tuple[str, str, bytes]] = {}  # attachment id -> (filename, content type, data)
+        self._roles: dict[int, JSON] = {}
+        self._injections: list[_Injection] = []
+        self._conns: set[_Conn] = set()
+        self._active: _Conn | None = None
+        self._sessions: dict[str, _Session] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._runner: web.AppRunner | None = None
+        self._routes: list[tuple[str, re.Pattern[str], Handler, bool]] = [
+            (m, re.compile(p), h, auth)
+            for m, p, h, auth in [
+                ("GET", r"/users/@me", self._get_me, True),
+                ("GET", r"/oauth2/applications/@me", self._get_app, True),
+                ("GET", r"/gateway(?:/bot)?", self._get_gateway, False),
+                ("GET|PUT", r"/applications/(?P<app>\d+)(?:/guilds/(?P<gid>\d+))?/commands", self._commands, True),
+                ("POST", r"/interactions/(?P<iid>\d+)/(?P<token>[^/]+)/callback", self._callback, False),
+                ("POST", r"/webhooks/(?P<app>\d+)/(?P<token>[^/]+)", self._execute_webhook, False),
+                ("GET|PATCH|DELETE", r"/webhooks/(?P<app>\d+)/(?P<token>[^/]+)/messages/(?P<mid>@original|\d+)",
+                 self._webhook_message, False),
+                ("GET", r"/channels/(?P<cid>\d+)", self._get_channel, True),
+                ("POST", r"/channels/(?P<cid>\d+)/typing", self._typing, True),
+                ("POST", r"/channels/(?P<cid>\d+)/messages", self._create_channel_message, True),
+                ("GET|PATCH|DELETE", r"/channels/(?P<cid>\d+)/messages/(?P<mid>\d+)", self._channel_message, True),
+            ]
+        ]  # fmt: skip
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        app = web.Application(client_max_size=200 * 1024 * 1024)  # video uploads (trap 5)
+        app.router.add_route("*", "/api/v10/{tail:.*}", self._api)
+        app.router.add_get("/attachments/{cid}/{aid}/{filename}", self._cdn)
+        app.router.add_get("/gateway", self._gateway)  # discord.py keeps the trailing slash (trap 6);
+        app.router.add_get("/gateway/", self._gateway)  # resume_gateway_url has none
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.base_url = f"http://127.0.0.1:{port}"
+        self.gateway_url = f"ws://127.0.0.1:{port}/gateway/"
+
+    async def stop(self) -> None:
+        for conn in list(self._conns):
+            await conn.ws.close(code=1001, message=b"server stopping")
+        for task in list(self._tasks):
+            task.cancel()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    # ------------------------------------------------------------------ test-facing API
+
+    @property
+    def commands(self) -> list[JSON]:
+        """The last synced global commands followed by every guild scope's commands."""
+        return [c for scope in self._scopes.values() for c in scope]
+
+    def add_attachment(
+        self,
+        data: bytes,
+        filename: str,
+        content_type: str | None,
+        *,
+        declared_size: int | None = None,
+        width: int | None = None,
+        height: int | None = None,
+    ) -> JSON:
+        """Store a user upload on the fake CDN; returns the attachment object for resolved.attachments."""
+        if not self.base_url:
+            raise RuntimeError("start() the fake before adding attachments: their URLs point at it")
+        aid = self._snowflake()
+        self._blobs[aid] = (filename, content_type or "application/octet-stream", data)
+        url = f"{self.base_url}/attachments/{self.channel_id}/{aid}/{quote(filename)}"
+        size = len(data) if declared_size is None else declared_size
+        optional = {"content_type": content_type, "width": width, "height": height}
+        att: JSON = {"id": str(aid), "filename": filename, "size": size, "url": url, "proxy_url": url}
+        return att | {"ephemeral": True} | {k: v for k, v in optional.items() if v is not None}
+
+    async def wait_ready(self, timeout: float = 10) -> None:
+        """Wait until a live gateway connection has identified (or resumed) and got READY + GUILD_CREATE."""
+        try:
+            # A connection the bot is closing counts as gone (ws.closed flips before the handler ends).
+            await self.wait_until(lambda: self._active is not None and not self._active.ws.closed, timeout)
+        except TimeoutError:
+            raise TimeoutError(f"the bot did not reach READY within {timeout}s") from None
+
+    async def wait_until(
+        self,
+        predicate: Callable[[], bool] | Callable[[FakeDiscord], bool],
+        timeout: float = 30,
+    ) -> None:
+        """Poll until predicate() (or predicate(fake)) is true."""
+        takes_fake = len(inspect.signature(predicate).parameters) > 0
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        while not (predicate(self) if takes_fake else predicate()):  # type: ignore[call-arg]
+            if loop.time() > end:
+                raise TimeoutError(f"condition not met within {timeout}s")
+            await asyncio.sleep(0.02)
+
+    async def invoke(
+        self,
+        name: str,
+        options: dict[str, object] | None = None,
+        *,
+        user_id: int = 1001,
+        user_name: str = "alice",
+        permissions: int = DEFAULT_PERMISSIONS,
+        roles: list[int] | None = None,
+        attachment_size_limit: int | None = None,
+    ) -> FakeInteraction:
+        """Run a synced chat-input command ("name" or "group sub"); attachment options take add_attachment()."""
+        data = self._command_data(name, options or {}, focused=None)
+        return await self._interact(2, data, user_id=user_id, user_name=user_name, permissions=permissions,
+                                    roles=roles, attachment_size_limit=attachment_size_limit)  # fmt: skip
+
+    async def autocomplete(
+        self,
+        name: str,
+        option: str,
+        value: str,
+        *,
+        options: dict[str, object] | None = None,
+        user_id: int = 1001,
+        user_name: str = "alice",
+        permissions: int = DEFAULT_PERMISSIONS,
+        timeout: float = 5,
+    ) -> list[JSON]:
+        """Send a type-4 interaction with `option` focused; returns the choices the bot answered with."""
+        data = self._command_data(name, {**(options or {}), option: value}, focused=option)
+        it = await self._interact(4, data, user_id=user_id, user_name=user_name, permissions=permissions)
+        await it.wait_acked(timeout)
+        return it.choices or []
+
+    async def click(
+        self,
+        message_id: int,
+        custom_id: str,
+        *,
+        user_id: int = 1001,
+        user_name: str = "alice",
+        permissions: int = DEFAULT_PERMISSIONS,
+        roles: list[int] | None = None,
+        values: list[str] | None = None,
+    ) -> FakeInteraction:
+        """Click a button (or pick `values` in a select) on a stored message; the custom_id must be on it."""
+        msg = self.messages.get(message_id)
+        if msg is None or msg.deleted:
+            raise LookupError(f"no message {message_id}")
+        component = next((c for c in _walk_components(msg.components) if c["custom_id"] == custom_id), None)
+        if component is None:
+            raise LookupError(f"message {message_id} has no component {custom_id!r}; it has {msg.custom_ids()}")
+        data: JSON = {"custom_id": custom_id, "component_type": component.get("type", 2)}
+        if values is not None:
+            data["values"] = values
+        return await self._interact(3, data, user_id=user_id, user_name=user_name, permissions=permissions,
+                                    roles=roles, message=msg)  # fmt: skip
+
+    def expire_token(self, token: str) -> None:
+        """From now on this interaction token's webhook routes answer 401 / 50027."""
+        self._by_token[token].expired = True
+
+    def inject_error(
+        self, method: str, path_prefix: str, status: int, code: int, message: str, *, times: int = 1
+    ) -> None:
+        """Answer the next `times` requests matching method ("*" = any) and path prefix with this error."""
+        prefix = path_prefix.removeprefix("/api/v10")
+        self._injections.append(_Injection(method.upper(), prefix, status, code, message, times))
+
+    def delete_message(self, message_id: int) -> None:
+        """A moderator deletes the message: later edits get 404 / 10008."""
+        msg = self.messages[message_id]
+        msg.deleted = True
+        self._spawn(self._dispatch("MESSAGE_DELETE", self._delete_event(msg)))
+
+    async def reconnect_gateway(self) -> None:
+        """Ask the bot to reconnect (op 7); discord.py comes back with RESUME (op 6)."""
+        conn = self._live()
+        await conn.send({"op": 7, "d": None, "s": None, "t": None})
+
+    # ------------------------------------------------------------------ ids, shapes
+
+    def _snowflake(self) -> int:
+        now = (int(time.time() * 1000) - DISCORD_EPOCH_MS) << 22
+        self._last_id = max(self._last_id + 1, now)
+        return self._last_id
+
+    @property
+    def _bot_user(self) -> JSON:
+        return {"id": str(self.bot_user_id), "username": "TestBot", "discriminator": "0", "avatar": None, "bot": True,
+                "global_name": None}  # fmt: skip
+
+    def _channel_json(self) -> JSON:
+        return {"id": str(self.channel_id), "type": 0, "guild_id": str(self.guild_id), "name": "general",
+                "position": 0, "permission_overwrites": [], "nsfw": False, "topic": None, "parent_id": None,
+                "rate_limit_per_user": 0, "last_message_id": None}  # fmt: skip
+
+    def _role_json(self, role_id: int, name: str, permissions: int) -> JSON:
+        pos = int(role_id != self.guild_id)
+        return {"id": str(role_id), "name": name, "permissions": str(permissions), "color": 0, "hoist": False,
+                "flags": 0, "position": pos, "managed": False, "mentionable": False}  # fmt: skip
+
+    def _guild_json(self) -> JSON:
+        roles = [self._role_json(self.guild_id, "@everyone", EVERYONE_PERMISSIONS), *self._roles.values()]
+        member = {"user": self._bot_user, "roles": [], "flags": 0, "joined_at": JOINED_AT, "deaf": False, "mute": False}
+        return {"id": str(self.guild_id), "name": "Test Guild", "unavailable": False, "member_count": 2, "large": False,
+                "owner_id": str(OWNER_ID), "roles": roles, "channels": [self._channel_json()], "members": [member],
+                "threads": [], "emojis": [], "stickers": [], "features": [], "premium_tier": self.premium_tier,
+                "voice_states": [], "presences": [], "stage_instances": [], "guild_scheduled_events": [],
+                "soundboard_sounds": [], "joined_at": JOINED_AT, "preferred_locale": "en-US"}  # fmt: skip
+
+    def _message_json(self, m: FakeMessage) -> JSON:
+        data: JSON = {"id": str(m.id), "channel_id": str(m.channel_id), "guild_id": str(self.guild_id),
+                      "type": m.type, "content": m.content, "author": self._bot_user, "embeds": m.embeds,
+                      "attachments": [{k: v for k, v in a.items() if k != "data"} for a in m.attachments],
+                      "components": m.components, "mentions": [], "mention_roles": [], "mention_everyone": False,
+                      "pinned": False, "tts": False, "timestamp": m.timestamp, "edited_timestamp": m.edited_timestamp,
+                      "flags": m.flags}  # fmt: skip
+        if m.interaction_token is not None:
+            data["webhook_id"] = data["application_id"] = str(self.application_id)
+        return data
+
+    def _delete_event(self, m: FakeMessage) -> JSON:
+        return {"id": str(m.id), "channel_id": str(m.channel_id), "guild_id": str(self.guild_id)}
+
+    def _command_data(self, name: str, values: dict[str, object], *, focused: str | None) -> JSON:
+        words = name.split()
+        found = next(((gid, c) for gid, scope in self._scopes.items() for c in scope
+                      if c["name"] == words[0] and gid in (None, self.guild_id)), None)  # fmt: skip
+        if found is None:
+            raise LookupError(f"/{words[0]} was never synced; synced: {[c['name'] for c in self.commands]}")
+        gid, command = found
+        defs: list[JSON] = command.get("options") or []
+        path: list[JSON] = []
+        for word in words[1:]:
+            sub = next((o for o in defs if o["name"] == word and o["type"] in (1, 2)), None)
+            if sub is None:
+                raise LookupError(f"/{name}: no subcommand {word!r}")
+            path.append(sub)
+            defs = sub.get("options") or []
+        options: list[JSON] = []
+        resolved: JSON = {}
+        for key, value in values.items():
+            spec = next((o for o in defs if o["name"] == key), None)
+            if spec is None:
+                raise LookupError(f"/{name} has no option {key!r}; it has {[o['name'] for o in defs]}")
+            if isinstance(value, dict):  # an attachment object from add_attachment()
+                if spec["type"] != 11:
+                    raise TypeError(f"option {key!r} is type {spec['type']}, not an attachment")
+                resolved.setdefault("attachments", {})[value["id"]] = value
+                value = value["id"]
+            option: JSON = {"name": key, "type": spec["type"], "value": value}
+            if key == focused:
+                option["focused"] = True
+            options.append(option)
+        for sub in reversed(path):
+            options = [{"name": sub["name"], "type": sub["type"], "options": options}]
+        data: JSON = {"id": command["id"], "name": command["name"], "type": command.get("type", 1), "options": options}
+        if resolved:
+            data["resolved"] = resolved
+        if gid is not None:
+            data["guild_id"] = str(gid)
+        return data
+
+    # ------------------------------------------------------------------ gateway
+
+    def _live(self) -> _Conn:
+        if self._active is None or self._active.ws.closed:
+            raise RuntimeError("the bot is not connected to the fake gateway")
+        return self._active
+
+    async def _dispatch(self, event: str, data: JSON) -> None:
+        if self._active is not None and not self._active.ws.closed:
+            await self._active.dispatch(event, data)
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _interact(
+        self,
+        itype: int,
+        data: JSON,
+        *,
+        user_id: int,
+        user_name: str,
+        permissions: int,
+        roles: list[int] | None = None,
+        attachment_size_limit: int | None = None,
+        message: FakeMessage | None = None,
+    ) -> FakeInteraction:
+        conn = self._live()
+        for role_id in roles or []:
+            if role_id not in self._roles:  # make the role exist so Member.roles can resolve it
+                self._roles[role_id] = self._role_json(role_id, f"role-{role_id}", 0)
+                await conn.dispatch("GUILD_ROLE_CREATE", {"guild_id": str(self.guild_id), "role": self._roles[role_id]})
+        limit = self.upload_limit if attachment_size_limit is None else attachment_size_limit
+        iid, token = self._snowflake(), f"itoken-{secrets.token_urlsafe(24)}"
+        user = {"id": str(user_id), "username": user_name, "discriminator": "0", "avatar": None, "global_name": None}
+        payload: JSON = {
+            "id": str(iid), "application_id": str(self.application_id), "type": itype, "version": 1, "token": token,
+            "guild_id": str(self.guild_id), "channel_id": str(self.channel_id), "channel": self._channel_json(),
+            "guild": {"id": str(self.guild_id), "locale": "en-US", "features": []},
+            "member": {"user": user, "roles": [str(r) for r in roles or []], "flags": 0, "joined_at": JOINED_AT,
+                       "permissions": str(permissions), "deaf": False, "mute": False},
+            "app_permissions": str(DEFAULT_PERMISSIONS), "locale": "en-US", "guild_locale": "en-US",
+            "entitlements": [], "authorizing_integration_owners": {"0": str(self.guild_id)}, "context": 0,
+            "attachment_size_limit": limit,  # discord.py raises KeyError without it (trap 3)
+            "data": data,
+        }  # fmt: skip
+        if message is not None:
+            payload["message"] = self._message_json(message)
+        it = FakeInteraction(id=iid, token=token, type=itype, payload=payload, attachment_size_limit=limit,
+                             _fake=self, message_id=message.id if message else None)  # fmt: skip
+        self.interactions[iid] = it
+        self._by_token[token] = it
+        await conn.dispatch("INTERACTION_CREATE", payload)
+        return it
+
+    async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(max_msg_size=0, timeout=2)
+        await ws.prepare(request)
+        conn = _Conn(ws)
+        self._conns.add(conn)
+        try:
+            # TEXT JSON frames: discord.py only decompresses binary frames, so compress= can be ignored.
+            await conn.send({"op": 10, "d": {"heartbeat_interval": HEARTBEAT_INTERVAL_MS}, "s": None, "t": None})
+            async for frame in ws:
+                if frame.type is WSMsgType.TEXT:
+                    await self._on_gateway(conn, json.loads(frame.data))
+        finally:
+            self._conns.discard(conn)
+            if self._active is conn:
+                self._active = None
+        return ws
+
+    async def _on_gateway(self, conn: _Conn, msg: JSON) -> None:
+        op, d = msg.get("op"), msg.get("d") or {}
+        if op == 1:
+            await conn.send({"op": 11, "d": None, "s": None, "t": None})
+        elif op == 2:
+            if d.get("token") != self.bot_token:
+                await conn.ws.close(code=4004, message=b"Authentication failed.")
+                return
+            self.identify = d
+            conn.session = session = _Session(secrets.token_hex(16))
+            self._sessions[session.id] = session
+            await conn.dispatch("READY", {
+                "v": 10, "user": self._bot_user, "guilds": [{"id": str(self.guild_id), "unavailable": True}],
+                "session_id": session.id, "resume_gateway_url": self.gateway_url.rstrip("/"),
+                "application": {"id": str(self.application_id), "flags": 0}, "private_channels": [],
+                "relationships": [], "presences": [],
+            })  # fmt: skip
+            await conn.dispatch("GUILD_CREATE", self._guild_json())
+            self._active = conn
+            self.ready_count += 1
+        elif op == 6:
+            known = self._sessions.get(d.get("session_id", ""))
+            if known is None or d.get("token") != self.bot_token:
+                await conn.send({"op": 9, "d": False, "s": None, "t": None})
+                return
+            conn.session = known
+            await conn.dispatch("RESUMED", {})
+            self._active = conn
+            self.resume_count += 1
+
+    # ------------------------------------------------------------------ HTTP plumbing
+
+    async def _read_body(self, request: web.Request) -> tuple[JSON | list[Any] | None, list[_Upload]]:
+        payload: JSON | list[Any] | None = None
+        files: list[_Upload] = []
+        try:
+            if request.content_type.startswith("multipart/"):
+                async for part in await request.multipart():
+                    if not isinstance(part, BodyPartReader):
+                        continue
+                    data = bytes(await part.read())
+                    if part.filename:
+                        files.append(_Upload(part.name or "", part.filename, part.headers.get("Content-Type"), data))
+                    elif part.name == "payload_json":
+                        payload = json.loads(data)
+            elif request.body_exists:
+                raw = await request.read()
+                payload = json.loads(raw) if raw else None
+        except json.JSONDecodeError:
+            raise DiscordError(400, 50109, "The request body contains invalid JSON.") from None
+        return payload, files
+
+    def _injected(self, method: str, path: str) -> DiscordError | None:
+        for inj in self._injections:
+            if inj.times > 0 and inj.method in ("*", method) and path.startswith(inj.prefix):
+                inj.times -= 1
+                if inj.status == 429:
+                    return _rate_limited(inj.message)
+                return DiscordError(inj.status, inj.code, inj.message)
+        return None
+
+    async def _api(self, request: web.Request) -> web.Response:
+        path = "/" + request.match_info["tail"]
+        record = RequestRecord(request.method, path, dict(request.query), None, [])
+        self.requests.append(record)
+        try:
+            # Read the whole body first, even for errors: answering mid-upload resets the client's connection.
+            payload, files = await self._read_body(request)
+            record.json, record.files = payload, [(f.filename, len(f.data)) for f in files]
+            if error := self._injected(request.method, path):
+                raise error
+            for methods, pattern, handler, needs_bot in self._routes:
+                match = pattern.fullmatch(path)
+                if match is None or request.method not in methods.split("|"):
+                    continue
+                if needs_bot and request.headers.get("Authorization") != f"Bot {self.bot_token}":
+                    raise DiscordError(401, 0, "401: Unauthorized")
+                response = await handler(_Call(request, match.groupdict(), payload, files))
+                break
+            else:
+                raise DiscordError(404, 0, "404: Not Found")
+        except DiscordError as error:
+            response = error.response()
+        record.status = response.status
+        return response
+
+    async def _cdn(self, request: web.Request) -> web.Response:
+        record = RequestRecord("GET", request.path, dict(request.query), None, [])
+        self.requests.append(record)
+        blob = self._blobs.get(int(request.match_info["aid"])) if request.match_info["aid"].isdigit() else None
+        if error := self._injected("GET", request.path):
+            response = web.Response(status=error.status, text=error.message)
+        elif blob is None or blob[0] != request.match_info["filename"]:
+            response = web.Response(status=404, text="Not Found")
+        else:
+            response = web.Response(body=blob[2], headers={"Content-Type": blob[1]})
+        record.status = response.status
+        return response
+
+    # ------------------------------------------------------------------ messages
+
+    def _validate(self, payload: JSON, files: list[_Upload], limit: int) -> None:
+        if any(len(f.data) > limit for f in files):
+            raise DiscordError(413, 40005, "Request entity too large")
+        errors: JSON = {}
+        content = payload.get("content")
+        if isinstance(content, str) and len(content) > 2000:
+            errors["content"] = _form_error("BASE_TYPE_MAX_LENGTH", "Must be 2000 or fewer in length.")
+        embeds: list[JSON] = payload.get("embeds") or []
+        texts = [e.get(k) for e in embeds for k in ("title", "description")]
+        texts += [f.get(k) for e in embeds for f in e.get("fields", []) for k in ("name", "value")]
+        size = sum(len(str(t or "")) for t in texts)
+        if len(embeds) > 10:
+            errors["embeds"] = _form_error("BASE_TYPE_MAX_LENGTH", "Must be 10 or fewer in length.")
+        elif size > 6000:
+            errors["embeds"] = _form_error("MAX_EMBED_SIZE_EXCEEDED", "Embed size exceeds maximum size of 6000")
+        rows = payload.get("components") or []
+        max_rows = 40 if int(payload.get("flags") or 0) & COMPONENTS_V2 else 5
+        if len(rows) > max_rows:
+            errors["components"] = _form_error("BASE_TYPE_MAX_LENGTH", f"Must be {max_rows} or fewer in length.")
+        elif any(not 1 <= len(str(c["custom_id"])) <= 100 for c in _walk_components(rows)):
+            errors["components"] = _form_error("BASE_TYPE_BAD_LENGTH", "custom_id must be between 1 and 100 in length.")
+        if errors:
+            raise DiscordError(400, 50035, "Invalid Form Body", errors=errors)
+
+    def _new_attachments(self, payload: JSON, files: list[_Upload]) -> list[JSON]:
+        placeholders = {str(a.get("id")): a for a in payload.get("attachments") or [] if isinstance(a, dict)}
+        out: list[JSON] = []
+        for index, up in enumerate(files):
+            key = m.group(1) if (m := re.fullmatch(r"files\[(\d+)\]", up.field)) else str(index)
+            meta = placeholders.get(key, {})
+            filename = str(meta.get("filename") or up.filename)
+            ctype = mimetypes.guess_type(filename)[0] or up.content_type or "application/octet-stream"
+            aid = self._snowflake()
+            self._blobs[aid] = (filename, ctype, up.data)
+            url = f"{self.base_url}/attachments/{self.channel_id}/{aid}/{quote(filename)}"
+            att: JSON = {"id": str(aid), "filename": filename, "size": len(up.data), "content_type": ctype,
+                         "url": url, "proxy_url": url, "data": up.data}  # fmt: skip
+            if meta.get("description"):
+                att["description"] = meta["description"]
+            out.append(att)
+        return out
+
+    def _create(
+        self, payload: JSON, files: list[_Upload], *, flags: int, token: str | None = None, type: int = 0
+    ) -> FakeMessage:
+        msg = FakeMessage(
+            id=self._snowflake(), channel_id=self.channel_id, author_id=self.bot_user_id,
+            content=payload.get("content") or "", embeds=list(payload.get("embeds") or []),
+            components=list(payload.get("components") or []), attachments=self._new_attachments(payload, files),
+            flags=flags, interaction_token=token, allowed_mentions=payload.get("allowed_mentions"), type=type,
+        )  # fmt: skip
+        self.messages[msg.id] = msg
+        return msg
+
+    def _edit(self, msg: FakeMessage, payload: JSON, files: list[_Upload]) -> FakeMessage:
+        """Only keys present change; an `attachments` list keeps just the listed ids, plus any new files."""
+        if "content" in payload:
+            msg.content = payload["content"] or ""
+        if "embeds" in payload:
+            msg.embeds = list(payload["embeds"] or [])
+        if "components" in payload:
+            msg.components = list(payload["components"] or [])
+        if "allowed_mentions" in payload:
+            msg.allowed_mentions = payload["allowed_mentions"]
+        if "flags" in payload:  # ephemeral is fixed at creation; LOADING is never settable
+            msg.flags = (msg.flags & (EPHEMERAL | LOADING)) | (int(payload["flags"] or 0) & ~(EPHEMERAL | LOADING))
+        if "attachments" in payload:
+            keep = {str(a.get("id")) for a in payload["attachments"] or [] if isinstance(a, dict)}
+            msg.attachments = [a for a in msg.attachments if a["id"] in keep]
+        msg.attachments += self._new_attachments(payload, files)
+        msg.flags &= ~LOADING
+        msg.edits += 1
+        msg.edited_timestamp = _now_iso()
+        return msg
+
+    @staticmethod
+    def _flags(payload: JSON, allowed: int) -> int:
+        return int(payload.get("flags") or 0) & allowed
+
+    # ------------------------------------------------------------------ REST handlers
+
+    async def _get_me(self, _c: _Call) -> web.Response:
+        return _json(self._bot_user)
+
+    async def _get_app(self, _c: _Call) -> web.Response:
+        owner = {"id": str(OWNER_ID), "username": "owner", "discriminator": "0", "avatar": None, "global_name": None}
+        return _json({"id": str(self.application_id), "name": "TestBot", "description": "", "icon": None,
+                      "bot_public": True, "bot_require_code_grant": False, "owner": owner,
+                      "verify_key": "0" * 64, "flags": 0, "bot": self._bot_user})  # fmt: skip
+
+    async def _get_gateway(self, _c: _Call) -> web.Response:
+        limits = {"total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": 1}
+        return _json({"url": self.gateway_url.rstrip("/"), "shards": 1, "session_start_limit": limits})
+
+    async def _commands(self, c: _Call) -> web.Response:
+        if int(c.match["app"]) != self.application_id:
+            raise DiscordError(404, 10002, "Unknown Application")
+        gid = int(c.match["gid"]) if c.match.get("gid") else None
+        if c.request.method == "GET":
+            return _json(self._scopes.get(gid, []))
+        if not isinstance(c.payload, list):
+            raise DiscordError(400, 50035, "Invalid Form Body")
+        previous = {(cmd["name"], cmd.get("type", 1)): cmd for cmd in self._scopes.get(gid, [])}
+        synced: list[JSON] = []
+        for item in c.payload:
+            command = {**item, "type": item.get("type", 1)}
+            before = previous.get((command["name"], command["type"]))
+            command["id"] = before["id"] if before else str(self._snowflake())  # bulk overwrite keeps ids
+            command["application_id"], command["version"] = str(self.application_id), str(self._snowflake())
+            if gid is not None:
+                command["guild_id"] = str(gid)
+            synced.append(command)
+        self._scopes[gid] = synced
+        self.sync_count += 1
+        return _json(synced)
+
+    async def _callback(self, c: _Call) -> web.Response:
+        it = self.interactions.get(int(c.match["iid"]))
+        if it is None or it.token != c.match["token"]:
+            raise DiscordError(404, 10062, "Unknown interaction")
+        if it.acked:
+            raise DiscordError(400, 40060, "Interaction has already been acknowledged.")
+        if it.dead or time.monotonic() - it.created > self.ack_deadline:
+            it.dead = True
+            raise DiscordError(404, 10062, "Unknown interaction")
+        rtype, data, files = c.body.get("type"), c.body.get("data") or {}, c.files
+        summary: JSON = {"id": str(it.id), "type": it.type}
+        resource: JSON = {"type": rtype}
+        if rtype in (4, 5):
+            if rtype == 5:
+                data, files = {"flags": int(data.get("flags") or 0) & EPHEMERAL}, []
+            self._validate(data, files, it.attachment_size_limit)
+            flags = self._flags(data, ~LOADING) | (LOADING if rtype == 5 else 0)
+            msg = self._create(data, files, flags=flags, token=it.token, type=20 if it.type == 2 else 0)
+            it.original_message_id = msg.id
+            if rtype == 5:
+                it.deferred_ephemeral, it.untouched_defer = msg.ephemeral, True
+            else:
+                resource["message"] = self._message_json(msg)
+            summary.update(response_message_id=str(msg.id), response_message_loading=rtype == 5,
+                           response_message_ephemeral=msg.ephemeral)  # fmt: skip
+        elif rtype in (6, 7):
+            if it.message_id is None:
+                raise DiscordError(400, 40043, "Interaction response type is only valid for component interactions")
+            msg = self.messages[it.message_id]
+            if rtype == 7:
+                self._validate(data, files, it.attachment_size_limit)
+                self._edit(msg, data, files)
+                resource["message"] = self._message_json(msg)
+            it.original_message_id = msg.id
+            summary.update(response_message_id=str(msg.id), response_message_ephemeral=msg.ephemeral)
+        elif rtype == 8:
+            it.choices = list(data.get("choices") or [])
+        elif rtype == 9:
+            it.modal = data
+        else:
+            raise DiscordError(400, 50035, "Invalid Form Body", errors={"type": _form_error("BASE_TYPE_CHOICES", "")})
+        it.acked, it.response_type = True, rtype
+        it._acked_event.set()
+        # discord.py >= 2.5 sends ?with_response=1 and needs this JSON body, not a 204 (trap 4).
+        return _json({"interaction": summary, "resource": resource})
+
+    def _token_owner(self, m: dict[str, str]) -> FakeInteraction:
+        it = self._by_token.get(m["token"])
+        if it is None or int(m["app"]) != self.application_id or it.dead or not it.acked:
+            raise DiscordError(404, 10015, "Unknown Webhook")
+        if it.expired or time.monotonic() - it.created >= self.token_ttl:
+            raise DiscordError(401, 50027, "Invalid Webhook Token")
+        return it
+
+    async def _execute_webhook(self, c: _Call) -> web.Response:
+        it = self._token_owner(c.match)
+        self._validate(c.body, c.files, it.attachment_size_limit)
+        if it.untouched_defer and it.original_message_id is not None:
+            # Documented back-compat: the first POST right after a type-5 defer edits the loading message.
+            it.untouched_defer = False
+            msg = self._edit(self.messages[it.original_message_id], {**c.body, "flags": 0}, c.files)
+        else:
+            msg = self._create(c.body, c.files, flags=self._flags(c.body, ~LOADING), token=it.token)
+            it.followups.append(msg)
+        if c.request.query.get("wait", "").lower() not in ("1", "true"):
+            return web.Response(status=204)
+        return _json(self._message_json(msg))
+
+    async def _webhook_message(self, c: _Call) -> web.Response:
+        it = self._token_owner(c.match)
+        mid = it.original_message_id if c.match["mid"] == "@original" else int(c.match["mid"])
+        msg = self.messages.get(mid) if mid is not None else None
+        if msg is None or msg.deleted or mid not in {it.original_message_id, *(f.id for f in it.followups)}:
+            raise DiscordError(404, 10008, "Unknown Message")
+        if c.request.method == "DELETE":
+            msg.deleted = True
+            if not msg.ephemeral:
+                await self._dispatch("MESSAGE_DELETE", self._delete_event(msg))
+            return web.Response(status=204)
+        if c.request.method == "PATCH":
+            self._validate(c.body, c.files, it.attachment_size_limit)
+            self._edit(msg, c.body, c.files)
+            if mid == it.original_message_id:
+                it.untouched_defer = False
+        return _json(self._message_json(msg))
+
+    def _check_channel(self, c: _Call) -> None:
+        if int(c.match["cid"]) != self.channel_id:
+            raise DiscordError(404, 10003, "Unknown Channel")
+
+    async def _get_channel(self, c: _Call) -> web.Response:
+        self._check_channel(c)
+        return _json(self._channel_json())
+
+    async def _typing(self, c: _Call) -> web.Response:
+        self._check_channel(c)
+        return web.Response(status=204)
+
+    async def _create_channel_message(self, c: _Call) -> web.Response:
+        self._check_channel(c)
+        body = c.body
+        self._validate(body, c.files, self.upload_limit)
+        if not (body.get("content") or body.get("embeds") or body.get("components") or c.files or body.get("poll")):
+            raise DiscordError(400, 50006, "Cannot send an empty message")
+        msg = self._create(body, c.files, flags=self._flags(body, ~(EPHEMERAL | LOADING)))
+        event = {**self._message_json(msg), "member": {"roles": [], "joined_at": JOINED_AT, "flags": 0}}
+        await self._dispatch("MESSAGE_CREATE", event)
+        return _json(self._message_json(msg))
+
+    async def _channel_message(self, c: _Call) -> web.Response:
+        self._check_channel(c)
+        msg = self.messages.get(int(c.match["mid"]))
+        # Ephemeral messages exist only for the interaction token: the bot token cannot see them.
+        if msg is None or msg.deleted or msg.ephemeral or msg.channel_id != self.channel_id:
+            raise DiscordError(404, 10008, "Unknown Message")
+        if c.request.method == "DELETE":
+            msg.deleted = True
+            await self._dispatch("MESSAGE_DELETE", self._delete_event(msg))
+            return web.Response(status=204)
+        if c.request.method == "PATCH":
+            if msg.author_id != self.bot_user_id:
+                raise DiscordError(403, 50005, "Cannot edit a message authored by another user")
+            self._validate(c.body, c.files, self.upload_limit)
+            self._edit(msg, c.body, c.files)
+        return _json(self._message_json(msg))
