@@ -1,0 +1,236 @@
+"""hailuo-bot: the one place that assembles the app (settings, logging, database, providers, bot).
+
+python bot.py              run the bot
+python bot.py sync         push the slash command definitions to Discord now, then exit
+python bot.py generate ... run one job from the terminal (same checks, provider and delivery)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import logging
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import discord
+import yarl
+from discord.ext import commands
+
+from providers.base import Provider
+from providers.preview import PreviewProvider
+from providers.wavespeed import WaveSpeedProvider
+from services.errors import UserError
+from services.jobs import JobService
+from services.pricing import PriceTable
+from settings import Settings, SettingsError, load_settings
+from storage.db import Database
+from storage.jobs import JobRepository
+
+log = logging.getLogger("hailuo")
+
+TOKEN_HELP = """DISCORD_TOKEN is not set.
+Create an application at https://discord.com/developers/applications, open "Bot", press
+"Reset Token", and put the token in the environment (or in a .env file next to config.toml):
+    DISCORD_TOKEN=your-token-here
+See the README ("Create the Discord application") for the scopes and permissions to invite it with."""
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    # httpx logs every request line at INFO; provider URLs are harmless but noisy.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("discord.http").setLevel(logging.WARNING)
+
+
+def point_discord_at(api_base: str | None, gateway_url: str | None) -> None:
+    """Send discord.py to another endpoint (a proxy or a local stand-in): discord.md B2.1."""
+    if api_base:
+        discord.http.Route.BASE = f"{api_base.rstrip('/')}/api/v10"
+    if gateway_url:
+        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
+
+
+def build_providers(settings: Settings) -> dict[str, Provider]:
+    """The enabled providers, in the configured order of preference."""
+    cfg = settings.config.providers
+    built: dict[str, Provider] = {}
+    for name in settings.enabled_providers():
+        if name == "wavespeed":
+            key = settings.api_key("wavespeed")
+            assert key is not None
+            built[name] = WaveSpeedProvider(key, cfg.wavespeed.base_url, timeout=cfg.wavespeed.timeout)
+        elif name == "preview":
+            built[name] = PreviewProvider(
+                settings.config.bot.data_dir / "preview",
+                fps=cfg.preview.fps,
+                min_runtime_s=cfg.preview.min_runtime_seconds,
+            )
+    return built
+
+
+@dataclass
+class App:
+    settings: Settings
+    db: Database
+    repo: JobRepository
+    providers: dict[str, Provider]
+    jobs: JobService
+
+
+@asynccontextmanager
+async def open_app(settings: Settings) -> AsyncIterator[App]:
+    cfg = settings.config
+    db = await Database(settings.database_path).open()
+    providers = build_providers(settings)
+    try:
+        repo = JobRepository(db)
+        jobs = JobService(
+            repo,
+            providers,
+            PriceTable(cfg.prices),
+            cfg.quotas,
+            cfg.bot.data_dir,
+            deadline_seconds=cfg.bot.job_deadline_seconds,
+            max_output_bytes=cfg.bot.max_output_mib * 1024 * 1024,
+            typical_seconds={
+                "wavespeed": cfg.providers.wavespeed.typical_seconds,
+                "preview": cfg.providers.preview.typical_seconds,
+            },
+            edit_interval=cfg.bot.progress_edit_interval,
+        )
+        log.info("providers in use: %s", ", ".join(providers) or "none")
+        yield App(settings, db, repo, providers, jobs)
+        await jobs.shutdown()
+    finally:
+        for provider in providers.values():
+            await provider.aclose()
+        await db.close()
+
+
+class HailuoBot(commands.Bot):
+    def __init__(self, app: App, *, force_sync: bool = False, **options: object) -> None:
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=discord.Intents.default(),  # no privileged intents needed
+            allowed_mentions=discord.AllowedMentions.none(),
+            help_command=None,
+            **options,  # type: ignore[arg-type]
+        )
+        self.app = app
+        self.force_sync = force_sync
+        self.tree.on_error = self.on_app_command_error  # type: ignore[method-assign]
+
+    async def setup_hook(self) -> None:
+        from cogs.generate import GenerateCog
+        from cogs.quota import QuotaCog
+        from cogs.views import DeleteButton, RerollButton
+
+        cfg = self.app.settings.config
+        await self.add_cog(GenerateCog(self.app.jobs, handover_seconds=cfg.bot.token_handover_seconds))
+        await self.add_cog(QuotaCog(self.app.repo, cfg.quotas))
+        self.add_dynamic_items(RerollButton, DeleteButton)
+        await self.sync_commands_if_changed()
+
+    async def sync_commands_if_changed(self) -> None:
+        """Sync only when the definitions changed since the last sync (Discord limits creates per day)."""
+        guild_id = self.app.settings.config.bot.dev_guild_id
+        guild = discord.Object(guild_id) if guild_id else None
+        if guild is not None:
+            self.tree.copy_global_to(guild=guild)
+        payload = [command.to_dict(self.tree) for command in self.tree.get_commands()]
+        digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+        key = f"commands_hash:{guild_id or 'global'}"
+        if not self.force_sync and await self.app.repo.get_meta(key) == digest:
+            log.info("slash commands unchanged; not syncing")
+            return
+        synced = await self.tree.sync(guild=guild)
+        await self.app.repo.set_meta(key, digest)
+        log.info("synced %d slash commands (%s)", len(synced), f"guild {guild_id}" if guild else "global")
+
+    async def on_app_command_error(
+        self, interaction: discord.Interaction, error: discord.app_commands.AppCommandError
+    ) -> None:
+        """One funnel for unexpected errors: a short private apology, the details only in the log."""
+        log.error(
+            "command %s failed (interaction %d)",
+            getattr(interaction.command, "name", "?"),
+            interaction.id,
+            exc_info=error,
+        )
+        text = f"Sorry, something went wrong on our side (reference {interaction.id}). Nothing was charged."
+        try:
+            if interaction.response.is_done():
+                await interaction.followup.send(text, ephemeral=True)
+            else:
+                await interaction.response.send_message(text, ephemeral=True)
+        except discord.HTTPException:
+            pass
+
+
+async def run_bot(settings: Settings, *, sync_only: bool = False) -> None:
+    token = settings.secrets.discord_token
+    if token is None:
+        print(TOKEN_HELP, file=sys.stderr)
+        raise SystemExit(2)
+    point_discord_at(settings.secrets.discord_api_base, settings.secrets.discord_gateway_url)
+    async with open_app(settings) as app:
+        bot = HailuoBot(app, force_sync=sync_only)
+        async with bot:
+            if sync_only:
+                await bot.login(token.get_secret_value())  # setup_hook runs here and syncs
+                return
+            await bot.start(token.get_secret_value())
+
+
+async def generate_from_terminal(settings: Settings, args: argparse.Namespace) -> int:
+    from cli import run_generate
+
+    async with open_app(settings) as app:
+        try:
+            return await run_generate(app.jobs, args)
+        except UserError as exc:
+            print(exc.message, file=sys.stderr)
+            return 1
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="bot.py", description="hailuo-bot: Hailuo videos on Discord")
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("run", help="run the bot (the default)")
+    sub.add_parser("sync", help="sync slash commands to Discord now and exit")
+    gen = sub.add_parser("generate", help="run one job from the terminal (no Discord)")
+    gen.add_argument("--prompt", default="")
+    gen.add_argument("--image", type=Path, help="first frame (makes it an /animate job)")
+    gen.add_argument("--quality", default="standard", choices=["standard", "pro", "fast", "fast-pro"])
+    gen.add_argument("--duration", type=int, default=6, choices=[6, 10])
+    gen.add_argument("--no-optimize", action="store_true", help="turn the provider's prompt optimizer off")
+    gen.add_argument("--out", type=Path, default=Path("clip.mp4"))
+    gen.add_argument("--upload-limit-mib", type=float, help="fit the clip under this size, as Discord would")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"Invalid configuration:\n{exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.config.bot.log_level)
+    try:
+        if args.command == "generate":
+            return asyncio.run(generate_from_terminal(settings, args))
+        asyncio.run(run_bot(settings, sync_only=args.command == "sync"))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

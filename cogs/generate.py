@@ -1,0 +1,305 @@
+"""/video, /animate, /camera and the Re-roll / Delete buttons: thin adapters over JobService.
+
+Sequence (discord.md A2, A3, A17): checks that need no I/O answer privately at once; otherwise we
+defer *ephemerally* within the 3 s, download and check the image, reserve the cost, and only then
+post the public job card as a follow-up. So a problem found late is still private, while the card
+everyone follows is public. The private "thinking" message is first edited into a short receipt, so
+the follow-up creates a new message rather than editing the deferred one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Literal
+
+import aiohttp
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from cogs.cards import render
+from cogs.reporter import NO_PINGS, DiscordReporter
+from services import camera
+from services.errors import QuotaExceeded, UserError
+from services.images import MAX_DECLARED_BYTES, check_declared, inspect_image
+from services.jobs import JobService, Requester
+from services.pricing import format_usd
+from services.prompts import validate_combination, validate_prompt
+from services.spec import GenerationSpec, ImageInput
+from storage.db import StorageError
+
+log = logging.getLogger(__name__)
+
+QUALITY_T2V = [
+    app_commands.Choice(name="standard — 768P", value="standard"),
+    app_commands.Choice(name="pro — 1080P (6 s only)", value="pro"),
+]
+QUALITY_I2V = [
+    *QUALITY_T2V,
+    app_commands.Choice(name="fast — 768P, cheaper", value="fast"),
+    app_commands.Choice(name="fast-pro — 1080P, cheaper (6 s only)", value="fast-pro"),
+]
+DURATIONS = [
+    app_commands.Choice(name="6 seconds", value=6),
+    app_commands.Choice(name="10 seconds (768P only)", value=10),
+]
+
+
+def with_camera(prompt: str | None, moves: str | None) -> str | None:
+    """The `camera` option is a convenience: its moves become a bracket at the start of the prompt."""
+    if not moves:
+        return prompt
+    return f"[{moves}] {prompt or ''}".strip()
+
+
+def suggest_moves(current: str, limit: int = 25) -> list[str]:
+    """Autocomplete for the `camera` option: complete the last of the comma-separated moves."""
+    *typed, last = current.split(",")
+    done = [_canonical_move(part) for part in typed if part.strip()]
+    last = last.strip()
+    if len(done) >= 3:
+        return [", ".join(done)]
+    return [", ".join([*done, move]) for move in camera.suggest(last, limit) if move not in done][:limit]
+
+
+def _canonical_move(text: str) -> str:
+    try:
+        return camera.parse_directives(f"[{text}]")[0][0]
+    except (UserError, IndexError):
+        return text.strip()
+
+
+def quota_text(exc: QuotaExceeded) -> str:
+    if exc.resets_at is None:
+        return exc.message
+    return f"{exc.message} It resets <t:{int(exc.resets_at.timestamp())}:R>."
+
+
+class GenerateCog(commands.Cog):
+    def __init__(self, jobs: JobService, *, handover_seconds: float) -> None:
+        self.jobs = jobs
+        self.handover_seconds = handover_seconds
+        self._http: aiohttp.ClientSession | None = None
+
+    async def cog_load(self) -> None:
+        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
+
+    async def cog_unload(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+
+    # ----- commands --------------------------------------------------------------------------------
+
+    @app_commands.command(name="video", description="Generate a video from a text prompt (Hailuo 2.3).")
+    @app_commands.describe(
+        prompt="What should happen in the video (up to 2000 characters; camera moves like [Pan left] allowed)",
+        quality="standard = 768P, pro = 1080P (6 s only)",
+        duration="Length of the clip; 10 s only at 768P",
+        optimize_prompt="Let the service expand and refine your prompt (default: on)",
+        camera="Optional camera moves, up to 3 (e.g. Push in, Pan left) — start typing to see them",
+    )
+    @app_commands.choices(quality=QUALITY_T2V, duration=DURATIONS)
+    async def video(
+        self,
+        interaction: discord.Interaction,
+        prompt: app_commands.Range[str, 1, 2000],
+        quality: app_commands.Choice[str] | None = None,
+        duration: app_commands.Choice[int] | None = None,
+        optimize_prompt: bool = True,
+        camera: str | None = None,
+    ) -> None:
+        try:
+            spec = self._spec("t2v", with_camera(prompt, camera), quality, duration, optimize_prompt, required=True)
+        except UserError as exc:
+            await interaction.response.send_message(exc.message, ephemeral=True)
+            return
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        await self._start(interaction, spec, command="video")
+
+    @app_commands.command(name="animate", description="Animate an image into a video (Hailuo 2.3).")
+    @app_commands.describe(
+        image="The first frame: JPEG, PNG or WebP, up to 20 MB, short side over 300 px",
+        prompt="Optional: what should happen (camera moves like [Push in] allowed)",
+        quality="standard/pro = 768P/1080P; fast/fast-pro = cheaper variants",
+        duration="Length of the clip; 10 s only at 768P",
+        optimize_prompt="Let the service expand and refine your prompt (default: on)",
+        camera="Optional camera moves, up to 3 (e.g. Push in, Pan left) — start typing to see them",
+    )
+    @app_commands.choices(quality=QUALITY_I2V, duration=DURATIONS)
+    async def animate(
+        self,
+        interaction: discord.Interaction,
+        image: discord.Attachment,
+        prompt: app_commands.Range[str, 0, 2000] | None = None,
+        quality: app_commands.Choice[str] | None = None,
+        duration: app_commands.Choice[int] | None = None,
+        optimize_prompt: bool = True,
+        camera: str | None = None,
+    ) -> None:
+        try:
+            spec = self._spec("i2v", with_camera(prompt, camera), quality, duration, optimize_prompt, required=False)
+            check_declared(image.size, image.filename)
+        except UserError as exc:
+            await interaction.response.send_message(exc.message, ephemeral=True)
+            return
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        try:
+            data = await self._download(image.url)
+            checked: ImageInput = await asyncio.to_thread(inspect_image, data)
+        except UserError as exc:
+            await interaction.edit_original_response(content=exc.message)
+            return
+        spec = GenerationSpec(
+            mode=spec.mode,
+            quality=spec.quality,
+            duration=spec.duration,
+            prompt=spec.prompt,
+            optimize_prompt=spec.optimize_prompt,
+            image=checked,
+        )
+        await self._start(interaction, spec, command="animate")
+
+    @video.autocomplete("camera")
+    @animate.autocomplete("camera")
+    async def camera_autocomplete(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        return [app_commands.Choice(name=value, value=value) for value in suggest_moves(current)]
+
+    @app_commands.command(name="camera", description="List the camera moves you can put in a prompt.")
+    async def camera_help(self, interaction: discord.Interaction) -> None:
+        await interaction.response.send_message(camera.HELP_TEXT, ephemeral=True)
+
+    # ----- buttons -----------------------------------------------------------------------------------
+
+    async def reroll(self, interaction: discord.Interaction, job_id: int) -> None:
+        job = await self.jobs.repo.get(job_id)
+        if job is None:
+            await interaction.response.send_message("That job no longer exists.", ephemeral=True)
+            return
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        try:
+            spec = self.jobs.spec_for(job)
+        except (OSError, UserError):
+            await interaction.edit_original_response(content="The original image is no longer stored; start anew.")
+            return
+        await self._start(interaction, spec, command=job.command, parent_job_id=job.id)
+
+    async def delete(self, interaction: discord.Interaction, job_id: int) -> None:
+        job = await self.jobs.repo.get(job_id)
+        allowed = job is not None and interaction.user.id == job.user_id
+        permissions = interaction.permissions
+        if not allowed and not permissions.manage_messages:
+            await interaction.response.send_message(
+                "Only the person who asked for this video (or a moderator) can delete it.", ephemeral=True
+            )
+            return
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        try:
+            if interaction.message is not None:
+                await interaction.message.delete()
+        except discord.NotFound:
+            pass
+        except discord.HTTPException:
+            await interaction.edit_original_response(content="I could not delete that message.")
+            return
+        log.info("job %d: result deleted by user %d", job_id, interaction.user.id)
+        await interaction.edit_original_response(content="Deleted.")
+
+    # ----- shared steps --------------------------------------------------------------------------------
+
+    def _spec(
+        self,
+        mode: Literal["t2v", "i2v"],
+        prompt: str | None,
+        quality: app_commands.Choice[str] | None,
+        duration: app_commands.Choice[int] | None,
+        optimize_prompt: bool,
+        *,
+        required: bool,
+    ) -> GenerationSpec:
+        chosen_quality = quality.value if quality else "standard"
+        chosen_duration = duration.value if duration else 6
+        validate_combination(mode, chosen_quality, chosen_duration)
+        text = validate_prompt(prompt, required=required)
+        return GenerationSpec(
+            mode=mode,
+            quality=chosen_quality,  # type: ignore[arg-type]
+            duration=chosen_duration,
+            prompt=text,
+            optimize_prompt=optimize_prompt,
+        )
+
+    async def _download(self, url: str) -> bytes:
+        """Fetch the attachment with a hard cap, whatever size it declared."""
+        assert self._http is not None
+        chunks, total = [], 0
+        try:
+            async with self._http.get(url) as response:
+                if response.status != 200:
+                    raise UserError("I could not download your image from Discord. Please upload it again.")
+                async for chunk in response.content.iter_chunked(64 * 1024):
+                    total += len(chunk)
+                    if total > MAX_DECLARED_BYTES:
+                        raise UserError("The image is larger than 20 MB. Upload a smaller file.")
+                    chunks.append(chunk)
+        except (aiohttp.ClientError, TimeoutError):
+            raise UserError("I could not download your image from Discord. Please upload it again.") from None
+        return b"".join(chunks)
+
+    def _requester(self, interaction: discord.Interaction) -> Requester:
+        roles = getattr(interaction.user, "roles", [])
+        return Requester(
+            user_id=interaction.user.id,
+            guild_id=interaction.guild_id,
+            channel_id=interaction.channel_id,
+            role_ids=tuple(role.id for role in roles),
+            interaction_id=interaction.id,
+        )
+
+    async def _start(
+        self, interaction: discord.Interaction, spec: GenerationSpec, *, command: str, parent_job_id: int | None = None
+    ) -> None:
+        """Reserve, post the public card, and run the job in the background."""
+        try:
+            job = await self.jobs.create(
+                spec, self._requester(interaction), command=command, parent_job_id=parent_job_id
+            )
+        except QuotaExceeded as exc:
+            await interaction.edit_original_response(content=quota_text(exc))
+            return
+        except UserError as exc:
+            await interaction.edit_original_response(content=exc.message)
+            return
+        except StorageError:
+            log.exception("could not record a new job for user %d", interaction.user.id)
+            await interaction.edit_original_response(
+                content="Sorry, I could not record your request. Nothing was charged."
+            )
+            return
+        cost = "free preview" if job.cost_micros == 0 else format_usd(job.cost_micros)
+        await interaction.edit_original_response(content=f"Job #{job.id} accepted ({cost}). Follow it below.")
+        card = self.jobs.card_for(job)
+        try:
+            message = await interaction.followup.send(embed=render(card), wait=True, allowed_mentions=NO_PINGS)
+        except discord.HTTPException:
+            log.exception("job %d: could not post the job card", job.id)
+            await self.jobs.abandon(job, "could not post the job card")
+            await interaction.edit_original_response(content="Sorry, I could not post your job. Nothing was charged.")
+            return
+        await self.jobs.repo.update(job.id, message_id=message.id)
+        channel = interaction.channel
+        assert isinstance(channel, discord.abc.Messageable)
+
+        async def moved(message_id: int) -> None:
+            await self.jobs.repo.update(job.id, message_id=message_id)
+
+        reporter = DiscordReporter(
+            interaction=interaction,
+            channel=channel,
+            message_id=message.id,
+            handover_seconds=self.handover_seconds,
+            on_new_message=moved,
+        )
+        self.jobs.start(job, reporter)

@@ -1,0 +1,107 @@
+"""Shows a job in Discord: edits its public card, then turns it into the result.
+
+Edits go through the interaction's webhook while its token is young (no channel permissions needed,
+outside the global rate limit). After `handover_seconds` (the token dies at 15 minutes) they go
+through the bot token on the same message (discord.md A5). If a moderator deleted the card, a new
+one is posted in the channel and the job carries on.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import discord
+
+from cogs.cards import render
+from cogs.views import result_view
+from services.jobs import DeliveryFailed, UploadTooLarge
+from services.progress import JobCard
+
+log = logging.getLogger(__name__)
+
+NO_PINGS = discord.AllowedMentions.none()
+UNKNOWN_MESSAGE = 10008
+INVALID_WEBHOOK_TOKEN = 50027
+TOO_LARGE = 40005
+
+Upload = tuple[Path, str]  # the clip on disk, and the file name users see
+
+
+class DiscordReporter:
+    def __init__(
+        self,
+        *,
+        interaction: discord.Interaction,
+        channel: discord.abc.Messageable,
+        message_id: int,
+        handover_seconds: float,
+        on_new_message: Callable[[int], Awaitable[None]],
+    ) -> None:
+        self.interaction = interaction
+        self.channel = channel
+        self.message_id = message_id
+        self.upload_limit: int | None = interaction.filesize_limit
+        self._handover_at = interaction.created_at.timestamp() + handover_seconds
+        self._on_new_message = on_new_message
+
+    def _token_usable(self) -> bool:
+        return time.time() < self._handover_at and not self.interaction.is_expired()
+
+    async def show(self, card: JobCard) -> None:
+        await self._edit(embed=render(card), view=None)
+
+    async def deliver(self, card: JobCard, clip: Path | None) -> None:
+        try:
+            upload = (clip, f"hailuo-{card.job_id}.mp4") if clip is not None else None
+            await self._edit(upload, embed=render(card), view=result_view(card.job_id))
+        except discord.HTTPException as exc:
+            if exc.status == 413 or exc.code == TOO_LARGE:
+                raise UploadTooLarge from exc
+            raise DeliveryFailed(f"HTTP {exc.status} code {exc.code}") from exc
+
+    async def _edit(self, clip: Upload | None = None, **kwargs: Any) -> None:
+        """Edit the card; on an expired token switch to the bot token; if the card is gone, post anew.
+
+        A `discord.File` is closed after one request, so each attempt gets a fresh one from `clip`."""
+        if self._token_usable():
+            try:
+                await self.interaction.followup.edit_message(
+                    self.message_id, allowed_mentions=NO_PINGS, **_with_clip(clip, "attachments", kwargs)
+                )
+                return
+            except discord.NotFound as exc:
+                if exc.code == UNKNOWN_MESSAGE:
+                    await self._repost(clip, **kwargs)
+                    return
+                raise
+            except discord.HTTPException as exc:
+                if exc.code != INVALID_WEBHOOK_TOKEN:
+                    raise
+                log.info("interaction token expired early; continuing with the bot token")
+                self._handover_at = 0
+        partial = self.channel.get_partial_message(self.message_id)  # type: ignore[attr-defined]
+        try:
+            await partial.edit(allowed_mentions=NO_PINGS, **_with_clip(clip, "attachments", kwargs))
+        except discord.NotFound as exc:
+            if exc.code != UNKNOWN_MESSAGE:
+                raise
+            await self._repost(clip, **kwargs)
+
+    async def _repost(self, clip: Upload | None, **kwargs: Any) -> None:
+        """The card was deleted (by a moderator): post a new one in the channel and keep going."""
+        if kwargs.get("view") is None:
+            kwargs.pop("view", None)  # send() takes no view=None
+        message = await self.channel.send(allowed_mentions=NO_PINGS, **_with_clip(clip, "files", kwargs))
+        self.message_id = message.id
+        await self._on_new_message(message.id)
+
+
+def _with_clip(clip: Upload | None, key: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    if clip is None:
+        return kwargs
+    path, name = clip
+    return {**kwargs, key: [discord.File(path, filename=name)]}

@@ -1,0 +1,137 @@
+"""Runs the real bot (real discord.py, real sockets, real SQLite, real ffmpeg) against the local
+Discord and provider stand-ins, and checks the ledger balances when each test ends."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import textwrap
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import discord
+import discord.gateway
+import discord.http
+from pydantic import SecretStr
+
+from bot import App, HailuoBot, open_app, point_discord_at
+from settings import Secrets, Settings, load_config
+from storage.jobs import TERMINAL_STATUSES
+from tests.fakes.discord_server import FakeDiscord
+
+CONFIG = """
+[bot]
+data_dir = "{data_dir}"
+log_level = "DEBUG"
+job_deadline_seconds = {deadline}
+progress_edit_interval = 0.2
+token_handover_seconds = {handover}
+
+[providers]
+order = {order}
+
+[providers.wavespeed]
+base_url = "{wavespeed_url}"
+timeout = 5
+typical_seconds = 2
+
+[providers.preview]
+fps = 8
+typical_seconds = 2
+
+[prices.wavespeed."hailuo-2.3"]
+"t2v-standard-6s" = "0.28"
+"t2v-standard-10s" = "0.56"
+"t2v-pro-6s" = "0.49"
+"i2v-standard-6s" = "0.28"
+"i2v-standard-10s" = "0.56"
+"i2v-pro-6s" = "0.49"
+"i2v-fast-6s" = "0.19"
+"i2v-fast-10s" = "0.32"
+"i2v-fast-pro-6s" = "0.33"
+
+[quotas]
+user_daily_videos = {daily_videos}
+user_daily_usd = "{daily_usd}"
+user_monthly_usd = "20.00"
+guild_monthly_usd = "100.00"
+global_monthly_usd = "300.00"
+user_max_in_flight = 2
+"""
+
+
+@dataclass
+class BotUnderTest:
+    app: App
+    bot: HailuoBot
+    discord: FakeDiscord
+    task: asyncio.Task[None]
+
+    async def wait_jobs_done(self, timeout: float = 60) -> None:
+        """Wait until every job has reached a terminal state and the runner holds no task."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        while loop.time() < end:
+            unfinished = await self.app.repo.unfinished()
+            if not unfinished and self.app.jobs.in_flight == 0:
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"jobs still running: {[(j.id, j.status) for j in await self.app.repo.unfinished()]}")
+
+    async def assert_ledger_balanced(self) -> None:
+        """Charges equal the cost of delivered jobs, and nothing stays reserved."""
+        await self.wait_jobs_done()
+        totals = await self.app.repo.ledger_totals()
+        rows = await self.app.db.fetchall("SELECT status, cost_micros FROM jobs")
+        delivered = sum(row["cost_micros"] for row in rows if row["status"] == "delivered")
+        assert all(row["status"] in TERMINAL_STATUSES for row in rows)
+        assert totals.outstanding == 0, totals
+        assert totals.settled == delivered, (totals, delivered)
+
+
+def write_config(tmp_path: Path, **overrides: object) -> Path:
+    values: dict[str, object] = {
+        "data_dir": str(tmp_path / "data"),
+        "deadline": 60,
+        "handover": 840,
+        "order": '["wavespeed", "preview"]',
+        "wavespeed_url": "http://127.0.0.1:9",
+        "daily_videos": 10,
+        "daily_usd": "2.00",
+    }
+    values.update(overrides)
+    path = tmp_path / "config.toml"
+    path.write_text(textwrap.dedent(CONFIG.format(**values)), encoding="utf-8")
+    return path
+
+
+@contextlib.asynccontextmanager
+async def running_bot(
+    tmp_path: Path, fake: FakeDiscord, *, wavespeed_key: str | None = "ws-test-key", **config: object
+) -> AsyncIterator[BotUnderTest]:
+    saved = (discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY)
+    path = write_config(tmp_path, **config)
+    settings = Settings(
+        config=load_config(path),
+        secrets=Secrets(
+            _env_file=None,  # type: ignore[call-arg]
+            discord_token=SecretStr(fake.bot_token),
+            wavespeed_api_key=SecretStr(wavespeed_key) if wavespeed_key else None,
+        ),
+        config_path=path,
+    )
+    point_discord_at(fake.base_url, fake.gateway_url)
+    try:
+        async with open_app(settings) as app:
+            bot = HailuoBot(app, guild_ready_timeout=0.05, chunk_guilds_at_startup=False)
+            task = asyncio.create_task(bot.start(fake.bot_token))
+            try:
+                await fake.wait_ready(timeout=15)
+                yield BotUnderTest(app, bot, fake, task)
+            finally:
+                await bot.close()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await asyncio.wait_for(task, 10)
+    finally:
+        discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = saved

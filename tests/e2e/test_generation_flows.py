@@ -1,0 +1,166 @@
+"""End to end: the real bot against the local Discord and WaveSpeedAI stand-ins, over real sockets."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.e2e.harness import BotUnderTest, running_bot
+from tests.fakes.discord_server import FakeDiscord, FakeMessage
+from tests.fakes.wavespeed_server import FakeWaveSpeed
+
+MP4_MAGIC = b"ftyp"
+
+
+@pytest.fixture
+async def discord_fake() -> AsyncIterator[FakeDiscord]:
+    fake = FakeDiscord(upload_limit=10 * 1024 * 1024)
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+@pytest.fixture
+async def wavespeed() -> AsyncIterator[FakeWaveSpeed]:
+    fake = FakeWaveSpeed("ws-test-key", duration_s=0.6)
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+@pytest.fixture
+async def bot(tmp_path: Path, discord_fake: FakeDiscord, wavespeed: FakeWaveSpeed) -> AsyncIterator[BotUnderTest]:
+    async with running_bot(tmp_path, discord_fake, wavespeed_url=wavespeed.base_url) as running:
+        yield running
+        await running.assert_ledger_balanced()
+
+
+def jpeg(width: int = 640, height: int = 480) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 120, 40)).save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+def cards(fake: FakeDiscord) -> list[FakeMessage]:
+    """Public messages carrying a job card embed."""
+    return [m for m in fake.messages.values() if not m.ephemeral and m.embeds and "job #" in m.embeds[0]["title"]]
+
+
+def finished(fake: FakeDiscord) -> list[FakeMessage]:
+    return [m for m in cards(fake) if m.embeds[0]["title"].startswith(("Done", "Failed"))]
+
+
+async def test_video_goes_from_command_to_posted_mp4(bot: BotUnderTest, wavespeed: FakeWaveSpeed) -> None:
+    fake = bot.discord
+    interaction = await fake.invoke("video", {"prompt": "a lighthouse in a storm [push in]"})
+    await interaction.wait_acked()
+    assert interaction.deferred_ephemeral is True
+    await fake.wait_until(lambda: len(finished(fake)) == 1)
+    await bot.wait_jobs_done()
+
+    receipt = interaction.original()
+    assert receipt is not None and receipt.ephemeral and "Job #1 accepted ($0.28)" in receipt.content
+    card = finished(fake)[0]
+    assert card.embeds[0]["title"] == "Done · job #1"
+    assert card.attachments and card.attachments[0]["data"][4:8] == MP4_MAGIC
+    assert card.custom_ids() == ["hailuo:reroll:1", "hailuo:delete:1"]
+    assert card.allowed_mentions == {"parse": []}
+    assert "[Push in]" in card.embeds[0]["description"].replace("\\", "")
+
+    [submit] = wavespeed.submits
+    assert submit["endpoint"] == "minimax/hailuo-2.3/t2v-standard"
+    assert submit["json"] == {
+        "prompt": "a lighthouse in a storm [Push in]",
+        "enable_prompt_expansion": True,
+        "duration": 6,
+    }
+    job = await bot.app.repo.get(1)
+    assert job is not None and job.status == "delivered" and job.delivered_as == "file"
+    statuses = [status for status, _ in await bot.app.repo.events(1)]
+    assert statuses[0] == "reserved" and statuses[-1] == "delivered"
+    assert {"submitting", "submitted", "downloading", "posting"} <= set(statuses)
+    assert (await bot.app.repo.ledger_totals()).settled == 280_000
+
+
+async def test_animate_sends_the_image_as_a_data_url(bot: BotUnderTest, wavespeed: FakeWaveSpeed) -> None:
+    fake = bot.discord
+    image = fake.add_attachment(jpeg(), "cat.png", "image/png")  # name and type lie; the bytes are JPEG
+    await fake.invoke("animate", {"image": image, "prompt": "the cat turns [左摇]", "quality": "fast"})
+    await fake.wait_until(lambda: len(finished(fake)) == 1)
+    [submit] = wavespeed.submits
+    assert submit["endpoint"] == "minimax/hailuo-2.3/fast"
+    body = submit["json"]
+    assert isinstance(body, dict)
+    assert str(body["image"]).startswith("data:image/jpeg;base64,")
+    assert body["prompt"] == "the cat turns [Pan left]"
+    assert finished(fake)[0].embeds[0]["title"] == "Done · job #1"
+
+
+async def test_bad_image_is_refused_privately_without_reaching_the_provider(
+    bot: BotUnderTest, wavespeed: FakeWaveSpeed
+) -> None:
+    fake = bot.discord
+    image = fake.add_attachment(jpeg(250, 400), "small.jpg", "image/jpeg")
+    interaction = await fake.invoke("animate", {"image": image})
+    await fake.wait_until(lambda: interaction.original() is not None and bool(interaction.original().content))
+    reply = interaction.original()
+    assert reply is not None and reply.ephemeral
+    assert "250×400" in reply.content and "300" in reply.content
+    assert wavespeed.submits == [] and cards(fake) == []
+    assert (await bot.app.repo.ledger_totals()).reserved == 0
+
+
+async def test_impossible_combination_is_refused_before_deferring(bot: BotUnderTest) -> None:
+    fake = bot.discord
+    interaction = await fake.invoke("video", {"prompt": "a cat", "quality": "pro", "duration": 10})
+    await interaction.wait_acked()
+    assert interaction.response_type == 4
+    reply = interaction.original()
+    assert reply is not None and reply.ephemeral and "768P" in reply.content
+
+
+async def test_quota_refusal_names_the_limit_and_reset(
+    tmp_path: Path, discord_fake: FakeDiscord, wavespeed: FakeWaveSpeed
+) -> None:
+    async with running_bot(tmp_path, discord_fake, wavespeed_url=wavespeed.base_url, daily_usd="0.30") as bot:
+        fake = bot.discord
+        await fake.invoke("video", {"prompt": "first"})
+        await fake.wait_until(lambda: len(finished(fake)) == 1)
+        second = await fake.invoke("video", {"prompt": "second"})
+        await fake.wait_until(lambda: second.original() is not None and "budget" in second.original().content)
+        text = second.original().content
+        assert "$0.28" in text and "$0.02 left" in text and "resets <t:" in text
+        assert second.original().ephemeral
+        assert len(wavespeed.submits) == 1
+        await bot.assert_ledger_balanced()
+
+
+async def test_provider_failure_is_refunded_and_said_plainly(bot: BotUnderTest, wavespeed: FakeWaveSpeed) -> None:
+    fake = bot.discord
+    wavespeed.next_scenario(outcome="failed", error_text="internal inference error")
+    await fake.invoke("video", {"prompt": "a cat"})
+    await fake.wait_until(lambda: len(finished(fake)) == 1)
+    card = finished(fake)[0]
+    assert card.embeds[0]["title"] == "Failed · job #1"
+    description = card.embeds[0]["description"]
+    assert "not charged" in description and "internal inference error" not in description
+    await bot.wait_jobs_done()
+    totals = await bot.app.repo.ledger_totals()
+    assert (totals.reserved, totals.refunded, totals.settled) == (280_000, 280_000, 0)
+
+
+async def test_nsfw_flagged_output_is_refunded_as_a_moderation_block(
+    bot: BotUnderTest, wavespeed: FakeWaveSpeed
+) -> None:
+    fake = bot.discord
+    wavespeed.next_scenario(outcome="nsfw")
+    await fake.invoke("video", {"prompt": "a cat"})
+    await fake.wait_until(lambda: len(finished(fake)) == 1)
+    assert "content filter" in finished(fake)[0].embeds[0]["description"]
+    await bot.wait_jobs_done()
+    job = await bot.app.repo.get(1)
+    assert job is not None and job.error_kind == "moderation"
