@@ -146,12 +146,11 @@ def _describe(error: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
-def _check_prices(config: Config, source: str) -> None:
+def _check_prices(config: Config, providers: list[str], source: str) -> None:
+    """Every provider that will run must price everything it can make (quotas are in dollars)."""
     from services.pricing import required_price_keys  # local import: services import settings types
 
-    for provider in config.providers.order:
-        if provider == "preview":
-            continue
+    for provider in providers:
         for model, keys in required_price_keys(provider).items():
             table = config.prices.get(provider, {}).get(model, {})
             missing = [key for key in keys if key not in table]
@@ -170,7 +169,6 @@ def load_config(path: Path) -> Config:
         config = Config.model_validate(raw)
     except ValidationError as exc:
         raise SettingsError(_describe(exc, path.name)) from None
-    _check_prices(config, path.name)
     return config
 
 
@@ -183,4 +181,6 @@ def load_settings(config_path: str | Path | None = None, *, env_file: str | Path
         raise SettingsError(_describe(exc, "environment")) from None
     if not config.bot.data_dir.is_absolute():
         config.bot.data_dir = (path.parent / config.bot.data_dir).resolve()
-    return Settings(config=config, secrets=secrets, config_path=path)
+    settings = Settings(config=config, secrets=secrets, config_path=path)
+    _check_prices(config, settings.enabled_providers(), path.name)
+    return settings

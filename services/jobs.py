@@ -249,7 +249,7 @@ class JobService:
             return
         spec = self.spec_for(job)
         await updater.update(card.with_stage("queued"))
-        await self.repo.set_status(job.id, "submitting")
+        await self._status(job, "submitting")
         try:
             task_id = await provider.submit(spec)
         except ProviderError as exc:
@@ -260,8 +260,7 @@ class JobService:
             await self._fail(job, card, updater, exc.kind, str(exc))
             return
         submitted = time.time()
-        await self.repo.set_status(job.id, "submitted", task_id, provider_task_id=task_id, submitted_at=iso_now())
-        log.info("job %d: submitted to %s as %s", job.id, job.provider, task_id)
+        await self._status(job, "submitted", task_id, provider_task_id=task_id, submitted_at=iso_now())
         status = await self._wait(job, provider, task_id, card, updater, submitted)
         if status is None:
             return
@@ -308,8 +307,7 @@ class JobService:
                 return None
             changed = (status.state, status.queue_position, status.progress) != previous
             if changed and (previous is None or status.state != previous[0]):
-                await self.repo.set_status(job.id, status.state, status.raw_status)
-                log.info("job %d: %s on %s", job.id, status.state, job.provider)
+                await self._status(job, status.state, status.raw_status)
             previous = (status.state, status.queue_position, status.progress)
             await updater.update(self._progress_card(card, status, submitted, typical))
             delay = self.poll_policy.next_delay(delay, changed)
@@ -340,7 +338,7 @@ class JobService:
         began: float,
     ) -> None:
         assert status.output_url is not None
-        await self.repo.set_status(job.id, "downloading")
+        await self._status(job, "downloading")
         await updater.update(card)
         raw = self.tmp_dir / f"job-{job.id}-output.mp4"
         fitted = self.tmp_dir / f"job-{job.id}-fitted.mp4"
@@ -351,7 +349,7 @@ class JobService:
             except (ProviderError, media.MediaError) as exc:
                 await self._fail(job, card, updater, FailureKind.OUTPUT_INVALID, str(exc))
                 return
-            await self.repo.set_status(job.id, "posting", f"{size} bytes", output_bytes=size)
+            await self._status(job, "posting", f"{size} bytes", output_bytes=size)
             await updater.update(card.with_stage("posting"))
             await updater.flush()
             done = card.with_stage("done", took_seconds=round(time.monotonic() - began))
@@ -394,6 +392,11 @@ class JobService:
                 if how == "link":
                     return None
         return None
+
+    async def _status(self, job: JobRecord, status: str, detail: str = "", **columns: object) -> None:
+        """Persist a state change with its history row, and log it (one line per change, with the job id)."""
+        await self.repo.set_status(job.id, status, detail, **columns)
+        log.info("job %d: %s%s (%s)", job.id, status, f" {detail}" if detail else "", job.provider)
 
     async def _fail(self, job: JobRecord, card: JobCard, updater: CardUpdater, kind: FailureKind, detail: str) -> None:
         if await self._finish_refunded(job, "failed", kind, detail):

@@ -164,3 +164,16 @@ async def test_nsfw_flagged_output_is_refunded_as_a_moderation_block(
     await bot.wait_jobs_done()
     job = await bot.app.repo.get(1)
     assert job is not None and job.error_kind == "moderation"
+
+
+async def test_logs_carry_job_ids_and_never_secrets(bot: BotUnderTest, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("DEBUG")
+    fake = bot.discord
+    await fake.invoke("video", {"prompt": "a cat"})
+    await fake.wait_until(lambda: len(finished(fake)) == 1)
+    await bot.wait_jobs_done()
+    text = caplog.text
+    assert "ws-test-key" not in text and fake.bot_token not in text
+    job_lines = [r.getMessage() for r in caplog.records if r.name == "services.jobs"]
+    for status in ("submitting", "submitted", "downloading", "posting", "delivered"):
+        assert any(line.startswith("job 1: ") and status in line for line in job_lines), status

@@ -1,0 +1,146 @@
+"""The job lifecycle against the WaveSpeedAI stand-in: every way a job can end, and its money."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from providers.wavespeed import WaveSpeedProvider
+from services.jobs import JobService, PollPolicy, Requester, UploadTooLarge
+from services.pricing import PriceTable
+from services.progress import JobCard
+from services.spec import GenerationSpec
+from settings import QuotasSection
+from storage.db import Database
+from storage.jobs import JobRepository
+from tests.fakes.wavespeed_server import FakeWaveSpeed
+
+PRICES = {"wavespeed": {"hailuo-2.3": {"t2v-standard-6s": 280_000}}}
+SPEC = GenerationSpec(mode="t2v", quality="standard", duration=6, prompt="a cat")
+
+
+class RecordingReporter:
+    def __init__(self, upload_limit: int | None = None, refuse_files: bool = False) -> None:
+        self.upload_limit = upload_limit
+        self.refuse_files = refuse_files
+        self.cards: list[JobCard] = []
+        self.delivered: list[tuple[JobCard, int | None]] = []
+
+    async def show(self, card: JobCard) -> None:
+        self.cards.append(card)
+
+    async def deliver(self, card: JobCard, clip: Path | None) -> None:
+        if clip is not None and self.refuse_files:
+            raise UploadTooLarge
+        self.delivered.append((card, clip.stat().st_size if clip else None))
+
+
+@pytest.fixture
+async def wavespeed() -> AsyncIterator[FakeWaveSpeed]:
+    async with FakeWaveSpeed("ws-test-key", duration_s=0.3) as fake:
+        yield fake
+
+
+@pytest.fixture
+async def service(tmp_path: Path, wavespeed: FakeWaveSpeed) -> AsyncIterator[JobService]:
+    provider = WaveSpeedProvider("ws-test-key", wavespeed.base_url, timeout=2)
+    async with Database(tmp_path / "jobs.db") as db:
+        yield JobService(
+            JobRepository(db),
+            {"wavespeed": provider},
+            PriceTable(PRICES),
+            QuotasSection(),
+            tmp_path,
+            deadline_seconds=3,
+            edit_interval=0,
+            poll_policy=PollPolicy(first=0.05, ceiling=0.2, error_ceiling=0.3),
+        )
+        await provider.aclose()
+
+
+async def run_one(service: JobService, reporter: RecordingReporter) -> tuple[str, str | None]:
+    job = await service.create(SPEC, Requester(1, 10, 20), command="video")
+    final = await service.run(job, reporter)
+    assert final is not None
+    totals = await service.repo.ledger_totals(job.id)
+    assert totals.outstanding == 0
+    assert totals.settled == (job.cost_micros if final.status == "delivered" else 0)
+    assert not list(service.tmp_dir.iterdir()), "temporary files must be removed"
+    return final.status, final.error_kind
+
+
+async def test_job_that_never_finishes_is_abandoned_at_its_deadline(
+    service: JobService, wavespeed: FakeWaveSpeed
+) -> None:
+    wavespeed.next_scenario(outcome="never")
+    reporter = RecordingReporter()
+    assert await run_one(service, reporter) == ("failed", "timeout")
+    assert "too long" in reporter.cards[-1].message and "not charged" in reporter.cards[-1].message
+
+
+async def test_5xx_and_429_during_polling_are_ridden_out(service: JobService, wavespeed: FakeWaveSpeed) -> None:
+    wavespeed.fail_next_polls(3, 503)
+    wavespeed.fail_next_polls(2, 429, retry_after=0.1)
+    wavespeed.malformed_next_polls(1)
+    reporter = RecordingReporter()
+    assert await run_one(service, reporter) == ("delivered", None)
+    assert len(wavespeed.submits) == 1
+
+
+async def test_ambiguous_submit_is_refunded_and_never_resubmitted(
+    service: JobService, wavespeed: FakeWaveSpeed
+) -> None:
+    wavespeed.drop_next_submit_after_create()
+    assert await run_one(service, RecordingReporter()) == ("failed", "unavailable")
+    assert len(wavespeed.submits) == 1 and len(wavespeed.tasks) == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "message", "kind"),
+    [(401, "invalid authentication", "auth"), (402, "Insufficient balance", "balance"), (500, "boom", "unavailable")],
+)
+async def test_submit_errors_are_refunded_with_their_own_outcome(
+    service: JobService, wavespeed: FakeWaveSpeed, status: int, message: str, kind: str
+) -> None:
+    wavespeed.fail_next_submit(status, message)
+    reporter = RecordingReporter()
+    assert await run_one(service, reporter) == ("failed", kind)
+    assert message not in reporter.cards[-1].message  # the provider's words never reach the user
+
+
+async def test_output_that_404s_is_refunded(service: JobService, wavespeed: FakeWaveSpeed) -> None:
+    wavespeed.next_scenario(output_status=404)
+    assert await run_one(service, RecordingReporter()) == ("failed", "output_invalid")
+
+
+async def test_output_that_is_not_a_video_is_refunded(service: JobService, wavespeed: FakeWaveSpeed) -> None:
+    wavespeed.next_scenario(output_bytes=b"<html>not a video</html>" * 100)
+    assert await run_one(service, RecordingReporter()) == ("failed", "output_invalid")
+
+
+async def test_clip_that_cannot_fit_is_delivered_as_a_link(service: JobService, wavespeed: FakeWaveSpeed) -> None:
+    reporter = RecordingReporter(upload_limit=2_000)  # no real clip fits in 2 kB
+    assert await run_one(service, reporter) == ("delivered", None)
+    [(card, size)] = reporter.delivered
+    assert size is None and card.link is not None and card.link.endswith(".mp4")
+    assert "too large to upload" in card.message
+
+
+async def test_refused_upload_falls_back_to_reencode_then_link(service: JobService) -> None:
+    reporter = RecordingReporter(upload_limit=10 * 1024 * 1024, refuse_files=True)
+    assert await run_one(service, reporter) == ("delivered", None)
+    assert reporter.delivered[0][1] is None  # only the link got through
+    job = await service.repo.get(1)
+    assert job is not None and job.delivered_as == "link"
+
+
+async def test_progress_goes_through_the_stages_in_order(service: JobService, wavespeed: FakeWaveSpeed) -> None:
+    wavespeed.next_scenario(queued_polls=2, processing_polls=3)
+    reporter = RecordingReporter()
+    await run_one(service, reporter)
+    stages = [card.stage for card in reporter.cards]
+    assert stages[0] == "queued"
+    assert stages.index("generating") < stages.index("downloading") < stages.index("posting")
+    assert reporter.delivered[0][0].stage == "done"
