@@ -6,7 +6,8 @@ Providers never import discord. Each maps its own wire statuses and errors onto 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Literal, Protocol
@@ -102,11 +103,26 @@ class TaskStatus:
 
 @dataclass(frozen=True)
 class Capabilities:
-    models: tuple[str, ...]
-    variants: tuple[str, ...]  # e.g. ("t2v-standard", "t2v-pro", "i2v-standard", ...)
+    """What a provider can make. Commands offer, and jobs are routed by, exactly this."""
+
+    offers: frozenset[tuple[str, str]]  # (model, variant), e.g. ("hailuo-2.3", "i2v-fast")
+    end_frame_models: frozenset[str] = frozenset()  # models that accept a last frame
     can_cancel: bool = False
+    webhooks: bool = False
     free: bool = False
-    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        return tuple(sorted({model for model, _ in self.offers}))
+
+    def serves(self, spec: GenerationSpec) -> bool:
+        if (spec.model, spec.variant) not in self.offers:
+            return False
+        return spec.end_image is None or spec.model in self.end_frame_models
+
+
+def offers(model: str, variants: Iterable[str]) -> frozenset[tuple[str, str]]:
+    return frozenset((model, variant) for variant in variants)
 
 
 class Provider(Protocol):

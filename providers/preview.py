@@ -19,10 +19,10 @@ from pathlib import Path
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
-from providers.base import Capabilities, FailureKind, ProviderError, TaskState, TaskStatus
+from providers.base import Capabilities, FailureKind, ProviderError, TaskState, TaskStatus, offers
 from providers.preview_render import plan_render, render_args, write_stills
 from services import media
-from services.spec import DURATIONS_BY_RESOLUTION, MODEL_HAILUO_23, GenerationSpec
+from services.spec import DURATIONS_BY_RESOLUTION, MODEL_HAILUO_02, MODEL_HAILUO_23, GenerationSpec
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,13 @@ class PreviewProvider:
     must never starve the bot on a small machine, and queueing also exercises the queued stage."""
 
     name = "preview"
-    capabilities = Capabilities(models=(MODEL_HAILUO_23,), variants=VARIANTS, can_cancel=True, free=True)
+    capabilities = Capabilities(
+        offers=offers(MODEL_HAILUO_23, VARIANTS)
+        | offers(MODEL_HAILUO_02, ("t2v-standard", "t2v-pro", "i2v-standard", "i2v-pro")),
+        end_frame_models=frozenset({MODEL_HAILUO_02}),
+        can_cancel=True,
+        free=True,
+    )
 
     def __init__(self, work_dir: Path, *, fps: int = 24, min_runtime_s: float = 0.0, parallel: int = 1) -> None:
         self.work_dir = Path(work_dir).absolute()

@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import httpx
 
-from providers.base import Capabilities, FailureKind, ProviderError, TaskStatus
+from providers.base import Capabilities, FailureKind, ProviderError, TaskStatus, offers
 from providers.http import (
     MODERATION_RE,
     body_message,
@@ -60,12 +60,7 @@ class WaveSpeedProvider:
     """The `Provider` for WaveSpeedAI's v3 REST API."""
 
     name = "wavespeed"
-    capabilities = Capabilities(
-        models=(MODEL_HAILUO_23,),
-        variants=tuple(ENDPOINT_BY_VARIANT),
-        can_cancel=False,
-        free=False,
-    )
+    capabilities = Capabilities(offers=offers(MODEL_HAILUO_23, ENDPOINT_BY_VARIANT), can_cancel=False, free=False)
 
     def __init__(
         self,

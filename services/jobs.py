@@ -111,8 +111,7 @@ class JobService:
 
     def choose_provider(self, spec: GenerationSpec) -> str:
         for name, provider in self.providers.items():
-            caps = provider.capabilities
-            if spec.model in caps.models and spec.variant in caps.variants:
+            if provider.capabilities.serves(spec):
                 return name
         raise UserError(
             f"No configured video service can make `{spec.quality}` {spec.mode} clips. Try another quality."

@@ -10,6 +10,10 @@ Mode = Literal["t2v", "i2v"]
 Quality = Literal["standard", "pro", "fast", "fast-pro"]
 
 MODEL_HAILUO_23 = "hailuo-2.3"
+MODEL_HAILUO_02 = "hailuo-02"
+MODELS = (MODEL_HAILUO_23, MODEL_HAILUO_02)
+# Only Hailuo 02 makes first-and-last-frame clips (providers.md §1.2 FL2V).
+END_FRAME_MODELS = (MODEL_HAILUO_02,)
 
 RESOLUTION_BY_QUALITY: dict[str, str] = {
     "standard": "768P",
@@ -20,6 +24,11 @@ RESOLUTION_BY_QUALITY: dict[str, str] = {
 QUALITIES_BY_MODE: dict[str, tuple[str, ...]] = {
     "t2v": ("standard", "pro"),
     "i2v": ("standard", "pro", "fast", "fast-pro"),
+}
+# What each model offers, by mode. Hailuo 02 has no cheaper "fast" tiers at 768P/1080P.
+QUALITIES_BY_MODEL: dict[str, dict[str, tuple[str, ...]]] = {
+    MODEL_HAILUO_23: QUALITIES_BY_MODE,
+    MODEL_HAILUO_02: {"t2v": ("standard", "pro"), "i2v": ("standard", "pro")},
 }
 DURATIONS = (6, 10)
 # 10 s clips exist only at 768P (providers.md §1.3).
@@ -51,6 +60,7 @@ class GenerationSpec:
     optimize_prompt: bool = True
     model: str = MODEL_HAILUO_23
     image: ImageInput | None = field(default=None, repr=False)
+    end_image: ImageInput | None = field(default=None, repr=False)  # last frame (Hailuo 02 only)
 
     @property
     def resolution(self) -> str:

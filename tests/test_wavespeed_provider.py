@@ -70,7 +70,7 @@ def test_provider_satisfies_the_protocol_and_lists_all_six_variants() -> None:
     client: Provider = WaveSpeedProvider(KEY)
     assert client.name == "wavespeed"
     assert client.capabilities.models == ("hailuo-2.3",)
-    assert set(client.capabilities.variants) == {
+    assert {variant for _, variant in client.capabilities.offers} == {
         "t2v-standard",
         "t2v-pro",
         "i2v-standard",
