@@ -6,7 +6,7 @@ Providers never import discord. Each maps its own wire statuses and errors onto 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -125,6 +125,19 @@ def offers(model: str, variants: Iterable[str]) -> frozenset[tuple[str, str]]:
     return frozenset((model, variant) for variant in variants)
 
 
+@dataclass(frozen=True)
+class WebhookSignal:
+    """What a verified callback tells us: which task to poll now. Never trusted for money or output."""
+
+    task_id: str | None  # None: nothing to do (a test event, a challenge)
+    reply: dict[str, object] | None = None  # JSON body to answer with (MiniMax's challenge echo)
+    event_id: str | None = None  # the provider's delivery id, for ignoring duplicates
+
+
+class WebhookRejected(Exception):
+    """A callback failed verification (bad or missing signature, stale timestamp, malformed)."""
+
+
 class Provider(Protocol):
     name: str
     capabilities: Capabilities
@@ -150,3 +163,15 @@ class Provider(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+class WebhookProvider(Provider, Protocol):
+    """A provider whose `capabilities.webhooks` is True also verifies its callbacks."""
+
+    async def prepare_webhooks(self) -> None:
+        """Fetch whatever verification needs (e.g. a signing secret) before callbacks can arrive."""
+        ...
+
+    def verify_webhook(self, headers: Mapping[str, str], body: bytes, now: float) -> WebhookSignal:
+        """Check signature and timestamp of one callback; raise WebhookRejected if it fails."""
+        ...
