@@ -12,25 +12,30 @@ import asyncio
 import hashlib
 import json
 import logging
+import secrets
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import discord
 import yarl
 from discord.ext import commands
 
 from providers.base import Provider
-from providers.preview import PreviewProvider
-from providers.wavespeed import WaveSpeedProvider
+from providers.registry import build_providers
 from services.errors import UserError
 from services.jobs import JobService
 from services.pricing import PriceTable
-from settings import Settings, SettingsError, load_settings
+from services.routing import ProviderRouter
+from settings import Settings, SettingsError, check_prices, load_settings
 from storage.db import Database
 from storage.jobs import JobRepository
+
+if TYPE_CHECKING:
+    from webhooks import WebhookReceiver
 
 log = logging.getLogger("hailuo")
 
@@ -56,24 +61,6 @@ def point_discord_at(api_base: str | None, gateway_url: str | None) -> None:
         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
 
 
-def build_providers(settings: Settings) -> dict[str, Provider]:
-    """The enabled providers, in the configured order of preference."""
-    cfg = settings.config.providers
-    built: dict[str, Provider] = {}
-    for name in settings.enabled_providers():
-        if name == "wavespeed":
-            key = settings.api_key("wavespeed")
-            assert key is not None
-            built[name] = WaveSpeedProvider(key, cfg.wavespeed.base_url, timeout=cfg.wavespeed.timeout)
-        elif name == "preview":
-            built[name] = PreviewProvider(
-                settings.config.bot.data_dir / "preview",
-                fps=cfg.preview.fps,
-                min_runtime_s=cfg.preview.min_runtime_seconds,
-            )
-    return built
-
-
 @dataclass
 class App:
     settings: Settings
@@ -85,32 +72,84 @@ class App:
 
 @asynccontextmanager
 async def open_app(settings: Settings) -> AsyncIterator[App]:
+    """Database, providers, router, job service and (when configured) the webhook receiver."""
     cfg = settings.config
     db = await Database(settings.database_path).open()
-    providers = build_providers(settings)
+    repo = JobRepository(db)
+    receiver: WebhookReceiver | None = None
+    providers: dict[str, Provider] = {}
     try:
-        repo = JobRepository(db)
+        webhook_url_for = None
+        if cfg.webhooks.public_base_url:
+            token = await webhook_path_token(repo)
+            base = cfg.webhooks.public_base_url.rstrip("/")
+            webhook_url_for = lambda name: f"{base}/webhooks/{name}/{token}"  # noqa: E731
+        providers = build_providers(settings, webhook_url_for)
+        check_prices(cfg, {n: p.capabilities.offers for n, p in providers.items() if not p.capabilities.free},
+                     settings.config_path.name)  # fmt: skip
+        router = ProviderRouter(
+            providers,
+            pins={guild: section.providers for guild, section in cfg.guilds.items()},
+            failure_threshold=cfg.providers.failure_threshold,
+            cooldown_seconds=cfg.providers.cooldown_seconds,
+        )
+        with_webhooks = frozenset(name for name, p in providers.items() if p.capabilities.webhooks)
         jobs = JobService(
             repo,
-            providers,
+            router,
             PriceTable(cfg.prices),
             cfg.quotas,
             cfg.bot.data_dir,
             deadline_seconds=cfg.bot.job_deadline_seconds,
             max_output_bytes=cfg.bot.max_output_mib * 1024 * 1024,
-            typical_seconds={
-                "wavespeed": cfg.providers.wavespeed.typical_seconds,
-                "preview": cfg.providers.preview.typical_seconds,
-            },
+            typical_seconds={name: getattr(cfg.providers, name).typical_seconds for name in providers},
             edit_interval=cfg.bot.progress_edit_interval,
+            webhook_providers=with_webhooks,
         )
+        if webhook_url_for is not None and with_webhooks:
+            receiver = await start_receiver(settings, repo, jobs, {n: providers[n] for n in with_webhooks})
         log.info("providers in use: %s", ", ".join(providers) or "none")
         yield App(settings, db, repo, providers, jobs)
         await jobs.shutdown()
     finally:
+        if receiver is not None:
+            await receiver.stop()
         for provider in providers.values():
             await provider.aclose()
         await db.close()
+
+
+async def webhook_path_token(repo: JobRepository) -> str:
+    """A secret path segment for callback URLs, made once and kept: it guards providers that do not
+    sign their callbacks (MiniMax), and makes every other URL unguessable too."""
+    token = await repo.get_meta("webhook_path_token")
+    if token is None:
+        token = secrets.token_urlsafe(24)
+        await repo.set_meta("webhook_path_token", token)
+    return token
+
+
+async def start_receiver(
+    settings: Settings, repo: JobRepository, jobs: JobService, providers: dict[str, Provider]
+) -> WebhookReceiver:
+    from webhooks import WebhookReceiver
+
+    async def on_signal(provider: str, task_id: str) -> bool:
+        return jobs.on_webhook(provider, task_id)
+
+    for provider in providers.values():
+        await provider.prepare_webhooks()  # type: ignore[attr-defined]
+    section = settings.config.webhooks
+    receiver = WebhookReceiver(
+        providers,  # type: ignore[arg-type]
+        on_signal,
+        path_token=await webhook_path_token(repo),
+        host=section.listen_host,
+        port=section.listen_port,
+    )
+    await receiver.start()
+    log.info("webhook receiver listening on %s:%d", section.listen_host, receiver.port)
+    return receiver
 
 
 class HailuoBot(commands.Bot):
@@ -129,12 +168,12 @@ class HailuoBot(commands.Bot):
     async def setup_hook(self) -> None:
         from cogs.generate import GenerateCog
         from cogs.quota import QuotaCog
-        from cogs.views import DeleteButton, RerollButton
+        from cogs.views import CancelButton, DeleteButton, RerollButton
 
         cfg = self.app.settings.config
         await self.add_cog(GenerateCog(self.app.jobs, handover_seconds=cfg.bot.token_handover_seconds))
         await self.add_cog(QuotaCog(self.app.repo, cfg.quotas))
-        self.add_dynamic_items(RerollButton, DeleteButton)
+        self.add_dynamic_items(RerollButton, DeleteButton, CancelButton)
         await self.sync_commands_if_changed()
 
     async def sync_commands_if_changed(self) -> None:
@@ -227,6 +266,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "generate":
             return asyncio.run(generate_from_terminal(settings, args))
         asyncio.run(run_bot(settings, sync_only=args.command == "sync"))
+    except SettingsError as exc:  # found while assembling (e.g. a provider's prices)
+        print(f"Invalid configuration:\n{exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         pass
     return 0

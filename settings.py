@@ -16,7 +16,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, V
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MICROS_PER_USD = 1_000_000
-PAID_PROVIDERS = ("wavespeed",)
+PAID_PROVIDERS = ("wavespeed", "seaart", "minimax", "toapis")
 KNOWN_PROVIDERS = (*PAID_PROVIDERS, "preview")
 
 
@@ -60,10 +60,14 @@ class BotSection(_Section):
     token_handover_seconds: int = Field(840, ge=0, le=900)
 
 
-class WaveSpeedSection(_Section):
-    base_url: str = Field("https://api.wavespeed.ai", pattern="^https?://")
+class PaidProviderSection(_Section):
+    base_url: str = Field(pattern="^https?://")
     timeout: float = Field(30.0, gt=0)
     typical_seconds: float = Field(75, gt=0)
+
+
+def _paid(base_url: str) -> Any:
+    return Field(default_factory=lambda: PaidProviderSection(base_url=base_url))
 
 
 class PreviewSection(_Section):
@@ -73,8 +77,14 @@ class PreviewSection(_Section):
 
 
 class ProvidersSection(_Section):
-    order: list[str] = Field(default_factory=lambda: ["wavespeed", "preview"], min_length=1)
-    wavespeed: WaveSpeedSection = Field(default_factory=WaveSpeedSection)
+    order: list[str] = Field(default_factory=lambda: [*PAID_PROVIDERS, "preview"], min_length=1)
+    # Consecutive outage-type failures after which a provider is rested for `cooldown_seconds`.
+    failure_threshold: int = Field(3, ge=1)
+    cooldown_seconds: float = Field(300, ge=0)
+    wavespeed: PaidProviderSection = _paid("https://api.wavespeed.ai")
+    seaart: PaidProviderSection = _paid("https://cloud.seaart.ai/model")
+    minimax: PaidProviderSection = _paid("https://api.minimax.io")
+    toapis: PaidProviderSection = _paid("https://toapis.com")
     preview: PreviewSection = Field(default_factory=PreviewSection)
 
     def model_post_init(self, _context: Any) -> None:
@@ -100,8 +110,28 @@ class QuotasSection(Limits):
     roles: dict[int, Limits] = Field(default_factory=dict)
 
 
+class GuildSection(_Section):
+    # The providers this server may use, in order (overrides `providers.order` for it).
+    providers: list[str] = Field(min_length=1)
+
+    def model_post_init(self, _context: Any) -> None:
+        unknown = [name for name in self.providers if name not in KNOWN_PROVIDERS]
+        if unknown:
+            raise ValueError(f"providers: unknown provider {unknown[0]!r}")
+
+
+class WebhooksSection(_Section):
+    # Off unless set: the public https base URL that reaches `listen_host:listen_port` (e.g. through a
+    # reverse proxy). Polling keeps working without it.
+    public_base_url: str = Field("", pattern="^(https?://.*)?$")
+    listen_host: str = "0.0.0.0"
+    listen_port: int = Field(8080, ge=0, le=65535)
+
+
 class Config(_Section):
     bot: BotSection = Field(default_factory=BotSection)
+    guilds: dict[int, GuildSection] = Field(default_factory=dict)
+    webhooks: WebhooksSection = Field(default_factory=WebhooksSection)
     providers: ProvidersSection = Field(default_factory=ProvidersSection)
     prices: dict[str, dict[str, dict[str, RequiredMicros]]] = Field(default_factory=dict)
     quotas: QuotasSection = Field(default_factory=QuotasSection)
@@ -114,6 +144,11 @@ class Secrets(BaseSettings):
 
     discord_token: SecretStr | None = None
     wavespeed_api_key: SecretStr | None = None
+    seaart_api_key: SecretStr | None = None
+    minimax_api_key: SecretStr | None = None
+    toapis_api_key: SecretStr | None = None
+    # ToAPIs signs callbacks with a secret set in its console (providers.md §4.5).
+    toapis_webhook_secret: SecretStr | None = None
     # Not secrets, but environment by design: point discord.py at a proxy or a local stand-in.
     discord_api_base: str | None = None
     discord_gateway_url: str | None = None
@@ -146,12 +181,12 @@ def _describe(error: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
-def _check_prices(config: Config, providers: list[str], source: str) -> None:
-    """Every provider that will run must price everything it can make (quotas are in dollars)."""
+def check_prices(config: Config, offers: dict[str, frozenset[tuple[str, str]]], source: str) -> None:
+    """Every paid provider that will run must price everything it can make (quotas are in dollars)."""
     from services.pricing import required_price_keys  # local import: services import settings types
 
-    for provider in providers:
-        for model, keys in required_price_keys(provider).items():
+    for provider, offered in offers.items():
+        for model, keys in required_price_keys(offered).items():
             table = config.prices.get(provider, {}).get(model, {})
             missing = [key for key in keys if key not in table]
             if missing:
@@ -181,6 +216,4 @@ def load_settings(config_path: str | Path | None = None, *, env_file: str | Path
         raise SettingsError(_describe(exc, "environment")) from None
     if not config.bot.data_dir.is_absolute():
         config.bot.data_dir = (path.parent / config.bot.data_dir).resolve()
-    settings = Settings(config=config, secrets=secrets, config_path=path)
-    _check_prices(config, settings.enabled_providers(), path.name)
-    return settings
+    return Settings(config=config, secrets=secrets, config_path=path)

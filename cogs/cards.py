@@ -7,8 +7,8 @@ import discord
 from services.pricing import format_usd
 from services.progress import JobCard
 from services.prompts import display_safe
+from services.spec import MODEL_LABELS
 
-MODEL_LABELS = {"hailuo-2.3": "Hailuo 2.3"}
 COLOURS = {
     "validating": 0x95A5A6,
     "queued": 0x95A5A6,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import aiohttp
@@ -26,7 +27,7 @@ from services.images import MAX_DECLARED_BYTES, check_declared, inspect_image
 from services.jobs import JobService, Requester
 from services.pricing import format_usd
 from services.prompts import validate_combination, validate_prompt
-from services.spec import GenerationSpec, ImageInput
+from services.spec import END_FRAME_MODELS, MODEL_HAILUO_23, MODEL_LABELS, GenerationSpec, ImageInput
 from storage.db import StorageError
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,48 @@ DURATIONS = [
     app_commands.Choice(name="6 seconds", value=6),
     app_commands.Choice(name="10 seconds (768P only)", value=10),
 ]
+
+
+MODELS = [app_commands.Choice(name=label, value=model) for model, label in MODEL_LABELS.items()]
+
+
+@dataclass(frozen=True)
+class Options:
+    """The common options of /video and /animate, as the user chose them."""
+
+    quality: app_commands.Choice[str] | None
+    duration: app_commands.Choice[int] | None
+    model: app_commands.Choice[str] | None
+    optimize_prompt: bool
+
+    def spec(self, mode: Literal["t2v", "i2v"], prompt: str | None, *, required: bool) -> GenerationSpec:
+        """Checks that need no I/O: the combination, then the prompt."""
+        quality = self.quality.value if self.quality else "standard"
+        duration = self.duration.value if self.duration else 6
+        model = self.model.value if self.model else MODEL_HAILUO_23
+        validate_combination(mode, quality, duration, model)
+        return GenerationSpec(
+            mode=mode,
+            quality=quality,  # type: ignore[arg-type]
+            duration=duration,
+            prompt=validate_prompt(prompt, required=required),
+            optimize_prompt=self.optimize_prompt,
+            model=model,
+        )
+
+
+def offer_only_what_is_served(cog: GenerateCog, models: list[str], end_frames: bool) -> None:
+    """Trim the commands to what the configured providers can make: the `model` option lists only
+    served models (and disappears when there is one), `end_image` disappears when no provider takes
+    end frames. discord.py builds the options from these parameters when the tree is synced."""
+    for command in (cog.video, cog.animate):
+        params = command._params  # no public API edits option choices after definition
+        if len(models) <= 1:
+            params.pop("model", None)
+        else:
+            params["model"].choices = [choice for choice in MODELS if choice.value in models]
+    if not end_frames:
+        cog.animate._params.pop("end_image", None)
 
 
 def with_camera(prompt: str | None, moves: str | None) -> str | None:
@@ -81,6 +124,7 @@ class GenerateCog(commands.Cog):
         self.jobs = jobs
         self.handover_seconds = handover_seconds
         self._http: aiohttp.ClientSession | None = None
+        offer_only_what_is_served(self, jobs.router.offered_models(), jobs.router.end_frames_possible())
 
     async def cog_load(self) -> None:
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
@@ -91,15 +135,16 @@ class GenerateCog(commands.Cog):
 
     # ----- commands --------------------------------------------------------------------------------
 
-    @app_commands.command(name="video", description="Generate a video from a text prompt (Hailuo 2.3).")
+    @app_commands.command(name="video", description="Generate a video from a text prompt (Hailuo).")
     @app_commands.describe(
         prompt="What should happen in the video (up to 2000 characters; camera moves like [Pan left] allowed)",
         quality="standard = 768P, pro = 1080P (6 s only)",
         duration="Length of the clip; 10 s only at 768P",
         optimize_prompt="Let the service expand and refine your prompt (default: on)",
         camera="Optional camera moves, up to 3 (e.g. Push in, Pan left) — start typing to see them",
+        model="Which Hailuo model (default: Hailuo 2.3)",
     )
-    @app_commands.choices(quality=QUALITY_T2V, duration=DURATIONS)
+    @app_commands.choices(quality=QUALITY_T2V, duration=DURATIONS, model=MODELS)
     async def video(
         self,
         interaction: discord.Interaction,
@@ -108,25 +153,29 @@ class GenerateCog(commands.Cog):
         duration: app_commands.Choice[int] | None = None,
         optimize_prompt: bool = True,
         camera: str | None = None,
+        model: app_commands.Choice[str] | None = None,
     ) -> None:
         try:
-            spec = self._spec("t2v", with_camera(prompt, camera), quality, duration, optimize_prompt, required=True)
+            options = Options(quality, duration, model, optimize_prompt)
+            spec = options.spec("t2v", with_camera(prompt, camera), required=True)
         except UserError as exc:
             await interaction.response.send_message(exc.message, ephemeral=True)
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
         await self._start(interaction, spec, command="video")
 
-    @app_commands.command(name="animate", description="Animate an image into a video (Hailuo 2.3).")
+    @app_commands.command(name="animate", description="Animate an image into a video (Hailuo).")
     @app_commands.describe(
         image="The first frame: JPEG, PNG or WebP, up to 20 MB, short side over 300 px",
         prompt="Optional: what should happen (camera moves like [Push in] allowed)",
-        quality="standard/pro = 768P/1080P; fast/fast-pro = cheaper variants",
+        quality="standard/pro = 768P/1080P; fast/fast-pro = cheaper variants (Hailuo 2.3)",
         duration="Length of the clip; 10 s only at 768P",
         optimize_prompt="Let the service expand and refine your prompt (default: on)",
         camera="Optional camera moves, up to 3 (e.g. Push in, Pan left) — start typing to see them",
+        model="Which Hailuo model (default: Hailuo 2.3)",
+        end_image="Optional last frame (Hailuo 02 only): the clip moves from image to end_image",
     )
-    @app_commands.choices(quality=QUALITY_I2V, duration=DURATIONS)
+    @app_commands.choices(quality=QUALITY_I2V, duration=DURATIONS, model=MODELS)
     async def animate(
         self,
         interaction: discord.Interaction,
@@ -136,29 +185,28 @@ class GenerateCog(commands.Cog):
         duration: app_commands.Choice[int] | None = None,
         optimize_prompt: bool = True,
         camera: str | None = None,
+        model: app_commands.Choice[str] | None = None,
+        end_image: discord.Attachment | None = None,
     ) -> None:
         try:
-            spec = self._spec("i2v", with_camera(prompt, camera), quality, duration, optimize_prompt, required=False)
+            options = Options(quality, duration, model, optimize_prompt)
+            spec = options.spec("i2v", with_camera(prompt, camera), required=False)
             check_declared(image.size, image.filename)
+            if end_image is not None:
+                if spec.model not in END_FRAME_MODELS:
+                    raise UserError("An end frame needs the Hailuo 02 model. Choose `model: Hailuo 02`.")
+                check_declared(end_image.size, end_image.filename)
         except UserError as exc:
             await interaction.response.send_message(exc.message, ephemeral=True)
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
         try:
-            data = await self._download(image.url)
-            checked: ImageInput = await asyncio.to_thread(inspect_image, data)
+            first = await self._fetch_image(image)
+            last = await self._fetch_image(end_image, "end image") if end_image is not None else None
         except UserError as exc:
             await interaction.edit_original_response(content=exc.message)
             return
-        spec = GenerationSpec(
-            mode=spec.mode,
-            quality=spec.quality,
-            duration=spec.duration,
-            prompt=spec.prompt,
-            optimize_prompt=spec.optimize_prompt,
-            image=checked,
-        )
-        await self._start(interaction, spec, command="animate")
+        await self._start(interaction, replace(spec, image=first, end_image=last), command="animate")
 
     @video.autocomplete("camera")
     @animate.autocomplete("camera")
@@ -186,14 +234,26 @@ class GenerateCog(commands.Cog):
             return
         await self._start(interaction, spec, command=job.command, parent_job_id=job.id)
 
-    async def delete(self, interaction: discord.Interaction, job_id: int) -> None:
+    async def cancel(self, interaction: discord.Interaction, job_id: int) -> None:
+        if not await self._may_manage(interaction, job_id, "cancel"):
+            return
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        outcome = await self.jobs.request_cancel(job_id)
+        log.info("job %d: cancel by user %d: %s", job_id, interaction.user.id, outcome.value)
+        await interaction.edit_original_response(content=outcome.message)
+
+    async def _may_manage(self, interaction: discord.Interaction, job_id: int, verb: str) -> bool:
+        """The requester, or anyone allowed to manage messages in the channel."""
         job = await self.jobs.repo.get(job_id)
-        allowed = job is not None and interaction.user.id == job.user_id
-        permissions = interaction.permissions
-        if not allowed and not permissions.manage_messages:
-            await interaction.response.send_message(
-                "Only the person who asked for this video (or a moderator) can delete it.", ephemeral=True
-            )
+        if (job is not None and interaction.user.id == job.user_id) or interaction.permissions.manage_messages:
+            return True
+        await interaction.response.send_message(
+            f"Only the person who asked for this video (or a moderator) can {verb} it.", ephemeral=True
+        )
+        return False
+
+    async def delete(self, interaction: discord.Interaction, job_id: int) -> None:
+        if not await self._may_manage(interaction, job_id, "delete"):
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
         try:
@@ -209,27 +269,14 @@ class GenerateCog(commands.Cog):
 
     # ----- shared steps --------------------------------------------------------------------------------
 
-    def _spec(
-        self,
-        mode: Literal["t2v", "i2v"],
-        prompt: str | None,
-        quality: app_commands.Choice[str] | None,
-        duration: app_commands.Choice[int] | None,
-        optimize_prompt: bool,
-        *,
-        required: bool,
-    ) -> GenerationSpec:
-        chosen_quality = quality.value if quality else "standard"
-        chosen_duration = duration.value if duration else 6
-        validate_combination(mode, chosen_quality, chosen_duration)
-        text = validate_prompt(prompt, required=required)
-        return GenerationSpec(
-            mode=mode,
-            quality=chosen_quality,  # type: ignore[arg-type]
-            duration=chosen_duration,
-            prompt=text,
-            optimize_prompt=optimize_prompt,
-        )
+    async def _fetch_image(self, attachment: discord.Attachment, label: str = "image") -> ImageInput:
+        data = await self._download(attachment.url)
+        try:
+            return await asyncio.to_thread(inspect_image, data)
+        except UserError as exc:
+            if label == "image":
+                raise
+            raise UserError(f"Your {label}: {exc.message}") from None
 
     async def _download(self, url: str) -> bytes:
         """Fetch the attachment with a hard cap, whatever size it declared."""

@@ -17,7 +17,7 @@ from typing import Any
 import discord
 
 from cogs.cards import render
-from cogs.views import result_view
+from cogs.views import progress_view, result_view
 from services.jobs import DeliveryFailed, UploadTooLarge
 from services.progress import JobCard
 
@@ -52,7 +52,7 @@ class DiscordReporter:
         return time.time() < self._handover_at and not self.interaction.is_expired()
 
     async def show(self, card: JobCard) -> None:
-        await self._edit(embed=render(card), view=None)
+        await self._edit(embed=render(card), view=None if card.final else progress_view(card.job_id))
 
     async def deliver(self, card: JobCard, clip: Path | None) -> None:
         try:
@@ -97,6 +97,7 @@ class DiscordReporter:
             kwargs.pop("view", None)  # send() takes no view=None
         message = await self.channel.send(allowed_mentions=NO_PINGS, **_with_clip(clip, "files", kwargs))
         self.message_id = message.id
+        self._handover_at = 0  # the new card is the bot's own message: the interaction webhook cannot edit it
         await self._on_new_message(message.id)
 
 

@@ -55,6 +55,31 @@ class DeleteButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"ha
         await _cog(interaction).delete(interaction, self.job_id)
 
 
+class CancelButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"hailuo:cancel:(?P<job_id>\d+)"):
+    def __init__(self, job_id: int) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label="Cancel", emoji="✖️", style=discord.ButtonStyle.secondary, custom_id=f"hailuo:cancel:{job_id}"
+            )
+        )
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> CancelButton:
+        return cls(int(match["job_id"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        await _cog(interaction).cancel(interaction, self.job_id)
+
+
+def progress_view(job_id: int) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    view.add_item(CancelButton(job_id))
+    return view
+
+
 def result_view(job_id: int) -> discord.ui.View:
     view = discord.ui.View(timeout=None)
     view.add_item(RerollButton(job_id))

@@ -1,22 +1,37 @@
-"""WaveSpeedAI v3 client for MiniMax Hailuo 2.3 (providers.md §2).
+"""WaveSpeedAI v3 client for MiniMax Hailuo 2.3 and Hailuo 02 (providers.md §2).
 
 One POST creates a (billed) task and is never retried: when its outcome is unknown the error says so
 with `maybe_created=True`. `poll` is one GET; the job runner decides when to poll again. Output URLs
 live on WaveSpeed's CDN and are fetched with a separate client that carries no credentials.
+
+With a `webhook_url`, every submit asks WaveSpeed to POST one signed callback when the task ends
+(§2.6). `verify_webhook` checks that callback; it is only a hint to poll now, never trusted for the
+outcome or the output.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
+import hmac
 import io
+import json
 from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import quote
 
 import httpx
 
-from providers.base import Capabilities, FailureKind, ProviderError, TaskStatus, offers
+from providers.base import (
+    Capabilities,
+    FailureKind,
+    ProviderError,
+    TaskStatus,
+    WebhookRejected,
+    WebhookSignal,
+)
 from providers.http import (
     MODERATION_RE,
     body_message,
@@ -31,21 +46,36 @@ from providers.http import (
     stream_download,
     transport_error,
 )
-from services.spec import MODEL_HAILUO_23, GenerationSpec, ImageInput
+from services.spec import MODEL_HAILUO_02, MODEL_HAILUO_23, GenerationSpec, ImageInput
 
 DEFAULT_BASE_URL = "https://api.wavespeed.ai"
-MODEL_PATHS = {MODEL_HAILUO_23: "minimax/hailuo-2.3"}
-# Our variant name → WaveSpeed's endpoint name (the fast tiers are image-only and named without "i2v").
-ENDPOINT_BY_VARIANT = {
-    "t2v-standard": "t2v-standard",
-    "t2v-pro": "t2v-pro",
-    "i2v-standard": "i2v-standard",
-    "i2v-pro": "i2v-pro",
-    "i2v-fast": "fast",
-    "i2v-fast-pro": "fast-pro",
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One WaveSpeed model endpoint and the request rules its page documents (providers.md §2.2)."""
+
+    model_id: str  # the path after /api/v3/
+    # Durations the endpoint takes as `duration`. Empty: it takes none and always makes a 6 s clip.
+    durations: tuple[int, ...] = ()
+    end_image: bool = False  # documents `end_image`, the clip's last frame
+
+
+# (our model, our variant) → endpoint. The fast tiers are image-only and named without "i2v".
+# Only the 768P endpoints take `duration`; 1080P clips are always 6 s (providers.md §1.3).
+ROUTES: dict[tuple[str, str], Endpoint] = {
+    (MODEL_HAILUO_23, "t2v-standard"): Endpoint("minimax/hailuo-2.3/t2v-standard", (6, 10)),
+    (MODEL_HAILUO_23, "t2v-pro"): Endpoint("minimax/hailuo-2.3/t2v-pro"),
+    (MODEL_HAILUO_23, "i2v-standard"): Endpoint("minimax/hailuo-2.3/i2v-standard", (6, 10)),
+    (MODEL_HAILUO_23, "i2v-pro"): Endpoint("minimax/hailuo-2.3/i2v-pro"),
+    (MODEL_HAILUO_23, "i2v-fast"): Endpoint("minimax/hailuo-2.3/fast", (6, 10)),
+    (MODEL_HAILUO_23, "i2v-fast-pro"): Endpoint("minimax/hailuo-2.3/fast-pro"),
+    (MODEL_HAILUO_02, "t2v-standard"): Endpoint("minimax/hailuo-02/t2v-standard", (6, 10)),
+    (MODEL_HAILUO_02, "t2v-pro"): Endpoint("minimax/hailuo-02/t2v-pro"),
+    (MODEL_HAILUO_02, "i2v-standard"): Endpoint("minimax/hailuo-02/i2v-standard", (6, 10)),
+    # SEED-002: the only WaveSpeed page that documents `end_image`.
+    (MODEL_HAILUO_02, "i2v-pro"): Endpoint("minimax/hailuo-02/i2v-pro", end_image=True),
 }
-# Only the 768P endpoints take `duration` (6 or 10); the 1080P ones always make 6 s clips.
-DURATIONS_BY_ENDPOINT: dict[str, tuple[int, ...]] = {"t2v-standard": (6, 10), "i2v-standard": (6, 10), "fast": (6, 10)}
 FIXED_DURATION = 6
 # WaveSpeed documents JPG/PNG input only; anything else is re-encoded as PNG before sending.
 ACCEPTED_IMAGE_MIMES = frozenset({"image/jpeg", "image/png"})
@@ -55,12 +85,25 @@ RUNNING_WORDS = frozenset({"processing", "running", "starting"})
 FAILED_WORDS = frozenset({"failed", "timeout"})
 CANCELLED_WORDS = frozenset({"cancelled", "canceled", "deleted"})
 
+# Webhook signatures (providers.md §2.6, WaveSpeed "Verifying Webhooks").
+WEBHOOK_SECRET_PATH = "/api/v3/webhook/secret"
+SECRET_PREFIX = "whsec_"
+SIGNATURE_VERSION = "v3"
+WEBHOOK_TOLERANCE_S = 300
+MAX_EVENT_ID_LENGTH = 128  # ids go into logs and the receiver's duplicate cache
+MAX_SIGNATURES = 8  # a header may list several (key rotation); more is not a real sender
+
 
 class WaveSpeedProvider:
-    """The `Provider` for WaveSpeedAI's v3 REST API."""
+    """The `Provider` (and, with a `webhook_url`, the `WebhookProvider`) for WaveSpeedAI's v3 REST API."""
 
     name = "wavespeed"
-    capabilities = Capabilities(offers=offers(MODEL_HAILUO_23, ENDPOINT_BY_VARIANT), can_cancel=False, free=False)
+    capabilities = Capabilities(
+        offers=frozenset(ROUTES),
+        end_frame_models=frozenset({MODEL_HAILUO_02}),
+        can_cancel=False,
+        free=False,
+    )
 
     def __init__(
         self,
@@ -71,19 +114,23 @@ class WaveSpeedProvider:
         timeout: float = 30.0,
         webhook_url: str | None = None,
     ) -> None:
-        self._secrets = (api_key,)
+        self._secrets: tuple[str, ...] = (api_key,)
         self._webhook_url = webhook_url
+        self._webhook_key: bytes | None = None  # HMAC key, set by prepare_webhooks()
+        if webhook_url:
+            # Per instance: the same class serves bots with and without a public callback URL.
+            self.capabilities = replace(WaveSpeedProvider.capabilities, webhooks=True)
         self._api = build_client(base_url, api_key, timeout=timeout, transport=transport)
         self._downloads = build_download_client(timeout=timeout, transport=transport)
 
     # ----- submit ------------------------------------------------------------------------------------
 
     async def submit(self, spec: GenerationSpec) -> str:
-        model_id = model_id_for(spec)
-        body = await request_body(spec)
+        endpoint = endpoint_for(spec)
+        body = await request_body(spec, endpoint)
         params = {"webhook": self._webhook_url} if self._webhook_url else None
         try:
-            response = await self._api.post(f"/api/v3/{model_id}", json=body, params=params)
+            response = await self._api.post(f"/api/v3/{endpoint.model_id}", json=body, params=params)
         except httpx.HTTPError as exc:
             raise transport_error(exc, creating=True) from exc
         if response.is_error:
@@ -113,22 +160,28 @@ class WaveSpeedProvider:
     async def poll(self, task_id: str) -> TaskStatus:
         if not task_id:
             raise ProviderError(FailureKind.BAD_REQUEST, "empty task id")
+        path = f"/api/v3/predictions/{quote(task_id, safe='')}/result"
+        data, response = await self._get_data(path, not_found="unknown task")
+        return parse_prediction(data, retry_after=parse_retry_after(response.headers))
+
+    async def _get_data(self, path: str, *, not_found: str) -> tuple[dict[str, object], httpx.Response]:
+        """One GET of an enveloped resource; its `data` object, or a ProviderError."""
         try:
-            response = await self._api.get(f"/api/v3/predictions/{quote(task_id, safe='')}/result")
+            response = await self._api.get(path)
         except httpx.HTTPError as exc:
             raise transport_error(exc) from exc
         if response.status_code == 404:
-            raise ProviderError(FailureKind.BAD_REQUEST, "unknown task", status=404)
+            raise ProviderError(FailureKind.BAD_REQUEST, not_found, status=404)
         if response.is_error:
             raise error_from_response(response, message=self._message(response))
         payload = json_or_none(response)
         if not isinstance(payload, dict):
             raise self._malformed(response)
-        self._raise_for_envelope(response, payload, creating=False)
+        self._raise_for_envelope(response, payload, creating=False, not_found=not_found)
         data = payload.get("data")
         if not isinstance(data, dict):
             raise self._malformed(response)
-        return parse_prediction(data, retry_after=parse_retry_after(response.headers))
+        return data, response
 
     def _malformed(self, response: httpx.Response) -> ProviderError:
         # Usually a proxy or a half-deployed backend; the next poll will likely read fine.
@@ -139,18 +192,47 @@ class WaveSpeedProvider:
             request_id=request_id(response.headers),
         )
 
+    # ----- webhooks ----------------------------------------------------------------------------------
+
+    async def prepare_webhooks(self) -> None:
+        """Fetch and cache the account's signing secret. Raises ProviderError when it cannot be read."""
+        if self._webhook_key is not None:
+            return
+        data, response = await self._get_data(WEBHOOK_SECRET_PATH, not_found="webhook secret not found")
+        secret = data.get("secret")
+        if not isinstance(secret, str) or not secret.removeprefix(SECRET_PREFIX).strip():
+            raise self._malformed(response)
+        # The docs say: drop `whsec_` and use the rest as the key as it is (do NOT base64-decode it,
+        # unlike the Standard Webhooks scheme these headers otherwise look like).
+        key = secret.removeprefix(SECRET_PREFIX)
+        self._secrets = (*self._secrets, secret, key)  # kept out of any error text
+        self._webhook_key = key.encode()
+
+    def verify_webhook(self, headers: Mapping[str, str], body: bytes, now: float) -> WebhookSignal:
+        if self._webhook_key is None:
+            # Fail closed: without the secret nothing can be told apart from a forgery.
+            raise WebhookRejected("signing secret not loaded")
+        return verify_callback(self._webhook_key, headers, body, now)
+
     # ----- shared ------------------------------------------------------------------------------------
 
     def _message(self, response: httpx.Response) -> str:
         return response_message(response, secrets=self._secrets)
 
-    def _raise_for_envelope(self, response: httpx.Response, payload: Mapping[str, object], *, creating: bool) -> None:
+    def _raise_for_envelope(
+        self,
+        response: httpx.Response,
+        payload: Mapping[str, object],
+        *,
+        creating: bool,
+        not_found: str = "unknown task",
+    ) -> None:
         """A 2xx whose envelope `code` is not 200 is an error that uses HTTP numbers (providers.md §2.7)."""
         code = _envelope_code(payload.get("code"))
         if code is None or code == 200:
             return
         if code == 404 and not creating:
-            raise ProviderError(FailureKind.BAD_REQUEST, "unknown task", status=404)
+            raise ProviderError(FailureKind.BAD_REQUEST, not_found, status=404)
         message = body_message(payload, secrets=self._secrets)
         raise error_from_response(response, message=message, creating=creating, code=code)
 
@@ -168,33 +250,39 @@ class WaveSpeedProvider:
 # ----- request building (pure, no I/O except the rare image re-encode) ---------------------------------
 
 
-def model_id_for(spec: GenerationSpec) -> str:
-    """`minimax/hailuo-2.3/<endpoint>` for a spec, or BAD_REQUEST before anything is sent (and billed)."""
-    prefix = MODEL_PATHS.get(spec.model)
-    endpoint = ENDPOINT_BY_VARIANT.get(spec.variant)
-    if prefix is None or endpoint is None:
+def endpoint_for(spec: GenerationSpec) -> Endpoint:
+    """The endpoint that makes `spec`, or BAD_REQUEST before anything is sent (and billed)."""
+    endpoint = ROUTES.get((spec.model, spec.variant))
+    if endpoint is None:
         raise ProviderError(FailureKind.BAD_REQUEST, f"{spec.model} {spec.variant} is not offered by wavespeed")
-    allowed = DURATIONS_BY_ENDPOINT.get(endpoint, (FIXED_DURATION,))
+    allowed = endpoint.durations or (FIXED_DURATION,)
     if spec.duration not in allowed:
         # Pro endpoints take no duration; sending the job anyway would bill a 6 s clip for a 10 s price.
-        raise ProviderError(FailureKind.BAD_REQUEST, f"{spec.duration}s is not offered on {endpoint}")
-    return f"{prefix}/{endpoint}"
+        raise ProviderError(FailureKind.BAD_REQUEST, f"{spec.duration}s is not offered on {endpoint.model_id}")
+    if spec.end_image is not None and not endpoint.end_image:
+        # Capabilities can only say "Hailuo 02 takes a last frame", but of its endpoints only i2v-pro
+        # documents `end_image`. Elsewhere it would at best be dropped silently: a paid clip that ignores
+        # the frame the user chose. So refuse before the POST (the job is refunded, nothing is billed).
+        raise ProviderError(FailureKind.BAD_REQUEST, f"an end frame is not offered on {endpoint.model_id}")
+    return endpoint
 
 
-async def request_body(spec: GenerationSpec) -> dict[str, object]:
-    endpoint = ENDPOINT_BY_VARIANT[spec.variant]
+async def request_body(spec: GenerationSpec, endpoint: Endpoint | None = None) -> dict[str, object]:
+    endpoint = endpoint or endpoint_for(spec)
     body: dict[str, object] = {}
     if spec.prompt:
         body["prompt"] = spec.prompt
     elif spec.mode == "t2v":
         raise ProviderError(FailureKind.BAD_REQUEST, "text-to-video needs a prompt")
     body["enable_prompt_expansion"] = spec.optimize_prompt
-    if endpoint in DURATIONS_BY_ENDPOINT:
+    if endpoint.durations:
         body["duration"] = spec.duration
     if spec.mode == "i2v":
         if spec.image is None:
             raise ProviderError(FailureKind.BAD_REQUEST, "image-to-video needs an image")
         body["image"] = await image_data_url(spec.image)
+    if spec.end_image is not None:  # endpoint_for has checked that this endpoint takes it
+        body["end_image"] = await image_data_url(spec.end_image)
     return body
 
 
@@ -269,3 +357,61 @@ def _envelope_code(value: object) -> int | None:
     if isinstance(value, str) and value.strip().isdigit():
         return int(value)
     return None
+
+
+# ----- webhook verification (pure) ---------------------------------------------------------------------
+
+
+def verify_callback(
+    key: bytes, headers: Mapping[str, str], body: bytes, now: float, *, tolerance: float = WEBHOOK_TOLERANCE_S
+) -> WebhookSignal:
+    """Check one WaveSpeed callback: `webhook-signature: v3,<hex>` = HMAC-SHA256(key, "{id}.{ts}.{body}").
+
+    The signature is checked before the body is parsed, so nothing unauthenticated is ever decoded.
+    Raises WebhookRejected with a short, body-free reason.
+    """
+    found = {name.lower(): value for name, value in headers.items()}
+    event_id = found.get("webhook-id", "").strip()
+    stamp = found.get("webhook-timestamp", "").strip()
+    signatures = found.get("webhook-signature", "").strip()
+    if not (event_id and stamp and signatures):
+        raise WebhookRejected("missing signature headers")
+    if not _printable_ascii(event_id) or len(event_id) > MAX_EVENT_ID_LENGTH:
+        raise WebhookRejected("malformed webhook-id")
+    if not (stamp.isascii() and stamp.isdigit() and len(stamp) <= 12):
+        raise WebhookRejected("malformed webhook-timestamp")
+    if abs(now - int(stamp)) > tolerance:
+        # Replays of a captured callback stop working after five minutes; the receiver dedupes within.
+        raise WebhookRejected("webhook-timestamp outside the allowed window")
+    signed = f"{event_id}.{stamp}.".encode() + body  # the header text as sent, not a re-formatted int
+    expected = hmac.new(key, signed, hashlib.sha256).hexdigest().encode()
+    if not _signature_matches(expected, signatures):
+        raise WebhookRejected("signature mismatch")
+    return WebhookSignal(task_id=_callback_task_id(body), event_id=event_id)
+
+
+def _signature_matches(expected: bytes, header: str) -> bool:
+    """Any `v3,<hex>` entry of a space-separated list matches, compared in constant time."""
+    matched = False
+    for entry in header.split()[:MAX_SIGNATURES]:
+        version, _, candidate = entry.partition(",")
+        if version == SIGNATURE_VERSION:
+            # No early exit: the time taken does not depend on which entry (if any) matched.
+            matched |= hmac.compare_digest(expected, candidate.lower().encode("utf-8", "replace"))
+    return matched
+
+
+def _callback_task_id(body: bytes) -> str:
+    """The task id of a signed callback body (§2.6: the prediction object, without an envelope)."""
+    try:
+        payload = json.loads(body)
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError
+        raise WebhookRejected("body is not JSON") from None
+    task_id = payload.get("id") if isinstance(payload, dict) else None
+    if not isinstance(task_id, str) or not task_id.strip():
+        raise WebhookRejected("body has no task id")
+    return task_id
+
+
+def _printable_ascii(text: str) -> bool:
+    return text.isascii() and text.isprintable()

@@ -1,58 +1,38 @@
-"""The job lifecycle: reserve → submit → poll → download → fit → deliver → settle (or refund).
+"""The job lifecycle: reserve → submit (with failover) → poll → download → fit → deliver → settle.
 
 Discord-free: the caller passes a `JobReporter` that knows how to show a card and deliver a clip
 (the Discord cog, or the terminal for `bot.py generate`). Every job ends settled or refunded; a
-paid submit is never retried; each state change is one log line carrying the job id.
+paid submit is never retried on the same provider, and another provider is tried only when the
+first certainly created nothing; each state change is one log line carrying the job id.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
-from typing import Protocol
 
 from providers.base import SAFE_MESSAGES, FailureKind, Provider, ProviderError, TaskStatus
 from services import media
+from services.delivery import DeliveryFailed, JobReporter, UploadTooLarge, post_clip
 from services.errors import UserError
 from services.pricing import PriceTable
 from services.progress import CardUpdater, JobCard, estimate
 from services.quotas import check_fits, effective_limits
-from services.spec import GenerationSpec, ImageInput
+from services.routing import OUTAGE_KINDS, ProviderRouter
+from services.spec import RESOLUTION_BY_QUALITY, GenerationSpec, ImageInput
 from settings import QuotasSection
 from storage.jobs import JobRecord, JobRepository, NewJob, iso
 
+__all__ = ["DeliveryFailed", "JobReporter", "JobService", "PollPolicy", "Requester", "UploadTooLarge"]
+
 log = logging.getLogger(__name__)
-
-MIME_BY_EXTENSION = {"jpg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
-
-
-class UploadTooLarge(Exception):
-    """The chat platform refused the upload as too large (Discord 413 / 40005)."""
-
-
-class DeliveryFailed(Exception):
-    """The clip could not be shown to the user at all; `reason` is safe to log."""
-
-
-class JobReporter(Protocol):
-    """Where a job shows itself. Implemented by the Discord cog and by the terminal CLI."""
-
-    upload_limit: int | None  # bytes one attachment may have; None = no limit
-
-    async def show(self, card: JobCard) -> None:
-        """Replace the job card with this one (progress, or a failure)."""
-        ...
-
-    async def deliver(self, card: JobCard, clip: Path | None) -> None:
-        """Post the finished card with the clip (or, when `clip` is None, the card's link).
-
-        Raises UploadTooLarge when the file is refused for its size, DeliveryFailed otherwise."""
-        ...
 
 
 @dataclass(frozen=True)
@@ -72,16 +52,54 @@ class PollPolicy:
     growth: float = 1.5
     ceiling: float = 5.0
     error_ceiling: float = 30.0
+    # With webhooks, a callback wakes the poller at once; polling stays on as a slower safety net.
+    webhook_ceiling: float = 15.0
 
-    def next_delay(self, previous: float, changed: bool) -> float:
-        return self.first if changed else min(previous * self.growth, self.ceiling)
+    def next_delay(self, previous: float, changed: bool, *, webhooks: bool = False) -> float:
+        ceiling = self.webhook_ceiling if webhooks else self.ceiling
+        return self.first if changed else min(previous * self.growth, ceiling)
+
+
+class CancelOutcome(StrEnum):
+    STOPPED = "stopped"  # before the provider was called: refunded
+    REQUESTED = "requested"  # the provider accepted a cancel; refunded when it confirms
+    NOT_POSSIBLE = "not_possible"  # the provider cannot cancel a started task: it will be delivered
+    TOO_LATE = "too_late"  # already finished (or finishing)
+    UNKNOWN = "unknown"  # not a running job of this process
+
+    @property
+    def message(self) -> str:
+        return {
+            CancelOutcome.STOPPED: "Cancelled before it started. You were not charged.",
+            CancelOutcome.REQUESTED: "Cancel requested. You will be refunded as soon as the video service "
+            "confirms it stopped.",
+            CancelOutcome.NOT_POSSIBLE: "This video service cannot stop a video once it has started, and it is "
+            "already paid for, so it will still be posted here.",
+            CancelOutcome.TOO_LATE: "Too late to cancel: this video has already finished.",
+            CancelOutcome.UNKNOWN: "That job is not running any more.",
+        }[self]
+
+
+@dataclass
+class _Run:
+    """What one running job carries between its steps."""
+
+    job: JobRecord
+    reporter: JobReporter
+    card: JobCard
+    updater: CardUpdater
+    began: float = field(default_factory=time.monotonic)
+    task_id: str | None = None
+    submitting: bool = False
+    cancel_requested: bool = False
+    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class JobService:
     def __init__(
         self,
         repo: JobRepository,
-        providers: dict[str, Provider],
+        router: ProviderRouter,
         prices: PriceTable,
         quotas: QuotasSection,
         data_dir: Path,
@@ -91,9 +109,10 @@ class JobService:
         typical_seconds: dict[str, float] | None = None,
         edit_interval: float = 2.0,
         poll_policy: PollPolicy | None = None,
+        webhook_providers: frozenset[str] = frozenset(),
     ) -> None:
         self.repo = repo
-        self.providers = providers  # in order of preference
+        self.router = router
         self.prices = prices
         self.quotas = quotas
         self.inputs_dir = data_dir / "inputs"
@@ -103,30 +122,29 @@ class JobService:
         self.typical_seconds = typical_seconds or {}
         self.edit_interval = edit_interval
         self.poll_policy = poll_policy or PollPolicy()
+        self.webhook_providers = webhook_providers
         self._tasks: set[asyncio.Task[JobRecord | None]] = set()
+        self._runs: dict[int, _Run] = {}
         for folder in (self.inputs_dir, self.tmp_dir):
             folder.mkdir(parents=True, exist_ok=True)
 
+    @property
+    def providers(self) -> dict[str, Provider]:
+        return dict(self.router.providers)
+
     # ----- creating jobs -------------------------------------------------------------------------
 
-    def choose_provider(self, spec: GenerationSpec) -> str:
-        for name, provider in self.providers.items():
-            if provider.capabilities.serves(spec):
-                return name
-        raise UserError(
-            f"No configured video service can make `{spec.quality}` {spec.mode} clips. Try another quality."
-        )
-
-    def quote(self, spec: GenerationSpec) -> tuple[str, int]:
-        provider = self.choose_provider(spec)
-        return provider, self.prices.price_micros(provider, spec)
+    def quote(self, spec: GenerationSpec, guild_id: int | None) -> tuple[str, int]:
+        """The preferred provider, and the amount to reserve: the highest price among the providers
+        the job may fail over to, so a failover can never take anyone over a limit."""
+        candidates = self.router.candidates(spec, guild_id)
+        return candidates[0], max(self.prices.price_micros(name, spec) for name in candidates)
 
     async def create(
         self, spec: GenerationSpec, requester: Requester, *, command: str, parent_job_id: int | None = None
     ) -> JobRecord:
-        """Reserve the cost and record the job. Raises QuotaExceeded (nothing charged)."""
-        provider, cost = self.quote(spec)
-        input_name = self._store_input(spec.image) if spec.image else None
+        """Reserve the cost and record the job. Raises QuotaExceeded or UserError (nothing charged)."""
+        provider, reserve = self.quote(spec, requester.guild_id)
         limits = effective_limits(self.quotas, requester.role_ids)
         now = datetime.now(UTC)
         job_id = await self.repo.reserve(
@@ -142,15 +160,16 @@ class JobService:
                 optimize_prompt=spec.optimize_prompt,
                 model=spec.model,
                 prompt=spec.prompt,
-                input_image=input_name,
+                input_image=self._store_input(spec.image) if spec.image else None,
+                end_image=self._store_input(spec.end_image) if spec.end_image else None,
                 provider=provider,
-                cost_micros=cost,
+                cost_micros=reserve,
                 parent_job_id=parent_job_id,
             ),
-            check_fits(limits, cost, now),
+            check_fits(limits, reserve, now),
             now=now,
         )
-        log.info("job %d: reserved %d micros on %s for user %d", job_id, cost, provider, requester.user_id)
+        log.info("job %d: reserved %d micros (%s first) for user %d", job_id, reserve, provider, requester.user_id)
         job = await self.repo.get(job_id)
         assert job is not None
         return job
@@ -165,14 +184,15 @@ class JobService:
             partial.replace(path)
         return name
 
+    def _load_input(self, name: str | None) -> ImageInput | None:
+        if not name:
+            return None
+        from services.images import inspect_image  # checked again: the file is ours but may be damaged
+
+        return inspect_image((self.inputs_dir / name).read_bytes())
+
     def spec_for(self, job: JobRecord) -> GenerationSpec:
         """Rebuild what the user asked for from the stored job (for re-roll and resume)."""
-        image = None
-        if job.input_image:
-            data = (self.inputs_dir / job.input_image).read_bytes()
-            from services.images import inspect_image  # validated again: the file is ours but may be damaged
-
-            image = inspect_image(data)
         return GenerationSpec(
             mode=job.mode,  # type: ignore[arg-type]
             quality=job.quality,  # type: ignore[arg-type]
@@ -180,15 +200,14 @@ class JobService:
             prompt=job.prompt,
             optimize_prompt=job.optimize_prompt,
             model=job.model,
-            image=image,
+            image=self._load_input(job.input_image),
+            end_image=self._load_input(job.end_image),
         )
 
     def card_for(self, job: JobRecord) -> JobCard:
-        from services.spec import RESOLUTION_BY_QUALITY
-
         return JobCard(
             job_id=job.id,
-            stage="validating",
+            stage="queued",
             prompt=job.prompt,
             command=job.command,
             model=job.model,
@@ -202,13 +221,14 @@ class JobService:
 
     async def abandon(self, job: JobRecord, reason: str) -> None:
         """End a reserved job that never reached a provider, refunding it."""
-        await self._finish_refunded(job, "failed", FailureKind.INTERNAL, reason)
+        await self._refund(job, "failed", FailureKind.INTERNAL, reason)
 
     # ----- running jobs --------------------------------------------------------------------------
 
     def start(self, job: JobRecord, reporter: JobReporter) -> asyncio.Task[JobRecord | None]:
-        """Run the job in the background; the task is held until it ends."""
-        task = asyncio.create_task(self.run(job, reporter), name=f"job-{job.id}")
+        """Run the job in the background; the task is held until it ends. The job can be cancelled
+        from the moment this returns."""
+        task = asyncio.create_task(self._execute(self._register(job, reporter)), name=f"job-{job.id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
@@ -224,95 +244,143 @@ class JobService:
 
     async def run(self, job: JobRecord, reporter: JobReporter) -> JobRecord | None:
         """Carry a reserved job to its end. Never raises (except cancellation)."""
-        card = self.card_for(job)
-        updater = CardUpdater(reporter.show, self.edit_interval)
-        began = time.monotonic()
+        return await self._execute(self._register(job, reporter))
+
+    def _register(self, job: JobRecord, reporter: JobReporter) -> _Run:
+        run = _Run(job, reporter, self.card_for(job), CardUpdater(reporter.show, self.edit_interval))
+        self._runs[job.id] = run
+        return run
+
+    async def _execute(self, run: _Run) -> JobRecord | None:
+        job = run.job
         try:
-            await self._run(job, card, updater, reporter, began)
+            await self._run(run)
         except asyncio.CancelledError:
-            await updater.close()
             raise
         except Exception:
             log.exception("job %d: internal error", job.id)
-            await self._fail(job, card, updater, FailureKind.INTERNAL, "internal error")
+            await self._fail(run, FailureKind.INTERNAL, "internal error")
         finally:
-            await updater.close()
+            await run.updater.close()
+            self._runs.pop(job.id, None)
         return await self.repo.get(job.id)
 
-    async def _run(
-        self, job: JobRecord, card: JobCard, updater: CardUpdater, reporter: JobReporter, began: float
-    ) -> None:
-        provider = self.providers.get(job.provider)
-        if provider is None:
-            await self._fail(job, card, updater, FailureKind.UNAVAILABLE, f"provider {job.provider} not configured")
-            return
-        spec = self.spec_for(job)
-        await updater.update(card.with_stage("queued"))
-        await self._status(job, "submitting")
-        try:
-            task_id = await provider.submit(spec)
-        except ProviderError as exc:
-            if exc.maybe_created:
-                # The task may exist and may be billed; we cannot find it again, so we stop here and
-                # say so loudly for the admin. The user is refunded either way.
-                log.warning("job %d: submit outcome unknown on %s (%s); not retried", job.id, job.provider, exc)
-            await self._fail(job, card, updater, exc.kind, str(exc))
+    async def _run(self, run: _Run) -> None:
+        spec = self.spec_for(run.job)
+        await run.updater.update(run.card)
+        if not await self._submit(run, spec):
             return
         submitted = time.time()
-        await self._status(job, "submitted", task_id, provider_task_id=task_id, submitted_at=iso_now())
-        status = await self._wait(job, provider, task_id, card, updater, submitted)
+        status = await self._wait(run, submitted)
         if status is None:
             return
-        done_at = time.time()
         await self.repo.update(
-            job.id,
+            run.job.id,
             provider_done_at=iso_now(),
-            generation_seconds=round(done_at - submitted, 3),
+            generation_seconds=round(time.time() - submitted, 3),
             output_url=status.output_url,
         )
-        await self._deliver(
-            job, provider, status, card.with_stage("downloading", started_at=submitted), updater, reporter, began
-        )
+        run.card = run.card.with_stage("downloading", started_at=int(submitted))
+        await self._deliver(run, status)
 
-    async def _wait(
-        self, job: JobRecord, provider: Provider, task_id: str, card: JobCard, updater: CardUpdater, submitted: float
-    ) -> TaskStatus | None:
+    async def _submit(self, run: _Run, spec: GenerationSpec) -> bool:
+        """Submit to the first provider that takes it. Another one is tried only after an outage-type
+        error that certainly created nothing there, and only if its price fits the reservation."""
+        try:
+            candidates = self.router.candidates(spec, run.job.guild_id)
+        except UserError as exc:  # the configuration changed since the job was created
+            await self._fail(run, FailureKind.BAD_REQUEST, exc.message)
+            return False
+        reserved = (await self.repo.ledger_totals(run.job.id)).reserved
+        affordable = [name for name in candidates if self.prices.price_micros(name, spec) <= reserved]
+        for index, name in enumerate(affordable):
+            if run.cancel_requested:
+                await self._end_cancelled(run, "cancelled before submit")
+                return False
+            await self._use_provider(run, name, self.prices.price_micros(name, spec))
+            run.submitting = True
+            try:
+                run.task_id = await self.router.providers[name].submit(spec)
+            except ProviderError as exc:
+                self.router.record_failure(name, exc.kind)
+                if exc.maybe_created:
+                    # The task may exist and may be billed; we cannot find it again, so we stop here
+                    # and say so loudly for the admin. The user is refunded either way.
+                    log.warning("job %d: submit outcome unknown on %s (%s); not retried", run.job.id, name, exc)
+                elif exc.kind in OUTAGE_KINDS and index + 1 < len(affordable):
+                    log.info(
+                        "job %d: %s refused the submit (%s); trying %s", run.job.id, name, exc, affordable[index + 1]
+                    )
+                    continue
+                await self._fail(run, exc.kind, str(exc))
+                return False
+            finally:
+                run.submitting = False
+            self.router.record_success(name)
+            await self._status(run, "submitted", run.task_id, provider_task_id=run.task_id, submitted_at=iso_now())
+            if run.cancel_requested:  # the user pressed Cancel while the submit was in flight
+                await self.cancel_at_provider(run)
+            return True
+        await self._fail(run, FailureKind.UNAVAILABLE, "no provider could take the job")
+        return False
+
+    async def _use_provider(self, run: _Run, name: str, price: int) -> None:
+        if (name, price) != (run.job.provider, run.job.cost_micros):
+            await self.repo.update(run.job.id, provider=name, cost_micros=price)
+            run.job = replace(run.job, provider=name, cost_micros=price)
+            run.card = replace(run.card, provider=name, cost_micros=price)
+        await self._status(run, "submitting")
+
+    async def _wait(self, run: _Run, submitted: float) -> TaskStatus | None:
+        job, task_id = run.job, run.task_id
+        assert task_id is not None
+        provider = self.router.providers[job.provider]
+        webhooks = job.provider in self.webhook_providers
         typical = await self._typical_seconds(job)
         deadline = submitted + self.deadline_seconds
         delay, previous, errors = self.poll_policy.first, None, 0
         while True:
             if time.time() >= deadline:
-                await self._fail(job, card, updater, FailureKind.TIMEOUT, "deadline passed")
+                await self._fail(run, FailureKind.TIMEOUT, "deadline passed")
                 return None
             try:
                 status = await provider.poll(task_id)
             except ProviderError as exc:
                 if not exc.transient:
-                    await self._fail(job, card, updater, exc.kind, str(exc))
+                    await self._fail(run, exc.kind, str(exc))
                     return None
                 errors += 1
                 delay = min(
                     max(exc.retry_after or 0, self.poll_policy.first * 2**errors), self.poll_policy.error_ceiling
                 )
                 log.debug("job %d: poll error %s, next in %.1fs", job.id, exc, delay)
-                await asyncio.sleep(min(delay, max(deadline - time.time(), 0)))
+                await self._sleep(run, min(delay, max(deadline - time.time(), 0)))
                 continue
             errors = 0
             if status.state == "succeeded":
                 return status
-            if status.state in ("failed", "cancelled"):
-                kind = status.failure or FailureKind.GENERATION_FAILED
-                await self._fail(job, card, updater, kind, status.failure_detail or status.raw_status)
+            if status.state == "cancelled":
+                await self._end_cancelled(run, status.raw_status or "cancelled by the provider")
+                return None
+            if status.state == "failed":
+                await self._fail(run, status.failure or FailureKind.GENERATION_FAILED, status.failure_detail)
                 return None
             changed = (status.state, status.queue_position, status.progress) != previous
-            if changed and (previous is None or status.state != previous[0]):
-                await self._status(job, status.state, status.raw_status)
+            if previous is None or status.state != previous[0]:
+                await self._status(run, status.state, status.raw_status)
             previous = (status.state, status.queue_position, status.progress)
-            await updater.update(self._progress_card(card, status, submitted, typical))
-            delay = self.poll_policy.next_delay(delay, changed)
+            await run.updater.update(self._progress_card(run.card, status, submitted, typical))
+            delay = self.poll_policy.next_delay(delay, changed, webhooks=webhooks)
             if status.retry_after:
                 delay = max(delay, status.retry_after)
-            await asyncio.sleep(min(delay, max(deadline - time.time(), 0.05)))
+            await self._sleep(run, min(delay, max(deadline - time.time(), 0.05)))
+
+    @staticmethod
+    async def _sleep(run: _Run, seconds: float) -> None:
+        """Sleep until the next poll, or until a webhook or a cancel wakes the job up."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(run.wakeup.wait(), seconds)
+        run.wakeup.clear()
 
     def _progress_card(self, card: JobCard, status: TaskStatus, submitted: float, typical: float) -> JobCard:
         if status.state == "queued":
@@ -326,99 +394,104 @@ class JobService:
         median = await self.repo.median_generation_seconds(job.provider, job.model, job.quality, job.duration)
         return median or self.typical_seconds.get(job.provider, 60.0)
 
-    async def _deliver(
-        self,
-        job: JobRecord,
-        provider: Provider,
-        status: TaskStatus,
-        card: JobCard,
-        updater: CardUpdater,
-        reporter: JobReporter,
-        began: float,
-    ) -> None:
-        assert status.output_url is not None
-        await self._status(job, "downloading")
-        await updater.update(card)
+    async def _deliver(self, run: _Run, status: TaskStatus) -> None:
+        job, url = run.job, status.output_url
+        assert url is not None
+        await self._status(run, "downloading")
+        await run.updater.update(run.card)
         raw = self.tmp_dir / f"job-{job.id}-output.mp4"
         fitted = self.tmp_dir / f"job-{job.id}-fitted.mp4"
         try:
             try:
-                size = await provider.download(status.output_url, raw, self.max_output_bytes)
+                size = await self.router.providers[job.provider].download(url, raw, self.max_output_bytes)
                 await media.probe(raw)
             except (ProviderError, media.MediaError) as exc:
-                await self._fail(job, card, updater, FailureKind.OUTPUT_INVALID, str(exc))
+                await self._fail(run, FailureKind.OUTPUT_INVALID, str(exc))
                 return
-            await self._status(job, "posting", f"{size} bytes", output_bytes=size)
-            await updater.update(card.with_stage("posting"))
-            await updater.flush()
-            done = card.with_stage("done", took_seconds=round(time.monotonic() - began))
-            delivered_as = await self._post(job, raw, fitted, done, status.output_url, reporter)
+            await self._status(run, "posting", f"{size} bytes", output_bytes=size)
+            await run.updater.update(run.card.with_stage("posting"))
+            await run.updater.flush()
+            done = run.card.with_stage("done", took_seconds=round(time.monotonic() - run.began))
+            delivered_as = await post_clip(job.id, job.provider, raw, fitted, done, url, run.reporter)
         finally:
             for path in (raw, fitted):
                 path.unlink(missing_ok=True)
         if delivered_as is None:
-            await self._finish_refunded(job, "failed", FailureKind.INTERNAL, "delivery failed")
+            await self._refund(job, "failed", FailureKind.INTERNAL, "delivery failed")
             return
         await self.repo.finish(job.id, "delivered", "settle", delivered_as, delivered_as=delivered_as)
         log.info("job %d: delivered (%s), settled %d micros", job.id, delivered_as, job.cost_micros)
 
-    async def _post(
-        self, job: JobRecord, raw: Path, fitted: Path, card: JobCard, url: str, reporter: JobReporter
-    ) -> str | None:
-        """Upload the clip as it is, else re-encoded to fit, else post the link. Returns how."""
-        limit = reporter.upload_limit
-        attempts: list[tuple[str, Path | None]] = []
-        if limit is None or raw.stat().st_size <= limit:
-            attempts.append(("file", raw))
-        if limit is not None:
-            attempts.append(("reencoded", None))  # produced on demand below
-        attempts.append(("link", None))
-        for how, clip in attempts:
-            if how == "reencoded":
-                assert limit is not None
-                log.info("job %d: re-encoding %d bytes to fit %d", job.id, raw.stat().st_size, limit)
-                clip = await media.fit_to_size(raw, fitted, limit)
-                if clip is None:
-                    continue
-            shown = card if clip is not None else card.with_stage("done", link=url, message=link_note(job.provider))
-            try:
-                await reporter.deliver(shown, clip)
-                return how
-            except UploadTooLarge:
-                log.info("job %d: upload as %s refused as too large", job.id, how)
-            except DeliveryFailed as exc:
-                log.warning("job %d: delivery as %s failed: %s", job.id, how, exc)
-                if how == "link":
-                    return None
-        return None
+    # ----- cancel and webhooks -----------------------------------------------------------------
 
-    async def _status(self, job: JobRecord, status: str, detail: str = "", **columns: object) -> None:
+    async def request_cancel(self, job_id: int) -> CancelOutcome:
+        """The user pressed Cancel. Returns what happened, to tell them."""
+        run = self._runs.get(job_id)
+        if run is None:
+            job = await self.repo.get(job_id)
+            return CancelOutcome.TOO_LATE if job is not None and job.terminal else CancelOutcome.UNKNOWN
+        if run.card.stage in ("downloading", "posting", "done"):
+            return CancelOutcome.TOO_LATE
+        if run.task_id is None:
+            # Not at the provider yet (or the submit is in flight: then it is cancelled there once it returns).
+            run.cancel_requested = True
+            run.wakeup.set()
+            return CancelOutcome.REQUESTED if run.submitting else CancelOutcome.STOPPED
+        return await self.cancel_at_provider(run)
+
+    async def cancel_at_provider(self, run: _Run) -> CancelOutcome:
+        provider = self.router.providers[run.job.provider]
+        if not provider.capabilities.can_cancel:
+            run.cancel_requested = False  # it will be delivered: the money is spent
+            log.info("job %d: cancel not possible on %s; keeping the job", run.job.id, run.job.provider)
+            return CancelOutcome.NOT_POSSIBLE
+        assert run.task_id is not None
+        try:
+            accepted = await provider.cancel(run.task_id)
+        except ProviderError as exc:
+            log.warning("job %d: cancel failed on %s: %s", run.job.id, run.job.provider, exc)
+            return CancelOutcome.NOT_POSSIBLE
+        if not accepted:
+            return CancelOutcome.TOO_LATE
+        # Money follows what the provider finally reports: cancelled → refund; completed → delivered.
+        run.cancel_requested = True
+        run.wakeup.set()
+        log.info("job %d: cancel accepted by %s", run.job.id, run.job.provider)
+        return CancelOutcome.REQUESTED
+
+    def on_webhook(self, provider: str, task_id: str) -> bool:
+        """A verified callback for this task arrived: poll it now. False if no running job has it."""
+        for run in self._runs.values():
+            if run.task_id == task_id and run.job.provider == provider:
+                run.wakeup.set()
+                return True
+        return False
+
+    # ----- endings -----------------------------------------------------------------------------
+
+    async def _status(self, run: _Run, status: str, detail: str = "", **columns: object) -> None:
         """Persist a state change with its history row, and log it (one line per change, with the job id)."""
-        await self.repo.set_status(job.id, status, detail, **columns)
-        log.info("job %d: %s%s (%s)", job.id, status, f" {detail}" if detail else "", job.provider)
+        await self.repo.set_status(run.job.id, status, detail, **columns)
+        log.info("job %d: %s%s (%s)", run.job.id, status, f" {detail}" if detail else "", run.job.provider)
 
-    async def _fail(self, job: JobRecord, card: JobCard, updater: CardUpdater, kind: FailureKind, detail: str) -> None:
-        if await self._finish_refunded(job, "failed", kind, detail):
+    async def _fail(self, run: _Run, kind: FailureKind, detail: str) -> None:
+        if await self._refund(run.job, "failed", kind, detail):
             message = f"{SAFE_MESSAGES[kind]} You were not charged."
-            await updater.update(card.with_stage("failed", message=message))
+            await run.updater.update(run.card.with_stage("failed", message=message))
 
-    async def _finish_refunded(self, job: JobRecord, status: str, kind: FailureKind, detail: str) -> bool:
+    async def _end_cancelled(self, run: _Run, detail: str) -> None:
+        if await self._refund(run.job, "cancelled", None, detail):
+            await run.updater.update(run.card.with_stage("cancelled", message="Cancelled. You were not charged."))
+
+    async def _refund(self, job: JobRecord, status: str, kind: FailureKind | None, detail: str) -> bool:
+        label = kind.value if kind else status
         ended = await self.repo.finish(
-            job.id, status, "refund", f"{kind.value}: {detail}"[:500], error_kind=kind.value, error_detail=detail[:500]
-        )
+            job.id, status, "refund", f"{label}: {detail}"[:500], error_kind=kind.value if kind else None,
+            error_detail=detail[:500],
+        )  # fmt: skip
         if ended:
-            log.info("job %d: %s (%s), refunded %d micros", job.id, status, kind.value, job.cost_micros)
+            log.info("job %d: %s (%s), refunded", job.id, status, label)
         return ended
-
-
-# How long providers keep outputs (providers.md); unknown ones get a cautious wording.
-LINK_LIFETIME = {"minimax": "about 1 hour", "toapis": "24 hours"}
-
-
-def link_note(provider: str) -> str:
-    lifetime = LINK_LIFETIME.get(provider)
-    when = f"it expires in {lifetime}" if lifetime else "the provider keeps it for a limited time"
-    return f"The clip is too large to upload here, so here is the provider's link ({when}: save it soon)."
 
 
 def iso_now() -> str:

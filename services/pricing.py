@@ -2,32 +2,22 @@
 
 from __future__ import annotations
 
-from services.spec import (
-    DURATIONS_BY_RESOLUTION,
-    MODEL_HAILUO_23,
-    QUALITIES_BY_MODE,
-    RESOLUTION_BY_QUALITY,
-    GenerationSpec,
-)
+from collections.abc import Iterable
+
+from services.spec import DURATIONS_BY_RESOLUTION, RESOLUTION_BY_QUALITY, GenerationSpec
 
 FREE_PROVIDERS = ("preview",)
 
 
-def all_price_keys() -> list[str]:
-    """Every `<mode>-<quality>-<duration>s` combination that exists for Hailuo 2.3."""
-    keys = []
-    for mode, qualities in QUALITIES_BY_MODE.items():
-        for quality in qualities:
-            for duration in DURATIONS_BY_RESOLUTION[RESOLUTION_BY_QUALITY[quality]]:
-                keys.append(f"{mode}-{quality}-{duration}s")
+def required_price_keys(offers: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    """What config.toml must price for a provider offering these (model, variant) pairs, by model:
+    every `<mode>-<quality>-<duration>s` the variant's resolution allows."""
+    keys: dict[str, list[str]] = {}
+    for model, variant in sorted(offers):
+        quality = variant.split("-", 1)[1]
+        for duration in DURATIONS_BY_RESOLUTION[RESOLUTION_BY_QUALITY[quality]]:
+            keys.setdefault(model, []).append(f"{variant}-{duration}s")
     return keys
-
-
-def required_price_keys(provider: str) -> dict[str, list[str]]:
-    """What config.toml must price for a paid provider, by model."""
-    if provider in FREE_PROVIDERS:
-        return {}
-    return {MODEL_HAILUO_23: all_price_keys()}
 
 
 class PriceTable:

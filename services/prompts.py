@@ -20,7 +20,15 @@ import unicodedata
 
 from services import camera
 from services.errors import UserError
-from services.spec import DURATIONS, DURATIONS_BY_RESOLUTION, QUALITIES_BY_MODE, RESOLUTION_BY_QUALITY
+from services.spec import (
+    DURATIONS,
+    DURATIONS_BY_RESOLUTION,
+    MODEL_HAILUO_23,
+    MODEL_LABELS,
+    QUALITIES_BY_MODE,
+    QUALITIES_BY_MODEL,
+    RESOLUTION_BY_QUALITY,
+)
 
 MAX_PROMPT_CHARS = 2000
 EXAMPLE = "`A lighthouse in a storm at night [Push in]`"
@@ -118,11 +126,16 @@ def _same_tier(quality: str, allowed: list[str]) -> str:
     return tier if tier in allowed else allowed[0]
 
 
-def validate_combination(mode: str, quality: str, duration: int) -> None:
-    """Refuse a quality the mode does not offer, or a duration its resolution does not allow."""
+def validate_combination(mode: str, quality: str, duration: int, model: str = MODEL_HAILUO_23) -> None:
+    """Refuse a quality the model and mode do not offer, or a duration its resolution does not allow."""
     if mode not in QUALITIES_BY_MODE:
         raise UserError(f"Unknown mode `{mode}`; expected one of {', '.join(QUALITIES_BY_MODE)}.")
-    qualities = QUALITIES_BY_MODE[mode]
+    if model not in QUALITIES_BY_MODEL:
+        raise UserError(f"Unknown model `{model[:30]}`; choose {_either(list(QUALITIES_BY_MODEL))}.")
+    qualities = QUALITIES_BY_MODEL[model][mode]
+    if quality in QUALITIES_BY_MODE[mode] and quality not in qualities:
+        offered = _either([_describe(q) for q in qualities])
+        raise UserError(f"{MODEL_LABELS[model]} does not offer quality `{quality}`. Choose {offered}.")
     if quality not in qualities:
         offered = _either([_describe(q) for q in qualities])
         elsewhere = [m for m, qs in QUALITIES_BY_MODE.items() if quality in qs]

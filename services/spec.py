@@ -12,6 +12,7 @@ Quality = Literal["standard", "pro", "fast", "fast-pro"]
 MODEL_HAILUO_23 = "hailuo-2.3"
 MODEL_HAILUO_02 = "hailuo-02"
 MODELS = (MODEL_HAILUO_23, MODEL_HAILUO_02)
+MODEL_LABELS = {MODEL_HAILUO_23: "Hailuo 2.3", MODEL_HAILUO_02: "Hailuo 02"}
 # Only Hailuo 02 makes first-and-last-frame clips (providers.md §1.2 FL2V).
 END_FRAME_MODELS = (MODEL_HAILUO_02,)
 

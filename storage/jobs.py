@@ -45,6 +45,7 @@ class NewJob:
     provider: str
     cost_micros: int
     parent_job_id: int | None = None
+    end_image: str | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,7 @@ class JobRecord:
     finished_at: str | None
     generation_seconds: float | None
     parent_job_id: int | None
+    end_image: str | None
 
     @classmethod
     def from_row(cls, row: aiosqlite.Row) -> JobRecord:
@@ -108,14 +110,18 @@ class LedgerTotals:
     reserved: int
     settled: int
     refunded: int
+    released: int = 0
 
     @property
     def outstanding(self) -> int:
-        """Reserved money that is neither settled nor refunded yet."""
-        return self.reserved - self.settled - self.refunded
+        """Reserved money that is neither settled, refunded nor released yet."""
+        return self.reserved - self.settled - self.refunded - self.released
 
 
-_SPENT = "COALESCE(SUM(CASE kind WHEN 'reserve' THEN amount_micros WHEN 'refund' THEN -amount_micros END), 0)"
+_SPENT = (
+    "COALESCE(SUM(CASE kind WHEN 'reserve' THEN amount_micros WHEN 'refund' THEN -amount_micros"
+    " WHEN 'release' THEN -amount_micros END), 0)"
+)
 _COUNTED = "COALESCE(SUM(CASE kind WHEN 'reserve' THEN 1 WHEN 'refund' THEN -1 END), 0)"
 
 
@@ -169,8 +175,8 @@ class JobRepository:
             cursor = await conn.execute(
                 """INSERT INTO jobs (created_at, updated_at, user_id, guild_id, channel_id, interaction_id,
                    command, mode, quality, duration, optimize_prompt, model, prompt, input_image, provider,
-                   status, cost_micros, parent_job_id)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'reserved', ?, ?)""",
+                   status, cost_micros, parent_job_id, end_image)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'reserved', ?, ?, ?)""",
                 (
                     stamp,
                     stamp,
@@ -189,6 +195,7 @@ class JobRepository:
                     job.provider,
                     job.cost_micros,
                     job.parent_job_id,
+                    job.end_image,
                 ),
             )
             job_id = int(cursor.lastrowid or 0)
@@ -232,22 +239,31 @@ class JobRepository:
             )
 
     async def finish(self, job_id: int, status: str, outcome: str, detail: str = "", **columns: Any) -> bool:
-        """End a job: status + the settle or refund ledger row, in one transaction.
+        """End a job: status + the ledger rows of its outcome, in one transaction.
 
+        A refund gives back the whole reservation. A settle charges the job's `cost_micros` (the price
+        of the provider that served it) and releases the rest of the reservation, if any.
         Idempotent: returns False (and changes nothing) when the job already has an outcome."""
         assert outcome in ("settle", "refund")
-        now = utcnow()
-        stamp = iso(now)
+        stamp = iso(utcnow())
         assignments = "".join(f", {name} = ?" for name in columns)
+        copy_reservation = """INSERT INTO ledger (job_id, at, kind, amount_micros, user_id, guild_id, period_day,
+                              period_month)
+                              SELECT r.job_id, ?, ?, {amount}, r.user_id, r.guild_id, r.period_day, r.period_month
+                              FROM ledger r JOIN jobs j ON j.id = r.job_id
+                              WHERE r.job_id = ? AND r.kind = 'reserve'"""
         try:
             async with self.db.transaction() as conn:
-                await conn.execute(
-                    """INSERT INTO ledger (job_id, at, kind, amount_micros, user_id, guild_id, period_day,
-                       period_month)
-                       SELECT job_id, ?, ?, amount_micros, user_id, guild_id, period_day, period_month
-                       FROM ledger WHERE job_id = ? AND kind = 'reserve'""",
-                    (stamp, outcome, job_id),
-                )
+                if outcome == "refund":
+                    await conn.execute(copy_reservation.format(amount="r.amount_micros"), (stamp, "refund", job_id))
+                else:
+                    charged = "MIN(j.cost_micros, r.amount_micros)"
+                    await conn.execute(copy_reservation.format(amount=charged), (stamp, "settle", job_id))
+                    await conn.execute(
+                        copy_reservation.format(amount=f"r.amount_micros - {charged}")
+                        + f" AND r.amount_micros > {charged}",
+                        (stamp, "release", job_id),
+                    )
                 await conn.execute(
                     f"UPDATE jobs SET status = ?, updated_at = ?, finished_at = ?{assignments} WHERE id = ?",
                     (status, stamp, stamp, *columns.values(), job_id),
@@ -285,12 +301,13 @@ class JobRepository:
         row = await self.db.fetchone(
             f"""SELECT COALESCE(SUM(CASE kind WHEN 'reserve' THEN amount_micros END), 0),
                        COALESCE(SUM(CASE kind WHEN 'settle' THEN amount_micros END), 0),
-                       COALESCE(SUM(CASE kind WHEN 'refund' THEN amount_micros END), 0)
+                       COALESCE(SUM(CASE kind WHEN 'refund' THEN amount_micros END), 0),
+                       COALESCE(SUM(CASE kind WHEN 'release' THEN amount_micros END), 0)
                 FROM ledger {where}""",
             params,
         )
         assert row is not None
-        return LedgerTotals(int(row[0]), int(row[1]), int(row[2]))
+        return LedgerTotals(int(row[0]), int(row[1]), int(row[2]), int(row[3]))
 
     async def get_meta(self, key: str) -> str | None:
         row = await self.db.fetchone("SELECT value FROM meta WHERE key = ?", (key,))

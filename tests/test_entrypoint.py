@@ -50,8 +50,10 @@ def test_invalid_setting_names_the_key(tmp_path: Path) -> None:
 def test_unknown_key_and_unpriced_provider_are_refused(tmp_path: Path) -> None:
     result = run_bot(tmp_path, "[bot]\nlog_levle = 'INFO'\n")
     assert result.returncode == 2 and "bot.log_levle" in result.stderr
-    result = run_bot(tmp_path, '[providers]\norder = ["wavespeed"]\n', env={"WAVESPEED_API_KEY": "k"})
-    assert result.returncode == 2 and "prices.wavespeed.hailuo-2.3: missing t2v-standard-6s" in result.stderr
+    result = run_bot(
+        tmp_path, '[providers]\norder = ["wavespeed"]\n', env={"WAVESPEED_API_KEY": "k", "DISCORD_TOKEN": "t"}
+    )
+    assert result.returncode == 2 and "prices.wavespeed.hailuo-02: missing i2v-pro-6s" in result.stderr
 
 
 def test_generate_from_the_terminal_writes_a_clip(tmp_path: Path) -> None:

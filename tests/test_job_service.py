@@ -11,6 +11,7 @@ from providers.wavespeed import WaveSpeedProvider
 from services.jobs import JobService, PollPolicy, Requester, UploadTooLarge
 from services.pricing import PriceTable
 from services.progress import JobCard
+from services.routing import ProviderRouter
 from services.spec import GenerationSpec
 from settings import QuotasSection
 from storage.db import Database
@@ -49,7 +50,7 @@ async def service(tmp_path: Path, wavespeed: FakeWaveSpeed) -> AsyncIterator[Job
     async with Database(tmp_path / "jobs.db") as db:
         yield JobService(
             JobRepository(db),
-            {"wavespeed": provider},
+            ProviderRouter({"wavespeed": provider}),
             PriceTable(PRICES),
             QuotasSection(),
             tmp_path,

@@ -140,3 +140,30 @@ def test_summary_shows_what_is_left() -> None:
     assert by_label["Your spend today"].left == "$1.16"
     assert by_label["Server budget this month"].left == "$95.00"
     assert by_label["Your spend this month"].limit is None
+
+
+async def test_settle_at_a_cheaper_price_releases_the_difference(jobs: JobRepository) -> None:
+    job_id = await jobs.reserve(new_job(cost=490_000), check_fits(limits(), 490_000, NOW), now=NOW)
+    await jobs.update(job_id, cost_micros=280_000, provider="seaart")  # failover served it cheaper
+    assert await jobs.finish(job_id, "delivered", "settle")
+    totals = await jobs.ledger_totals(job_id)
+    assert (totals.settled, totals.released, totals.outstanding) == (280_000, 210_000, 0)
+    assert (await jobs.usage(1, 10, NOW)).user_day_micros == 280_000
+    with pytest.raises(sqlite3.IntegrityError):  # a release never exceeds the reservation
+        async with jobs.db.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO ledger (job_id, at, kind, amount_micros, user_id, period_day, period_month) "
+                "VALUES (?, 'now', 'release', 1, 1, 'd', 'm')",
+                (job_id,),
+            )
+
+
+async def test_migrations_keep_existing_ledger_rows(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    async with Database(path) as db:
+        repo = JobRepository(db)
+        await repo.reserve(new_job(cost=5), check_fits(limits(), 5, NOW), now=NOW)
+    async with Database(path) as db:  # reopening runs no migration twice and keeps the data
+        assert (await JobRepository(db).ledger_totals()).reserved == 5
+        row = await db.fetchone("PRAGMA user_version")
+        assert row is not None and row[0] == 2

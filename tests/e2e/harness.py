@@ -39,18 +39,9 @@ typical_seconds = 2
 [providers.preview]
 fps = 8
 typical_seconds = 2
+{provider_sections}
 
-[prices.wavespeed."hailuo-2.3"]
-"t2v-standard-6s" = "0.28"
-"t2v-standard-10s" = "0.56"
-"t2v-pro-6s" = "0.49"
-"i2v-standard-6s" = "0.28"
-"i2v-standard-10s" = "0.56"
-"i2v-pro-6s" = "0.49"
-"i2v-fast-6s" = "0.19"
-"i2v-fast-10s" = "0.32"
-"i2v-fast-pro-6s" = "0.33"
-
+{prices}
 [quotas]
 user_daily_videos = {daily_videos}
 user_daily_usd = "{daily_usd}"
@@ -58,6 +49,7 @@ user_monthly_usd = "20.00"
 guild_monthly_usd = "100.00"
 global_monthly_usd = "300.00"
 user_max_in_flight = 2
+{extra}
 """
 
 
@@ -90,6 +82,12 @@ class BotUnderTest:
         assert totals.settled == delivered, (totals, delivered)
 
 
+def repo_prices() -> str:
+    """The price tables of the committed config.toml, so tests price exactly what ships."""
+    text = (Path(__file__).resolve().parents[2] / "config.toml").read_text(encoding="utf-8")
+    return text[text.index("[prices.") : text.index("[webhooks]")]
+
+
 def write_config(tmp_path: Path, **overrides: object) -> Path:
     values: dict[str, object] = {
         "data_dir": str(tmp_path / "data"),
@@ -99,25 +97,47 @@ def write_config(tmp_path: Path, **overrides: object) -> Path:
         "wavespeed_url": "http://127.0.0.1:9",
         "daily_videos": 10,
         "daily_usd": "2.00",
+        "provider_sections": "",
+        "extra": "",
     }
     values.update(overrides)
     path = tmp_path / "config.toml"
-    path.write_text(textwrap.dedent(CONFIG.format(**values)), encoding="utf-8")
+    text = textwrap.dedent(CONFIG).format(**values, prices="{prices}")
+    path.write_text(text.replace("{prices}", repo_prices()), encoding="utf-8")
     return path
 
 
 @contextlib.asynccontextmanager
 async def running_bot(
-    tmp_path: Path, fake: FakeDiscord, *, wavespeed_key: str | None = "ws-test-key", **config: object
+    tmp_path: Path,
+    fake: FakeDiscord,
+    *,
+    wavespeed_key: str | None = "ws-test-key",
+    providers: dict[str, tuple[str, str]] | None = None,
+    secrets: dict[str, str] | None = None,
+    **config: object,
 ) -> AsyncIterator[BotUnderTest]:
+    """`providers` adds other paid providers: name -> (base URL of its stand-in, API key)."""
     saved = (discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY)
-    path = write_config(tmp_path, **config)
+    providers = dict(providers or {})
+    if "wavespeed" in providers:  # the template has its section already
+        config["wavespeed_url"] = providers["wavespeed"][0]
+    sections = "".join(
+        f'\n[providers.{name}]\nbase_url = "{url}"\ntimeout = 5\ntypical_seconds = 2\n'
+        for name, (url, _) in providers.items()
+        if name != "wavespeed"
+    )
+    path = write_config(tmp_path, provider_sections=sections, **config)
+    keys = {f"{name}_api_key": SecretStr(key) for name, (_, key) in providers.items()}
+    if wavespeed_key:
+        keys.setdefault("wavespeed_api_key", SecretStr(wavespeed_key))
     settings = Settings(
         config=load_config(path),
         secrets=Secrets(
             _env_file=None,  # type: ignore[call-arg]
             discord_token=SecretStr(fake.bot_token),
-            wavespeed_api_key=SecretStr(wavespeed_key) if wavespeed_key else None,
+            **keys,
+            **{name: SecretStr(value) for name, value in (secrets or {}).items()},
         ),
         config_path=path,
     )

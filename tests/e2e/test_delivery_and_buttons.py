@@ -99,6 +99,8 @@ async def test_card_deleted_by_a_moderator_is_posted_anew(
         await discord_fake.wait_until(lambda: len(finished(discord_fake)) == 1, timeout=30)
         result = finished(discord_fake)[0]
         assert result.id != first.id and result.attachments
+        assert len(cards(discord_fake)) == 1, "one new card, edited to the end: not a new post per edit"
+        await bot.wait_jobs_done()
         job = await bot.app.repo.get(1)
         assert job is not None and job.message_id == result.id
         await bot.assert_ledger_balanced()

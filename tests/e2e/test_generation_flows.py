@@ -47,7 +47,11 @@ def jpeg(width: int = 640, height: int = 480) -> bytes:
 
 def cards(fake: FakeDiscord) -> list[FakeMessage]:
     """Public messages carrying a job card embed."""
-    return [m for m in fake.messages.values() if not m.ephemeral and m.embeds and "job #" in m.embeds[0]["title"]]
+    return [
+        m
+        for m in fake.messages.values()
+        if not m.ephemeral and not m.deleted and m.embeds and "job #" in m.embeds[0]["title"]
+    ]
 
 
 def finished(fake: FakeDiscord) -> list[FakeMessage]:

@@ -1,8 +1,15 @@
 """A local stand-in for WaveSpeedAI v3 (providers.md §2) on a real socket, scriptable per task.
 
-Wire behaviour follows the reference: `{"code","message","data"}` envelopes, `POST /api/v3/{model_id}`,
-`GET /api/v3/predictions/{id}/result` (and the bare `/predictions/{id}` variant), Bearer auth, the
-per-endpoint parameter rules, and output files under `/outputs/{id}.mp4` (no auth, like a CDN).
+Wire behaviour follows the reference: `{"code","message","data"}` envelopes, `POST /api/v3/{model_id}`
+for the Hailuo 2.3 and Hailuo 02 endpoints, `GET /api/v3/predictions/{id}/result` (and the bare
+`/predictions/{id}` variant), Bearer auth, the per-endpoint parameter rules, and output files under
+`/outputs/{id}.mp4` (no auth, like a CDN).
+
+Webhooks (§2.6): `GET /api/v3/webhook/secret` serves a `whsec_` secret. A task submitted with
+`?webhook=<url>` gets ONE signed callback (the un-enveloped prediction) POSTed to that URL when it
+ends: time-based tasks at their scheduled end, poll-based ones when a poll first sees them terminal.
+Every callback sent is recorded in `webhook_deliveries`; `send_webhook` sends extra (stale, forged or
+repeated) ones for tests.
 
 Tests script the next task with `next_scenario(...)` and inject failures with `fail_next_submit`,
 `fail_next_polls`, `malformed_next_polls`, `drop_next_submit_after_create`, `slow_next_submit` and
@@ -15,7 +22,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hashlib
+import hmac
 import io
+import json
+import os
 import socket
 import subprocess
 import tempfile
@@ -29,27 +40,43 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+import aiohttp
 from aiohttp import web
 
 Outcome = Literal["completed", "failed", "nsfw", "never", "cancelled", "unknown_status", "no_outputs"]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-MODEL_PREFIX = "minimax/hailuo-2.3/"
-# endpoint → (needs an image, durations it accepts). Endpoints without a duration list make 6 s clips and
-# accept `duration: 6` at most; 10 s is never possible at 1080P (providers.md §1.3, §2.2).
-ENDPOINTS: dict[str, tuple[bool, tuple[int, ...]]] = {
-    "t2v-standard": (False, (6, 10)),
-    "t2v-pro": (False, (6,)),
-    "i2v-standard": (True, (6, 10)),
-    "i2v-pro": (True, (6,)),
-    "fast": (True, (6, 10)),
-    "fast-pro": (True, (6,)),
+
+@dataclass(frozen=True)
+class Rule:
+    """What one endpoint accepts (providers.md §2.2)."""
+
+    needs_image: bool
+    durations: tuple[int, ...]  # 1080P endpoints make 6 s clips and accept `duration: 6` at most
+    end_image: bool = False  # only Hailuo 02 i2v-pro documents `end_image` (SEED-002)
+
+
+# model_id → its rules; 10 s is never possible at 1080P (providers.md §1.3).
+ENDPOINTS: dict[str, Rule] = {
+    "minimax/hailuo-2.3/t2v-standard": Rule(False, (6, 10)),
+    "minimax/hailuo-2.3/t2v-pro": Rule(False, (6,)),
+    "minimax/hailuo-2.3/i2v-standard": Rule(True, (6, 10)),
+    "minimax/hailuo-2.3/i2v-pro": Rule(True, (6,)),
+    "minimax/hailuo-2.3/fast": Rule(True, (6, 10)),
+    "minimax/hailuo-2.3/fast-pro": Rule(True, (6,)),
+    "minimax/hailuo-02/t2v-standard": Rule(False, (6, 10)),
+    "minimax/hailuo-02/t2v-pro": Rule(False, (6,)),
+    "minimax/hailuo-02/i2v-standard": Rule(True, (6, 10)),
+    "minimax/hailuo-02/i2v-pro": Rule(True, (6,), end_image=True),
 }
 IMAGE_MIMES = ("image/jpeg", "image/jpg", "image/png")  # "Format is JPG/JPEG/PNG"
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
 UNKNOWN_STATUS_WORD = "rebalancing"
 QUEUE_SHARE = 0.25  # time-based tasks report `created` for the first quarter of their duration
 CHUNK = 64 * 1024
+SECRET_PREFIX = "whsec_"
+STALE_BY_S = 600  # how far in the past a `stale=True` callback is stamped (the window is 300 s)
+WEBHOOK_TIMEOUT_S = 10.0
 DROPPED = web.RequestKey("dropped", bool)  # set when a handler closed the connection unanswered
 
 
@@ -78,14 +105,16 @@ class Scenario:
 @dataclass
 class FakeTask:
     id: str
-    endpoint: str
+    model_id: str
     body: dict[str, object]
     scenario: Scenario
     duration_s: float
     submitted_at: float  # time.time()
+    webhook_url: str | None = None  # from `?webhook=` on the submit
     polls: int = 0  # polls answered with the task's status (injected failures not counted)
     terminal_seen_at: float | None = None  # first time a poll answered with a terminal status
     output_requests: int = 0
+    webhook_sent: bool = False  # the one automatic end-of-task callback has gone out
     _terminal_at: float | None = field(default=None, repr=False)
 
     @property
@@ -128,6 +157,26 @@ class RequestRecord:
     status: int  # 0 when the connection was dropped without an answer
     at: float
     has_auth: bool  # whether any Authorization header was sent
+
+
+@dataclass(frozen=True)
+class WebhookDelivery:
+    """One callback POST the stand-in made."""
+
+    url: str
+    task_id: str
+    event_id: str
+    headers: dict[str, str]
+    body: bytes
+    status: int  # the receiver's HTTP answer; 0 when it could not be reached
+    at: float
+    stale: bool = False
+    bad_signature: bool = False
+
+    @property
+    def json(self) -> dict[str, Any]:
+        payload: dict[str, Any] = json.loads(self.body)
+        return payload
 
 
 @dataclass(frozen=True)
@@ -190,6 +239,12 @@ class FakeWaveSpeed:
         self._drop_next_submit = False
         self._slow_next_submit = 0.0
         self._balance_exhausted = False
+        # Looks like base64 on purpose: a client that wrongly base64-decodes it gets the wrong HMAC key.
+        self.webhook_secret = SECRET_PREFIX + base64.b64encode(os.urandom(24)).decode()
+        self.webhook_deliveries: list[WebhookDelivery] = []
+        self._delivered = asyncio.Event()
+        self._background: set[asyncio.Task[None]] = set()
+        self._session: aiohttp.ClientSession | None = None
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -206,6 +261,7 @@ class FakeWaveSpeed:
         app.router.add_get("/api/v3/predictions/{task_id}/result", self._poll)
         app.router.add_get("/api/v3/predictions/{task_id}", self._poll)
         app.router.add_get("/api/v3/balance", self._balance)
+        app.router.add_get("/api/v3/webhook/secret", self._webhook_secret)
         app.router.add_get("/outputs/{task_id}.mp4", self._output)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
@@ -215,6 +271,12 @@ class FakeWaveSpeed:
         await web.SockSite(self._runner, sock).start()
 
     async def stop(self) -> None:
+        for pending in list(self._background):
+            pending.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -265,6 +327,14 @@ class FakeWaveSpeed:
     def output_url(self, task_id: str) -> str:
         return f"{self.base_url}/outputs/{task_id}.mp4"
 
+    async def wait_for_deliveries(self, count: int, timeout: float = 5.0) -> list[WebhookDelivery]:
+        """Wait until at least `count` callbacks were sent (answered or not)."""
+        async with asyncio.timeout(timeout):
+            while len(self.webhook_deliveries) < count:
+                self._delivered.clear()
+                await self._delivered.wait()
+        return self.webhook_deliveries
+
     # ----- handlers ----------------------------------------------------------------------------------
 
     @web.middleware
@@ -300,21 +370,22 @@ class FakeWaveSpeed:
             )
         if self._balance_exhausted:
             return _error(402, "Insufficient balance")
-        if not endpoint.startswith(MODEL_PREFIX) or endpoint.removeprefix(MODEL_PREFIX) not in ENDPOINTS:
+        if endpoint not in ENDPOINTS:
             return _error(404, f"model {endpoint} not found")
         if not isinstance(body, dict):
             return _error(400, "request body must be a JSON object")
-        short = endpoint.removeprefix(MODEL_PREFIX)
-        if problem := validate_body(short, body):
+        if problem := validate_body(endpoint, body):
             return _error(400, problem)
-        task = self._create(short, body)
+        task = self._create(endpoint, body, request.query.get("webhook") or None)
         return await self._answer_submit(request, task)
 
-    def _create(self, endpoint: str, body: dict[str, object]) -> FakeTask:
+    def _create(self, model_id: str, body: dict[str, object], webhook_url: str | None) -> FakeTask:
         scenario = self._scenarios.popleft() if self._scenarios else Scenario()
         duration = scenario.duration_s if scenario.duration_s is not None else self.default_duration_s
-        task = FakeTask(uuid.uuid4().hex, endpoint, body, scenario, duration, time.time())
+        task = FakeTask(uuid.uuid4().hex, model_id, body, scenario, duration, time.time(), webhook_url)
         self.tasks[task.id] = task
+        if webhook_url and not scenario.poll_based and scenario.outcome != "never":
+            self._spawn(self._callback_at_end(task))
         return task
 
     async def _answer_submit(self, request: web.Request, task: FakeTask) -> web.StreamResponse:
@@ -349,6 +420,8 @@ class FakeWaveSpeed:
         if task.phase(now) == "terminal":
             task._terminal_at = task._terminal_at or now
             task.terminal_seen_at = task.terminal_seen_at or now
+            if task.scenario.poll_based:  # a poll is what ends a poll-based task
+                self._spawn(self._callback_once(task))
         return web.json_response({"code": 200, "message": "success", "data": self._prediction(task, word)})
 
     async def _balance(self, request: web.Request) -> web.StreamResponse:
@@ -356,6 +429,11 @@ class FakeWaveSpeed:
             return _error(401, "invalid authentication")
         balance = 0.0 if self._balance_exhausted else self.balance
         return web.json_response({"code": 200, "message": "success", "data": {"balance": balance}})
+
+    async def _webhook_secret(self, request: web.Request) -> web.StreamResponse:
+        if not self._authorized(request):
+            return _error(401, "invalid authentication")
+        return web.json_response({"code": 200, "message": "success", "data": {"secret": self.webhook_secret}})
 
     async def _output(self, request: web.Request) -> web.StreamResponse:
         task = self.tasks.get(request.match_info["task_id"])
@@ -385,7 +463,7 @@ class FakeWaveSpeed:
         done = task.completed_at
         return {
             "id": task.id,
-            "model": MODEL_PREFIX + task.endpoint,
+            "model": task.model_id,
             "outputs": outputs,
             "urls": {"get": f"{self.base_url}/api/v3/predictions/{task.id}/result"},
             "has_nsfw_contents": [sc.outcome == "nsfw"] * len(outputs),
@@ -395,48 +473,123 @@ class FakeWaveSpeed:
             "timings": {"inference": int((done - task.submitted_at) * 1000) if done else 0},
         }
 
+    # ----- webhooks (providers.md §2.6) --------------------------------------------------------------
+
+    async def send_webhook(
+        self, task_id: str, *, stale: bool = False, bad_signature: bool = False, event_id: str | None = None
+    ) -> WebhookDelivery:
+        """POST a signed callback with the task's current state to its webhook URL, and record it.
+
+        `stale` stamps it 10 minutes in the past; `bad_signature` signs it with the wrong key; `event_id`
+        reuses a delivery id, as a sender's retry of the same event would.
+        """
+        task = self.tasks[task_id]
+        if not task.webhook_url:
+            raise ValueError(f"task {task_id} was not submitted with ?webhook=")
+        body = json.dumps(self._callback_body(task)).encode()
+        event_id = event_id or uuid.uuid4().hex
+        stamp = str(int(time.time()) - (STALE_BY_S if stale else 0))
+        key = b"not-the-secret" if bad_signature else self.webhook_secret.removeprefix(SECRET_PREFIX).encode()
+        signature = hmac.new(key, f"{event_id}.{stamp}.".encode() + body, hashlib.sha256).hexdigest()
+        headers = {
+            "Content-Type": "application/json",
+            "webhook-id": event_id,
+            "webhook-timestamp": stamp,
+            "webhook-signature": f"v3,{signature}",
+        }
+        status = await self._post_callback(task.webhook_url, headers, body)
+        delivery = WebhookDelivery(
+            task.webhook_url, task_id, event_id, headers, body, status, time.time(), stale, bad_signature
+        )
+        self.webhook_deliveries.append(delivery)
+        self._delivered.set()
+        return delivery
+
+    def _callback_body(self, task: FakeTask) -> dict[str, object]:
+        # §2.6: the prediction itself, with its input and without the `code/message/data` envelope.
+        prediction = self._prediction(task, task.status_word(time.time()))
+        prediction.pop("timings")
+        return {**prediction, "input": task.body}
+
+    async def _post_callback(self, url: str, headers: dict[str, str], body: bytes) -> int:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=WEBHOOK_TIMEOUT_S))
+        try:
+            async with self._session.post(url, data=body, headers=headers, allow_redirects=False) as response:
+                await response.read()
+                return response.status
+        except (aiohttp.ClientError, TimeoutError):
+            return 0
+
+    async def _callback_at_end(self, task: FakeTask) -> None:
+        # A hair past the end: the loop's clock and time.time() differ, and the body must say "ended".
+        await asyncio.sleep(max(0.0, task.submitted_at + task.duration_s - time.time()) + 0.01)
+        await self._callback_once(task)
+
+    async def _callback_once(self, task: FakeTask) -> None:
+        if task.webhook_sent or not task.webhook_url:
+            return
+        task.webhook_sent = True
+        await self.send_webhook(task.id)
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        pending = asyncio.ensure_future(coro)
+        self._background.add(pending)  # held, so the loop cannot drop it half-way
+        pending.add_done_callback(self._background.discard)
+
 
 # ----- request validation (providers.md §2.2) -----------------------------------------------------------
 
 
-def validate_body(endpoint: str, body: dict[str, object]) -> str | None:
-    """The 400 message for a body this endpoint would refuse, or None when it is acceptable."""
-    needs_image, durations = ENDPOINTS[endpoint]
+def validate_body(model_id: str, body: dict[str, object]) -> str | None:
+    """The 400 message for a body this endpoint would refuse, or None when it is acceptable.
+
+    Unlike (perhaps) the real service, which may drop unknown fields, the stand-in refuses `end_image`
+    where it is not documented, so a client that sends it there fails loudly in tests.
+    """
+    rule = ENDPOINTS[model_id]
     prompt = body.get("prompt")
     if prompt is not None and not isinstance(prompt, str):
         return "prompt must be a string"
-    if not needs_image and not (isinstance(prompt, str) and prompt.strip()):
+    if not rule.needs_image and not (isinstance(prompt, str) and prompt.strip()):
         return "prompt is required"
     for flag in ("enable_prompt_expansion", "go_fast"):
         if flag in body and not isinstance(body[flag], bool):
             return f"{flag} must be a boolean"
     if "duration" in body:
         duration = body["duration"]
-        if isinstance(duration, bool) or duration not in durations:
-            return f"duration must be one of {', '.join(map(str, durations))}"
-    if needs_image:
-        return validate_image(body.get("image"))
+        if isinstance(duration, bool) or duration not in rule.durations:
+            return f"duration must be one of {', '.join(map(str, rule.durations))}"
+    if "end_image" in body and not rule.end_image:
+        return "end_image is not supported by this model"
+    if not rule.needs_image:
+        return None
+    if problem := validate_image(body.get("image")):
+        return problem
+    if "end_image" in body:
+        return validate_image(body["end_image"], "end_image")
     return None
 
 
-def validate_image(image: object) -> str | None:
+def validate_image(image: object, name: str = "image") -> str | None:
     if not isinstance(image, str) or not image:
-        return "image is required"
+        return f"{name} is required"
     if image.startswith(("http://", "https://")):
         return None
     header, sep, payload = image.partition(",")
     if not sep or not header.startswith("data:") or not header.endswith(";base64"):
-        return "image must be a URL or a base64 data URL"
+        return f"{name} must be a URL or a base64 data URL"
     mime = header.removeprefix("data:").removesuffix(";base64").strip().lower()
     if mime not in IMAGE_MIMES:
-        return "image format must be JPG, JPEG or PNG"
+        return f"{name} format must be JPG, JPEG or PNG"
     try:
         data = base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
-        return "image is not valid base64"
+        return f"{name} is not valid base64"
     if len(data) > MAX_IMAGE_BYTES:
-        return "image file size cannot exceed 20MB"
-    return _image_geometry_problem(data)
+        return f"{name} file size cannot exceed 20MB"
+    problem = _image_geometry_problem(data)
+    return f"{name} {problem}" if problem else None
 
 
 def _image_geometry_problem(data: bytes) -> str | None:
@@ -446,11 +599,11 @@ def _image_geometry_problem(data: bytes) -> str | None:
         with Image.open(io.BytesIO(data)) as img:
             fmt, (width, height) = img.format, img.size
     except (UnidentifiedImageError, OSError):
-        return "image could not be decoded"
+        return "could not be decoded"
     if fmt not in ("JPEG", "PNG"):
-        return "image format must be JPG, JPEG or PNG"
+        return "format must be JPG, JPEG or PNG"
     if min(width, height) <= 300:
-        return "image short side must be greater than 300px"
+        return "short side must be greater than 300px"
     if not 2 / 5 < width / height < 5 / 2:
-        return "image aspect ratio must be between 2:5 and 5:2"
+        return "aspect ratio must be between 2:5 and 5:2"
     return None

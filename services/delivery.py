@@ -1,0 +1,79 @@
+"""Getting a finished clip to the user: download, check, fit to the upload limit, post.
+
+Discord-free: the reporter says what the chat platform allows (`upload_limit`) and raises
+UploadTooLarge / DeliveryFailed; this module decides what to try next (as it is, re-encoded, link).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Protocol
+
+from services import media
+from services.progress import JobCard
+
+log = logging.getLogger(__name__)
+
+# How long providers keep outputs (providers.md); unknown ones get a cautious wording.
+LINK_LIFETIME = {"minimax": "about 1 hour", "toapis": "24 hours"}
+
+
+class UploadTooLarge(Exception):
+    """The chat platform refused the upload as too large (Discord 413 / 40005)."""
+
+
+class DeliveryFailed(Exception):
+    """The clip could not be shown to the user at all; the message is safe to log."""
+
+
+class JobReporter(Protocol):
+    """Where a job shows itself. Implemented by the Discord cog and by the terminal CLI."""
+
+    upload_limit: int | None  # bytes one attachment may have; None = no limit
+
+    async def show(self, card: JobCard) -> None:
+        """Replace the job card with this one (progress, or a failure)."""
+        ...
+
+    async def deliver(self, card: JobCard, clip: Path | None) -> None:
+        """Post the finished card with the clip (or, when `clip` is None, the card's link).
+
+        Raises UploadTooLarge when the file is refused for its size, DeliveryFailed otherwise."""
+        ...
+
+
+def link_note(provider: str) -> str:
+    lifetime = LINK_LIFETIME.get(provider)
+    when = f"it expires in {lifetime}" if lifetime else "the provider keeps it for a limited time"
+    return f"The clip is too large to upload here, so here is the provider's link ({when}: save it soon)."
+
+
+async def post_clip(
+    job_id: int, provider: str, raw: Path, fitted: Path, card: JobCard, url: str, reporter: JobReporter
+) -> str | None:
+    """Upload the clip as it is, else re-encoded to fit, else post the link. Returns how, or None."""
+    limit = reporter.upload_limit
+    size = raw.stat().st_size
+    plan = [
+        how for how, wanted in (("file", limit is None or size <= limit), ("reencoded", limit is not None)) if wanted
+    ]
+    for how in [*plan, "link"]:
+        clip: Path | None = raw if how == "file" else None
+        if how == "reencoded":
+            assert limit is not None
+            log.info("job %d: re-encoding %d bytes to fit %d", job_id, size, limit)
+            clip = await media.fit_to_size(raw, fitted, limit)
+            if clip is None:
+                continue
+        shown = card if clip is not None else card.with_stage("done", link=url, message=link_note(provider))
+        try:
+            await reporter.deliver(shown, clip)
+            return how
+        except UploadTooLarge:
+            log.info("job %d: upload as %s refused as too large", job_id, how)
+        except DeliveryFailed as exc:
+            log.warning("job %d: delivery as %s failed: %s", job_id, how, exc)
+            if how == "link":
+                return None
+    return None

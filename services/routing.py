@@ -1,0 +1,102 @@
+"""Which provider serves a job: configured order, capabilities, per-server pins, and cool-downs.
+
+A provider that fails repeatedly (connection errors, 5xx, auth or balance errors on submit) is taken
+out of rotation for a while, and an admin-facing WARNING says so. The free preview provider stands in
+only when no paid provider is configured (or a server pins it): a paid job must never silently turn
+into a preview because the paid services are down.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from providers.base import FailureKind, Provider
+from services.errors import UserError
+from services.spec import GenerationSpec
+
+log = logging.getLogger(__name__)
+
+PREVIEW = "preview"
+# Failures that say "this provider cannot take work right now", as opposed to "this request is bad".
+OUTAGE_KINDS = frozenset({FailureKind.UNAVAILABLE, FailureKind.RATE_LIMITED, FailureKind.AUTH, FailureKind.BALANCE})
+# These will not fix themselves: one is enough to take the provider out.
+ADMIN_KINDS = frozenset({FailureKind.AUTH, FailureKind.BALANCE})
+
+
+@dataclass
+class _Health:
+    failures: int = 0
+    out_until: float = 0.0
+
+
+@dataclass
+class ProviderRouter:
+    providers: Mapping[str, Provider]  # enabled providers, in order of preference
+    pins: Mapping[int, list[str]] = field(default_factory=dict)  # guild id -> providers it may use
+    failure_threshold: int = 3
+    cooldown_seconds: float = 300.0
+    clock: Callable[[], float] = time.monotonic
+    _health: dict[str, _Health] = field(default_factory=dict)
+
+    def candidates(self, spec: GenerationSpec, guild_id: int | None) -> list[str]:
+        """Providers that may serve this job, best first. Raises UserError when there are none."""
+        allowed = self._allowed(guild_id)
+        serving = [name for name in allowed if self.providers[name].capabilities.serves(spec)]
+        if not serving:
+            raise UserError(self._nothing_serves(spec))
+        healthy = [name for name in serving if self.available(name)]
+        # When every candidate is cooling down, try them anyway rather than refuse outright:
+        # the cool-down is a preference, and the submit will tell.
+        return healthy or serving
+
+    def _allowed(self, guild_id: int | None) -> list[str]:
+        pinned = self.pins.get(guild_id) if guild_id is not None else None
+        if pinned:
+            return [name for name in pinned if name in self.providers]
+        paid = [name for name in self.providers if name != PREVIEW]
+        return paid or [name for name in self.providers if name == PREVIEW]
+
+    def _nothing_serves(self, spec: GenerationSpec) -> str:
+        if spec.end_image is not None:
+            return "An end frame needs the Hailuo 02 model. Choose `model: Hailuo 02` or leave out the end image."
+        return (
+            f"No configured video service can make {spec.model} `{spec.quality}` "
+            f"{'text' if spec.mode == 't2v' else 'image'}-to-video clips. Try another model or quality."
+        )
+
+    def available(self, name: str) -> bool:
+        return self.clock() >= self._health.get(name, _Health()).out_until
+
+    def record_success(self, name: str) -> None:
+        self._health.pop(name, None)
+
+    def record_failure(self, name: str, kind: FailureKind) -> None:
+        if kind not in OUTAGE_KINDS:
+            return
+        health = self._health.setdefault(name, _Health())
+        health.failures += 1
+        if kind in ADMIN_KINDS or health.failures >= self.failure_threshold:
+            health.out_until = self.clock() + self.cooldown_seconds
+            log.warning(
+                "provider %s taken out of rotation for %d s after %d failure(s) (last: %s)%s",
+                name,
+                self.cooldown_seconds,
+                health.failures,
+                kind.value,
+                "; check its API key and balance" if kind in ADMIN_KINDS else "",
+            )
+            health.failures = 0
+
+    def _reachable(self) -> list[Provider]:
+        names = set(self._allowed(None)) | {name for pinned in self.pins.values() for name in pinned}
+        return [provider for name, provider in self.providers.items() if name in names]
+
+    def offered_models(self) -> list[str]:
+        """Models some usable provider can make (what the commands' `model` option offers)."""
+        return sorted({model for p in self._reachable() for model in p.capabilities.models})
+
+    def end_frames_possible(self) -> bool:
+        return any(p.capabilities.end_frame_models for p in self._reachable())

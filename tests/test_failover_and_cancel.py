@@ -1,0 +1,191 @@
+"""Choosing providers, failing over without double submits, cool-downs, pins, and Cancel at each stage."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from providers.base import FailureKind
+from providers.preview import PreviewProvider
+from providers.wavespeed import WaveSpeedProvider
+from services.errors import UserError
+from services.jobs import CancelOutcome, JobService, PollPolicy, Requester
+from services.pricing import PriceTable
+from services.routing import ProviderRouter
+from services.spec import GenerationSpec
+from settings import QuotasSection
+from storage.db import Database
+from storage.jobs import JobRepository
+from tests.fakes.wavespeed_server import FakeWaveSpeed
+from tests.test_job_service import RecordingReporter
+
+SPEC = GenerationSpec(mode="t2v", quality="standard", duration=6, prompt="a cat")
+# Two independent accounts behind the same wire format; "second" is cheaper.
+PRICES = {
+    "first": {"hailuo-2.3": {"t2v-standard-6s": 490_000}},
+    "second": {"hailuo-2.3": {"t2v-standard-6s": 280_000}},
+}
+
+
+@pytest.fixture
+async def fakes() -> AsyncIterator[tuple[FakeWaveSpeed, FakeWaveSpeed]]:
+    async with FakeWaveSpeed(duration_s=0.2) as first, FakeWaveSpeed(duration_s=0.2) as second:
+        yield first, second
+
+
+@pytest.fixture
+async def service(tmp_path: Path, fakes: tuple[FakeWaveSpeed, FakeWaveSpeed]) -> AsyncIterator[JobService]:
+    providers = {
+        "first": WaveSpeedProvider("ws-test-key", fakes[0].base_url, timeout=2),
+        "second": WaveSpeedProvider("ws-test-key", fakes[1].base_url, timeout=2),
+    }
+    async with Database(tmp_path / "jobs.db") as db:
+        yield JobService(
+            JobRepository(db),
+            ProviderRouter(providers, pins={77: ["second"]}, failure_threshold=2, cooldown_seconds=60),
+            PriceTable(PRICES),
+            QuotasSection(),
+            tmp_path,
+            edit_interval=0,
+            poll_policy=PollPolicy(first=0.05, ceiling=0.2, error_ceiling=0.3),
+        )
+        for provider in providers.values():
+            await provider.aclose()
+
+
+async def wait_until(condition: Callable[[], bool], timeout: float = 10) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():  # noqa: ASYNC110 - polling a plain attribute of another task's state
+            await asyncio.sleep(0.02)
+
+
+async def run_job(service: JobService, guild_id: int | None = 10) -> tuple[str, str, int]:
+    job = await service.create(SPEC, Requester(1, guild_id, 20), command="video")
+    final = await service.run(job, RecordingReporter())
+    assert final is not None
+    totals = await service.repo.ledger_totals(job.id)
+    assert totals.outstanding == 0
+    return final.status, final.provider, totals.settled
+
+
+async def test_reservation_covers_the_dearest_candidate_and_settles_at_the_actual_price(
+    service: JobService, fakes: tuple[FakeWaveSpeed, FakeWaveSpeed]
+) -> None:
+    fakes[0].fail_next_submit(503, "maintenance")
+    assert await run_job(service) == ("delivered", "second", 280_000)
+    totals = await service.repo.ledger_totals(1)
+    assert (totals.reserved, totals.settled, totals.released) == (490_000, 280_000, 210_000)
+    assert len(fakes[0].submits) == 1 and len(fakes[1].submits) == 1
+
+
+async def test_ambiguous_submit_never_fails_over(
+    service: JobService, fakes: tuple[FakeWaveSpeed, FakeWaveSpeed]
+) -> None:
+    fakes[0].drop_next_submit_after_create()
+    status, provider, settled = await run_job(service)
+    assert (status, provider, settled) == ("failed", "first", 0)
+    assert fakes[1].submits == [], "a submit that may have created a task must not be sent elsewhere"
+
+
+async def test_a_refused_request_does_not_fail_over(
+    service: JobService, fakes: tuple[FakeWaveSpeed, FakeWaveSpeed]
+) -> None:
+    fakes[0].fail_next_submit(400, "prompt rejected")
+    assert (await run_job(service))[0] == "failed"
+    assert fakes[1].submits == []
+
+
+async def test_repeated_outages_rest_a_provider_and_say_so(
+    service: JobService, fakes: tuple[FakeWaveSpeed, FakeWaveSpeed], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="services.routing")
+    for _ in range(2):
+        fakes[0].fail_next_submit(502, "bad gateway")
+        assert (await run_job(service))[1] == "second"
+    assert "provider first taken out of rotation for 60 s" in caplog.text
+    assert (await run_job(service))[1] == "second"
+    assert len(fakes[0].submits) == 2, "the rested provider was not asked again"
+
+
+async def test_one_auth_error_is_enough_to_rest_a_provider(service: JobService) -> None:
+    service.router.record_failure("first", FailureKind.AUTH)
+    assert not service.router.available("first")
+    assert service.router.candidates(SPEC, None) == ["second"]
+
+
+async def test_a_pinned_server_uses_only_its_providers(
+    service: JobService, fakes: tuple[FakeWaveSpeed, FakeWaveSpeed]
+) -> None:
+    assert await run_job(service, guild_id=77) == ("delivered", "second", 280_000)
+    assert fakes[0].submits == []
+    assert (await service.repo.ledger_totals(1)).reserved == 280_000  # only its own provider's price
+
+
+def test_preview_stands_in_only_when_no_paid_provider_is_configured(tmp_path: Path) -> None:
+    preview = PreviewProvider(tmp_path)
+    paid = WaveSpeedProvider("k", "http://127.0.0.1:9")
+    assert ProviderRouter({"wavespeed": paid, "preview": preview}).candidates(SPEC, None) == ["wavespeed"]
+    assert ProviderRouter({"preview": preview}).candidates(SPEC, None) == ["preview"]
+    pinned = ProviderRouter({"wavespeed": paid, "preview": preview}, pins={5: ["preview"]})
+    assert pinned.candidates(SPEC, 5) == ["preview"]
+    with pytest.raises(UserError, match="Hailuo 02"):
+        ProviderRouter({"wavespeed": paid}).candidates(
+            GenerationSpec(mode="i2v", quality="fast", duration=6, prompt="", end_image=object()),  # type: ignore[arg-type]
+            None,
+        )
+
+
+async def test_cancel_before_submit_refunds_and_calls_nobody(
+    service: JobService, fakes: tuple[FakeWaveSpeed, FakeWaveSpeed]
+) -> None:
+    job = await service.create(SPEC, Requester(1, 10, 20), command="video")
+    reporter = RecordingReporter()
+    task = service.start(job, reporter)
+    assert await service.request_cancel(job.id) == CancelOutcome.STOPPED
+    final = await task
+    assert final is not None and final.status == "cancelled"
+    assert fakes[0].submits == [] and fakes[1].submits == []
+    assert reporter.cards[-1].stage == "cancelled"
+    assert (await service.repo.ledger_totals(job.id)).refunded == 490_000
+
+
+async def test_cancel_where_the_provider_cannot_keeps_the_paid_job(
+    service: JobService, fakes: tuple[FakeWaveSpeed, FakeWaveSpeed]
+) -> None:
+    fakes[0].next_scenario(duration_s=1.0)
+    job = await service.create(SPEC, Requester(1, 10, 20), command="video")
+    task = service.start(job, RecordingReporter())
+    await wait_until(lambda: bool(fakes[0].submits))
+    await asyncio.sleep(0.1)
+    assert await service.request_cancel(job.id) == CancelOutcome.NOT_POSSIBLE
+    final = await task
+    assert final is not None and final.status == "delivered"
+    assert (await service.repo.ledger_totals(job.id)).settled == 490_000
+    assert await service.request_cancel(job.id) == CancelOutcome.TOO_LATE
+
+
+async def test_cancel_at_a_provider_that_can_refunds_when_it_confirms(tmp_path: Path) -> None:
+    preview = PreviewProvider(tmp_path / "preview", fps=4, min_runtime_s=5)
+    async with Database(tmp_path / "jobs.db") as db:
+        service = JobService(
+            JobRepository(db),
+            ProviderRouter({"preview": preview}),
+            PriceTable({}),
+            QuotasSection(),
+            tmp_path,
+            edit_interval=0,
+            poll_policy=PollPolicy(first=0.05, ceiling=0.2),
+        )
+        job = await service.create(SPEC, Requester(1, 10, 20), command="video")
+        reporter = RecordingReporter()
+        task = service.start(job, reporter)
+        await wait_until(lambda: service._runs[job.id].task_id is not None)
+        assert await service.request_cancel(job.id) == CancelOutcome.REQUESTED
+        final = await asyncio.wait_for(task, 10)
+        assert final is not None and final.status == "cancelled"
+        assert reporter.delivered == [] and reporter.cards[-1].stage == "cancelled"
+        await preview.aclose()
