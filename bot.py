@@ -146,6 +146,9 @@ async def start_receiver(
         path_token=await webhook_path_token(repo),
         host=section.listen_host,
         port=section.listen_port,
+        # WaveSpeed echoes the job's input (our image as a data URL) in its callback; the path
+        # token is checked before any of the body is read.
+        max_body=32 * 1024 * 1024,
     )
     await receiver.start()
     log.info("webhook receiver listening on %s:%d", section.listen_host, receiver.port)

@@ -107,6 +107,8 @@ class Capabilities:
 
     offers: frozenset[tuple[str, str]]  # (model, variant), e.g. ("hailuo-2.3", "i2v-fast")
     end_frame_models: frozenset[str] = frozenset()  # models that accept a last frame
+    # Where only some variants of those models take a last frame (WaveSpeed: i2v-pro); None = all.
+    end_frame_variants: frozenset[str] | None = None
     can_cancel: bool = False
     webhooks: bool = False
     free: bool = False
@@ -118,7 +120,10 @@ class Capabilities:
     def serves(self, spec: GenerationSpec) -> bool:
         if (spec.model, spec.variant) not in self.offers:
             return False
-        return spec.end_image is None or spec.model in self.end_frame_models
+        if spec.end_image is None:
+            return True
+        variants = self.end_frame_variants
+        return spec.model in self.end_frame_models and (variants is None or spec.variant in variants)
 
 
 def offers(model: str, variants: Iterable[str]) -> frozenset[tuple[str, str]]:

@@ -101,6 +101,7 @@ class WaveSpeedProvider:
     capabilities = Capabilities(
         offers=frozenset(ROUTES),
         end_frame_models=frozenset({MODEL_HAILUO_02}),
+        end_frame_variants=frozenset(variant for (_, variant), route in ROUTES.items() if route.end_image),
         can_cancel=False,
         free=False,
     )

@@ -463,6 +463,7 @@ class JobService:
         """A verified callback for this task arrived: poll it now. False if no running job has it."""
         for run in self._runs.values():
             if run.task_id == task_id and run.job.provider == provider:
+                log.info("job %d: woken by a webhook from %s", run.job.id, provider)
                 run.wakeup.set()
                 return True
         return False

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from providers.base import FailureKind, Provider
 from services.errors import UserError
-from services.spec import GenerationSpec
+from services.spec import END_FRAME_MODELS, GenerationSpec
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,12 @@ class ProviderRouter:
 
     def _nothing_serves(self, spec: GenerationSpec) -> str:
         if spec.end_image is not None:
-            return "An end frame needs the Hailuo 02 model. Choose `model: Hailuo 02` or leave out the end image."
+            if spec.model not in END_FRAME_MODELS:
+                return "An end frame needs the Hailuo 02 model. Choose `model: Hailuo 02` or leave out the end image."
+            return (
+                f"No configured video service takes an end frame at quality `{spec.quality}`. "
+                "Try `quality: pro`, or leave out the end image."
+            )
         return (
             f"No configured video service can make {spec.model} `{spec.quality}` "
             f"{'text' if spec.mode == 't2v' else 'image'}-to-video clips. Try another model or quality."

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -189,3 +190,18 @@ async def test_cancel_at_a_provider_that_can_refunds_when_it_confirms(tmp_path: 
         assert final is not None and final.status == "cancelled"
         assert reporter.delivered == [] and reporter.cards[-1].stage == "cancelled"
         await preview.aclose()
+
+
+def test_end_frames_route_only_to_variants_that_take_them(tmp_path: Path) -> None:
+    from services.spec import ImageInput
+
+    frame = ImageInput(b"", "image/jpeg", 640, 480)
+    wavespeed = WaveSpeedProvider("k", "http://127.0.0.1:9")
+    router = ProviderRouter({"wavespeed": wavespeed, "preview": PreviewProvider(tmp_path)}, pins={5: ["preview"]})
+    pro = GenerationSpec(
+        mode="i2v", quality="pro", duration=6, prompt="", model="hailuo-02", image=frame, end_image=frame
+    )
+    assert router.candidates(pro, None) == ["wavespeed"]
+    with pytest.raises(UserError, match="quality: pro"):
+        router.candidates(replace(pro, quality="standard"), None)
+    assert router.candidates(replace(pro, quality="standard"), 5) == ["preview"]

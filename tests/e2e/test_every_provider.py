@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -130,3 +132,33 @@ async def test_model_option_offers_only_served_models(tmp_path: Path, discord_fa
             options = {option["name"]: option for option in animate["options"]}
             assert [c["value"] for c in options["model"]["choices"]] == ["hailuo-2.3", "hailuo-02"]
             assert options["end_image"]["type"] == 11
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_a_signed_webhook_wakes_the_job_and_a_forged_one_is_refused(
+    tmp_path: Path, discord_fake: FakeDiscord, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    port = free_port()
+    webhooks = (
+        f'[webhooks]\npublic_base_url = "http://127.0.0.1:{port}"\nlisten_host = "127.0.0.1"\nlisten_port = {port}\n'
+    )
+    async with FakeWaveSpeed(duration_s=1.0) as wavespeed:
+        providers = {"wavespeed": (wavespeed.base_url, wavespeed.api_key)}
+        async with running_bot(tmp_path, discord_fake, providers=providers, extra=webhooks) as bot:
+            await discord_fake.invoke("video", {"prompt": "a kite over the sea"})
+            await discord_fake.wait_until(lambda: len(finished(discord_fake)) == 1, timeout=30)
+            [delivery] = wavespeed.webhook_deliveries
+            assert delivery.status == 200 and delivery.url.startswith(f"http://127.0.0.1:{port}/webhooks/wavespeed/")
+            [submit] = wavespeed.submits
+            assert submit["query"]["webhook"] == delivery.url
+            assert "job 1: woken by a webhook from wavespeed" in caplog.text
+            forged = await wavespeed.send_webhook(delivery.task_id, bad_signature=True)
+            stale = await wavespeed.send_webhook(delivery.task_id, stale=True)
+            assert (forged.status, stale.status) == (401, 401)
+            await bot.assert_ledger_balanced()
