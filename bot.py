@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
 import secrets
+import signal
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -155,6 +157,10 @@ async def start_receiver(
     return receiver
 
 
+RESTART_NOTICE = "The bot is restarting; this job will carry on when it is back (usually within a minute)."
+RESUMED_NOTICE = "The bot restarted while this job was running; it carried on."
+
+
 class HailuoBot(commands.Bot):
     def __init__(self, app: App, *, force_sync: bool = False, **options: object) -> None:
         super().__init__(
@@ -174,10 +180,27 @@ class HailuoBot(commands.Bot):
         from cogs.views import CancelButton, DeleteButton, RerollButton
 
         cfg = self.app.settings.config
-        await self.add_cog(GenerateCog(self.app.jobs, handover_seconds=cfg.bot.token_handover_seconds))
+        generate = GenerateCog(self, self.app.jobs, handover_seconds=cfg.bot.token_handover_seconds)
+        await self.add_cog(generate)
         await self.add_cog(QuotaCog(self.app.repo, cfg.quotas))
         self.add_dynamic_items(RerollButton, DeleteButton, CancelButton)
         await self.sync_commands_if_changed()
+        self.app.jobs.sweep_tmp(older_than=0)  # nothing runs yet: every leftover is an orphan
+        resumed = await self.app.jobs.resume(generate.reporter_for_resumed, RESUMED_NOTICE)
+        if resumed:
+            log.info("resumed %d unfinished job(s)", resumed)
+        self._sweeper = asyncio.create_task(self._sweep_periodically(), name="tmp-sweeper")
+
+    async def _sweep_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(3600)
+            self.app.jobs.sweep_tmp(older_than=3600)
+
+    async def stop_gracefully(self) -> None:
+        """SIGTERM / Ctrl-C: stop taking commands, tell users in flight, persist, close (within 10 s)."""
+        log.info("stopping: %d job(s) in flight will resume on the next start", self.app.jobs.in_flight)
+        await self.app.jobs.suspend(RESTART_NOTICE, grace=5.0)
+        await self.close()
 
     async def sync_commands_if_changed(self) -> None:
         """Sync only when the definitions changed since the last sync (Discord limits creates per day)."""
@@ -227,7 +250,28 @@ async def run_bot(settings: Settings, *, sync_only: bool = False) -> None:
             if sync_only:
                 await bot.login(token.get_secret_value())  # setup_hook runs here and syncs
                 return
-            await bot.start(token.get_secret_value())
+            await run_until_signalled(bot, token.get_secret_value())
+
+
+async def run_until_signalled(bot: HailuoBot, token: str) -> None:
+    """Run the bot; on SIGTERM or SIGINT stop gracefully (jobs resume on the next start)."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    runner = asyncio.create_task(bot.start(token), name="discord")
+    stopper = asyncio.create_task(stop.wait(), name="signals")
+    done, _ = await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    if stopper in done:
+        try:
+            await asyncio.wait_for(bot.stop_gracefully(), timeout=8)
+        except TimeoutError:
+            log.warning("graceful stop took too long; closing now")
+            await bot.close()
+    else:
+        stopper.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await runner
 
 
 async def generate_from_terminal(settings: Settings, args: argparse.Namespace) -> int:

@@ -45,6 +45,9 @@ class TerminalReporter:
         shutil.copyfile(clip, self.out)
         print(f"job #{card.job_id}: saved {self.out} ({clip.stat().st_size} bytes)", file=sys.stderr)
 
+    async def delivered_before(self, card: JobCard) -> bool:
+        return False  # a terminal run is never resumed: the bot resumes it with a SavedClipReporter
+
 
 async def run_generate(jobs: JobService, args: argparse.Namespace) -> int:
     mode = "i2v" if args.image else "t2v"

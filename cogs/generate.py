@@ -22,6 +22,7 @@ from discord.ext import commands
 from cogs.cards import render
 from cogs.reporter import NO_PINGS, DiscordReporter
 from services import camera
+from services.delivery import JobReporter, SavedClipReporter
 from services.errors import QuotaExceeded, UserError
 from services.images import MAX_DECLARED_BYTES, check_declared, inspect_image
 from services.jobs import JobService, Requester
@@ -29,6 +30,7 @@ from services.pricing import format_usd
 from services.prompts import validate_combination, validate_prompt
 from services.spec import END_FRAME_MODELS, MODEL_HAILUO_23, MODEL_LABELS, GenerationSpec, ImageInput
 from storage.db import StorageError
+from storage.jobs import JobRecord
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,7 @@ DURATIONS = [
 ]
 
 
+RESTARTING = "The bot is restarting and not taking new videos for a moment. Please try again in a minute."
 MODELS = [app_commands.Choice(name=label, value=model) for model, label in MODEL_LABELS.items()]
 
 
@@ -120,7 +123,8 @@ def quota_text(exc: QuotaExceeded) -> str:
 
 
 class GenerateCog(commands.Cog):
-    def __init__(self, jobs: JobService, *, handover_seconds: float) -> None:
+    def __init__(self, bot: commands.Bot, jobs: JobService, *, handover_seconds: float) -> None:
+        self.bot = bot
         self.jobs = jobs
         self.handover_seconds = handover_seconds
         self._http: aiohttp.ClientSession | None = None
@@ -267,6 +271,26 @@ class GenerateCog(commands.Cog):
         log.info("job %d: result deleted by user %d", job_id, interaction.user.id)
         await interaction.edit_original_response(content="Deleted.")
 
+    # ----- after a restart -------------------------------------------------------------------------
+
+    def reporter_for_resumed(self, job: JobRecord) -> JobReporter:
+        """A reporter for a job found unfinished at start: its card is edited (or posted anew) with
+        the bot token, and the requester is mentioned when the clip is posted."""
+        if job.channel_id is None:
+            return SavedClipReporter(self.jobs.tmp_dir.parent / "outputs")
+        channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
+
+        async def moved(message_id: int) -> None:
+            await self.jobs.repo.update(job.id, message_id=message_id)
+
+        return DiscordReporter(
+            channel=channel,
+            message_id=job.message_id,
+            upload_limit=job.upload_limit or discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES,
+            on_new_message=moved,
+            mention_on_delivery=job.user_id,
+        )
+
     # ----- shared steps --------------------------------------------------------------------------------
 
     async def _fetch_image(self, attachment: discord.Attachment, label: str = "image") -> ImageInput:
@@ -303,12 +327,16 @@ class GenerateCog(commands.Cog):
             channel_id=interaction.channel_id,
             role_ids=tuple(role.id for role in roles),
             interaction_id=interaction.id,
+            upload_limit=interaction.filesize_limit,
         )
 
     async def _start(
         self, interaction: discord.Interaction, spec: GenerationSpec, *, command: str, parent_job_id: int | None = None
     ) -> None:
         """Reserve, post the public card, and run the job in the background."""
+        if not self.jobs.accepting:
+            await interaction.edit_original_response(content=RESTARTING)
+            return
         try:
             job = await self.jobs.create(
                 spec, self._requester(interaction), command=command, parent_job_id=parent_job_id
@@ -346,6 +374,7 @@ class GenerateCog(commands.Cog):
             interaction=interaction,
             channel=channel,
             message_id=message.id,
+            upload_limit=interaction.filesize_limit,
             handover_seconds=self.handover_seconds,
             on_new_message=moved,
         )

@@ -32,24 +32,31 @@ Upload = tuple[Path, str]  # the clip on disk, and the file name users see
 
 
 class DiscordReporter:
+    """Reports one job. Built from the command's interaction, or (after a restart) from the stored
+    channel and message ids alone, in which case everything goes through the bot token and the
+    requester is mentioned when the clip is posted (an edit alone notifies nobody)."""
+
     def __init__(
         self,
         *,
-        interaction: discord.Interaction,
         channel: discord.abc.Messageable,
-        message_id: int,
-        handover_seconds: float,
+        message_id: int | None,
+        upload_limit: int | None,
         on_new_message: Callable[[int], Awaitable[None]],
+        interaction: discord.Interaction | None = None,
+        handover_seconds: float = 840,
+        mention_on_delivery: int | None = None,
     ) -> None:
         self.interaction = interaction
         self.channel = channel
         self.message_id = message_id
-        self.upload_limit: int | None = interaction.filesize_limit
-        self._handover_at = interaction.created_at.timestamp() + handover_seconds
+        self.upload_limit = upload_limit
+        self._handover_at = interaction.created_at.timestamp() + handover_seconds if interaction else 0.0
         self._on_new_message = on_new_message
+        self._mention = mention_on_delivery
 
     def _token_usable(self) -> bool:
-        return time.time() < self._handover_at and not self.interaction.is_expired()
+        return self.interaction is not None and time.time() < self._handover_at and not self.interaction.is_expired()
 
     async def show(self, card: JobCard) -> None:
         await self._edit(embed=render(card), view=None if card.final else progress_view(card.job_id))
@@ -62,12 +69,37 @@ class DiscordReporter:
             if exc.status == 413 or exc.code == TOO_LARGE:
                 raise UploadTooLarge from exc
             raise DeliveryFailed(f"HTTP {exc.status} code {exc.code}") from exc
+        if self._mention is not None:
+            await self._ping_requester(card)
+
+    async def delivered_before(self, card: JobCard) -> bool:
+        """After a restart in the middle of posting: is the finished card already there?"""
+        if self.message_id is None:
+            return False
+        try:
+            message = await self.channel.fetch_message(self.message_id)  # type: ignore[attr-defined]
+        except discord.HTTPException:
+            return False
+        ids = {child.custom_id for row in message.components for child in getattr(row, "children", [])}
+        return f"hailuo:reroll:{card.job_id}" in ids
+
+    async def _ping_requester(self, card: JobCard) -> None:
+        try:
+            await self.channel.send(
+                f"<@{self._mention}> your video (job #{card.job_id}) is ready above.",
+                allowed_mentions=discord.AllowedMentions(users=[discord.Object(self._mention)]),
+            )
+        except discord.HTTPException:
+            log.info("job %d: could not mention the requester", card.job_id)
 
     async def _edit(self, clip: Upload | None = None, **kwargs: Any) -> None:
         """Edit the card; on an expired token switch to the bot token; if the card is gone, post anew.
 
         A `discord.File` is closed after one request, so each attempt gets a fresh one from `clip`."""
-        if self._token_usable():
+        if self.message_id is None:  # the card was never posted (the bot stopped right after reserving)
+            await self._repost(clip, **kwargs)
+            return
+        if self.interaction is not None and self._token_usable():
             try:
                 await self.interaction.followup.edit_message(
                     self.message_id, allowed_mentions=NO_PINGS, **_with_clip(clip, "attachments", kwargs)

@@ -7,6 +7,7 @@ UploadTooLarge / DeliveryFailed; this module decides what to try next (as it is,
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 from typing import Protocol
 
@@ -40,6 +41,10 @@ class JobReporter(Protocol):
         """Post the finished card with the clip (or, when `clip` is None, the card's link).
 
         Raises UploadTooLarge when the file is refused for its size, DeliveryFailed otherwise."""
+        ...
+
+    async def delivered_before(self, card: JobCard) -> bool:
+        """Whether this finished card was already posted (the bot may have stopped mid-posting)."""
         ...
 
 
@@ -77,3 +82,28 @@ async def post_clip(
             if how == "link":
                 return None
     return None
+
+
+class SavedClipReporter:
+    """For jobs with no chat to report to (started from the terminal, resumed after a restart):
+    the finished clip is kept under `folder` and the log says where."""
+
+    upload_limit: int | None = None
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    async def show(self, card: JobCard) -> None:
+        log.debug("job %d: %s", card.job_id, card.stage)
+
+    async def deliver(self, card: JobCard, clip: Path | None) -> None:
+        if clip is None:
+            log.info("job %d: finished; the provider's link: %s", card.job_id, card.link)
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        dest = self.folder / f"hailuo-{card.job_id}.mp4"
+        shutil.copyfile(clip, dest)
+        log.info("job %d: finished; saved as %s", card.job_id, dest)
+
+    async def delivered_before(self, card: JobCard) -> bool:
+        return (self.folder / f"hailuo-{card.job_id}.mp4").exists()

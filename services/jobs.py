@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -42,6 +43,7 @@ class Requester:
     channel_id: int | None
     role_ids: tuple[int, ...] = ()
     interaction_id: int | None = None
+    upload_limit: int | None = None
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,7 @@ class JobService:
         self.webhook_providers = webhook_providers
         self._tasks: set[asyncio.Task[JobRecord | None]] = set()
         self._runs: dict[int, _Run] = {}
+        self.accepting = True  # False while shutting down: new commands are turned away
         for folder in (self.inputs_dir, self.tmp_dir):
             folder.mkdir(parents=True, exist_ok=True)
 
@@ -165,6 +168,7 @@ class JobService:
                 provider=provider,
                 cost_micros=reserve,
                 parent_job_id=parent_job_id,
+                upload_limit=requester.upload_limit,
             ),
             check_fits(limits, reserve, now),
             now=now,
@@ -238,9 +242,57 @@ class JobService:
         return len(self._tasks)
 
     async def shutdown(self) -> None:
+        """Stop every job where it stands; its state is in the database and `resume` carries it on."""
+        self.accepting = False
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def wait_idle(self) -> None:
+        """Wait for every running job to end on its own (tests and the terminal runner)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def suspend(self, notice: str, grace: float = 5.0) -> None:
+        """A graceful stop: turn new commands away, let submits in flight return (so they are not left
+        ambiguous), tell each running job's followers, then stop the jobs (see `shutdown`)."""
+        self.accepting = False
+        loop = asyncio.get_running_loop()
+        end = loop.time() + grace
+        # A short, bounded wait on flags other tasks clear; an Event per submit would be more machinery.
+        while any(run.submitting for run in self._runs.values()) and loop.time() < end:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        runs = list(self._runs.values())
+        if runs:
+            notes = [run.updater.flush(replace(run.updater.last_sent or run.card, notice=notice)) for run in runs]
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*notes, return_exceptions=True), max(end - loop.time(), 1.0))
+        await self.shutdown()
+
+    def sweep_tmp(self, older_than: float) -> int:
+        """Remove temporary files left behind (by a crash) that are older than `older_than` seconds."""
+        cutoff = time.time() - older_than
+        removed = 0
+        for path in self.tmp_dir.iterdir():
+            with contextlib.suppress(OSError):
+                if path.stat().st_mtime <= cutoff:
+                    path.unlink()
+                    removed += 1
+        if removed:
+            log.info("removed %d leftover temporary file(s)", removed)
+        return removed
+
+    async def resume(self, reporter_for: Callable[[JobRecord], JobReporter], notice: str) -> int:
+        """Start every unfinished job found in the database again; returns how many."""
+        jobs = await self.repo.unfinished()
+        for job in jobs:
+            log.info("job %d: resuming from %s", job.id, job.status)
+            run = self._register(job, reporter_for(job))
+            run.card = replace(run.card, notice=notice)
+            task = asyncio.create_task(self._execute(run), name=f"job-{job.id}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return len(jobs)
 
     async def run(self, job: JobRecord, reporter: JobReporter) -> JobRecord | None:
         """Carry a reserved job to its end. Never raises (except cancellation)."""
@@ -266,14 +318,35 @@ class JobService:
         return await self.repo.get(job.id)
 
     async def _run(self, run: _Run) -> None:
-        spec = self.spec_for(run.job)
+        """Carry the job on from whatever state it is in (a fresh job is 'reserved'; after a restart it
+        may be anywhere). Each step is safe to repeat: nothing is submitted twice, posted twice or
+        charged twice."""
+        job = run.job
         await run.updater.update(run.card)
-        if not await self._submit(run, spec):
+        if job.status == "submitting":
+            # The bot stopped while the submit was in flight: it may or may not exist at the provider,
+            # and there is no way to look it up, so it is never sent again. Refund, and tell the admin.
+            log.warning("job %d: the bot stopped while submitting to %s; outcome unknown", job.id, job.provider)
+            await self._fail(run, FailureKind.UNAVAILABLE, "interrupted during submit")
             return
-        submitted = time.time()
+        if job.status in ("downloading", "posting") and job.output_url:
+            if job.status == "posting" and await run.reporter.delivered_before(run.card):
+                await self._settle(job, "file", "found already posted after a restart")
+                return
+            run.card = run.card.with_stage("downloading", started_at=_unix(job.submitted_at))
+            await self._deliver(run, job.output_url)
+            return
+        if job.provider_task_id is None:
+            if not await self._submit(run, self.spec_for(job)):
+                return
+            submitted = time.time()
+        else:
+            run.task_id = job.provider_task_id
+            submitted = _unix(job.submitted_at) or time.time()
         status = await self._wait(run, submitted)
         if status is None:
             return
+        assert status.output_url is not None
         await self.repo.update(
             run.job.id,
             provider_done_at=iso_now(),
@@ -281,7 +354,7 @@ class JobService:
             output_url=status.output_url,
         )
         run.card = run.card.with_stage("downloading", started_at=int(submitted))
-        await self._deliver(run, status)
+        await self._deliver(run, status.output_url)
 
     async def _submit(self, run: _Run, spec: GenerationSpec) -> bool:
         """Submit to the first provider that takes it. Another one is tried only after an outage-type
@@ -394,9 +467,8 @@ class JobService:
         median = await self.repo.median_generation_seconds(job.provider, job.model, job.quality, job.duration)
         return median or self.typical_seconds.get(job.provider, 60.0)
 
-    async def _deliver(self, run: _Run, status: TaskStatus) -> None:
-        job, url = run.job, status.output_url
-        assert url is not None
+    async def _deliver(self, run: _Run, url: str) -> None:
+        job = run.job
         await self._status(run, "downloading")
         await run.updater.update(run.card)
         raw = self.tmp_dir / f"job-{job.id}-output.mp4"
@@ -419,7 +491,10 @@ class JobService:
         if delivered_as is None:
             await self._refund(job, "failed", FailureKind.INTERNAL, "delivery failed")
             return
-        await self.repo.finish(job.id, "delivered", "settle", delivered_as, delivered_as=delivered_as)
+        await self._settle(job, delivered_as)
+
+    async def _settle(self, job: JobRecord, delivered_as: str, detail: str = "") -> None:
+        await self.repo.finish(job.id, "delivered", "settle", detail or delivered_as, delivered_as=delivered_as)
         log.info("job %d: delivered (%s), settled %d micros", job.id, delivered_as, job.cost_micros)
 
     # ----- cancel and webhooks -----------------------------------------------------------------
@@ -497,3 +572,7 @@ class JobService:
 
 def iso_now() -> str:
     return iso(datetime.now(UTC))
+
+
+def _unix(stamp: str | None) -> float | None:
+    return datetime.fromisoformat(stamp).timestamp() if stamp else None

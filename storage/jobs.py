@@ -46,6 +46,7 @@ class NewJob:
     cost_micros: int
     parent_job_id: int | None = None
     end_image: str | None = None
+    upload_limit: int | None = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,7 @@ class JobRecord:
     generation_seconds: float | None
     parent_job_id: int | None
     end_image: str | None
+    upload_limit: int | None
 
     @classmethod
     def from_row(cls, row: aiosqlite.Row) -> JobRecord:
@@ -175,8 +177,8 @@ class JobRepository:
             cursor = await conn.execute(
                 """INSERT INTO jobs (created_at, updated_at, user_id, guild_id, channel_id, interaction_id,
                    command, mode, quality, duration, optimize_prompt, model, prompt, input_image, provider,
-                   status, cost_micros, parent_job_id, end_image)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'reserved', ?, ?, ?)""",
+                   status, cost_micros, parent_job_id, end_image, upload_limit)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'reserved', ?, ?, ?, ?)""",
                 (
                     stamp,
                     stamp,
@@ -196,6 +198,7 @@ class JobRepository:
                     job.cost_micros,
                     job.parent_job_id,
                     job.end_image,
+                    job.upload_limit,
                 ),
             )
             job_id = int(cursor.lastrowid or 0)

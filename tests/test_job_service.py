@@ -37,6 +37,9 @@ class RecordingReporter:
             raise UploadTooLarge
         self.delivered.append((card, clip.stat().st_size if clip else None))
 
+    async def delivered_before(self, card: JobCard) -> bool:
+        return bool(self.delivered)
+
 
 @pytest.fixture
 async def wavespeed() -> AsyncIterator[FakeWaveSpeed]:

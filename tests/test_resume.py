@@ -1,0 +1,114 @@
+"""Carrying jobs on after a restart: from every state, nothing lost, submitted, posted or charged twice."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from providers.wavespeed import WaveSpeedProvider
+from services.jobs import JobService, PollPolicy, Requester
+from services.pricing import PriceTable
+from services.routing import ProviderRouter
+from services.spec import GenerationSpec
+from settings import QuotasSection
+from storage.db import Database
+from storage.jobs import JobRecord, JobRepository, iso, utcnow
+from tests.fakes.wavespeed_server import FakeWaveSpeed
+from tests.test_job_service import PRICES, RecordingReporter
+
+SPEC = GenerationSpec(mode="t2v", quality="standard", duration=6, prompt="a cat")
+
+
+@pytest.fixture
+async def wavespeed() -> AsyncIterator[FakeWaveSpeed]:
+    async with FakeWaveSpeed(duration_s=0.3) as fake:
+        yield fake
+
+
+@pytest.fixture
+async def service(tmp_path: Path, wavespeed: FakeWaveSpeed) -> AsyncIterator[JobService]:
+    provider = WaveSpeedProvider("ws-test-key", wavespeed.base_url, timeout=2)
+    async with Database(tmp_path / "jobs.db") as db:
+        yield JobService(
+            JobRepository(db),
+            ProviderRouter({"wavespeed": provider}),
+            PriceTable(PRICES),
+            QuotasSection(),
+            tmp_path,
+            edit_interval=0,
+            poll_policy=PollPolicy(first=0.05, ceiling=0.2, error_ceiling=0.3),
+        )
+        await provider.aclose()
+
+
+async def crashed_at(service: JobService, status: str, **columns: object) -> JobRecord:
+    """A job as a crash would leave it: reserved, then moved to `status` with its columns."""
+    job = await service.create(SPEC, Requester(1, 10, 20), command="video")
+    if status != "reserved":
+        await service.repo.set_status(job.id, status, "simulated crash", **columns)
+    stored = await service.repo.get(job.id)
+    assert stored is not None
+    return stored
+
+
+async def resume_all(service: JobService, reporter: RecordingReporter) -> JobRecord:
+    assert await service.resume(lambda job: reporter, "The bot restarted.") == 1
+    await service.wait_idle()
+    [job] = [j for j in [await service.repo.get(1)] if j is not None]
+    assert job.terminal
+    totals = await service.repo.ledger_totals(job.id)
+    assert totals.outstanding == 0
+    assert totals.settled == (job.cost_micros if job.status == "delivered" else 0)
+    return job
+
+
+async def test_reserved_but_never_submitted_is_submitted_once(service: JobService, wavespeed: FakeWaveSpeed) -> None:
+    await crashed_at(service, "reserved")
+    reporter = RecordingReporter()
+    job = await resume_all(service, reporter)
+    assert job.status == "delivered" and len(wavespeed.submits) == 1
+    assert reporter.cards[0].notice == "The bot restarted."
+
+
+async def test_interrupted_submit_is_refunded_and_never_resent(service: JobService, wavespeed: FakeWaveSpeed) -> None:
+    await crashed_at(service, "submitting")
+    job = await resume_all(service, RecordingReporter())
+    assert (job.status, job.error_kind) == ("failed", "unavailable")
+    assert wavespeed.submits == []
+
+
+async def test_submitted_job_is_polled_again_by_its_task_id(service: JobService, wavespeed: FakeWaveSpeed) -> None:
+    provider = service.router.providers["wavespeed"]
+    task_id = await provider.submit(SPEC)  # the provider has the task; the bot died right after
+    await crashed_at(service, "running", provider_task_id=task_id, submitted_at=iso(utcnow()))
+    job = await resume_all(service, RecordingReporter())
+    assert job.status == "delivered" and len(wavespeed.submits) == 1
+    assert wavespeed.poll_count(task_id) >= 1
+
+
+async def test_finished_but_undelivered_job_is_delivered(service: JobService, wavespeed: FakeWaveSpeed) -> None:
+    provider = service.router.providers["wavespeed"]
+    task_id = await provider.submit(SPEC)
+    url = wavespeed.output_url(task_id)
+    await crashed_at(service, "downloading", provider_task_id=task_id, output_url=url, submitted_at=iso(utcnow()))
+    reporter = RecordingReporter()
+    job = await resume_all(service, reporter)
+    assert job.status == "delivered" and len(reporter.delivered) == 1
+
+
+async def test_posted_but_unsettled_job_is_settled_without_posting_again(service: JobService) -> None:
+    await crashed_at(service, "posting", output_url="http://127.0.0.1:9/x.mp4", submitted_at=iso(utcnow()))
+    reporter = RecordingReporter()
+    reporter.delivered.append((reporter.cards[0] if reporter.cards else None, 1))  # type: ignore[arg-type]
+    job = await resume_all(service, reporter)
+    assert job.status == "delivered"
+    assert len(reporter.delivered) == 1, "the clip was already in the channel: not posted twice"
+
+
+async def test_leftover_temporary_files_are_swept(service: JobService) -> None:
+    leftover = service.tmp_dir / "job-9-output.mp4"
+    leftover.write_bytes(b"partial")
+    assert service.sweep_tmp(older_than=3600) == 0 and leftover.exists()
+    assert service.sweep_tmp(older_than=0) == 1 and not leftover.exists()
