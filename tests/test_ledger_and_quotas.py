@@ -166,4 +166,6 @@ async def test_migrations_keep_existing_ledger_rows(tmp_path: Path) -> None:
     async with Database(path) as db:  # reopening runs no migration twice and keeps the data
         assert (await JobRepository(db).ledger_totals()).reserved == 5
         row = await db.fetchone("PRAGMA user_version")
-        assert row is not None and row[0] == len(list((Path(__file__).parents[1] / "storage" / "migrations").glob("*.sql")))
+        assert row is not None and row[0] == len(
+            list((Path(__file__).parents[1] / "storage" / "migrations").glob("*.sql"))
+        )
