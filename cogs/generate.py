@@ -92,6 +92,22 @@ def offer_only_what_is_served(cog: GenerateCog, models: list[str], end_frames: b
         cog.animate._params.pop("end_image", None)
 
 
+NEEDED_PERMISSIONS = {
+    "view_channel": "View Channel",
+    "send_messages": "Send Messages",
+    "embed_links": "Embed Links",
+    "attach_files": "Attach Files",
+    "read_message_history": "Read Message History",
+}
+
+
+def missing_channel_permissions(interaction: discord.Interaction) -> list[str]:
+    if interaction.guild_id is None:
+        return []
+    granted = interaction.app_permissions
+    return [label for name, label in NEEDED_PERMISSIONS.items() if not getattr(granted, name)]
+
+
 def with_camera(prompt: str | None, moves: str | None) -> str | None:
     """The `camera` option is a convenience: its moves become a bracket at the start of the prompt."""
     if not moves:
@@ -336,6 +352,15 @@ class GenerateCog(commands.Cog):
         """Reserve, post the public card, and run the job in the background."""
         if not self.jobs.accepting:
             await interaction.edit_original_response(content=RESTARTING)
+            return
+        missing = missing_channel_permissions(interaction)
+        if missing:
+            # Interaction replies work without them, but a job that outlives the 15-minute token, a
+            # card a moderator deleted, or a restart all need the bot's own access to the channel.
+            await interaction.edit_original_response(
+                content=f"I need these permissions in this channel first: {', '.join(missing)}. "
+                "Ask a moderator to grant them. Nothing was charged."
+            )
             return
         try:
             job = await self.jobs.create(

@@ -51,28 +51,30 @@ def _statements(sql: str) -> list[str]:
     return statements
 
 
-async def _connect(path: Path) -> aiosqlite.Connection:
+async def _connect(path: Path, busy_timeout_ms: int) -> aiosqlite.Connection:
     conn = await aiosqlite.connect(path, isolation_level=None)  # we issue BEGIN/COMMIT ourselves
     conn.row_factory = aiosqlite.Row
-    await conn.execute("PRAGMA busy_timeout = 5000")
+    await conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
     await conn.execute("PRAGMA foreign_keys = ON")
     await conn.execute("PRAGMA synchronous = NORMAL")  # safe with WAL: a crash loses no commit
     return conn
 
 
 class Database:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, busy_timeout_ms: int = 5000) -> None:
         self.path = path
+        # How long a write waits for a lock held by another process before failing cleanly.
+        self.busy_timeout_ms = busy_timeout_ms
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
 
     async def open(self) -> Database:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer = await _connect(self.path)
+        self._writer = await _connect(self.path, self.busy_timeout_ms)
         await self._writer.execute("PRAGMA journal_mode = WAL")
         await self._migrate()
-        self._reader = await _connect(self.path)
+        self._reader = await _connect(self.path, self.busy_timeout_ms)
         return self
 
     async def close(self) -> None:
@@ -105,6 +107,12 @@ class Database:
                 await self._writer.execute("ROLLBACK")
                 raise
             log.info("database migrated to version %d", version)
+
+    async def set_busy_timeout(self, milliseconds: int) -> None:
+        self.busy_timeout_ms = milliseconds
+        for conn in (self._writer, self._reader):
+            if conn is not None:
+                await conn.execute(f"PRAGMA busy_timeout = {int(milliseconds)}")
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:

@@ -12,7 +12,7 @@ import pytest
 from services.errors import QuotaExceeded
 from services.quotas import check_fits, effective_limits, find_refusal, next_month, summarise
 from settings import Limits, QuotasSection
-from storage.db import Database
+from storage.db import Database, StorageError
 from storage.jobs import JobRepository, NewJob, Usage
 
 NOW = datetime(2026, 11, 23, 15, 30, tzinfo=UTC)
@@ -169,3 +169,20 @@ async def test_migrations_keep_existing_ledger_rows(tmp_path: Path) -> None:
         assert row is not None and row[0] == len(
             list((Path(__file__).parents[1] / "storage" / "migrations").glob("*.sql"))
         )
+
+
+async def test_a_locked_database_fails_the_reservation_cleanly(tmp_path: Path) -> None:
+    path = tmp_path / "locked.db"
+    async with Database(path, busy_timeout_ms=100) as db:
+        repo = JobRepository(db)
+        other = sqlite3.connect(path, isolation_level=None)  # another process holding the write lock
+        other.execute("BEGIN EXCLUSIVE")
+        try:
+            with pytest.raises(StorageError):
+                await repo.reserve(new_job(), check_fits(limits(), 280_000, NOW), now=NOW)
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        assert (await repo.ledger_totals()).reserved == 0
+        await repo.reserve(new_job(), check_fits(limits(), 280_000, NOW), now=NOW)  # and it recovers
+        assert (await repo.ledger_totals()).reserved == 280_000

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -181,3 +182,33 @@ async def test_logs_carry_job_ids_and_never_secrets(bot: BotUnderTest, caplog: p
     job_lines = [r.getMessage() for r in caplog.records if r.name == "services.jobs"]
     for status in ("submitting", "submitted", "downloading", "posting", "delivered"):
         assert any(line.startswith("job 1: ") and status in line for line in job_lines), status
+
+
+async def test_missing_channel_permissions_are_named_privately(bot: BotUnderTest, wavespeed: FakeWaveSpeed) -> None:
+    fake = bot.discord
+    fake.app_permissions &= ~((1 << 15) | (1 << 16))  # no Attach Files, no Read Message History
+    interaction = await fake.invoke("video", {"prompt": "a cat"})
+    await fake.wait_until(lambda: interaction.original() is not None and bool(interaction.original().content))
+    reply = interaction.original()
+    assert reply is not None and reply.ephemeral
+    assert "Attach Files, Read Message History" in reply.content and "Nothing was charged" in reply.content
+    assert wavespeed.submits == [] and cards(fake) == []
+
+
+async def test_a_locked_database_refuses_the_command_cleanly(bot: BotUnderTest, wavespeed: FakeWaveSpeed) -> None:
+    await bot.app.db.set_busy_timeout(100)
+    other = sqlite3.connect(bot.app.db.path, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")  # another process holds the database
+    try:
+        interaction = await bot.discord.invoke("video", {"prompt": "a cat"})
+        await bot.discord.wait_until(
+            lambda: interaction.original() is not None and bool(interaction.original().content)
+        )
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert "could not record your request. Nothing was charged." in interaction.original().content
+    assert wavespeed.submits == []
+    follow = await bot.discord.invoke("video", {"prompt": "a dog"})  # and the next user is served
+    await bot.discord.wait_until(lambda: len(finished(bot.discord)) == 1)
+    assert follow.original() is not None

@@ -235,6 +235,7 @@ class FakeDiscord:
         bot_token: str = "test-token",
     ) -> None:
         self.upload_limit, self.token_ttl, self.ack_deadline = upload_limit, token_ttl, ack_deadline
+        self.app_permissions = DEFAULT_PERMISSIONS  # what the bot itself may do in the channel
         self.premium_tier, self.bot_token = premium_tier, bot_token
         self._last_id = 0
         self.application_id, self.bot_user_id = self._snowflake(), self._snowflake()
@@ -555,7 +556,7 @@ class FakeDiscord:
             "guild": {"id": str(self.guild_id), "locale": "en-US", "features": []},
             "member": {"user": user, "roles": [str(r) for r in roles or []], "flags": 0, "joined_at": JOINED_AT,
                        "permissions": str(permissions), "deaf": False, "mute": False},
-            "app_permissions": str(DEFAULT_PERMISSIONS), "locale": "en-US", "guild_locale": "en-US",
+            "app_permissions": str(self.app_permissions), "locale": "en-US", "guild_locale": "en-US",
             "entitlements": [], "authorizing_integration_owners": {"0": str(self.guild_id)}, "context": 0,
             "attachment_size_limit": limit,  # discord.py raises KeyError without it (trap 3)
             "data": data,
