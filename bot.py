@@ -222,20 +222,32 @@ class HailuoBot(commands.Bot):
         self, interaction: discord.Interaction, error: discord.app_commands.AppCommandError
     ) -> None:
         """One funnel for unexpected errors: a short private apology, the details only in the log."""
+        if isinstance(error, discord.app_commands.TransformerError):
+            # A value outside the offered choices (a modified client): say what to fix, no alarm.
+            log.info("interaction %d: refused option value (%s)", interaction.id, type(error).__name__)
+            await self._reply_privately(
+                interaction, "That isn't one of the offered choices for an option. Pick one from the list."
+            )
+            return
         log.error(
             "command %s failed (interaction %d)",
             getattr(interaction.command, "name", "?"),
             interaction.id,
             exc_info=error,
         )
-        text = f"Sorry, something went wrong on our side (reference {interaction.id}). Nothing was charged."
+        await self._reply_privately(
+            interaction, f"Sorry, something went wrong on our side (reference {interaction.id}). Nothing was charged."
+        )
+
+    @staticmethod
+    async def _reply_privately(interaction: discord.Interaction, text: str) -> None:
         try:
             if interaction.response.is_done():
                 await interaction.followup.send(text, ephemeral=True)
             else:
                 await interaction.response.send_message(text, ephemeral=True)
         except discord.HTTPException:
-            pass
+            log.info("interaction %d: could not send the private reply", interaction.id)
 
 
 async def run_bot(settings: Settings, *, sync_only: bool = False) -> None:

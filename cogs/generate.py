@@ -116,20 +116,22 @@ def with_camera(prompt: str | None, moves: str | None) -> str | None:
 
 
 def suggest_moves(current: str, limit: int = 25) -> list[str]:
-    """Autocomplete for the `camera` option: complete the last of the comma-separated moves."""
-    *typed, last = current.split(",")
-    done = [_canonical_move(part) for part in typed if part.strip()]
-    last = last.strip()
-    if len(done) >= 3:
+    """Autocomplete for the `camera` option: complete the last of the comma-separated moves.
+
+    Only known moves are echoed back (unknown text is dropped), so every choice stays within
+    Discord's 100 characters: three moves are at most 45."""
+    *typed, last = current[:200].split(",")
+    done = [move for move in map(_canonical_move, typed) if move is not None][:3]
+    if len(done) == 3:
         return [", ".join(done)]
-    return [", ".join([*done, move]) for move in camera.suggest(last, limit) if move not in done][:limit]
+    return [", ".join([*done, move]) for move in camera.suggest(last.strip(), limit) if move not in done][:limit]
 
 
-def _canonical_move(text: str) -> str:
+def _canonical_move(text: str) -> str | None:
     try:
         return camera.parse_directives(f"[{text}]")[0][0]
     except (UserError, IndexError):
-        return text.strip()
+        return None
 
 
 def quota_text(exc: QuotaExceeded) -> str:
