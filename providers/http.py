@@ -222,6 +222,18 @@ def error_from_response(
     )
 
 
+def unreadable_success(response: httpx.Response, detail: str) -> ProviderError:
+    """A 2xx submit answer we cannot read: the server accepted something, so a task may exist and be
+    billed. Never retried, never failed over."""
+    return ProviderError(
+        FailureKind.INTERNAL,
+        detail,
+        status=response.status_code,
+        request_id=request_id(response.headers),
+        maybe_created=True,
+    )
+
+
 def transport_error(exc: httpx.HTTPError, *, creating: bool = False) -> ProviderError:
     """Map an httpx exception. `creating`: the request was a create (a paid POST).
 

@@ -35,6 +35,7 @@ from providers.http import (
     sanitize,
     stream_download,
     transport_error,
+    unreadable_success,
 )
 from services.spec import DURATIONS_BY_RESOLUTION, MODEL_HAILUO_02, MODEL_HAILUO_23, GenerationSpec, ImageInput
 
@@ -116,23 +117,13 @@ class MiniMaxProvider:
             raise error_from_response(response, message=self._message(response), creating=True)
         payload = json_or_none(response)
         if not isinstance(payload, dict):
-            raise self._ambiguous(response, "malformed submit response")
+            raise unreadable_success(response, "malformed submit response")
         # The server answered with a refusal: nothing was created, whatever the class.
         self._raise_for_base_resp(response, payload)
         task_id = _id_string(payload.get("task_id"))
         if task_id is None:
-            raise self._ambiguous(response, "submit response without a task id")
+            raise unreadable_success(response, "submit response without a task id")
         return task_id
-
-    def _ambiguous(self, response: httpx.Response, detail: str) -> ProviderError:
-        # A 2xx we cannot read: the server accepted something, so a task may exist and be billed.
-        return ProviderError(
-            FailureKind.INTERNAL,
-            detail,
-            status=response.status_code,
-            request_id=request_id(response.headers),
-            maybe_created=True,
-        )
 
     # ----- poll --------------------------------------------------------------------------------------
 

@@ -31,6 +31,7 @@ from providers.http import (
     sanitize,
     stream_download,
     transport_error,
+    unreadable_success,
 )
 from services.camera import normalise_prompt
 from services.errors import UserError
@@ -109,14 +110,7 @@ class SeaArtProvider:
         payload = json_or_none(response)
         rid = payload.get("request_id") if isinstance(payload, dict) else None
         if not isinstance(rid, str) or not rid.strip():
-            # A 2xx we cannot read: the server accepted something, so a task may exist and be billed.
-            raise ProviderError(
-                FailureKind.INTERNAL,
-                "submit response without a request id",
-                status=response.status_code,
-                request_id=request_id(response.headers),
-                maybe_created=True,
-            )
+            raise unreadable_success(response, "submit response without a request id")
         return join_task_id(endpoint, rid)
 
     # ----- poll --------------------------------------------------------------------------------------

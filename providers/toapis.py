@@ -38,6 +38,7 @@ from providers.http import (
     sanitize,
     stream_download,
     transport_error,
+    unreadable_success,
 )
 from services.spec import DURATIONS_BY_RESOLUTION, MODEL_HAILUO_02, MODEL_HAILUO_23, GenerationSpec, ImageInput
 
@@ -133,14 +134,7 @@ class ToApisProvider:
         payload = json_or_none(response)
         task_id = payload.get("id") if isinstance(payload, dict) else None
         if not isinstance(task_id, str) or not task_id.strip():
-            # A 2xx we cannot read: the server accepted something, so a task may exist and be billed.
-            raise ProviderError(
-                FailureKind.INTERNAL,
-                "submit response without a task id",
-                status=response.status_code,
-                request_id=request_id(response.headers),
-                maybe_created=True,
-            )
+            raise unreadable_success(response, "submit response without a task id")
         return task_id
 
     async def _upload(self, image: ImageInput | None, label: str) -> str:

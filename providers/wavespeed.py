@@ -45,6 +45,7 @@ from providers.http import (
     sanitize,
     stream_download,
     transport_error,
+    unreadable_success,
 )
 from services.spec import MODEL_HAILUO_02, MODEL_HAILUO_23, GenerationSpec, ImageInput
 
@@ -138,23 +139,13 @@ class WaveSpeedProvider:
             raise error_from_response(response, message=self._message(response), creating=True)
         payload = json_or_none(response)
         if not isinstance(payload, dict):
-            raise self._ambiguous(response, "malformed submit response")
+            raise unreadable_success(response, "malformed submit response")
         self._raise_for_envelope(response, payload, creating=True)
         data = payload.get("data")
         task_id = data.get("id") if isinstance(data, dict) else None
         if not isinstance(task_id, str) or not task_id.strip():
-            raise self._ambiguous(response, "submit response without a task id")
+            raise unreadable_success(response, "submit response without a task id")
         return task_id
-
-    def _ambiguous(self, response: httpx.Response, detail: str) -> ProviderError:
-        # A 2xx we cannot read: the server accepted something, so a task may exist and be billed.
-        return ProviderError(
-            FailureKind.INTERNAL,
-            detail,
-            status=response.status_code,
-            request_id=request_id(response.headers),
-            maybe_created=True,
-        )
 
     # ----- poll --------------------------------------------------------------------------------------
 
