@@ -205,3 +205,30 @@ def test_end_frames_route_only_to_variants_that_take_them(tmp_path: Path) -> Non
     with pytest.raises(UserError, match="quality: pro"):
         router.candidates(replace(pro, quality="standard"), None)
     assert router.candidates(replace(pro, quality="standard"), 5) == ["preview"]
+
+
+async def test_cancel_pressed_while_the_submit_is_in_flight_cancels_at_the_provider(tmp_path: Path) -> None:
+    from providers.seaart import SeaArtProvider
+    from tests.fakes.seaart_server import FakeSeaArt
+
+    async with FakeSeaArt(duration_s=5) as seaart, Database(tmp_path / "jobs.db") as db:
+        provider = SeaArtProvider(seaart.api_key, seaart.base_url, timeout=5)
+        service = JobService(
+            JobRepository(db),
+            ProviderRouter({"seaart": provider}),
+            PriceTable({"seaart": {"hailuo-2.3": {"t2v-standard-6s": 280_000}}}),
+            QuotasSection(),
+            tmp_path,
+            edit_interval=0,
+            poll_policy=PollPolicy(first=0.05, ceiling=0.2),
+        )
+        seaart.slow_next_submit(0.5)
+        job = await service.create(SPEC, Requester(1, 10, 20), command="video")
+        task = service.start(job, RecordingReporter())
+        await wait_until(lambda: service._runs[job.id].submitting)
+        assert await service.request_cancel(job.id) == CancelOutcome.REQUESTED
+        final = await asyncio.wait_for(task, 10)
+        assert final is not None and final.status == "cancelled"
+        assert len(seaart.submits) == 1 and len(seaart.cancel_requests) == 1
+        assert (await service.repo.ledger_totals(job.id)).refunded == 280_000
+        await provider.aclose()
