@@ -260,6 +260,9 @@ class ToApisProvider:
         await self._downloads.aclose()
 
 
+NEUTRAL_I2V_PROMPT = "Bring this image to life with natural, subtle motion."
+
+
 # ----- request building (pure) ------------------------------------------------------------------------
 
 
@@ -288,8 +291,12 @@ def request_body(
     callback_url: str | None = None,
 ) -> dict[str, object]:
     body: dict[str, object] = {"model": model}
-    if spec.prompt:  # optional for image to video; an empty string is left out rather than sent
+    if spec.prompt:
         body["prompt"] = spec.prompt
+    elif spec.model != MODEL_HAILUO_02:
+        # ToAPIs documents the prompt as required for Hailuo 2.3 even from an image, where MiniMax
+        # makes it optional: a neutral one keeps a prompt-less /animate working rather than refused.
+        body["prompt"] = NEUTRAL_I2V_PROMPT
     body["duration"] = spec.duration
     body["resolution"] = spec.resolution
     if first_frame_url is not None:

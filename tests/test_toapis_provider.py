@@ -18,7 +18,14 @@ from aiohttp import web
 from PIL import Image
 
 from providers.base import FailureKind, ProviderError, WebhookProvider, WebhookRejected
-from providers.toapis import MAX_UPLOAD_BYTES, ToApisProvider, parse_task, retry_after_from, shrink_to_jpeg
+from providers.toapis import (
+    MAX_UPLOAD_BYTES,
+    NEUTRAL_I2V_PROMPT,
+    ToApisProvider,
+    parse_task,
+    retry_after_from,
+    shrink_to_jpeg,
+)
 from services.spec import GenerationSpec, ImageInput
 from tests.fakes.toapis_server import (
     POLICY_MESSAGE,
@@ -447,9 +454,16 @@ async def test_callback_url_on_a_token_without_webhooks_is_a_clear_bad_request()
     assert "webhook_not_configured" in exc.detail and "no task webhook configured" in exc.detail
 
 
+async def test_prompt_less_image_to_video_gets_a_neutral_prompt(fake: FakeToApis, provider: ToApisProvider) -> None:
+    # The reference marks `prompt` required for Hailuo 2.3 (the stand-in enforces it): a neutral one is sent.
+    await provider.submit(i2v(prompt=""))
+    [body] = fake.submits
+    assert isinstance(body, dict) and body["prompt"] == NEUTRAL_I2V_PROMPT
+
+
 async def test_fake_refusals_come_back_as_bad_request(fake: FakeToApis, provider: ToApisProvider) -> None:
-    # The reference marks `prompt` required for Hailuo 2.3; we leave an empty one out and let ToAPIs decide.
-    exc = await submit_error(provider, i2v(prompt=""))
+    fake.fail_next_submit(400, "invalid_request", "prompt is required")
+    exc = await submit_error(provider, t2v())
     assert exc.kind is FailureKind.BAD_REQUEST and "prompt is required" in exc.detail
     assert not exc.maybe_created and fake.tasks == {}
 
