@@ -63,3 +63,18 @@ async def test_graceful_stop_tells_followers_and_turns_new_commands_away(
     async with running_bot(tmp_path, discord_fake, wavespeed_url=wavespeed.base_url) as bot:
         await discord_fake.wait_until(lambda: len(finished(discord_fake)) == 1, timeout=30)
         await bot.assert_ledger_balanced()
+
+
+async def test_a_gateway_reconnect_mid_job_changes_nothing(
+    tmp_path: Path, discord_fake: FakeDiscord, wavespeed: FakeWaveSpeed
+) -> None:
+    async with running_bot(tmp_path, discord_fake, wavespeed_url=wavespeed.base_url) as bot:
+        await discord_fake.invoke("video", {"prompt": "a lighthouse"})
+        await discord_fake.wait_until(lambda: bool(wavespeed.submits))
+        resumes = discord_fake.resume_count
+        await discord_fake.reconnect_gateway()
+        await discord_fake.wait_until(lambda: discord_fake.resume_count > resumes)
+        second = await discord_fake.invoke("video", {"prompt": "a second one after the reconnect"})
+        await discord_fake.wait_until(lambda: len(finished(discord_fake)) == 2, timeout=30)
+        assert second.acked
+        await bot.assert_ledger_balanced()
