@@ -30,6 +30,7 @@ from providers.base import Provider
 from providers.registry import build_providers
 from services.errors import UserError
 from services.jobs import JobService
+from services.loopwatch import LoopWatch
 from services.pricing import PriceTable
 from services.routing import ProviderRouter
 from settings import Settings, SettingsError, check_prices, load_settings
@@ -189,7 +190,15 @@ class HailuoBot(commands.Bot):
         resumed = await self.app.jobs.resume(generate.reporter_for_resumed, RESUMED_NOTICE)
         if resumed:
             log.info("resumed %d unfinished job(s)", resumed)
-        self._sweeper = asyncio.create_task(self._sweep_periodically(), name="tmp-sweeper")
+        self._background = [asyncio.create_task(self._sweep_periodically(), name="tmp-sweeper")]
+        if cfg.bot.health_log_seconds:
+            watch = LoopWatch(report_every=cfg.bot.health_log_seconds)
+            self._background.append(asyncio.create_task(watch.run(), name="loop-watch"))
+
+    async def close(self) -> None:
+        for task in getattr(self, "_background", []):
+            task.cancel()
+        await super().close()
 
     async def _sweep_periodically(self) -> None:
         while True:

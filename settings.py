@@ -58,6 +58,8 @@ class BotSection(_Section):
     max_output_mib: int = Field(200, ge=1, le=2048)
     progress_edit_interval: float = Field(2.0, ge=0.0)
     token_handover_seconds: int = Field(840, ge=0, le=900)
+    # Seconds between two "event-loop lag" log lines (0 = never).
+    health_log_seconds: float = Field(60, ge=0)
 
 
 class PaidProviderSection(_Section):

@@ -1,0 +1,46 @@
+"""Event-loop lag: how late the loop wakes a task that asked to sleep a known time.
+
+A bot that carries hundreds of jobs on one loop must not let any callback hog it (acknowledgements
+have a 3 s deadline). The watch samples lag every `every` seconds and logs percentiles once per
+`report_every` seconds, so an operator (and the benchmark) can see it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+
+log = logging.getLogger(__name__)
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(int(share * len(ordered)), len(ordered) - 1)] if ordered else 0.0
+
+
+class LoopWatch:
+    def __init__(self, every: float = 0.05, report_every: float = 60.0, keep: int = 10_000) -> None:
+        self.every = every
+        self.report_every = report_every
+        self.samples: deque[float] = deque(maxlen=keep)  # seconds late, newest last
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        window: list[float] = []
+        next_report = loop.time() + self.report_every
+        while True:
+            before = loop.time()
+            await asyncio.sleep(self.every)
+            lag = max(loop.time() - before - self.every, 0.0)
+            self.samples.append(lag)
+            window.append(lag)
+            if loop.time() >= next_report:
+                log.info(
+                    "event-loop lag p50 %.1f ms, p99 %.1f ms, max %.1f ms",
+                    percentile(window, 0.5) * 1000,
+                    percentile(window, 0.99) * 1000,
+                    max(window) * 1000,
+                )
+                window.clear()
+                next_report = loop.time() + self.report_every
