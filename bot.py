@@ -29,7 +29,7 @@ from discord.ext import commands
 from providers.base import Provider
 from providers.registry import build_providers
 from services.errors import UserError
-from services.jobs import JobService
+from services.jobs import JobService, PollPolicy
 from services.loopwatch import LoopWatch
 from services.pricing import PriceTable
 from services.routing import ProviderRouter
@@ -107,6 +107,7 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
             max_output_bytes=cfg.bot.max_output_mib * 1024 * 1024,
             typical_seconds={name: getattr(cfg.providers, name).typical_seconds for name in providers},
             edit_interval=cfg.bot.progress_edit_interval,
+            poll_policy=PollPolicy(dense=cfg.bot.poll_dense_seconds, sparse_cap=cfg.bot.poll_sparse_cap_seconds),
             webhook_providers=with_webhooks,
         )
         if webhook_url_for is not None and with_webhooks:

@@ -58,6 +58,10 @@ class BotSection(_Section):
     max_output_mib: int = Field(200, ge=1, le=2048)
     progress_edit_interval: float = Field(2.0, ge=0.0)
     token_handover_seconds: int = Field(840, ge=0, le=900)
+    # Polling: every `poll_dense_seconds` around where jobs of the same kind usually finish, at most
+    # every `poll_sparse_cap_seconds` before that (services/polling.py explains the schedule).
+    poll_dense_seconds: float = Field(1.5, gt=0, le=60)
+    poll_sparse_cap_seconds: float = Field(15.0, gt=0, le=300)
     # Seconds between two "event-loop lag" log lines (0 = never).
     health_log_seconds: float = Field(60, ge=0)
 

@@ -23,6 +23,7 @@ from providers.base import SAFE_MESSAGES, FailureKind, Provider, ProviderError, 
 from services import media
 from services.delivery import DeliveryFailed, JobReporter, UploadTooLarge, post_clip
 from services.errors import UserError
+from services.polling import PollSchedule
 from services.pricing import PriceTable
 from services.progress import CardUpdater, JobCard, estimate
 from services.quotas import check_fits, effective_limits
@@ -48,18 +49,29 @@ class Requester:
 
 @dataclass(frozen=True)
 class PollPolicy:
-    """Adaptive polling: quick at first, backing off while nothing changes, resetting on change."""
+    """How often to poll: sparse while a task almost surely runs, every `dense` seconds around where
+    tasks of its kind usually end (see services/polling.py), and backing off on errors."""
 
-    first: float = 1.0
-    growth: float = 1.5
-    ceiling: float = 5.0
+    dense: float = 1.5
+    sparse_cap: float = 15.0  # the longest wait while a task almost surely still runs
+    error_first: float = 1.0
     error_ceiling: float = 30.0
-    # With webhooks, a callback wakes the poller at once; polling stays on as a slower safety net.
-    webhook_ceiling: float = 15.0
 
-    def next_delay(self, previous: float, changed: bool, *, webhooks: bool = False) -> float:
-        ceiling = self.webhook_ceiling if webhooks else self.ceiling
-        return self.first if changed else min(previous * self.growth, ceiling)
+    def schedule(self, typical: float, low: float | None, high: float | None, *, webhooks: bool) -> PollSchedule:
+        if webhooks:  # a callback wakes the job; polling is only the slow safety net
+            return PollSchedule.for_history(typical, low, high, webhooks=True)
+        return PollSchedule.for_history(
+            typical,
+            low,
+            high,
+            dense=self.dense,
+            floor=min(0.25, self.dense),
+            sparse_cap=max(self.sparse_cap, self.dense),
+            tail_cap=max(5.0, self.dense),
+        )
+
+    def error_delay(self, errors: int, retry_after: float | None) -> float:
+        return min(max(retry_after or 0, self.error_first * 2**errors), self.error_ceiling)
 
 
 class CancelOutcome(StrEnum):
@@ -408,10 +420,10 @@ class JobService:
         job, task_id = run.job, run.task_id
         assert task_id is not None
         provider = self.router.providers[job.provider]
-        webhooks = job.provider in self.webhook_providers
-        typical = await self._typical_seconds(job)
+        typical, low, high = await self._history(job)
+        schedule = self.poll_policy.schedule(typical, low, high, webhooks=job.provider in self.webhook_providers)
         deadline = submitted + self.deadline_seconds
-        delay, previous, errors = self.poll_policy.first, None, 0
+        previous, errors = None, 0
         while True:
             if time.time() >= deadline:
                 await self._fail(run, FailureKind.TIMEOUT, "deadline passed")
@@ -423,9 +435,7 @@ class JobService:
                     await self._fail(run, exc.kind, str(exc))
                     return None
                 errors += 1
-                delay = min(
-                    max(exc.retry_after or 0, self.poll_policy.first * 2**errors), self.poll_policy.error_ceiling
-                )
+                delay = self.poll_policy.error_delay(errors, exc.retry_after)
                 log.debug("job %d: poll error %s, next in %.1fs", job.id, exc, delay)
                 await self._sleep(run, min(delay, max(deadline - time.time(), 0)))
                 continue
@@ -443,9 +453,7 @@ class JobService:
                 await self._status(run, status.state, status.raw_status)
             previous = (status.state, status.queue_position, status.progress)
             await run.updater.update(self._progress_card(run.card, status, submitted, typical))
-            delay = self.poll_policy.next_delay(delay, changed, webhooks=webhooks)
-            if status.retry_after:
-                delay = max(delay, status.retry_after)
+            delay = schedule.next_delay(time.time() - submitted, changed, status.retry_after)
             await self._sleep(run, min(delay, max(deadline - time.time(), 0.05)))
 
     @staticmethod
@@ -463,9 +471,13 @@ class JobService:
             percent = int(min(status.progress, 0.99) * 10) * 10
         return card.with_stage("generating", started_at=int(submitted), percent=percent, eta_seconds=left)
 
-    async def _typical_seconds(self, job: JobRecord) -> float:
-        median = await self.repo.median_generation_seconds(job.provider, job.model, job.quality, job.duration)
-        return median or self.typical_seconds.get(job.provider, 60.0)
+    async def _history(self, job: JobRecord) -> tuple[float, float | None, float | None]:
+        """(typical, low, high) generation seconds of past jobs of this provider/model/quality/duration:
+        the median and about the 5th and 95th percentiles; the configured typical before any history."""
+        quantiles = await self.repo.generation_quantiles(job.provider, job.model, job.quality, job.duration)
+        if quantiles is None:
+            return self.typical_seconds.get(job.provider, 60.0), None, None
+        return quantiles
 
     async def _deliver(self, run: _Run, url: str) -> None:
         job = run.job

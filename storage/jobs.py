@@ -280,9 +280,11 @@ class JobRepository:
         rows = await self.db.fetchall("SELECT status, detail FROM job_events WHERE job_id = ? ORDER BY id", (job_id,))
         return [(row["status"], row["detail"]) for row in rows]
 
-    async def median_generation_seconds(
-        self, provider: str, model: str, quality: str, duration: int, sample: int = 50
-    ) -> float | None:
+    async def generation_quantiles(
+        self, provider: str, model: str, quality: str, duration: int, sample: int = 200
+    ) -> tuple[float, float | None, float | None] | None:
+        """(median, ~p05, ~p95) of the latest `sample` generation times of this kind of job; the
+        spread is left out (None) until there are 20 of them."""
         rows = await self.db.fetchall(
             """SELECT generation_seconds FROM jobs
                WHERE provider = ? AND model = ? AND quality = ? AND duration = ? AND generation_seconds IS NOT NULL
@@ -293,7 +295,10 @@ class JobRepository:
         if not values:
             return None
         middle = len(values) // 2
-        return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
+        median = values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
+        if len(values) < 20:
+            return median, None, None
+        return median, values[len(values) // 20], values[len(values) * 19 // 20]
 
     async def usage(self, user_id: int, guild_id: int | None, now: datetime | None = None) -> Usage:
         now = now or utcnow()

@@ -52,7 +52,7 @@ async def service(tmp_path: Path, fakes: tuple[FakeWaveSpeed, FakeWaveSpeed]) ->
             QuotasSection(),
             tmp_path,
             edit_interval=0,
-            poll_policy=PollPolicy(first=0.05, ceiling=0.2, error_ceiling=0.3),
+            poll_policy=PollPolicy(dense=0.05, sparse_cap=0.2, error_first=0.05, error_ceiling=0.3),
         )
         for provider in providers.values():
             await provider.aclose()
@@ -179,7 +179,7 @@ async def test_cancel_at_a_provider_that_can_refunds_when_it_confirms(tmp_path: 
             QuotasSection(),
             tmp_path,
             edit_interval=0,
-            poll_policy=PollPolicy(first=0.05, ceiling=0.2),
+            poll_policy=PollPolicy(dense=0.05, sparse_cap=0.2, error_first=0.05),
         )
         job = await service.create(SPEC, Requester(1, 10, 20), command="video")
         reporter = RecordingReporter()
@@ -220,7 +220,7 @@ async def test_cancel_pressed_while_the_submit_is_in_flight_cancels_at_the_provi
             QuotasSection(),
             tmp_path,
             edit_interval=0,
-            poll_policy=PollPolicy(first=0.05, ceiling=0.2),
+            poll_policy=PollPolicy(dense=0.05, sparse_cap=0.2, error_first=0.05),
         )
         seaart.slow_next_submit(0.5)
         job = await service.create(SPEC, Requester(1, 10, 20), command="video")

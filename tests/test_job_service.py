@@ -59,7 +59,7 @@ async def service(tmp_path: Path, wavespeed: FakeWaveSpeed) -> AsyncIterator[Job
             tmp_path,
             deadline_seconds=3,
             edit_interval=0,
-            poll_policy=PollPolicy(first=0.05, ceiling=0.2, error_ceiling=0.3),
+            poll_policy=PollPolicy(dense=0.05, sparse_cap=0.2, error_first=0.05, error_ceiling=0.3),
         )
         await provider.aclose()
 

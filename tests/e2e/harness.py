@@ -26,6 +26,8 @@ data_dir = "{data_dir}"
 log_level = "DEBUG"
 job_deadline_seconds = {deadline}
 progress_edit_interval = 0.2
+poll_dense_seconds = 0.2
+poll_sparse_cap_seconds = 0.5
 token_handover_seconds = {handover}
 
 [providers]
