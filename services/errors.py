@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from storage.jobs import QuotaRefusal
+
 
 class UserError(Exception):
     """Bad input or a refusal: shown privately to the user, costs nothing."""
@@ -17,7 +19,7 @@ class UserError(Exception):
         self.message = message
 
 
-class QuotaExceeded(UserError):
+class QuotaExceeded(UserError, QuotaRefusal):
     """A limit would be exceeded; the message names the limit, `resets_at` says when it resets."""
 
     def __init__(self, message: str, *, limit: str, resets_at: datetime | None) -> None:

@@ -124,6 +124,7 @@ class JobService:
         edit_interval: float = 2.0,
         poll_policy: PollPolicy | None = None,
         webhook_providers: frozenset[str] = frozenset(),
+        max_concurrent_deliveries: int = 8,
     ) -> None:
         self.repo = repo
         self.router = router
@@ -140,6 +141,9 @@ class JobService:
         self._tasks: set[asyncio.Task[JobRecord | None]] = set()
         self._runs: dict[int, _Run] = {}
         self.accepting = True  # False while shutting down: new commands are turned away
+        # Downloads, ffmpeg and uploads of 2–20 MB clips are the heavy part of a job: a bounded number
+        # at once keeps memory flat and the event loop responsive when many jobs finish together.
+        self._delivery_slots = asyncio.Semaphore(max_concurrent_deliveries)
         for folder in (self.inputs_dir, self.tmp_dir):
             folder.mkdir(parents=True, exist_ok=True)
 
@@ -480,6 +484,10 @@ class JobService:
         return quantiles
 
     async def _deliver(self, run: _Run, url: str) -> None:
+        async with self._delivery_slots:
+            await self._deliver_now(run, url)
+
+    async def _deliver_now(self, run: _Run, url: str) -> None:
         job = run.job
         await self._status(run, "downloading")
         await run.updater.update(run.card)

@@ -7,6 +7,7 @@ enforcement race-free: two concurrent commands can never both see room for one m
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, fields
@@ -15,9 +16,15 @@ from typing import Any
 
 import aiosqlite
 
-from storage.db import Database
+from storage.db import Database, StorageError
 
 TERMINAL_STATUSES = ("delivered", "failed", "cancelled")
+# Reservations written in one transaction at most (a group commit keeps each one short).
+GROUP_COMMIT_MAX = 64
+
+
+class QuotaRefusal(Exception):
+    """Raised by a reservation check to refuse a job (services.errors.QuotaExceeded derives from it)."""
 
 
 def utcnow() -> datetime:
@@ -133,81 +140,115 @@ async def _scalar(conn: aiosqlite.Connection, sql: str, params: tuple[Any, ...])
     return int(row[0]) if row and row[0] is not None else 0
 
 
+_TERMINAL = ",".join(f"'{status}'" for status in TERMINAL_STATUSES)
+# Every figure a quota check needs, in one statement (one round trip to the database thread).
+_USAGE_SQL = f"""SELECT
+    (SELECT COUNT(*) FROM jobs WHERE user_id = :user AND status NOT IN ({_TERMINAL})),
+    (SELECT {_COUNTED} FROM ledger WHERE user_id = :user AND period_day = :day),
+    (SELECT {_SPENT} FROM ledger WHERE user_id = :user AND period_day = :day),
+    (SELECT {_SPENT} FROM ledger WHERE user_id = :user AND period_month = :month),
+    (SELECT {_SPENT} FROM ledger WHERE guild_id = :guild AND period_month = :month),
+    (SELECT {_SPENT} FROM ledger WHERE period_month = :month)"""
+
+
 async def read_usage(conn: aiosqlite.Connection, user_id: int, guild_id: int | None, day: str, month: str) -> Usage:
-    placeholders = ",".join("?" * len(TERMINAL_STATUSES))
-    in_flight = await _scalar(
-        conn,
-        f"SELECT COUNT(*) FROM jobs WHERE user_id = ? AND status NOT IN ({placeholders})",
-        (user_id, *TERMINAL_STATUSES),
-    )
-    async with conn.execute(
-        f"SELECT {_COUNTED}, {_SPENT} FROM ledger WHERE user_id = ? AND period_day = ?", (user_id, day)
-    ) as cursor:
-        day_row = await cursor.fetchone()
-    user_month = await _scalar(
-        conn, f"SELECT {_SPENT} FROM ledger WHERE user_id = ? AND period_month = ?", (user_id, month)
-    )
-    guild_month = 0
-    if guild_id is not None:
-        guild_month = await _scalar(
-            conn, f"SELECT {_SPENT} FROM ledger WHERE guild_id = ? AND period_month = ?", (guild_id, month)
-        )
-    global_month = await _scalar(conn, f"SELECT {_SPENT} FROM ledger WHERE period_month = ?", (month,))
-    return Usage(
-        user_in_flight=in_flight,
-        user_day_videos=int(day_row[0]) if day_row else 0,
-        user_day_micros=int(day_row[1]) if day_row else 0,
-        user_month_micros=user_month,
-        guild_month_micros=guild_month,
-        global_month_micros=global_month,
-    )
+    params = {"user": user_id, "guild": guild_id, "day": day, "month": month}
+    async with conn.execute(_USAGE_SQL, params) as cursor:
+        row = await cursor.fetchone()
+    assert row is not None
+    figures = [int(value or 0) for value in row]
+    return Usage(*figures)
+
+
+@dataclass
+class _Pending:
+    job: NewJob
+    check: Callable[[Usage], None]
+    now: datetime
+    result: asyncio.Future[int]
 
 
 class JobRepository:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._queue: list[_Pending] = []
+        self._writer_task: asyncio.Task[None] | None = None
 
     async def reserve(self, job: NewJob, check: Callable[[Usage], None], *, now: datetime | None = None) -> int:
-        """Create the job and its reservation atomically, if `check(usage)` does not raise."""
-        now = now or utcnow()
+        """Create the job and its reservation atomically, if `check(usage)` does not raise.
+
+        Reservations that arrive together are written in one transaction (group commit): each is
+        still checked against usage that includes every reservation before it, so nothing can
+        overspend, and the writer is taken once per group instead of once per reservation."""
+        pending = _Pending(job, check, now or utcnow(), asyncio.get_running_loop().create_future())
+        self._queue.append(pending)
+        if self._writer_task is None or self._writer_task.done():
+            self._writer_task = asyncio.create_task(self._write_reservations())
+        return await pending.result
+
+    async def _write_reservations(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue[:GROUP_COMMIT_MAX], self._queue[GROUP_COMMIT_MAX:]
+            outcomes: list[tuple[_Pending, int | BaseException]] = []
+            try:
+                async with self.db.transaction() as conn:
+                    for pending in batch:
+                        try:
+                            outcomes.append((pending, await self._reserve_one(conn, pending)))
+                        except QuotaRefusal as refusal:  # checked before any insert: nothing to undo
+                            outcomes.append((pending, refusal))
+            except BaseException as exc:  # the whole group is rolled back: every caller gets the error
+                for pending in batch:
+                    if not pending.result.done():
+                        pending.result.set_exception(exc if isinstance(exc, Exception) else StorageError(str(exc)))
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            for pending, outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    pending.result.set_exception(outcome)
+                else:
+                    pending.result.set_result(outcome)
+
+    async def _reserve_one(self, conn: aiosqlite.Connection, pending: _Pending) -> int:
+        job, now = pending.job, pending.now
         day, month = now.strftime("%Y-%m-%d"), now.strftime("%Y-%m")
-        async with self.db.transaction() as conn:
-            check(await read_usage(conn, job.user_id, job.guild_id, day, month))
-            stamp = iso(now)
-            cursor = await conn.execute(
-                """INSERT INTO jobs (created_at, updated_at, user_id, guild_id, channel_id, interaction_id,
-                   command, mode, quality, duration, optimize_prompt, model, prompt, input_image, provider,
-                   status, cost_micros, parent_job_id, end_image, upload_limit)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'reserved', ?, ?, ?, ?)""",
-                (
-                    stamp,
-                    stamp,
-                    job.user_id,
-                    job.guild_id,
-                    job.channel_id,
-                    job.interaction_id,
-                    job.command,
-                    job.mode,
-                    job.quality,
-                    job.duration,
-                    int(job.optimize_prompt),
-                    job.model,
-                    job.prompt,
-                    job.input_image,
-                    job.provider,
-                    job.cost_micros,
-                    job.parent_job_id,
-                    job.end_image,
-                    job.upload_limit,
-                ),
-            )
-            job_id = int(cursor.lastrowid or 0)
-            await conn.execute(
-                """INSERT INTO ledger (job_id, at, kind, amount_micros, user_id, guild_id, period_day, period_month)
-                   VALUES (?, ?, 'reserve', ?, ?, ?, ?, ?)""",
-                (job_id, stamp, job.cost_micros, job.user_id, job.guild_id, day, month),
-            )
-            await self._event(conn, job_id, "reserved", f"{job.cost_micros} micros", stamp)
+        pending.check(await read_usage(conn, job.user_id, job.guild_id, day, month))
+        stamp = iso(now)
+        cursor = await conn.execute(
+            """INSERT INTO jobs (created_at, updated_at, user_id, guild_id, channel_id, interaction_id,
+               command, mode, quality, duration, optimize_prompt, model, prompt, input_image, provider,
+               status, cost_micros, parent_job_id, end_image, upload_limit)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'reserved', ?, ?, ?, ?)""",
+            (
+                stamp,
+                stamp,
+                job.user_id,
+                job.guild_id,
+                job.channel_id,
+                job.interaction_id,
+                job.command,
+                job.mode,
+                job.quality,
+                job.duration,
+                int(job.optimize_prompt),
+                job.model,
+                job.prompt,
+                job.input_image,
+                job.provider,
+                job.cost_micros,
+                job.parent_job_id,
+                job.end_image,
+                job.upload_limit,
+            ),
+        )
+        job_id = int(cursor.lastrowid or 0)
+        await conn.execute(
+            """INSERT INTO ledger (job_id, at, kind, amount_micros, user_id, guild_id, period_day, period_month)
+               VALUES (?, ?, 'reserve', ?, ?, ?, ?, ?)""",
+            (job_id, stamp, job.cost_micros, job.user_id, job.guild_id, day, month),
+        )
+        await self._event(conn, job_id, "reserved", f"{job.cost_micros} micros", stamp)
         return job_id
 
     async def get(self, job_id: int) -> JobRecord | None:
