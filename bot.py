@@ -81,6 +81,7 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
     repo = JobRepository(db)
     receiver: WebhookReceiver | None = None
     providers: dict[str, Provider] = {}
+    jobs: JobService | None = None
     try:
         webhook_url_for = None
         if cfg.webhooks.public_base_url:
@@ -115,8 +116,9 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
             receiver = await start_receiver(settings, repo, jobs, {n: providers[n] for n in with_webhooks})
         log.info("providers in use: %s", ", ".join(providers) or "none")
         yield App(settings, db, repo, providers, jobs)
-        await jobs.shutdown()
     finally:
+        if jobs is not None:
+            await jobs.shutdown()  # jobs stop where they stand; the next start resumes them
         if receiver is not None:
             await receiver.stop()
         for provider in providers.values():

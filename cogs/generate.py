@@ -10,6 +10,7 @@ the follow-up creates a new message rather than editing the deferred one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass, replace
 from typing import Literal
@@ -49,6 +50,7 @@ DURATIONS = [
 ]
 
 
+COULD_NOT_POST = "Sorry, I could not post your job. Nothing was charged."
 RESTARTING = "The bot is restarting and not taking new videos for a moment. Please try again in a minute."
 MODELS = [app_commands.Choice(name=label, value=model) for model, label in MODEL_LABELS.items()]
 
@@ -380,17 +382,17 @@ class GenerateCog(commands.Cog):
                 content="Sorry, I could not record your request. Nothing was charged."
             )
             return
-        cost = "free preview" if job.cost_micros == 0 else format_usd(job.cost_micros)
-        await interaction.edit_original_response(content=f"Job #{job.id} accepted ({cost}). Follow it below.")
-        card = self.jobs.card_for(job)
         try:
-            message = await interaction.followup.send(embed=render(card), wait=True, allowed_mentions=NO_PINGS)
-        except discord.HTTPException:
+            message_id = await self._post_card(interaction, job)
+        except Exception:
+            # Reserved but never shown or started: give the money back before saying so.
             log.exception("job %d: could not post the job card", job.id)
             await self.jobs.abandon(job, "could not post the job card")
-            await interaction.edit_original_response(content="Sorry, I could not post your job. Nothing was charged.")
+            with contextlib.suppress(discord.HTTPException):
+                await interaction.edit_original_response(
+                    content="Sorry, I could not post your job. Nothing was charged."
+                )
             return
-        await self.jobs.repo.update(job.id, message_id=message.id)
         channel = interaction.channel
         assert isinstance(channel, discord.abc.Messageable)
 
@@ -400,9 +402,18 @@ class GenerateCog(commands.Cog):
         reporter = DiscordReporter(
             interaction=interaction,
             channel=channel,
-            message_id=message.id,
+            message_id=message_id,
             upload_limit=interaction.filesize_limit,
             handover_seconds=self.handover_seconds,
             on_new_message=moved,
         )
         self.jobs.start(job, reporter)
+
+    async def _post_card(self, interaction: discord.Interaction, job: JobRecord) -> int:
+        """The private receipt, then the public card (a new message: the deferred one is edited first)."""
+        cost = "free preview" if job.cost_micros == 0 else format_usd(job.cost_micros)
+        await interaction.edit_original_response(content=f"Job #{job.id} accepted ({cost}). Follow it below.")
+        card = self.jobs.card_for(job)
+        message = await interaction.followup.send(embed=render(card), wait=True, allowed_mentions=NO_PINGS)
+        await self.jobs.repo.update(job.id, message_id=message.id)
+        return message.id

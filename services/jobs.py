@@ -166,7 +166,7 @@ class JobService:
         provider, reserve = self.quote(spec, requester.guild_id)
         limits = effective_limits(self.quotas, requester.role_ids)
         now = datetime.now(UTC)
-        job_id = await self.repo.reserve(
+        job = await self.repo.reserve(
             NewJob(
                 user_id=requester.user_id,
                 guild_id=requester.guild_id,
@@ -189,9 +189,7 @@ class JobService:
             check_fits(limits, reserve, now),
             now=now,
         )
-        log.info("job %d: reserved %d micros (%s first) for user %d", job_id, reserve, provider, requester.user_id)
-        job = await self.repo.get(job_id)
-        assert job is not None
+        log.info("job %d: reserved %d micros (%s first) for user %d", job.id, reserve, provider, requester.user_id)
         return job
 
     def _store_input(self, image: ImageInput) -> str:
@@ -270,20 +268,29 @@ class JobService:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     async def suspend(self, notice: str, grace: float = 5.0) -> None:
-        """A graceful stop: turn new commands away, let submits in flight return (so they are not left
-        ambiguous), tell each running job's followers, then stop the jobs (see `shutdown`)."""
+        """A graceful stop: turn new commands away, let submits and deliveries in flight finish (so
+        none is left ambiguous or half-posted), stop the jobs (see `shutdown`), and only then tell
+        each stopped job's followers, so no progress edit can land after the notice."""
         self.accepting = False
         loop = asyncio.get_running_loop()
         end = loop.time() + grace
-        # A short, bounded wait on flags other tasks clear; an Event per submit would be more machinery.
-        while any(run.submitting for run in self._runs.values()) and loop.time() < end:  # noqa: ASYNC110
+
+        def busy() -> bool:
+            return any(run.submitting or run.card.stage in ("downloading", "posting") for run in self._runs.values())
+
+        # A short, bounded wait on flags other tasks clear; an Event per step would be more machinery.
+        while busy() and loop.time() < end:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
-        runs = list(self._runs.values())
-        if runs:
-            notes = [run.updater.flush(replace(run.updater.last_sent or run.card, notice=notice)) for run in runs]
+        stopped = list(self._runs.values())
+        await self.shutdown()
+        notes = [
+            run.reporter.show(replace(run.updater.last_sent or run.card, notice=notice))
+            for run in stopped
+            if not (run.updater.last_sent or run.card).final
+        ]
+        if notes:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.gather(*notes, return_exceptions=True), max(end - loop.time(), 1.0))
-        await self.shutdown()
 
     def sweep_tmp(self, older_than: float) -> int:
         """Remove temporary files left behind (by a crash) that are older than `older_than` seconds."""
@@ -429,14 +436,12 @@ class JobService:
         deadline = submitted + self.deadline_seconds
         previous, errors = None, 0
         while True:
-            if time.time() >= deadline:
-                await self._fail(run, FailureKind.TIMEOUT, "deadline passed")
-                return None
+            last_look = time.time() >= deadline  # one more poll past the deadline before giving up
             try:
                 status = await provider.poll(task_id)
             except ProviderError as exc:
-                if not exc.transient:
-                    await self._fail(run, exc.kind, str(exc))
+                if not exc.transient or last_look:
+                    await self._fail(run, exc.kind if not exc.transient else FailureKind.TIMEOUT, str(exc))
                     return None
                 errors += 1
                 delay = self.poll_policy.error_delay(errors, exc.retry_after)
@@ -451,6 +456,9 @@ class JobService:
                 return None
             if status.state == "failed":
                 await self._fail(run, status.failure or FailureKind.GENERATION_FAILED, status.failure_detail)
+                return None
+            if last_look:
+                await self._fail(run, FailureKind.TIMEOUT, "deadline passed")
                 return None
             changed = (status.state, status.queue_position, status.progress) != previous
             if previous is None or status.state != previous[0]:

@@ -140,10 +140,12 @@ class Database:
             raise StorageError("database is not open")
         return self._reader
 
+    # Reads run, fetch and close in one call on the database thread. With separate execute/fetch
+    # steps, concurrent readers interleave and some statement is nearly always open on the reader,
+    # which pins it to an old snapshot: it would not see rows the writer just committed.
     async def fetchone(self, sql: str, params: tuple[object, ...] = ()) -> aiosqlite.Row | None:
-        async with self.reader.execute(sql, params) as cursor:
-            return await cursor.fetchone()
+        rows = await self.reader.execute_fetchall(sql, params)
+        return next(iter(rows), None)  # type: ignore[return-value]
 
     async def fetchall(self, sql: str, params: tuple[object, ...] = ()) -> list[aiosqlite.Row]:
-        async with self.reader.execute(sql, params) as cursor:
-            return list(await cursor.fetchall())
+        return list(await self.reader.execute_fetchall(sql, params))  # type: ignore[arg-type]

@@ -160,12 +160,34 @@ async def read_usage(conn: aiosqlite.Connection, user_id: int, guild_id: int | N
     return Usage(*figures)
 
 
+def _new_record(job_id: int, job: NewJob, stamp: str) -> JobRecord:
+    """The row just inserted, built from what was written (no read-back round trip)."""
+    return JobRecord(
+        **{f.name: getattr(job, f.name) for f in fields(NewJob)},
+        id=job_id,
+        created_at=stamp,
+        updated_at=stamp,
+        message_id=None,
+        provider_task_id=None,
+        status="reserved",
+        output_url=None,
+        output_bytes=None,
+        delivered_as=None,
+        error_kind=None,
+        error_detail=None,
+        submitted_at=None,
+        provider_done_at=None,
+        finished_at=None,
+        generation_seconds=None,
+    )
+
+
 @dataclass
 class _Pending:
     job: NewJob
     check: Callable[[Usage], None]
     now: datetime
-    result: asyncio.Future[int]
+    result: asyncio.Future[JobRecord]
 
 
 class JobRepository:
@@ -174,8 +196,8 @@ class JobRepository:
         self._queue: list[_Pending] = []
         self._writer_task: asyncio.Task[None] | None = None
 
-    async def reserve(self, job: NewJob, check: Callable[[Usage], None], *, now: datetime | None = None) -> int:
-        """Create the job and its reservation atomically, if `check(usage)` does not raise.
+    async def reserve(self, job: NewJob, check: Callable[[Usage], None], *, now: datetime | None = None) -> JobRecord:
+        """Create the job and its reservation atomically, if `check(usage)` does not raise; returns it.
 
         Reservations that arrive together are written in one transaction (group commit): each is
         still checked against usage that includes every reservation before it, so nothing can
@@ -189,7 +211,7 @@ class JobRepository:
     async def _write_reservations(self) -> None:
         while self._queue:
             batch, self._queue = self._queue[:GROUP_COMMIT_MAX], self._queue[GROUP_COMMIT_MAX:]
-            outcomes: list[tuple[_Pending, int | BaseException]] = []
+            outcomes: list[tuple[_Pending, JobRecord | BaseException]] = []
             try:
                 async with self.db.transaction() as conn:
                     for pending in batch:
@@ -210,7 +232,7 @@ class JobRepository:
                 else:
                     pending.result.set_result(outcome)
 
-    async def _reserve_one(self, conn: aiosqlite.Connection, pending: _Pending) -> int:
+    async def _reserve_one(self, conn: aiosqlite.Connection, pending: _Pending) -> JobRecord:
         job, now = pending.job, pending.now
         day, month = now.strftime("%Y-%m-%d"), now.strftime("%Y-%m")
         pending.check(await read_usage(conn, job.user_id, job.guild_id, day, month))
@@ -249,7 +271,7 @@ class JobRepository:
             (job_id, stamp, job.cost_micros, job.user_id, job.guild_id, day, month),
         )
         await self._event(conn, job_id, "reserved", f"{job.cost_micros} micros", stamp)
-        return job_id
+        return _new_record(job_id, job, stamp)
 
     async def get(self, job_id: int) -> JobRecord | None:
         row = await self.db.fetchone("SELECT * FROM jobs WHERE id = ?", (job_id,))

@@ -13,7 +13,7 @@ from services.errors import QuotaExceeded
 from services.quotas import check_fits, effective_limits, find_refusal, next_month, summarise
 from settings import Limits, QuotasSection
 from storage.db import Database, StorageError
-from storage.jobs import JobRepository, NewJob, Usage
+from storage.jobs import JobRecord, JobRepository, NewJob, Usage
 
 NOW = datetime(2026, 11, 23, 15, 30, tzinfo=UTC)
 
@@ -54,7 +54,7 @@ async def test_concurrent_reservations_admit_exactly_the_budget(jobs: JobReposit
         *(jobs.reserve(new_job(), check_fits(rule, 280_000, NOW), now=NOW) for _ in range(50)),
         return_exceptions=True,
     )
-    admitted = [r for r in results if isinstance(r, int)]
+    admitted = [r for r in results if isinstance(r, JobRecord)]
     refused = [r for r in results if isinstance(r, QuotaExceeded)]
     assert len(admitted) == 7
     assert len(refused) == 43
@@ -70,14 +70,14 @@ async def test_concurrent_reservations_respect_in_flight_limit_across_users_and_
         *(jobs.reserve(new_job(user_id=u % 5), check_fits(rule, 280_000, NOW), now=NOW) for u in range(40)),
         return_exceptions=True,
     )
-    assert sum(isinstance(r, int) for r in results) == 3  # $1.00 / $0.28
+    assert sum(isinstance(r, JobRecord) for r in results) == 3  # $1.00 / $0.28
     usage = await jobs.usage(1, 10, NOW)
     assert usage.guild_month_micros == 3 * 280_000
 
 
 async def test_refund_returns_money_and_video_to_the_window(jobs: JobRepository) -> None:
     rule = limits(user_daily_videos=1)
-    job_id = await jobs.reserve(new_job(), check_fits(rule, 280_000, NOW), now=NOW)
+    job_id = (await jobs.reserve(new_job(), check_fits(rule, 280_000, NOW), now=NOW)).id
     with pytest.raises(QuotaExceeded):
         await jobs.reserve(new_job(), check_fits(rule, 280_000, NOW), now=NOW)
     assert await jobs.finish(job_id, "failed", "refund", "provider failed")
@@ -87,7 +87,7 @@ async def test_refund_returns_money_and_video_to_the_window(jobs: JobRepository)
 
 
 async def test_a_job_ends_once_settle_after_refund_is_ignored(jobs: JobRepository) -> None:
-    job_id = await jobs.reserve(new_job(cost=1), check_fits(limits(), 1, NOW), now=NOW)
+    job_id = (await jobs.reserve(new_job(cost=1), check_fits(limits(), 1, NOW), now=NOW)).id
     assert await jobs.finish(job_id, "delivered", "settle")
     assert not await jobs.finish(job_id, "failed", "refund")
     assert not await jobs.finish(job_id, "delivered", "settle")
@@ -143,7 +143,7 @@ def test_summary_shows_what_is_left() -> None:
 
 
 async def test_settle_at_a_cheaper_price_releases_the_difference(jobs: JobRepository) -> None:
-    job_id = await jobs.reserve(new_job(cost=490_000), check_fits(limits(), 490_000, NOW), now=NOW)
+    job_id = (await jobs.reserve(new_job(cost=490_000), check_fits(limits(), 490_000, NOW), now=NOW)).id
     await jobs.update(job_id, cost_micros=280_000, provider="seaart")  # failover served it cheaper
     assert await jobs.finish(job_id, "delivered", "settle")
     totals = await jobs.ledger_totals(job_id)
@@ -186,3 +186,19 @@ async def test_a_locked_database_fails_the_reservation_cleanly(tmp_path: Path) -
         assert (await repo.ledger_totals()).reserved == 0
         await repo.reserve(new_job(), check_fits(limits(), 280_000, NOW), now=NOW)  # and it recovers
         assert (await repo.ledger_totals()).reserved == 280_000
+
+
+async def test_a_reservation_is_returned_complete_and_readable_at_once_under_concurrent_reads(
+    jobs: JobRepository,
+) -> None:
+    async def reader() -> None:
+        for _ in range(50):
+            await jobs.db.fetchall("SELECT id FROM jobs")
+
+    readers = [asyncio.create_task(reader()) for _ in range(5)]
+    records = await asyncio.gather(*(jobs.reserve(new_job(user_id=u), check_fits(limits(), 1, NOW)) for u in range(30)))
+    for record in records:
+        assert record.status == "reserved" and record.cost_micros == 280_000
+        stored = await jobs.get(record.id)
+        assert stored is not None and stored.created_at == record.created_at
+    await asyncio.gather(*readers)

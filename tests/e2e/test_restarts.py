@@ -40,6 +40,7 @@ async def test_jobs_cut_off_mid_generation_resume_and_mention_the_requester(
         await discord_fake.wait_until(lambda: len(finished(discord_fake)) == 1, timeout=30)
         [card] = finished(discord_fake)
         assert card.attachments and "restarted" in card.embeds[0]["description"]
+        await discord_fake.wait_until(lambda: any("<@4242>" in m.content for m in discord_fake.messages.values()))
         ping = [m for m in discord_fake.messages.values() if "<@4242>" in m.content]
         assert len(ping) == 1 and ping[0].allowed_mentions == {"parse": [], "users": [4242]}
         assert len(wavespeed.submits) == 1, "the resumed job was polled by its task id, not submitted again"

@@ -1,0 +1,1 @@
+"""The hailuo-bot benchmark (issue 5): `python -m bench.run --help`."""
