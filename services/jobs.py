@@ -105,6 +105,7 @@ class _Run:
     began: float = field(default_factory=time.monotonic)
     task_id: str | None = None
     submitting: bool = False
+    ending: bool = False  # refunded or cancelled, its final card on its way
     cancel_requested: bool = False
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -276,7 +277,10 @@ class JobService:
         end = loop.time() + grace
 
         def busy() -> bool:
-            return any(run.submitting or run.card.stage in ("downloading", "posting") for run in self._runs.values())
+            return any(
+                run.submitting or run.ending or run.card.stage in ("downloading", "posting")
+                for run in self._runs.values()
+            )
 
         # A short, bounded wait on flags other tasks clear; an Event per step would be more machinery.
         while busy() and loop.time() < end:  # noqa: ASYNC110
@@ -286,7 +290,7 @@ class JobService:
         notes = [
             run.reporter.show(replace(run.updater.last_sent or run.card, notice=notice))
             for run in stopped
-            if not (run.updater.last_sent or run.card).final
+            if not run.ending and not (run.updater.last_sent or run.card).final
         ]
         if notes:
             with contextlib.suppress(TimeoutError):
@@ -579,11 +583,13 @@ class JobService:
         log.info("job %d: %s%s (%s)", run.job.id, status, f" {detail}" if detail else "", run.job.provider)
 
     async def _fail(self, run: _Run, kind: FailureKind, detail: str) -> None:
+        run.ending = True
         if await self._refund(run.job, "failed", kind, detail):
             message = f"{SAFE_MESSAGES[kind]} You were not charged."
             await run.updater.update(run.card.with_stage("failed", message=message))
 
     async def _end_cancelled(self, run: _Run, detail: str) -> None:
+        run.ending = True
         if await self._refund(run.job, "cancelled", None, detail):
             await run.updater.update(run.card.with_stage("cancelled", message="Cancelled. You were not charged."))
 

@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 
 Stage = Literal["validating", "queued", "generating", "downloading", "posting", "done", "failed", "cancelled"]
 FINAL_STAGES = ("done", "failed", "cancelled")
+FINAL_RETRY_DELAYS = (1.0, 3.0, 9.0)  # seconds before each retry of a final card that failed to show
 
 
 @dataclass(frozen=True)
@@ -123,12 +124,18 @@ class CardUpdater:
             await self._deliver(card)
 
     async def _deliver(self, card: JobCard) -> None:
+        # A failed progress edit must never stop the job: the next change tries again. A final card
+        # has no next change, so it is retried a few times (chat platforms have short outages).
+        delays = FINAL_RETRY_DELAYS if card.final else ()
         async with self._lock:
-            self._last_time = time.monotonic()
-            try:
-                await self._send(card)
-            except Exception:
-                # A failed progress edit must never stop the job; the next change tries again.
-                log.warning("job %d: progress update failed", card.job_id, exc_info=True)
+            for attempt in range(len(delays) + 1):
+                self._last_time = time.monotonic()
+                try:
+                    await self._send(card)
+                except Exception:
+                    log.warning("job %d: progress update failed (attempt %d)", card.job_id, attempt + 1, exc_info=True)
+                    if attempt < len(delays):
+                        await asyncio.sleep(delays[attempt])
+                    continue
+                self._last_sent = card
                 return
-            self._last_sent = card

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from services.progress import CardUpdater, JobCard, estimate
 
 CARD = JobCard(
@@ -81,3 +83,18 @@ def test_estimate_moves_in_steps_and_never_claims_done() -> None:
     assert estimate(31, 60) == (50, 30)
     assert estimate(500, 60) == (90, 0)
     assert estimate(10, 300)[1] % 30 == 0
+
+
+async def test_a_final_card_that_fails_to_show_is_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("services.progress.FINAL_RETRY_DELAYS", (0.01, 0.01))
+    calls: list[JobCard] = []
+
+    async def send(card: JobCard) -> None:
+        calls.append(card)
+        if len(calls) < 3:
+            raise RuntimeError("503 from the chat platform")
+
+    updater = CardUpdater(send, interval=0)
+    final = CARD.with_stage("failed", message="not charged")
+    await updater.update(final)
+    assert len(calls) == 3 and updater.last_sent == final
