@@ -687,9 +687,12 @@ def _breakdown(*counts: Counter[str]) -> str:
 # ----- the run ---------------------------------------------------------------------------------------------
 
 
-def seed_from_environment() -> int:
+def seed_from_environment(default: int | None = None) -> int:
+    """The seed to replay (HAILUO_FAULT_SEED), else `default`, else a fresh random one."""
     value = os.environ.get(SEED_ENV, "").strip()
-    return int(value) if value else random.SystemRandom().randrange(1, 2**31)
+    if value:
+        return int(value)
+    return default if default is not None else random.SystemRandom().randrange(1, 2**31)
 
 
 def jpeg(width: int = 640, height: int = 480) -> bytes:

@@ -18,8 +18,14 @@ FAST = RunSize(jobs=12, bursts=3, kills=1, terms=1, faults=7, task_faults=4)
 LONG = RunSize(jobs=110, bursts=11, kills=4, terms=2, faults=36, task_faults=24)
 
 
-async def run_and_report(tmp_path: Path, size: RunSize, capsys: pytest.CaptureFixture[str], limit_s: float) -> Figures:
-    seed = seed_from_environment()
+# The default suite replays one fixed plan, so CI is repeatable; the long run explores a new seed each time.
+FAST_SEED = 20261123
+
+
+async def run_and_report(
+    tmp_path: Path, size: RunSize, capsys: pytest.CaptureFixture[str], limit_s: float, seed: int | None = None
+) -> Figures:
+    seed = seed_from_environment(seed)
     with capsys.disabled():
         print(f"\nfault injection: seed {seed} (replay with HAILUO_FAULT_SEED={seed}); logs in {tmp_path}")
     async with asyncio.timeout(limit_s):
@@ -43,7 +49,7 @@ def assert_run_was_whole(figures: Figures, size: RunSize) -> None:
 
 
 async def test_fast_run_under_faults_and_crashes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    figures = await run_and_report(tmp_path, FAST, capsys, limit_s=240)
+    figures = await run_and_report(tmp_path, FAST, capsys, limit_s=240, seed=FAST_SEED)
     assert_promise_kept(figures)
     assert_run_was_whole(figures, FAST)
 
