@@ -81,13 +81,13 @@ class ChallengeProvider:
         return WebhookSignal(task_id=payload["task_id"])
 
     async def submit(self, spec: GenerationSpec) -> str:
-        raise NotImplementedError
+        raise AssertionError("the webhook receiver never calls this")
 
     async def poll(self, task_id: str) -> TaskStatus:
-        raise NotImplementedError
+        raise AssertionError("the webhook receiver never calls this")
 
     async def download(self, url: str, dest: Path, max_bytes: int) -> int:
-        raise NotImplementedError
+        raise AssertionError("the webhook receiver never calls this")
 
     async def cancel(self, task_id: str) -> bool:
         return False
