@@ -50,6 +50,10 @@ DURATIONS = [
 ]
 
 
+RESERVED_DURING_RESTART = (
+    "Job #{job_id} is accepted, but the bot is restarting: it will start, and its card appear here, "
+    "when the bot is back (usually within a minute)."
+)
 COULD_NOT_POST = "Sorry, I could not post your job. Nothing was charged."
 RESTARTING = "The bot is restarting and not taking new videos for a moment. Please try again in a minute."
 MODELS = [app_commands.Choice(name=label, value=model) for model, label in MODEL_LABELS.items()]
@@ -381,6 +385,12 @@ class GenerateCog(commands.Cog):
             await interaction.edit_original_response(
                 content="Sorry, I could not record your request. Nothing was charged."
             )
+            return
+        if not self.jobs.accepting:
+            # The bot began stopping while this was being reserved: the job stays reserved (it never
+            # reached a provider) and the next start carries it on, posting its card then.
+            with contextlib.suppress(discord.HTTPException):
+                await interaction.edit_original_response(content=RESERVED_DURING_RESTART.format(job_id=job.id))
             return
         try:
             message_id = await self._post_card(interaction, job)
