@@ -18,7 +18,7 @@ import discord
 
 from cogs.cards import render
 from cogs.views import progress_view, result_view
-from services.jobs import DeliveryFailed, UploadTooLarge
+from services.delivery import DeliveryFailed, UploadTooLarge
 from services.progress import JobCard
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from providers.base import SAFE_MESSAGES, FailureKind, Provider, ProviderError, TaskStatus
 from services import media
-from services.delivery import DeliveryFailed, JobReporter, UploadTooLarge, post_clip
+from services.delivery import JobReporter, post_clip
 from services.errors import UserError
 from services.polling import PollSchedule
 from services.pricing import PriceTable
@@ -31,8 +31,6 @@ from services.routing import OUTAGE_KINDS, ProviderRouter
 from services.spec import RESOLUTION_BY_QUALITY, GenerationSpec, ImageInput
 from settings import QuotasSection
 from storage.jobs import JobRecord, JobRepository, NewJob, iso
-
-__all__ = ["DeliveryFailed", "JobReporter", "JobService", "PollPolicy", "Requester", "UploadTooLarge"]
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from providers.wavespeed import WaveSpeedProvider
-from services.jobs import JobService, PollPolicy, Requester, UploadTooLarge
+from services.delivery import UploadTooLarge
+from services.jobs import JobService, PollPolicy, Requester
 from services.pricing import PriceTable
 from services.progress import JobCard
 from services.routing import ProviderRouter
