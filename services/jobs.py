@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 
-from providers.base import SAFE_MESSAGES, FailureKind, Provider, ProviderError, TaskStatus
+from providers.base import SAFE_MESSAGES, FailureKind, ProviderError, TaskStatus
 from services import media
 from services.delivery import JobReporter, post_clip
 from services.errors import UserError
@@ -145,10 +145,6 @@ class JobService:
         self._delivery_slots = asyncio.Semaphore(max_concurrent_deliveries)
         for folder in (self.inputs_dir, self.tmp_dir):
             folder.mkdir(parents=True, exist_ok=True)
-
-    @property
-    def providers(self) -> dict[str, Provider]:
-        return dict(self.router.providers)
 
     # ----- creating jobs -------------------------------------------------------------------------
 
@@ -417,7 +413,7 @@ class JobService:
             self.router.record_success(name)
             await self._status(run, "submitted", run.task_id, provider_task_id=run.task_id, submitted_at=iso_now())
             if run.cancel_requested:  # the user pressed Cancel while the submit was in flight
-                await self.cancel_at_provider(run)
+                await self._cancel_at_provider(run)
             return True
         await self._fail(run, FailureKind.UNAVAILABLE, "no provider could take the job")
         return False
@@ -542,9 +538,9 @@ class JobService:
             run.cancel_requested = True
             run.wakeup.set()
             return CancelOutcome.REQUESTED if run.submitting else CancelOutcome.STOPPED
-        return await self.cancel_at_provider(run)
+        return await self._cancel_at_provider(run)
 
-    async def cancel_at_provider(self, run: _Run) -> CancelOutcome:
+    async def _cancel_at_provider(self, run: _Run) -> CancelOutcome:
         provider = self.router.providers[run.job.provider]
         if not provider.capabilities.can_cancel:
             run.cancel_requested = False  # it will be delivered: the money is spent
