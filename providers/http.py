@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from providers.base import FailureKind, ProviderError
+from providers.transport import AiohttpTransport
 
 DEFAULT_TIMEOUT = 30.0
 # A provider that does not accept a connection within this is down; no need to wait a full read timeout.
@@ -84,8 +85,7 @@ def build_client(
         base_url=base_url.rstrip("/"),
         headers=headers,
         timeout=_timeout(timeout),
-        transport=transport,
-        verify=_tls_context(),
+        transport=transport or AiohttpTransport(verify=_tls_context()),
         follow_redirects=False,
     )
 
@@ -97,8 +97,7 @@ def build_download_client(
     return httpx.AsyncClient(
         headers={"User-Agent": USER_AGENT},
         timeout=_timeout(timeout),
-        transport=transport,
-        verify=_tls_context(),
+        transport=transport or AiohttpTransport(verify=_tls_context()),
         follow_redirects=True,
     )
 

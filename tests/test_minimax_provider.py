@@ -17,6 +17,7 @@ from PIL import Image
 
 from providers.base import FailureKind, ProviderError, WebhookProvider, WebhookRejected, WebhookSignal
 from providers.minimax import MiniMaxProvider, parse_query, request_body
+from providers.transport import AiohttpTransport
 from services.spec import GenerationSpec, ImageInput
 from tests.fakes.minimax_server import UNKNOWN_STATUS_WORD, FakeMiniMax, default_mp4, validate_body
 
@@ -76,7 +77,7 @@ def local(
     """A client for the loopback fake (or a MockTransport). The fake speaks plain HTTP, so the transport skips
     loading the CA bundle, which costs ~0.1 s per client on a busy machine. Tests that need the production
     construction build `MiniMaxProvider` directly."""
-    transport = transport or httpx.AsyncHTTPTransport(verify=False)
+    transport = transport or AiohttpTransport(verify=False)
     return MiniMaxProvider(KEY, base_url, transport=transport, timeout=timeout, webhook_url=webhook_url)
 
 

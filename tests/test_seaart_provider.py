@@ -16,6 +16,7 @@ from PIL import Image
 
 from providers.base import FailureKind, Provider, ProviderError
 from providers.seaart import SeaArtProvider, parse_result, parse_status, split_task_id
+from providers.transport import AiohttpTransport
 from services.spec import GenerationSpec, ImageInput
 from tests.fakes.seaart_server import UNKNOWN_STATUS_WORD, FakeSeaArt, default_mp4, validate_body, webhook_fields
 
@@ -52,7 +53,7 @@ def i2v(
 
 
 def local(key: str, base_url: str, *, timeout: float = 2.0) -> SeaArtProvider:
-    return SeaArtProvider(key, base_url, timeout=timeout, transport=httpx.AsyncHTTPTransport(verify=TLS))
+    return SeaArtProvider(key, base_url, timeout=timeout, transport=AiohttpTransport(verify=TLS))
 
 
 def rid(task_id: str) -> str:

@@ -26,6 +26,7 @@ from providers.toapis import (
     retry_after_from,
     shrink_to_jpeg,
 )
+from providers.transport import AiohttpTransport
 from services.spec import GenerationSpec, ImageInput
 from tests.fakes.toapis_server import (
     POLICY_MESSAGE,
@@ -126,7 +127,7 @@ def local(
     return ToApisProvider(
         key,
         base_url,
-        transport=httpx.AsyncHTTPTransport(verify=False),
+        transport=AiohttpTransport(verify=False),
         timeout=2.0,
         webhook_url=webhook_url,
         webhook_secret=webhook_secret,
