@@ -111,6 +111,7 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
             poll_policy=PollPolicy(dense=cfg.bot.poll_dense_seconds, sparse_cap=cfg.bot.poll_sparse_cap_seconds),
             webhook_providers=with_webhooks,
             max_concurrent_deliveries=cfg.bot.max_concurrent_deliveries,
+            max_concurrent_reencodes=cfg.bot.max_concurrent_reencodes,
         )
         if webhook_url_for is not None and with_webhooks:
             receiver = await start_receiver(settings, repo, jobs, {n: providers[n] for n in with_webhooks})

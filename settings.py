@@ -62,8 +62,10 @@ class BotSection(_Section):
     # every `poll_sparse_cap_seconds` before that (services/polling.py explains the schedule).
     poll_dense_seconds: float = Field(1.5, gt=0, le=60)
     poll_sparse_cap_seconds: float = Field(15.0, gt=0, le=300)
-    # Finished clips downloaded, fitted and uploaded at the same time (the rest wait their turn).
-    max_concurrent_deliveries: int = Field(8, ge=1, le=256)
+    # Finished clips downloaded and uploaded at the same time (the rest wait their turn).
+    max_concurrent_deliveries: int = Field(32, ge=1, le=256)
+    # Of those, clips being re-encoded to fit the upload limit at the same time (CPU-bound: ~ cores).
+    max_concurrent_reencodes: int = Field(2, ge=1, le=64)
     # Seconds between two "event-loop lag" log lines (0 = never).
     health_log_seconds: float = Field(60, ge=0)
 

@@ -6,6 +6,8 @@ UploadTooLarge / DeliveryFailed; this module decides what to try next (as it is,
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import shutil
 from pathlib import Path
@@ -55,9 +57,19 @@ def link_note(provider: str) -> str:
 
 
 async def post_clip(
-    job_id: int, provider: str, raw: Path, fitted: Path, card: JobCard, url: str, reporter: JobReporter
+    job_id: int,
+    provider: str,
+    raw: Path,
+    fitted: Path,
+    card: JobCard,
+    url: str,
+    reporter: JobReporter,
+    *,
+    reencode_slots: asyncio.Semaphore | None = None,
 ) -> str | None:
-    """Upload the clip as it is, else re-encoded to fit, else post the link. Returns how, or None."""
+    """Upload the clip as it is, else re-encoded to fit, else post the link. Returns how, or None.
+
+    `reencode_slots` bounds how many ffmpeg re-encodes (a core each, for seconds) run at once."""
     limit = reporter.upload_limit
     size = raw.stat().st_size
     plan = [
@@ -67,8 +79,9 @@ async def post_clip(
         clip: Path | None = raw if how == "file" else None
         if how == "reencoded":
             assert limit is not None
-            log.info("job %d: re-encoding %d bytes to fit %d", job_id, size, limit)
-            clip = await media.fit_to_size(raw, fitted, limit)
+            async with reencode_slots or contextlib.nullcontext():
+                log.info("job %d: re-encoding %d bytes to fit %d", job_id, size, limit)
+                clip = await media.fit_to_size(raw, fitted, limit)
             if clip is None:
                 continue
         shown = card if clip is not None else card.with_stage("done", link=url, message=link_note(provider))

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from providers.wavespeed import WaveSpeedProvider
-from services.delivery import UploadTooLarge
+from services import media
+from services.delivery import UploadTooLarge, post_clip
 from services.jobs import JobService, PollPolicy, Requester
 from services.pricing import PriceTable
 from services.progress import JobCard
@@ -139,6 +141,28 @@ async def test_refused_upload_falls_back_to_reencode_then_link(service: JobServi
     assert reporter.delivered[0][1] is None  # only the link got through
     job = await service.repo.get(1)
     assert job is not None and job.delivered_as == "link"
+
+
+async def test_a_reencode_waits_for_a_free_reencode_slot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[Path] = []
+
+    async def fit_nothing(src: Path, dest: Path, max_bytes: int) -> Path | None:
+        started.append(src)
+        return None
+
+    monkeypatch.setattr(media, "fit_to_size", fit_nothing)
+    raw = tmp_path / "raw.mp4"
+    raw.write_bytes(b"v" * 5_000)
+    card = JobCard(1, "done", "a cat", "video", "hailuo-2.3", "standard", "768p", 6, 280_000, "wavespeed", 10)
+    reporter, slots = RecordingReporter(upload_limit=2_000), asyncio.Semaphore(1)
+    await slots.acquire()  # another clip is being re-encoded
+    posting = asyncio.create_task(
+        post_clip(1, "wavespeed", raw, tmp_path / "f.mp4", card, "https://cdn.test/o", reporter, reencode_slots=slots)
+    )
+    await asyncio.sleep(0.1)
+    assert started == [] and reporter.delivered == []
+    slots.release()
+    assert await posting == "link" and started == [raw]
 
 
 async def test_progress_goes_through_the_stages_in_order(service: JobService, wavespeed: FakeWaveSpeed) -> None:
