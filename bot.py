@@ -108,6 +108,7 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
             max_output_bytes=cfg.bot.max_output_mib * 1024 * 1024,
             typical_seconds={name: getattr(cfg.providers, name).typical_seconds for name in providers},
             edit_interval=cfg.bot.progress_edit_interval,
+            edits_per_second=cfg.bot.progress_edits_per_second,
             poll_policy=PollPolicy(dense=cfg.bot.poll_dense_seconds, sparse_cap=cfg.bot.poll_sparse_cap_seconds),
             webhook_providers=with_webhooks,
             max_concurrent_deliveries=cfg.bot.max_concurrent_deliveries,

@@ -57,6 +57,7 @@ class BotSection(_Section):
     job_deadline_seconds: int = Field(900, ge=30)
     max_output_mib: int = Field(200, ge=1, le=2048)
     progress_edit_interval: float = Field(2.0, ge=0.0)
+    progress_edits_per_second: float = Field(50.0, gt=0.0)
     token_handover_seconds: int = Field(840, ge=0, le=900)
     # Polling: every `poll_dense_seconds` around where jobs of the same kind usually finish, at most
     # every `poll_sparse_cap_seconds` before that (services/polling.py explains the schedule).

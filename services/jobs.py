@@ -25,7 +25,7 @@ from services.delivery import JobReporter, post_clip
 from services.errors import UserError
 from services.polling import PollSchedule
 from services.pricing import PriceTable
-from services.progress import CardUpdater, JobCard, estimate
+from services.progress import CardUpdater, JobCard, edit_interval, estimate
 from services.quotas import check_fits, effective_limits
 from services.routing import OUTAGE_KINDS, ProviderRouter
 from services.spec import RESOLUTION_BY_QUALITY, GenerationSpec, ImageInput
@@ -121,6 +121,7 @@ class JobService:
         max_output_bytes: int = 200 * 1024 * 1024,
         typical_seconds: dict[str, float] | None = None,
         edit_interval: float = 2.0,
+        edits_per_second: float = 50.0,
         poll_policy: PollPolicy | None = None,
         webhook_providers: frozenset[str] = frozenset(),
         max_concurrent_deliveries: int = 32,
@@ -136,6 +137,7 @@ class JobService:
         self.max_output_bytes = max_output_bytes
         self.typical_seconds = typical_seconds or {}
         self.edit_interval = edit_interval
+        self.edits_per_second = edits_per_second
         self.poll_policy = poll_policy or PollPolicy()
         self.webhook_providers = webhook_providers
         self._tasks: set[asyncio.Task[JobRecord | None]] = set()
@@ -323,8 +325,11 @@ class JobService:
         """Carry a reserved job to its end. Never raises (except cancellation)."""
         return await self._execute(self._register(job, reporter))
 
+    def _edit_interval(self) -> float:
+        return edit_interval(self.edit_interval, len(self._runs), self.edits_per_second)
+
     def _register(self, job: JobRecord, reporter: JobReporter) -> _Run:
-        run = _Run(job, reporter, self.card_for(job), CardUpdater(reporter.show, self.edit_interval))
+        run = _Run(job, reporter, self.card_for(job), CardUpdater(reporter.show, self._edit_interval))
         self._runs[job.id] = run
         return run
 
@@ -472,9 +477,16 @@ class JobService:
 
     @staticmethod
     async def _sleep(run: _Run, seconds: float) -> None:
-        """Sleep until the next poll, or until a webhook or a cancel wakes the job up."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(run.wakeup.wait(), seconds)
+        """Sleep until the next poll, or until a webhook or a cancel wakes the job up.
+
+        A timer that sets the event, not `wait_for`: that spawned a task and raised (and dropped) a
+        TimeoutError at every poll, and those cycles of frames and tracebacks were most of what the
+        garbage collector had to chase with 1,000 jobs in flight."""
+        timer = asyncio.get_running_loop().call_later(seconds, run.wakeup.set)
+        try:
+            await run.wakeup.wait()
+        finally:
+            timer.cancel()
         run.wakeup.clear()
 
     def _progress_card(self, card: JobCard, status: TaskStatus, submitted: float, typical: float) -> JobCard:

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from services.progress import CardUpdater, JobCard, estimate
+from services.progress import CardUpdater, JobCard, edit_interval, estimate
 
 CARD = JobCard(
     job_id=1,
@@ -47,6 +47,32 @@ async def test_bursts_are_coalesced_to_the_latest_card() -> None:
     await asyncio.sleep(0.45)
     assert [card.percent for card in sent] == [0, 90]  # the first at once, then only the latest
     await updater.close()
+
+
+async def test_the_interval_is_asked_again_at_every_change() -> None:
+    sent: list[JobCard] = []
+
+    async def send(card: JobCard) -> None:
+        sent.append(card)
+
+    pace = [0.0]
+    updater = CardUpdater(send, interval=lambda: pace[0])
+    await updater.update(CARD.with_stage("generating", percent=0))
+    await updater.update(CARD.with_stage("generating", percent=10))  # no interval yet: sent at once
+    pace[0] = 60.0  # the bot got busy
+    await updater.update(CARD.with_stage("generating", percent=20))
+    assert [card.percent for card in sent] == [0, 10]
+    await updater.close()
+
+
+@pytest.mark.parametrize(
+    ("base", "cards", "per_second", "expected"),
+    [(2.0, 1, 50, 2.0), (2.0, 100, 50, 2.0), (2.0, 1000, 50, 20.0), (0.0, 10, 5, 2.0)],
+)
+def test_edit_interval_stretches_with_the_cards_in_flight(
+    base: float, cards: int, per_second: float, expected: float
+) -> None:
+    assert edit_interval(base, cards, per_second) == expected
 
 
 async def test_final_card_goes_out_at_once_and_replaces_pending() -> None:
