@@ -30,7 +30,7 @@ from providers.base import Provider
 from providers.registry import build_providers
 from services.errors import UserError
 from services.jobs import JobService, PollPolicy
-from services.loopwatch import LoopWatch
+from services.loopwatch import LoopWatch, freeze_startup_objects
 from services.pricing import PriceTable
 from services.routing import ProviderRouter
 from settings import Settings, SettingsError, check_prices, load_settings
@@ -192,6 +192,7 @@ class HailuoBot(commands.Bot):
         await self.add_cog(QuotaCog(self.app.repo, cfg.quotas))
         self.add_dynamic_items(RerollButton, DeleteButton, CancelButton)
         await self.sync_commands_if_changed()
+        log.debug("froze %d start-up objects out of garbage collection", freeze_startup_objects())
         self.app.jobs.sweep_tmp(older_than=0)  # nothing runs yet: every leftover is an orphan
         resumed = await self.app.jobs.resume(generate.reporter_for_resumed, RESUMED_NOTICE)
         if resumed:

@@ -8,10 +8,23 @@ have a 3 s deadline). The watch samples lag every `every` seconds and logs perce
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections import deque
 
 log = logging.getLogger(__name__)
+
+
+def freeze_startup_objects() -> int:
+    """Exempt everything alive now (modules, classes, the client's caches) from garbage collection.
+
+    A full collection walks every tracked object while the loop waits: at 1,000 jobs in flight that
+    was ~150k objects and a 100–150 ms stall every few seconds (bench), about 90k of them built at
+    start-up and never freed. Frozen, they are skipped; only the jobs' own objects are walked. Call
+    it once, after start-up and before any job runs. Returns how many objects were frozen."""
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
 
 
 def percentile(values: list[float], share: float) -> float:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 
 import pytest
 
-from services.loopwatch import LoopWatch, percentile
+from services.loopwatch import LoopWatch, freeze_startup_objects, percentile
 
 
 async def test_a_blocked_loop_shows_up_as_lag(caplog: pytest.LogCaptureFixture) -> None:
@@ -27,3 +28,13 @@ def test_percentile_of_samples() -> None:
     assert percentile([], 0.99) == 0.0
     assert percentile([float(n) for n in range(100)], 0.99) == 99.0
     assert percentile([3.0, 1.0, 2.0], 0.5) == 2.0
+
+
+def test_start_up_objects_are_frozen_out_of_collections() -> None:
+    try:
+        frozen = freeze_startup_objects()
+        assert frozen == gc.get_freeze_count() > 1000  # at least the imported modules' objects
+        gc.collect()
+        assert gc.get_freeze_count() == frozen  # a full collection no longer walks them
+    finally:
+        gc.unfreeze()
