@@ -33,7 +33,7 @@ from services.jobs import JobService, PollPolicy
 from services.loopwatch import LoopWatch, freeze_startup_objects
 from services.pricing import PriceTable
 from services.routing import ProviderRouter
-from settings import Settings, SettingsError, check_prices, load_settings
+from settings import PaidProviderSection, Settings, SettingsError, check_prices, load_settings
 from storage.db import Database
 from storage.jobs import JobRepository
 
@@ -110,6 +110,11 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
             edit_interval=cfg.bot.progress_edit_interval,
             edits_per_second=cfg.bot.progress_edits_per_second,
             poll_policy=PollPolicy(dense=cfg.bot.poll_dense_seconds, sparse_cap=cfg.bot.poll_sparse_cap_seconds),
+            polls_per_second={
+                name: section.max_polls_per_second
+                for name in providers
+                if isinstance(section := getattr(cfg.providers, name), PaidProviderSection)
+            },
             webhook_providers=with_webhooks,
             max_concurrent_deliveries=cfg.bot.max_concurrent_deliveries,
             max_concurrent_reencodes=cfg.bot.max_concurrent_reencodes,

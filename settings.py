@@ -75,10 +75,12 @@ class PaidProviderSection(_Section):
     base_url: str = Field(pattern="^https?://")
     timeout: float = Field(30.0, gt=0)
     typical_seconds: float = Field(75, gt=0)
+    # Status polls of all jobs together, at most this many per second (see services/polling.py PollPacer).
+    max_polls_per_second: float = Field(250, gt=0)
 
 
-def _paid(base_url: str) -> Any:
-    return Field(default_factory=lambda: PaidProviderSection(base_url=base_url))
+def _paid(base_url: str, **defaults: float) -> Any:
+    return Field(default_factory=lambda: PaidProviderSection(base_url=base_url, **defaults))
 
 
 class PreviewSection(_Section):
@@ -95,7 +97,7 @@ class ProvidersSection(_Section):
     wavespeed: PaidProviderSection = _paid("https://api.wavespeed.ai")
     seaart: PaidProviderSection = _paid("https://cloud.seaart.ai/model")
     minimax: PaidProviderSection = _paid("https://api.minimax.io")
-    toapis: PaidProviderSection = _paid("https://toapis.com")
+    toapis: PaidProviderSection = _paid("https://toapis.com", max_polls_per_second=40)  # its query limit: 50/s
     preview: PreviewSection = Field(default_factory=PreviewSection)
 
     def model_post_init(self, _context: Any) -> None:

@@ -23,7 +23,7 @@ from providers.base import SAFE_MESSAGES, FailureKind, ProviderError, TaskStatus
 from services import media
 from services.delivery import JobReporter, post_clip
 from services.errors import UserError
-from services.polling import PollSchedule
+from services.polling import PollPacer, PollSchedule
 from services.pricing import PriceTable
 from services.progress import CardUpdater, JobCard, edit_interval, estimate
 from services.quotas import check_fits, effective_limits
@@ -123,6 +123,7 @@ class JobService:
         edit_interval: float = 2.0,
         edits_per_second: float = 50.0,
         poll_policy: PollPolicy | None = None,
+        polls_per_second: dict[str, float] | None = None,
         webhook_providers: frozenset[str] = frozenset(),
         max_concurrent_deliveries: int = 32,
         max_concurrent_reencodes: int = 2,
@@ -139,6 +140,8 @@ class JobService:
         self.edit_interval = edit_interval
         self.edits_per_second = edits_per_second
         self.poll_policy = poll_policy or PollPolicy()
+        # One pacer per provider with a poll budget: shared by all its jobs (see PollPacer).
+        self._pacers = {name: PollPacer(rate) for name, rate in (polls_per_second or {}).items()}
         self.webhook_providers = webhook_providers
         self._tasks: set[asyncio.Task[JobRecord | None]] = set()
         self._runs: dict[int, _Run] = {}
@@ -444,6 +447,7 @@ class JobService:
         previous, errors = None, 0
         while True:
             last_look = time.time() >= deadline  # one more poll past the deadline before giving up
+            await self._wait_for_poll_budget(job.provider)
             try:
                 status = await provider.poll(task_id)
             except ProviderError as exc:
@@ -474,6 +478,11 @@ class JobService:
             await run.updater.update(self._progress_card(run.card, status, submitted, typical))
             delay = schedule.next_delay(time.time() - submitted, changed, status.retry_after)
             await self._sleep(run, min(delay, max(deadline - time.time(), 0.05)))
+
+    async def _wait_for_poll_budget(self, provider: str) -> None:
+        pacer = self._pacers.get(provider)
+        if pacer is not None and (delay := pacer.reserve(time.monotonic())) > 0:
+            await asyncio.sleep(delay)
 
     @staticmethod
     async def _sleep(run: _Run, seconds: float) -> None:

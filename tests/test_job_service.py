@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -141,6 +142,30 @@ async def test_refused_upload_falls_back_to_reencode_then_link(service: JobServi
     assert reporter.delivered[0][1] is None  # only the link got through
     job = await service.repo.get(1)
     assert job is not None and job.delivered_as == "link"
+
+
+async def test_polls_of_all_jobs_together_keep_to_the_providers_budget(
+    tmp_path: Path, wavespeed: FakeWaveSpeed
+) -> None:
+    provider = WaveSpeedProvider("ws-test-key", wavespeed.base_url, timeout=2)
+    async with Database(tmp_path / "jobs.db") as db:
+        service = JobService(
+            JobRepository(db),
+            ProviderRouter({"wavespeed": provider}),
+            PriceTable(PRICES),
+            QuotasSection(),
+            tmp_path,
+            edit_interval=0,
+            poll_policy=PollPolicy(dense=0.05, sparse_cap=0.05),  # each job alone would poll 20 times a second
+            polls_per_second={"wavespeed": 5},
+        )
+        jobs = [await service.create(SPEC, Requester(1 + i, 10, 20), command="video") for i in range(3)]
+        finals = await asyncio.gather(*(service.run(job, RecordingReporter()) for job in jobs))
+        await provider.aclose()
+    assert [final.status for final in finals if final] == ["delivered"] * 3
+    polls = sorted(r.at for r in wavespeed.requests if r.method == "GET" and r.path.endswith("/result"))
+    assert len(polls) >= 4
+    assert min(b - a for a, b in itertools.pairwise(polls)) > 0.15  # one every 0.2 s, give or take the socket
 
 
 async def test_a_reencode_waits_for_a_free_reencode_slot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

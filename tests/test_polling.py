@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import statistics
 
 import pytest
 
-from services.polling import PollSchedule, SdkLoop, simulate, webhook_schedule
+from services.polling import PollPacer, PollSchedule, SdkLoop, simulate, webhook_schedule
 
 # Durations uniform in 30–90 s (the issue's range), on an even grid so the figures are exact.
 DURATIONS = [30 + 60 * (i + 0.5) / 1000 for i in range(1000)]
@@ -95,3 +96,40 @@ def test_rejects_inconsistent_tuning() -> None:
         PollSchedule(low=10, high=20, dense=6)  # dense above the tail cap
     with pytest.raises(ValueError):
         PollSchedule(low=10, high=20, approach=1.0)
+
+
+def test_pacer_lets_polls_through_while_under_budget() -> None:
+    pacer = PollPacer(per_second=10)
+    assert [pacer.reserve(t) for t in (0.0, 0.5, 1.0, 7.3)] == [0.0, 0.0, 0.0, 0.0]
+
+
+def test_pacer_spaces_a_burst_evenly_in_arrival_order() -> None:
+    pacer = PollPacer(per_second=4)
+    assert [pacer.reserve(10.0) for _ in range(5)] == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert pacer.reserve(10.5) == pytest.approx(0.75)  # a late comer queues behind the burst
+
+
+def test_pacer_saves_no_credit_while_idle() -> None:
+    pacer = PollPacer(per_second=2)
+    pacer.reserve(0.0)
+    assert pacer.reserve(100.0) == 0.0 and pacer.reserve(100.0) == 0.5  # no burst bought by idling
+
+
+def test_over_budget_each_job_is_polled_every_jobs_over_rate_seconds() -> None:
+    """1,000 jobs that each want a poll every 1.5 s, against a budget of 250/s: steady state."""
+    pacer, jobs, dense = PollPacer(per_second=250), 1000, 1.5
+    due = [i * dense / jobs for i in range(jobs)]  # when each job next wants to poll
+    polled_at: list[list[float]] = [[] for _ in range(jobs)]
+    for _ in range(10):
+        order = sorted(range(jobs), key=lambda j: due[j])
+        for j in order:
+            at = due[j] + pacer.reserve(due[j])
+            polled_at[j].append(at)
+            due[j] = at + dense
+    gaps = [b - a for times in polled_at for a, b in itertools.pairwise(times[5:])]
+    assert statistics.fmean(gaps) == pytest.approx(jobs / 250, rel=0.01)
+
+
+def test_pacer_needs_a_positive_rate() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        PollPacer(per_second=0)
