@@ -39,7 +39,18 @@ def discord_requests(level: dict[str, Any]) -> str:
     return f"{r.get('total', 0):.1f} ({'+'.join(f'{p:.1f}' for p in parts)})"
 
 
+def bot_polls_real(level: dict[str, Any]) -> float | None:
+    """The bot's polls per job at real durations: as run at ×1 (the replay models each job alone and
+    leaves out the poll budget its jobs share, which binds at 1,000 jobs), else replayed."""
+    if level["compression"] == 1:
+        return get(level, "provider_requests_per_job.poll")
+    return get(level, "projection.real.bot.polls_mean")
+
+
 def projected(level: dict[str, Any], who: str) -> str:
+    if who == "bot" and level["compression"] == 1:
+        polls, p50, p99 = bot_polls_real(level), get(level, "notice_s.p50"), get(level, "notice_s.p99")
+        return f"{num(polls)} req · {num(p50, 2)} / {num(p99, 2)} s (as run)"
     p = get(level, f"projection.real.{who}")
     if not p:
         return "–"
@@ -86,7 +97,7 @@ def sdk_ratio(level: dict[str, Any]) -> str:
 
 
 def real_ratio(level: dict[str, Any]) -> str:
-    return ratio(get(level, "projection.real.bot.polls_mean"), get(level, "projection.real.sdk.polls_mean"))
+    return ratio(bot_polls_real(level), get(level, "projection.real.sdk.polls_mean"))
 
 
 def field(path: str, digits: int = 1) -> Callable[[dict[str, Any]], str]:
