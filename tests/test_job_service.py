@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -51,21 +53,22 @@ async def wavespeed() -> AsyncIterator[FakeWaveSpeed]:
         yield fake
 
 
-@pytest.fixture
-async def service(tmp_path: Path, wavespeed: FakeWaveSpeed) -> AsyncIterator[JobService]:
-    provider = WaveSpeedProvider("ws-test-key", wavespeed.base_url, timeout=2)
+@contextlib.asynccontextmanager
+async def wavespeed_service(tmp_path: Path, fake: FakeWaveSpeed, **options: Any) -> AsyncIterator[JobService]:
+    provider = WaveSpeedProvider("ws-test-key", fake.base_url, timeout=2)
     async with Database(tmp_path / "jobs.db") as db:
         yield JobService(
-            JobRepository(db),
-            ProviderRouter({"wavespeed": provider}),
-            PriceTable(PRICES),
-            QuotasSection(),
-            tmp_path,
-            deadline_seconds=3,
-            edit_interval=0,
-            poll_policy=PollPolicy(dense=0.05, sparse_cap=0.2, error_first=0.05, error_ceiling=0.3),
-        )
+            JobRepository(db), ProviderRouter({"wavespeed": provider}), PriceTable(PRICES), QuotasSection(), tmp_path,
+            **{"deadline_seconds": 3, "edit_interval": 0, **options},
+        )  # fmt: skip
         await provider.aclose()
+
+
+@pytest.fixture
+async def service(tmp_path: Path, wavespeed: FakeWaveSpeed) -> AsyncIterator[JobService]:
+    policy = PollPolicy(dense=0.05, sparse_cap=0.2, error_first=0.05, error_ceiling=0.3)
+    async with wavespeed_service(tmp_path, wavespeed, poll_policy=policy) as jobs:
+        yield jobs
 
 
 async def run_one(service: JobService, reporter: RecordingReporter) -> tuple[str, str | None]:
@@ -147,21 +150,10 @@ async def test_refused_upload_falls_back_to_reencode_then_link(service: JobServi
 async def test_polls_of_all_jobs_together_keep_to_the_providers_budget(
     tmp_path: Path, wavespeed: FakeWaveSpeed
 ) -> None:
-    provider = WaveSpeedProvider("ws-test-key", wavespeed.base_url, timeout=2)
-    async with Database(tmp_path / "jobs.db") as db:
-        service = JobService(
-            JobRepository(db),
-            ProviderRouter({"wavespeed": provider}),
-            PriceTable(PRICES),
-            QuotasSection(),
-            tmp_path,
-            edit_interval=0,
-            poll_policy=PollPolicy(dense=0.05, sparse_cap=0.05),  # each job alone would poll 20 times a second
-            polls_per_second={"wavespeed": 5},
-        )
+    eager = PollPolicy(dense=0.05, sparse_cap=0.05)  # each job alone would poll 20 times a second
+    async with wavespeed_service(tmp_path, wavespeed, poll_policy=eager, polls_per_second={"wavespeed": 5}) as service:
         jobs = [await service.create(SPEC, Requester(1 + i, 10, 20), command="video") for i in range(3)]
         finals = await asyncio.gather(*(service.run(job, RecordingReporter()) for job in jobs))
-        await provider.aclose()
     assert [final.status for final in finals if final] == ["delivered"] * 3
     polls = sorted(r.at for r in wavespeed.requests if r.method == "GET" and r.path.endswith("/result"))
     assert len(polls) >= 4
