@@ -5,14 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import httpx
 import pytest
 
 from providers.base import FailureKind
-from providers.http import transport_error
+from providers.http import build_client, build_download_client, transport_error
 from providers.transport import AiohttpTransport
+
+# A self-signed certificate for 127.0.0.1 (valid until 2126), made with
+# openssl req -x509 -newkey rsa:2048 -nodes -days 36500 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1
+CERT = Path(__file__).parent / "fakes" / "localhost-cert.pem"
+KEY = CERT.with_name("localhost-key.pem")
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, "RawServer"], Awaitable[None]]
 
@@ -20,17 +27,18 @@ Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, "RawServer"], Aw
 class RawServer:
     """An HTTP/1.1 peer written by hand, so a test controls every byte and every disconnect."""
 
-    def __init__(self, handler: Handler) -> None:
+    def __init__(self, handler: Handler, tls: ssl.SSLContext | None = None) -> None:
         self.handler = handler
+        self.tls = tls
         self.connections = 0
         self.requests: list[bytes] = []  # request line + headers + body, as received
         self.base_url = ""
         self._server: asyncio.Server | None = None
 
     async def __aenter__(self) -> RawServer:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.tls)
         port = self._server.sockets[0].getsockname()[1]
-        self.base_url = f"http://127.0.0.1:{port}"
+        self.base_url = f"{'https' if self.tls else 'http'}://127.0.0.1:{port}"
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -222,3 +230,38 @@ async def test_the_transport_can_be_closed_and_reopened() -> None:
         await transport.aclose()  # closing twice is harmless
         async with httpx.AsyncClient(transport=transport) as http:
             assert (await http.get(server.base_url)).text == "ok"
+
+
+def server_tls() -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(CERT, KEY)
+    return context
+
+
+async def test_an_untrusted_certificate_is_refused_before_anything_is_sent() -> None:
+    async with (
+        RawServer(keep_answering(b"ok"), tls=server_tls()) as server,
+        httpx.AsyncClient(transport=AiohttpTransport(verify=ssl.create_default_context())) as http,
+    ):
+        with pytest.raises(httpx.ConnectError) as info:
+            await http.post(server.base_url, json={"paid": True})
+    assert server.requests == []
+    assert transport_error(info.value, creating=True).maybe_created is False
+
+
+async def test_a_trusted_certificate_works() -> None:
+    trusting = ssl.create_default_context(cafile=str(CERT))
+    async with (
+        RawServer(keep_answering(b"ok"), tls=server_tls()) as server,
+        httpx.AsyncClient(transport=AiohttpTransport(verify=trusting)) as http,
+    ):
+        assert (await http.get(server.base_url)).text == "ok"
+
+
+async def test_provider_clients_verify_certificates_by_default() -> None:
+    async with RawServer(keep_answering(b"ok"), tls=server_tls()) as server:
+        for client in (build_client(server.base_url, "key"), build_download_client()):
+            async with client as http:
+                with pytest.raises(httpx.ConnectError):
+                    await http.get(f"{server.base_url}/out.mp4")
+    assert server.requests == []
