@@ -23,12 +23,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
 import io
 import itertools
 import json
 import secrets
-import socket
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -38,6 +36,7 @@ from typing import Any, Literal
 import aiohttp
 from aiohttp import web
 
+from tests.fakes.local_server import LocalServer
 from tests.fakes.wavespeed_server import default_mp4
 
 Outcome = Literal[
@@ -222,8 +221,11 @@ def _answer_failure(failure: _Failure) -> web.Response:
     return web.Response(status=failure.code, text=failure.message, headers=headers)
 
 
-class FakeMiniMax:
+class FakeMiniMax(LocalServer):
+    client_max_size = 64 * 1024 * 1024  # room for two 20 MB images as base64 in data URLs
+
     def __init__(self, api_key: str = "mm-test-key", *, duration_s: float = 0.5, send_callbacks: bool = True) -> None:
+        super().__init__()
         self.api_key = api_key
         self.default_duration_s = duration_s
         self.send_callbacks = send_callbacks
@@ -238,50 +240,17 @@ class FakeMiniMax:
         self._retrieve_failures: deque[_Failure] = deque()
         self._drop_next_submit = False
         self._slow_next_submit = 0.0
-        self._callback_tasks: set[asyncio.Task[None]] = set()
-        self._session: aiohttp.ClientSession | None = None
-        self._runner: web.AppRunner | None = None
-        self.port = 0
 
-    # ----- lifecycle ---------------------------------------------------------------------------------
+    # ----- lifecycle (LocalServer) -------------------------------------------------------------------
 
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    def middlewares(self) -> list[web.Middleware]:
+        return [self._log]
 
-    async def start(self) -> None:
-        # Room for two 20 MB images as base64 in data URLs.
-        app = web.Application(middlewares=[self._log], client_max_size=64 * 1024 * 1024)
-        app.router.add_post("/v1/video_generation", self._submit)
-        app.router.add_get("/v1/query/video_generation", self._query)
-        app.router.add_get("/v1/files/retrieve", self._retrieve)
-        app.router.add_get("/outputs/{task_id}.mp4", self._output)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        await web.SockSite(self._runner, sock).start()
-
-    async def stop(self) -> None:
-        for task in list(self._callback_tasks):
-            task.cancel()
-        for task in list(self._callback_tasks):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> FakeMiniMax:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
+    def add_routes(self, router: web.UrlDispatcher) -> None:
+        router.add_post("/v1/video_generation", self._submit)
+        router.add_get("/v1/query/video_generation", self._query)
+        router.add_get("/v1/files/retrieve", self._retrieve)
+        router.add_get("/outputs/{task_id}.mp4", self._output)
 
     # ----- scripting ---------------------------------------------------------------------------------
 
@@ -338,8 +307,8 @@ class FakeMiniMax:
     async def callbacks_done(self, timeout: float = 5.0) -> None:
         """Wait until every callback flow has finished (tasks that never end are not waited for)."""
         async with asyncio.timeout(timeout):
-            while self._callback_tasks:
-                await asyncio.wait(set(self._callback_tasks))
+            while self._background:
+                await asyncio.wait(set(self._background))
 
     # ----- handlers ----------------------------------------------------------------------------------
 
@@ -394,8 +363,8 @@ class FakeMiniMax:
         callback_url = body.get("callback_url")
         if self.send_callbacks and isinstance(callback_url, str) and callback_url:
             flow = asyncio.create_task(self._callback_flow(task, callback_url))
-            self._callback_tasks.add(flow)
-            flow.add_done_callback(self._callback_tasks.discard)
+            self._background.add(flow)
+            flow.add_done_callback(self._background.discard)
         return task
 
     async def _answer_submit(self, request: web.Request, task: FakeTask) -> web.StreamResponse:

@@ -26,7 +26,6 @@ import asyncio
 import base64
 import binascii
 import io
-import socket
 import time
 import uuid
 from collections import deque
@@ -36,6 +35,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 
+from tests.fakes.local_server import LocalServer
 from tests.fakes.wavespeed_server import default_mp4
 
 Outcome = Literal["completed", "failed", "blocked", "never", "cancelled", "unknown_status"]
@@ -190,8 +190,11 @@ def _default_error_body(status: int) -> dict[str, object]:
     return {"detail": "Runtime execution failed"}
 
 
-class FakeSeaArt:
+class FakeSeaArt(LocalServer):
+    client_max_size = 32 * 1024 * 1024  # room for a 20 MB image as base64 in a data URL
+
     def __init__(self, api_key: str = "sa-test-key", *, duration_s: float = 0.5) -> None:
+        super().__init__()
         self.api_key = api_key
         self.default_duration_s = duration_s
         self.submits: list[tuple[str, object]] = []  # every POST received: (endpoint, json body)
@@ -204,10 +207,8 @@ class FakeSeaArt:
         self._result_failures: deque[_Failure] = deque()
         self._drop_next_submit = False
         self._slow_next_submit = 0.0
-        self._runner: web.AppRunner | None = None
-        self.port = 0
 
-    # ----- lifecycle ---------------------------------------------------------------------------------
+    # ----- lifecycle (LocalServer) -------------------------------------------------------------------
 
     @property
     def origin(self) -> str:
@@ -217,34 +218,17 @@ class FakeSeaArt:
     def base_url(self) -> str:
         return self.origin + BASE_PATH
 
-    async def start(self) -> None:
-        # Room for a 20 MB image as base64 in a data URL.
-        app = web.Application(middlewares=[self._log], client_max_size=32 * 1024 * 1024)
+    def middlewares(self) -> list[web.Middleware]:
+        return [self._log]
+
+    def add_routes(self, router: web.UrlDispatcher) -> None:
         queue = f"{BASE_PATH}/v1/queue/{{endpoint}}"
-        app.router.add_post(queue, self._submit)
-        app.router.add_get(queue + "/requests/{rid}/status", self._status)
-        app.router.add_get(queue + "/requests/{rid}/status/stream", self._stream)
-        app.router.add_get(queue + "/requests/{rid}/response", self._response)
-        app.router.add_put(queue + "/requests/{rid}/cancel", self._cancel)
-        app.router.add_get("/outputs/{rid}.mp4", self._output)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        await web.SockSite(self._runner, sock).start()
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> FakeSeaArt:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
+        router.add_post(queue, self._submit)
+        router.add_get(queue + "/requests/{rid}/status", self._status)
+        router.add_get(queue + "/requests/{rid}/status/stream", self._stream)
+        router.add_get(queue + "/requests/{rid}/response", self._response)
+        router.add_put(queue + "/requests/{rid}/cancel", self._cancel)
+        router.add_get("/outputs/{rid}.mp4", self._output)
 
     # ----- scripting ---------------------------------------------------------------------------------
 

@@ -24,7 +24,6 @@ import hashlib
 import hmac
 import io
 import json
-import socket
 import time
 import uuid
 from collections import deque
@@ -35,6 +34,7 @@ from typing import Any, Literal
 import aiohttp
 from aiohttp import web
 
+from tests.fakes.local_server import LocalServer
 from tests.fakes.wavespeed_server import default_mp4
 
 Outcome = Literal["completed", "failed", "policy", "never", "unknown_status"]
@@ -225,7 +225,7 @@ def sign(secret: str, event_id: str, timestamp: str, body: bytes) -> str:
     return hmac.new(secret.encode(), f"{event_id}.{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
 
 
-class FakeToApis:
+class FakeToApis(LocalServer):
     def __init__(
         self,
         api_key: str = "ta-test-key",
@@ -234,6 +234,7 @@ class FakeToApis:
         webhook_secret: str | None = None,
         previous_webhook_secret: str | None = None,
     ) -> None:
+        super().__init__()
         self.api_key = api_key
         self.default_duration_s = duration_s
         self.webhook_secret = webhook_secret
@@ -249,53 +250,29 @@ class FakeToApis:
         self._upload_failures: deque[_UploadFailure] = deque()
         self._poll_failures: deque[_Failure | None] = deque()  # None = malformed body
         self._drop_next_submit = False
-        self._background: set[asyncio.Task[None]] = set()
         self._timers: list[asyncio.TimerHandle] = []
         self._webhook_arrived = asyncio.Condition()
-        self._session: aiohttp.ClientSession | None = None
-        self._runner: web.AppRunner | None = None
-        self.port = 0
 
-    # ----- lifecycle ---------------------------------------------------------------------------------
+    # ----- lifecycle (LocalServer) -------------------------------------------------------------------
 
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    def middlewares(self) -> list[web.Middleware]:
+        return [self._log]
+
+    def add_routes(self, router: web.UrlDispatcher) -> None:
+        router.add_post("/v1/uploads/images", self._upload)
+        router.add_post("/v1/videos/generations", self._submit)
+        router.add_get("/v1/videos/generations/{task_id}", self._poll)
+        router.add_get("/uploads/{name}", self._uploaded)
+        router.add_get("/outputs/{task_id}.mp4", self._output)
 
     async def start(self) -> None:
-        app = web.Application(middlewares=[self._log], client_max_size=2 * 1024 * 1024)
-        app.router.add_post("/v1/uploads/images", self._upload)
-        app.router.add_post("/v1/videos/generations", self._submit)
-        app.router.add_get("/v1/videos/generations/{task_id}", self._poll)
-        app.router.add_get("/uploads/{name}", self._uploaded)
-        app.router.add_get("/outputs/{task_id}.mp4", self._output)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        await web.SockSite(self._runner, sock).start()
+        await super().start()
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
 
     async def stop(self) -> None:
         for timer in self._timers:
             timer.cancel()
-        for task in list(self._background):
-            task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> FakeToApis:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
+        await super().stop()
 
     # ----- scripting ---------------------------------------------------------------------------------
 

@@ -27,7 +27,6 @@ import hmac
 import io
 import json
 import os
-import socket
 import subprocess
 import tempfile
 import threading
@@ -42,6 +41,8 @@ from typing import Any, Literal
 
 import aiohttp
 from aiohttp import web
+
+from tests.fakes.local_server import LocalServer
 
 Outcome = Literal["completed", "failed", "nsfw", "never", "cancelled", "unknown_status", "no_outputs"]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -225,8 +226,11 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-class FakeWaveSpeed:
+class FakeWaveSpeed(LocalServer):
+    client_max_size = 32 * 1024 * 1024  # room for a 20 MB image as base64 in a data URL
+
     def __init__(self, api_key: str = "ws-test-key", *, duration_s: float = 0.5) -> None:
+        super().__init__()
         self.api_key = api_key
         self.default_duration_s = duration_s
         self.submits: list[dict[str, object]] = []  # every POST received: endpoint, json body, query
@@ -243,50 +247,19 @@ class FakeWaveSpeed:
         self.webhook_secret = SECRET_PREFIX + base64.b64encode(os.urandom(24)).decode()
         self.webhook_deliveries: list[WebhookDelivery] = []
         self._delivered = asyncio.Event()
-        self._background: set[asyncio.Task[None]] = set()
-        self._session: aiohttp.ClientSession | None = None
-        self._runner: web.AppRunner | None = None
-        self.port = 0
 
-    # ----- lifecycle ---------------------------------------------------------------------------------
+    # ----- lifecycle (LocalServer) -------------------------------------------------------------------
 
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    def middlewares(self) -> list[web.Middleware]:
+        return [self._log]
 
-    async def start(self) -> None:
-        # Room for a 20 MB image as base64 in a data URL.
-        app = web.Application(middlewares=[self._log], client_max_size=32 * 1024 * 1024)
-        app.router.add_post("/api/v3/{model_id:.+}", self._submit)
-        app.router.add_get("/api/v3/predictions/{task_id}/result", self._poll)
-        app.router.add_get("/api/v3/predictions/{task_id}", self._poll)
-        app.router.add_get("/api/v3/balance", self._balance)
-        app.router.add_get("/api/v3/webhook/secret", self._webhook_secret)
-        app.router.add_get("/outputs/{task_id}.mp4", self._output)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        await web.SockSite(self._runner, sock).start()
-
-    async def stop(self) -> None:
-        for pending in list(self._background):
-            pending.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> FakeWaveSpeed:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
+    def add_routes(self, router: web.UrlDispatcher) -> None:
+        router.add_post("/api/v3/{model_id:.+}", self._submit)
+        router.add_get("/api/v3/predictions/{task_id}/result", self._poll)
+        router.add_get("/api/v3/predictions/{task_id}", self._poll)
+        router.add_get("/api/v3/balance", self._balance)
+        router.add_get("/api/v3/webhook/secret", self._webhook_secret)
+        router.add_get("/outputs/{task_id}.mp4", self._output)
 
     # ----- scripting ---------------------------------------------------------------------------------
 
