@@ -135,12 +135,6 @@ def local(
     )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:  # a port nobody listens on
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 # ----- capabilities ------------------------------------------------------------------------------------
 
 
@@ -474,26 +468,6 @@ async def test_error_detail_is_short_and_never_holds_the_key(fake: FakeToApis, p
     exc = await submit_error(provider, t2v())
     assert KEY not in str(exc) and KEY not in exc.detail
     assert len(exc.detail) < 140 and "\n" not in exc.detail
-
-
-async def test_connection_refused_is_unavailable_and_not_ambiguous() -> None:
-    client = local(f"http://127.0.0.1:{free_port()}")
-    try:
-        exc = await submit_error(client, t2v())
-    finally:
-        await client.aclose()
-    assert exc.kind is FailureKind.UNAVAILABLE and exc.maybe_created is False
-
-
-async def test_connection_dropped_after_create_is_ambiguous_and_not_resubmitted(
-    fake: FakeToApis, provider: ToApisProvider
-) -> None:
-    fake.drop_next_submit_after_create()
-    exc = await submit_error(provider, t2v())
-
-    assert exc.kind is FailureKind.UNAVAILABLE and exc.maybe_created is True
-    assert len(fake.submits) == 1 and len(fake.tasks) == 1
-    assert [r.status for r in fake.requests if r.path == "/v1/videos/generations"] == [0]
 
 
 @pytest.mark.parametrize(

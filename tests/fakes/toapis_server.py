@@ -250,6 +250,7 @@ class FakeToApis(LocalServer):
         self._upload_failures: deque[_UploadFailure] = deque()
         self._poll_failures: deque[_Failure | None] = deque()  # None = malformed body
         self._drop_next_submit = False
+        self._slow_next_submit = 0.0
         self._timers: list[asyncio.TimerHandle] = []
         self._webhook_arrived = asyncio.Condition()
 
@@ -312,6 +313,10 @@ class FakeToApis(LocalServer):
     def drop_next_submit_after_create(self) -> None:
         """The next valid generation POST creates its task, then closes the connection without answering."""
         self._drop_next_submit = True
+
+    def slow_next_submit(self, seconds: float) -> None:
+        """The next valid generation POST creates its task, then waits `seconds` before answering."""
+        self._slow_next_submit = seconds
 
     def poll_count(self, task_id: str) -> int:
         task = self.tasks.get(task_id)
@@ -417,6 +422,9 @@ class FakeToApis(LocalServer):
             request[DROPPED] = True
             transport.abort()
             return web.Response(status=200)  # never reaches the client
+        if self._slow_next_submit:
+            delay, self._slow_next_submit = self._slow_next_submit, 0.0
+            await asyncio.sleep(delay)
         return web.json_response({**self._task_object(task, "queued", 0), "metadata": {}})
 
     def _create(self, body: dict[str, Any]) -> FakeTask:
