@@ -29,8 +29,9 @@ from discord.ext import commands
 from providers.base import Provider
 from providers.registry import build_providers
 from services.errors import UserError
-from services.jobs import JobService, PollPolicy
+from services.jobs import JobService
 from services.loopwatch import LoopWatch, freeze_startup_objects
+from services.polling import PollPolicy
 from services.pricing import PriceTable
 from services.routing import ProviderRouter
 from settings import PaidProviderSection, Settings, SettingsError, check_prices, load_settings

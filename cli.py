@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 
 from services.images import inspect_image
-from services.jobs import JobService, Requester
+from services.intake import Requester
+from services.jobs import JobService
 from services.pricing import format_usd
 from services.progress import JobCard
 from services.prompts import validate_combination, validate_prompt

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from bench.stats import percentile
-from services.polling import PollSchedule
+from services.polling import PollPolicy
 from tests.fakes.wavespeed_server import QUEUE_SHARE
 
 
@@ -50,16 +50,11 @@ class Backoff:
 
 
 class Schedule:
-    """services.polling.PollSchedule, built the way JobService builds it (through PollPolicy when the
-    bot has that hook) from the typical duration; the change flag as JobService computes it."""
+    """services.polling.PollSchedule, built the way JobService builds it (through PollPolicy) from the
+    typical duration; the change flag as JobService computes it."""
 
     def __init__(self, typical: float, *, webhooks: bool = False) -> None:
-        try:
-            from services.jobs import PollPolicy
-
-            self.schedule = PollPolicy().schedule(typical, None, None, webhooks=webhooks)  # type: ignore[attr-defined]
-        except (ImportError, AttributeError):
-            self.schedule = PollSchedule.for_history(typical, webhooks=webhooks)
+        self.schedule = PollPolicy().schedule(typical, None, None, webhooks=webhooks)
         self.start()
 
     def start(self) -> None:

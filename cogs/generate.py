@@ -26,7 +26,8 @@ from services import camera
 from services.delivery import JobReporter, SavedClipReporter
 from services.errors import QuotaExceeded, UserError
 from services.images import MAX_DECLARED_BYTES, check_declared, inspect_image
-from services.jobs import JobService, Requester
+from services.intake import Requester
+from services.jobs import JobService
 from services.pricing import format_usd
 from services.prompts import validate_combination, validate_prompt
 from services.spec import END_FRAME_MODELS, MODEL_HAILUO_23, MODEL_LABELS, GenerationSpec, ImageInput

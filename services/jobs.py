@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -23,53 +22,16 @@ from providers.base import SAFE_MESSAGES, FailureKind, ProviderError, TaskStatus
 from services import media
 from services.delivery import JobReporter, post_clip
 from services.errors import UserError
-from services.polling import PollPacer, PollSchedule
+from services.intake import JobIntake, Requester
+from services.polling import PollPacer, PollPolicy
 from services.pricing import PriceTable
 from services.progress import CardUpdater, JobCard, edit_interval, estimate
-from services.quotas import check_fits, effective_limits
 from services.routing import OUTAGE_KINDS, ProviderRouter
-from services.spec import RESOLUTION_BY_QUALITY, GenerationSpec, ImageInput
+from services.spec import RESOLUTION_BY_QUALITY, GenerationSpec
 from settings import QuotasSection
-from storage.jobs import JobRecord, JobRepository, NewJob, iso
+from storage.jobs import JobRecord, JobRepository, iso
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Requester:
-    user_id: int
-    guild_id: int | None
-    channel_id: int | None
-    role_ids: tuple[int, ...] = ()
-    interaction_id: int | None = None
-    upload_limit: int | None = None
-
-
-@dataclass(frozen=True)
-class PollPolicy:
-    """How often to poll: sparse while a task almost surely runs, every `dense` seconds around where
-    tasks of its kind usually end (see services/polling.py), and backing off on errors."""
-
-    dense: float = 1.5
-    sparse_cap: float = 15.0  # the longest wait while a task almost surely still runs
-    error_first: float = 1.0
-    error_ceiling: float = 30.0
-
-    def schedule(self, typical: float, low: float | None, high: float | None, *, webhooks: bool) -> PollSchedule:
-        if webhooks:  # a callback wakes the job; polling is only the slow safety net
-            return PollSchedule.for_history(typical, low, high, webhooks=True)
-        return PollSchedule.for_history(
-            typical,
-            low,
-            high,
-            dense=self.dense,
-            floor=min(0.25, self.dense),
-            sparse_cap=max(self.sparse_cap, self.dense),
-            tail_cap=max(5.0, self.dense),
-        )
-
-    def error_delay(self, errors: int, retry_after: float | None) -> float:
-        return min(max(retry_after or 0, self.error_first * 2**errors), self.error_ceiling)
 
 
 class CancelOutcome(StrEnum):
@@ -131,8 +93,8 @@ class JobService:
         self.repo = repo
         self.router = router
         self.prices = prices
-        self.quotas = quotas
         self.inputs_dir = data_dir / "inputs"
+        self.intake = JobIntake(repo, router, prices, quotas, self.inputs_dir)
         self.tmp_dir = data_dir / "tmp"
         self.deadline_seconds = deadline_seconds
         self.max_output_bytes = max_output_bytes
@@ -157,74 +119,14 @@ class JobService:
 
     # ----- creating jobs -------------------------------------------------------------------------
 
-    def quote(self, spec: GenerationSpec, guild_id: int | None) -> tuple[str, int]:
-        """The preferred provider, and the amount to reserve: the highest price among the providers
-        the job may fail over to, so a failover can never take anyone over a limit."""
-        candidates = self.router.candidates(spec, guild_id)
-        return candidates[0], max(self.prices.price_micros(name, spec) for name in candidates)
-
     async def create(
         self, spec: GenerationSpec, requester: Requester, *, command: str, parent_job_id: int | None = None
     ) -> JobRecord:
         """Reserve the cost and record the job. Raises QuotaExceeded or UserError (nothing charged)."""
-        provider, reserve = self.quote(spec, requester.guild_id)
-        limits = effective_limits(self.quotas, requester.role_ids)
-        now = datetime.now(UTC)
-        job = await self.repo.reserve(
-            NewJob(
-                user_id=requester.user_id,
-                guild_id=requester.guild_id,
-                channel_id=requester.channel_id,
-                interaction_id=requester.interaction_id,
-                command=command,
-                mode=spec.mode,
-                quality=spec.quality,
-                duration=spec.duration,
-                optimize_prompt=spec.optimize_prompt,
-                model=spec.model,
-                prompt=spec.prompt,
-                input_image=self._store_input(spec.image) if spec.image else None,
-                end_image=self._store_input(spec.end_image) if spec.end_image else None,
-                provider=provider,
-                cost_micros=reserve,
-                parent_job_id=parent_job_id,
-                upload_limit=requester.upload_limit,
-            ),
-            check_fits(limits, reserve, now),
-            now=now,
-        )
-        log.info("job %d: reserved %d micros (%s first) for user %d", job.id, reserve, provider, requester.user_id)
-        return job
-
-    def _store_input(self, image: ImageInput) -> str:
-        """Keep the validated image (content-addressed) so re-rolls and restarts can use it again."""
-        name = f"{hashlib.sha256(image.data).hexdigest()}.{image.extension}"
-        path = self.inputs_dir / name
-        if not path.exists():
-            partial = path.with_suffix(".part")
-            partial.write_bytes(image.data)
-            partial.replace(path)
-        return name
-
-    def _load_input(self, name: str | None) -> ImageInput | None:
-        if not name:
-            return None
-        from services.images import inspect_image  # checked again: the file is ours but may be damaged
-
-        return inspect_image((self.inputs_dir / name).read_bytes())
+        return await self.intake.create(spec, requester, command=command, parent_job_id=parent_job_id)
 
     def spec_for(self, job: JobRecord) -> GenerationSpec:
-        """Rebuild what the user asked for from the stored job (for re-roll and resume)."""
-        return GenerationSpec(
-            mode=job.mode,  # type: ignore[arg-type]
-            quality=job.quality,  # type: ignore[arg-type]
-            duration=job.duration,
-            prompt=job.prompt,
-            optimize_prompt=job.optimize_prompt,
-            model=job.model,
-            image=self._load_input(job.input_image),
-            end_image=self._load_input(job.end_image),
-        )
+        return self.intake.spec_for(job)
 
     def card_for(self, job: JobRecord) -> JobCard:
         return JobCard(

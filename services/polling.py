@@ -152,6 +152,33 @@ class PollPacer:
         return start - now
 
 
+@dataclass(frozen=True)
+class PollPolicy:
+    """How often to poll: sparse while a task almost surely runs, every `dense` seconds around where
+    tasks of its kind usually end (see services/polling.py), and backing off on errors."""
+
+    dense: float = 1.5
+    sparse_cap: float = 15.0  # the longest wait while a task almost surely still runs
+    error_first: float = 1.0
+    error_ceiling: float = 30.0
+
+    def schedule(self, typical: float, low: float | None, high: float | None, *, webhooks: bool) -> PollSchedule:
+        if webhooks:  # a callback wakes the job; polling is only the slow safety net
+            return PollSchedule.for_history(typical, low, high, webhooks=True)
+        return PollSchedule.for_history(
+            typical,
+            low,
+            high,
+            dense=self.dense,
+            floor=min(0.25, self.dense),
+            sparse_cap=max(self.sparse_cap, self.dense),
+            tail_cap=max(5.0, self.dense),
+        )
+
+    def error_delay(self, errors: int, retry_after: float | None) -> float:
+        return min(max(retry_after or 0, self.error_first * 2**errors), self.error_ceiling)
+
+
 class DelayRule(Protocol):
     def next_delay(self, elapsed: float, changed: bool = False, retry_after: float | None = None) -> float: ...
 

@@ -14,7 +14,9 @@ from providers.base import FailureKind
 from providers.preview import PreviewProvider
 from providers.wavespeed import WaveSpeedProvider
 from services.errors import UserError
-from services.jobs import CancelOutcome, JobService, PollPolicy, Requester
+from services.intake import Requester
+from services.jobs import CancelOutcome, JobService
+from services.polling import PollPolicy
 from services.pricing import PriceTable
 from services.routing import ProviderRouter
 from services.spec import GenerationSpec

@@ -14,7 +14,9 @@ import pytest
 from providers.wavespeed import WaveSpeedProvider
 from services import media
 from services.delivery import UploadTooLarge, post_clip
-from services.jobs import JobService, PollPolicy, Requester
+from services.intake import Requester
+from services.jobs import JobService
+from services.polling import PollPolicy
 from services.pricing import PriceTable
 from services.progress import JobCard
 from services.routing import ProviderRouter

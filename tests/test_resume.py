@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from providers.wavespeed import WaveSpeedProvider
-from services.jobs import JobService, PollPolicy, Requester
+from services.intake import Requester
+from services.jobs import JobService
+from services.polling import PollPolicy
 from services.pricing import PriceTable
 from services.routing import ProviderRouter
 from services.spec import GenerationSpec
