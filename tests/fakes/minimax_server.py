@@ -29,20 +29,18 @@ import json
 import secrets
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import aiohttp
 from aiohttp import web
 
-from tests.fakes.local_server import LocalServer
+from tests.fakes.local_server import DROPPED, LocalServer
 from tests.fakes.wavespeed_server import default_mp4
 
 Outcome = Literal[
     "completed", "failed", "failed_legacy_word", "sensitive_input", "sensitive_output", "never", "unknown_status"
 ]
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 T2V_MODELS = ("MiniMax-Hailuo-2.3", "MiniMax-Hailuo-02")
 I2V_MODELS = ("MiniMax-Hailuo-2.3", "MiniMax-Hailuo-2.3-Fast", "MiniMax-Hailuo-02")
@@ -66,7 +64,6 @@ QUEUE_SHARE = 0.25  # time-based tasks are queued for the first quarter of their
 PREPARING_SHARE = 0.1  # ... and `Preparing` for the first tenth
 CHALLENGE_TIMEOUT = 3.0  # §1.7: the challenge must be echoed within 3 s
 CALLBACK_TICK = 0.02
-DROPPED = web.RequestKey("dropped", bool)  # set when a handler closed the connection unanswered
 
 OK = (0, "success")
 INVALID_PARAMS = 2013
@@ -176,16 +173,6 @@ class FakeTask:
 
 
 @dataclass(frozen=True)
-class RequestRecord:
-    method: str
-    path: str
-    query: dict[str, str]
-    status: int  # 0 when the connection was dropped without an answer
-    at: float
-    has_auth: bool  # whether any Authorization header was sent
-
-
-@dataclass(frozen=True)
 class CallbackRecord:
     """One callback POST the fake made, and what the receiver answered."""
 
@@ -230,7 +217,6 @@ class FakeMiniMax(LocalServer):
         self.default_duration_s = duration_s
         self.send_callbacks = send_callbacks
         self.submits: list[dict[str, object]] = []  # every POST received: json body, query
-        self.requests: list[RequestRecord] = []
         self.tasks: dict[str, FakeTask] = {}
         self.callbacks: list[CallbackRecord] = []
         self._ids = itertools.count(secrets.randbelow(10**14) + 10**14)
@@ -242,9 +228,6 @@ class FakeMiniMax(LocalServer):
         self._slow_next_submit = 0.0
 
     # ----- lifecycle (LocalServer) -------------------------------------------------------------------
-
-    def middlewares(self) -> list[web.Middleware]:
-        return [self._log]
 
     def add_routes(self, router: web.UrlDispatcher) -> None:
         router.add_post("/v1/video_generation", self._submit)
@@ -311,21 +294,6 @@ class FakeMiniMax(LocalServer):
                 await asyncio.wait(set(self._background))
 
     # ----- handlers ----------------------------------------------------------------------------------
-
-    @web.middleware
-    async def _log(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        status = 0
-        try:
-            response = await handler(request)
-            status = 0 if request.get(DROPPED) else response.status
-            return response
-        except web.HTTPException as exc:
-            status = exc.status
-            raise
-        finally:
-            has_auth = "Authorization" in request.headers
-            record = RequestRecord(request.method, request.path, dict(request.query), status, time.time(), has_auth)
-            self.requests.append(record)
 
     def _auth_problem(self, request: web.Request) -> web.Response | None:
         header = request.headers.get("Authorization")

@@ -29,18 +29,17 @@ import io
 import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from aiohttp import web
 
-from tests.fakes.local_server import LocalServer
+from tests.fakes.local_server import DROPPED, Handler, LocalServer
 from tests.fakes.wavespeed_server import default_mp4
 
 Outcome = Literal["completed", "failed", "blocked", "never", "cancelled", "unknown_status"]
 Phase = Literal["queued", "processing", "terminal"]
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 BASE_PATH = "/model"
 # endpoint → whether it needs `first_frame_image` (providers.md §3.1, §3.2).
@@ -72,7 +71,6 @@ FAILURE_TEXT = {
     "blocked": "Content blocked by the safety filter",
     "cancelled": "Task canceled",
 }
-DROPPED = web.RequestKey("dropped", bool)  # set when a handler closed the connection unanswered
 
 
 @dataclass
@@ -156,15 +154,6 @@ class FakeTask:
 
 
 @dataclass(frozen=True)
-class RequestRecord:
-    method: str
-    path: str
-    status: int  # 0 when the connection was dropped without an answer
-    at: float
-    has_auth: bool  # whether any Authorization header was sent
-
-
-@dataclass(frozen=True)
 class _Failure:
     status: int
     body: object  # JSON, or None for a truncated (malformed) body
@@ -198,7 +187,6 @@ class FakeSeaArt(LocalServer):
         self.api_key = api_key
         self.default_duration_s = duration_s
         self.submits: list[tuple[str, object]] = []  # every POST received: (endpoint, json body)
-        self.requests: list[RequestRecord] = []
         self.tasks: dict[str, FakeTask] = {}
         self.cancel_requests: list[str] = []  # request ids of every cancel received
         self._scenarios: deque[Scenario] = deque()
@@ -218,8 +206,11 @@ class FakeSeaArt(LocalServer):
     def base_url(self) -> str:
         return self.origin + BASE_PATH
 
-    def middlewares(self) -> list[web.Middleware]:
-        return [self._log]
+    async def answer(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except web.HTTPNotFound:  # unknown routes (`/sync` included) answer like SeaArt's FastAPI
+            return web.json_response({"detail": "Not Found"}, status=404)
 
     def add_routes(self, router: web.UrlDispatcher) -> None:
         queue = f"{BASE_PATH}/v1/queue/{{endpoint}}"
@@ -278,23 +269,6 @@ class FakeSeaArt(LocalServer):
         return f"{self.base_url}/v1/queue/{task.endpoint}/requests/{task.id}/{action}"
 
     # ----- handlers ----------------------------------------------------------------------------------
-
-    @web.middleware
-    async def _log(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        status = 0
-        try:
-            try:
-                response = await handler(request)
-            except web.HTTPNotFound:  # unknown routes (`/sync` included) answer like SeaArt's FastAPI
-                response = web.json_response({"detail": "Not Found"}, status=404)
-            status = 0 if request.get(DROPPED) else response.status
-            return response
-        except web.HTTPException as exc:
-            status = exc.status
-            raise
-        finally:
-            has_auth = "Authorization" in request.headers
-            self.requests.append(RequestRecord(request.method, request.path, status, time.time(), has_auth))
 
     def _authorized(self, request: web.Request) -> bool:
         return request.headers.get("Authorization") in (f"Bearer {self.api_key}", f"Key {self.api_key}")

@@ -27,18 +27,16 @@ import json
 import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import aiohttp
 from aiohttp import web
 
-from tests.fakes.local_server import LocalServer
+from tests.fakes.local_server import DROPPED, LocalServer
 from tests.fakes.wavespeed_server import default_mp4
 
 Outcome = Literal["completed", "failed", "policy", "never", "unknown_status"]
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 MODEL_23 = "MiniMax-Hailuo-2.3"
 MODEL_23_FAST = "MiniMax-Hailuo-2.3-Fast"
@@ -52,7 +50,6 @@ POLICY_MESSAGE = "Generation failed: Content violates the content policy"
 FAILED_MESSAGE = "Generation failed: upstream render error"
 QUEUE_SHARE = 0.25  # time-based tasks report `queued` for the first quarter of their duration
 STALE_BY = 600  # seconds a `stale=True` event is backdated
-DROPPED = web.RequestKey("dropped", bool)  # set when a handler closed the connection unanswered
 _MAGIC = (
     (b"\xff\xd8\xff", "image/jpeg", "jpg"),
     (b"\x89PNG\r\n\x1a\n", "image/png", "png"),
@@ -136,15 +133,6 @@ class FakeTask:
         else:
             share = (now - self.submitted_at) / self.duration_s
         return max(1, min(99, int(share * 100)))
-
-
-@dataclass(frozen=True)
-class RequestRecord:
-    method: str
-    path: str
-    status: int  # 0 when the connection was dropped without an answer
-    at: float
-    has_auth: bool  # whether any Authorization header was sent
 
 
 @dataclass(frozen=True)
@@ -241,7 +229,6 @@ class FakeToApis(LocalServer):
         self.previous_webhook_secret = previous_webhook_secret
         self.submits: list[object] = []  # the JSON body of every generation POST received
         self.uploads: list[UploadRecord] = []  # every accepted upload
-        self.requests: list[RequestRecord] = []
         self.tasks: dict[str, FakeTask] = {}
         self.webhooks: list[SentWebhook] = []  # every event sent, automatic or by `send_event`
         self._images: dict[str, tuple[bytes, str]] = {}  # served name → (bytes, mime)
@@ -255,9 +242,6 @@ class FakeToApis(LocalServer):
         self._webhook_arrived = asyncio.Condition()
 
     # ----- lifecycle (LocalServer) -------------------------------------------------------------------
-
-    def middlewares(self) -> list[web.Middleware]:
-        return [self._log]
 
     def add_routes(self, router: web.UrlDispatcher) -> None:
         router.add_post("/v1/uploads/images", self._upload)
@@ -341,20 +325,6 @@ class FakeToApis(LocalServer):
         return await self._deliver(task, task.callback_url, stale=stale, bad_signature=bad_signature, event_id=event_id)
 
     # ----- handlers ----------------------------------------------------------------------------------
-
-    @web.middleware
-    async def _log(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        status = 0
-        try:
-            response = await handler(request)
-            status = 0 if request.get(DROPPED) else response.status
-            return response
-        except web.HTTPException as exc:
-            status = exc.status
-            raise
-        finally:
-            has_auth = "Authorization" in request.headers
-            self.requests.append(RequestRecord(request.method, request.path, status, time.time(), has_auth))
 
     def _authorized(self, request: web.Request) -> bool:
         return request.headers.get("Authorization") == f"Bearer {self.api_key}"

@@ -33,7 +33,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,10 +42,9 @@ from typing import Any, Literal
 import aiohttp
 from aiohttp import web
 
-from tests.fakes.local_server import LocalServer
+from tests.fakes.local_server import DROPPED, LocalServer
 
 Outcome = Literal["completed", "failed", "nsfw", "never", "cancelled", "unknown_status", "no_outputs"]
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @dataclass(frozen=True)
@@ -78,7 +77,6 @@ CHUNK = 64 * 1024
 SECRET_PREFIX = "whsec_"
 STALE_BY_S = 600  # how far in the past a `stale=True` callback is stamped (the window is 300 s)
 WEBHOOK_TIMEOUT_S = 10.0
-DROPPED = web.RequestKey("dropped", bool)  # set when a handler closed the connection unanswered
 
 
 @dataclass
@@ -149,15 +147,6 @@ class FakeTask:
         if phase == "processing":
             return UNKNOWN_STATUS_WORD if self.scenario.outcome == "unknown_status" else "processing"
         return {"failed": "failed", "cancelled": "cancelled"}.get(self.scenario.outcome, "completed")
-
-
-@dataclass(frozen=True)
-class RequestRecord:
-    method: str
-    path: str
-    status: int  # 0 when the connection was dropped without an answer
-    at: float
-    has_auth: bool  # whether any Authorization header was sent
 
 
 @dataclass(frozen=True)
@@ -234,7 +223,6 @@ class FakeWaveSpeed(LocalServer):
         self.api_key = api_key
         self.default_duration_s = duration_s
         self.submits: list[dict[str, object]] = []  # every POST received: endpoint, json body, query
-        self.requests: list[RequestRecord] = []
         self.tasks: dict[str, FakeTask] = {}
         self.balance = 10.0
         self._scenarios: deque[Scenario] = deque()
@@ -249,9 +237,6 @@ class FakeWaveSpeed(LocalServer):
         self._delivered = asyncio.Event()
 
     # ----- lifecycle (LocalServer) -------------------------------------------------------------------
-
-    def middlewares(self) -> list[web.Middleware]:
-        return [self._log]
 
     def add_routes(self, router: web.UrlDispatcher) -> None:
         router.add_post("/api/v3/{model_id:.+}", self._submit)
@@ -309,20 +294,6 @@ class FakeWaveSpeed(LocalServer):
         return self.webhook_deliveries
 
     # ----- handlers ----------------------------------------------------------------------------------
-
-    @web.middleware
-    async def _log(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        status = 0
-        try:
-            response = await handler(request)
-            status = 0 if request.get(DROPPED) else response.status
-            return response
-        except web.HTTPException as exc:
-            status = exc.status
-            raise
-        finally:
-            has_auth = "Authorization" in request.headers
-            self.requests.append(RequestRecord(request.method, request.path, status, time.time(), has_auth))
 
     def _authorized(self, request: web.Request) -> bool:
         return request.headers.get("Authorization") == f"Bearer {self.api_key}"
