@@ -35,6 +35,14 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 
 
+def detect_polling(bot_dir: Path) -> str:
+    """How the bot tree under test polls, for the replay model: "schedule" (services/polling.py's
+    PollSchedule) or, in trees from before it existed, "backoff"."""
+    polling = bot_dir / "services" / "polling.py"
+    has_schedule = polling.is_file() and "class PollSchedule" in polling.read_text(encoding="utf-8")
+    return "schedule" if has_schedule else "backoff"
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="levels 10 and 100 at ×20, no extra phases")
@@ -68,8 +76,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args.levels = [int(x) for x in (args.levels or ("10,100,1000" if full else "10,100")).split(",") if x]
     args.compression = args.compression or (4.0 if full else 20.0)
     if args.bot_polling == "auto":
-        jobs_py = (args.bot_dir / "services" / "jobs.py").read_text(encoding="utf-8")
-        args.bot_polling = "schedule" if "PollSchedule" in jobs_py else "backoff"
+        args.bot_polling = detect_polling(args.bot_dir)
     args.real_time_from = args.real_time_from if args.real_time_from is not None else (1000 if full else 0)
     args.webhooks_level = args.webhooks_level if args.webhooks_level is not None else (100 if full else 0)
     args.bigclips_level = args.bigclips_level if args.bigclips_level is not None else (100 if full else 0)

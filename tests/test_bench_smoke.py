@@ -44,3 +44,5 @@ def test_the_benchmark_produces_every_figure_and_never_overspends(tmp_path: Path
     ledger = results["ledger"]
     assert ledger["overspend_micros"] == 0 and ledger["admitted"] > 0 and ledger["refused"] > 0
     assert ledger["attempts_per_s"] > 0
+    # The replay models the bot's polling as it is (a wrong guess silently replays the old backoff).
+    assert results["bot_polling"] == "schedule"
