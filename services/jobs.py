@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 
@@ -32,6 +32,8 @@ from settings import QuotasSection
 from storage.jobs import JobRecord, JobRepository, iso
 
 log = logging.getLogger(__name__)
+# A job that ended this recently without its final card reaching the user gets it at the next start.
+ANNOUNCE_WITHIN = timedelta(days=1)
 
 
 class CancelOutcome(StrEnum):
@@ -224,7 +226,25 @@ class JobService:
             task = asyncio.create_task(self._execute(run), name=f"job-{job.id}")
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+        for ended in await self.repo.unannounced(since=datetime.now(UTC) - ANNOUNCE_WITHIN):
+            task = asyncio.create_task(self._announce(ended, reporter_for(ended)), name=f"job-{ended.id}-end")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         return len(jobs)
+
+    async def _announce(self, job: JobRecord, reporter: JobReporter) -> JobRecord:
+        """Show how a job ended when the bot stopped before its last edit landed (the money was
+        already settled or refunded; only the card is behind)."""
+        if job.status != "delivered":  # a delivered job's card went out with its clip
+            card = self.card_for(job).with_stage(job.status, message=ending_message(job.status, job.error_kind))  # type: ignore[arg-type]
+            try:
+                await reporter.show(card)
+            except Exception:
+                log.warning("job %d: its %s card still could not be shown", job.id, job.status, exc_info=True)
+                return job
+            log.info("job %d: showed its %s card after the restart", job.id, job.status)
+        await self.repo.mark_final_shown(job.id)
+        return job
 
     async def run(self, job: JobRecord, reporter: JobReporter) -> JobRecord | None:
         """Carry a reserved job to its end. Never raises (except cancellation)."""
@@ -250,7 +270,11 @@ class JobService:
         finally:
             await run.updater.close()
             self._runs.pop(job.id, None)
-        return await self.repo.get(job.id)
+        ended = await self.repo.get(job.id)
+        shown = run.updater.last_sent is not None and run.updater.last_sent.final
+        if ended is not None and ended.terminal and (ended.status == "delivered" or shown):
+            await self.repo.mark_final_shown(job.id)
+        return ended
 
     async def _run(self, run: _Run) -> None:
         """Carry the job on from whatever state it is in (a fresh job is 'reserved'; after a restart it
@@ -508,13 +532,12 @@ class JobService:
     async def _fail(self, run: _Run, kind: FailureKind, detail: str) -> None:
         run.ending = True
         if await self._refund(run.job, "failed", kind, detail):
-            message = f"{SAFE_MESSAGES[kind]} You were not charged."
-            await run.updater.update(run.card.with_stage("failed", message=message))
+            await run.updater.update(run.card.with_stage("failed", message=ending_message("failed", kind.value)))
 
     async def _end_cancelled(self, run: _Run, detail: str) -> None:
         run.ending = True
         if await self._refund(run.job, "cancelled", None, detail):
-            await run.updater.update(run.card.with_stage("cancelled", message="Cancelled. You were not charged."))
+            await run.updater.update(run.card.with_stage("cancelled", message=ending_message("cancelled", None)))
 
     async def _refund(self, job: JobRecord, status: str, kind: FailureKind | None, detail: str) -> bool:
         label = kind.value if kind else status
@@ -525,6 +548,17 @@ class JobService:
         if ended:
             log.info("job %d: %s (%s), refunded", job.id, status, label)
         return ended
+
+
+def ending_message(status: str, error_kind: str | None) -> str:
+    """What a refunded job's card says: why it ended, and that nothing was charged."""
+    if status == "cancelled":
+        return "Cancelled. You were not charged."
+    try:
+        kind = FailureKind(error_kind or "")
+    except ValueError:
+        kind = FailureKind.INTERNAL
+    return f"{SAFE_MESSAGES[kind]} You were not charged."
 
 
 def iso_now() -> str:

@@ -284,6 +284,18 @@ class JobRepository:
         )
         return [JobRecord.from_row(row) for row in rows]
 
+    async def unannounced(self, since: datetime) -> list[JobRecord]:
+        """Jobs that ended since `since` whose final card never reached their user."""
+        rows = await self.db.fetchall(
+            f"SELECT * FROM jobs WHERE final_shown = 0 AND status IN ({_TERMINAL}) AND finished_at >= ? ORDER BY id",
+            (iso(since),),
+        )
+        return [JobRecord.from_row(row) for row in rows]
+
+    async def mark_final_shown(self, job_id: int) -> None:
+        async with self.db.transaction() as conn:
+            await conn.execute("UPDATE jobs SET final_shown = 1 WHERE id = ?", (job_id,))
+
     async def set_status(self, job_id: int, status: str, detail: str = "", **columns: Any) -> None:
         """Record a state change (and any columns that go with it) plus its history row."""
         stamp = iso(utcnow())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from services.intake import Requester
 from services.jobs import JobService
 from services.polling import PollPolicy
 from services.pricing import PriceTable
+from services.progress import JobCard
 from services.routing import ProviderRouter
 from services.spec import GenerationSpec
 from settings import QuotasSection
@@ -114,3 +116,37 @@ async def test_leftover_temporary_files_are_swept(service: JobService) -> None:
     leftover.write_bytes(b"partial")
     assert service.sweep_tmp(older_than=3600) == 0 and leftover.exists()
     assert service.sweep_tmp(older_than=0) == 1 and not leftover.exists()
+
+
+class OutageReporter(RecordingReporter):
+    """Discord is down: no card can be edited (as when the bot is killed right after a refund)."""
+
+    async def show(self, card: JobCard) -> None:
+        raise ConnectionError("discord is down")
+
+
+async def test_a_failure_card_that_never_landed_is_shown_at_the_next_start(
+    service: JobService, wavespeed: FakeWaveSpeed
+) -> None:
+    wavespeed.next_scenario(outcome="failed")
+    job = await service.create(SPEC, Requester(1, 10, 20), command="video")
+    ended = await service.run(job, OutageReporter())
+    assert ended is not None and ended.status == "failed"
+    assert [j.id for j in await service.repo.unannounced(since=utcnow() - timedelta(hours=1))] == [job.id]
+
+    reporter = RecordingReporter()
+    assert await service.resume(lambda job: reporter, "The bot restarted.") == 0  # nothing left to run
+    await service.wait_idle()
+    [card] = reporter.cards
+    assert card.job_id == job.id and card.stage == "failed" and "not charged" in card.message
+    assert await service.repo.unannounced(since=utcnow() - timedelta(hours=1)) == []
+
+    await service.resume(lambda job: reporter, "The bot restarted.")  # shown once, not at every start
+    await service.wait_idle()
+    assert len(reporter.cards) == 1
+
+
+async def test_jobs_whose_end_was_shown_are_not_announced_again(service: JobService) -> None:
+    job = await service.create(SPEC, Requester(1, 10, 20), command="video")
+    assert (await service.run(job, RecordingReporter())).status == "delivered"  # type: ignore[union-attr]
+    assert await service.repo.unannounced(since=utcnow() - timedelta(hours=1)) == []
