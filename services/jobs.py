@@ -12,11 +12,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 from providers.base import SAFE_MESSAGES, FailureKind, ProviderError, TaskStatus
 from services import media
@@ -29,7 +30,7 @@ from services.progress import CardUpdater, JobCard, edit_interval, estimate
 from services.routing import OUTAGE_KINDS, ProviderRouter
 from services.spec import RESOLUTION_BY_QUALITY, GenerationSpec
 from settings import QuotasSection
-from storage.jobs import JobRecord, JobRepository, iso
+from storage.jobs import REFUNDED_STATUSES, JobRecord, JobRepository, iso
 
 log = logging.getLogger(__name__)
 # A job that ended this recently without its final card reaching the user gets it at the next start.
@@ -154,7 +155,11 @@ class JobService:
     def start(self, job: JobRecord, reporter: JobReporter) -> asyncio.Task[JobRecord | None]:
         """Run the job in the background; the task is held until it ends. The job can be cancelled
         from the moment this returns."""
-        task = asyncio.create_task(self._execute(self._register(job, reporter)), name=f"job-{job.id}")
+        return self._spawn(self._execute(self._register(job, reporter)), f"job-{job.id}")
+
+    def _spawn(self, work: Coroutine[Any, Any, JobRecord | None], name: str) -> asyncio.Task[JobRecord | None]:
+        """Run `work` in the background, held in `_tasks` (so shutdown can stop it) until it ends."""
+        task = asyncio.create_task(work, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
@@ -223,26 +228,21 @@ class JobService:
             log.info("job %d: resuming from %s", job.id, job.status)
             run = self._register(job, reporter_for(job))
             run.card = replace(run.card, notice=notice)
-            task = asyncio.create_task(self._execute(run), name=f"job-{job.id}")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._execute(run), f"job-{job.id}")
         for ended in await self.repo.unannounced(since=datetime.now(UTC) - ANNOUNCE_WITHIN):
-            task = asyncio.create_task(self._announce(ended, reporter_for(ended)), name=f"job-{ended.id}-end")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._announce(ended, reporter_for(ended)), f"job-{ended.id}-end")
         return len(jobs)
 
     async def _announce(self, job: JobRecord, reporter: JobReporter) -> JobRecord:
-        """Show how a job ended when the bot stopped before its last edit landed (the money was
-        already settled or refunded; only the card is behind)."""
-        if job.status != "delivered":  # a delivered job's card went out with its clip
-            card = self.card_for(job).with_stage(job.status, message=ending_message(job.status, job.error_kind))  # type: ignore[arg-type]
-            try:
-                await reporter.show(card)
-            except Exception:
-                log.warning("job %d: its %s card still could not be shown", job.id, job.status, exc_info=True)
-                return job
-            log.info("job %d: showed its %s card after the restart", job.id, job.status)
+        """Show how a refunded job ended when the bot stopped before its last edit landed (the money
+        was already refunded; only the card is behind)."""
+        card = self.card_for(job).with_stage(job.status, message=ending_message(job.status, job.error_kind))  # type: ignore[arg-type]
+        try:
+            await reporter.show(card)
+        except Exception:
+            log.warning("job %d: its %s card still could not be shown", job.id, job.status, exc_info=True)
+            return job
+        log.info("job %d: showed its %s card after the restart", job.id, job.status)
         await self.repo.mark_final_shown(job.id)
         return job
 
@@ -271,8 +271,10 @@ class JobService:
             await run.updater.close()
             self._runs.pop(job.id, None)
         ended = await self.repo.get(job.id)
+        # A delivered job is marked when it is settled (its card went out with the clip); a refunded
+        # one here, once its final card got through.
         shown = run.updater.last_sent is not None and run.updater.last_sent.final
-        if ended is not None and ended.terminal and (ended.status == "delivered" or shown):
+        if ended is not None and ended.status in REFUNDED_STATUSES and shown:
             await self.repo.mark_final_shown(job.id)
         return ended
 
@@ -473,7 +475,9 @@ class JobService:
         await self._settle(job, delivered_as)
 
     async def _settle(self, job: JobRecord, delivered_as: str, detail: str = "") -> None:
-        await self.repo.finish(job.id, "delivered", "settle", detail or delivered_as, delivered_as=delivered_as)
+        await self.repo.finish(
+            job.id, "delivered", "settle", detail or delivered_as, delivered_as=delivered_as, final_shown=1
+        )
         log.info("job %d: delivered (%s), settled %d micros", job.id, delivered_as, job.cost_micros)
 
     # ----- cancel and webhooks -----------------------------------------------------------------

@@ -19,6 +19,7 @@ import aiosqlite
 from storage.db import Database, StorageError
 
 TERMINAL_STATUSES = ("delivered", "failed", "cancelled")
+REFUNDED_STATUSES = ("failed", "cancelled")
 # Reservations written in one transaction at most (a group commit keeps each one short).
 GROUP_COMMIT_MAX = 64
 
@@ -285,9 +286,11 @@ class JobRepository:
         return [JobRecord.from_row(row) for row in rows]
 
     async def unannounced(self, since: datetime) -> list[JobRecord]:
-        """Jobs that ended since `since` whose final card never reached their user."""
+        """Jobs refunded since `since` whose final card never reached their user (a delivered job's
+        card goes out with its clip, before it is settled)."""
         rows = await self.db.fetchall(
-            f"SELECT * FROM jobs WHERE final_shown = 0 AND status IN ({_TERMINAL}) AND finished_at >= ? ORDER BY id",
+            "SELECT * FROM jobs WHERE final_shown = 0 AND status IN ('failed', 'cancelled') AND finished_at >= ?"
+            " ORDER BY id",
             (iso(since),),
         )
         return [JobRecord.from_row(row) for row in rows]
