@@ -11,13 +11,14 @@ import shutil
 import sys
 from pathlib import Path
 
+from core.errors import UserError
+from core.spec import GenerationSpec
 from services.images import inspect_image
 from services.intake import Requester
 from services.jobs import JobService
 from services.pricing import format_usd
 from services.progress import JobCard
 from services.prompts import validate_combination, validate_prompt
-from services.spec import GenerationSpec
 
 TERMINAL_USER_ID = 0
 
@@ -50,11 +51,22 @@ class TerminalReporter:
         return False  # a terminal run is never resumed: the bot resumes it with a SavedClipReporter
 
 
+def _read_image(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"--image: no such file: {path}") from None
+    except IsADirectoryError:
+        raise UserError(f"--image: {path} is a folder, not an image file") from None
+    except PermissionError:
+        raise UserError(f"--image: {path} cannot be read (permission denied)") from None
+
+
 async def run_generate(jobs: JobService, args: argparse.Namespace) -> int:
     mode = "i2v" if args.image else "t2v"
     validate_combination(mode, args.quality, args.duration)
     prompt = validate_prompt(args.prompt, required=mode == "t2v")
-    image = inspect_image(args.image.read_bytes()) if args.image else None
+    image = inspect_image(_read_image(args.image)) if args.image else None
     spec = GenerationSpec(
         mode=mode,
         quality=args.quality,

@@ -12,12 +12,24 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    create_model,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from providers.kit.entry import ProviderSection
+from providers.registry import BY_NAME, ENTRIES
+
 MICROS_PER_USD = 1_000_000
-PAID_PROVIDERS = ("wavespeed", "seaart", "minimax", "toapis")
-KNOWN_PROVIDERS = (*PAID_PROVIDERS, "preview")
+KNOWN_PROVIDERS = tuple(entry.name for entry in ENTRIES)
+PAID_PROVIDERS = tuple(entry.name for entry in ENTRIES if entry.paid)
 
 
 class SettingsError(Exception):
@@ -71,39 +83,29 @@ class BotSection(_Section):
     health_log_seconds: float = Field(60, ge=0)
 
 
-class PaidProviderSection(_Section):
-    base_url: str = Field(pattern="^https?://")
-    timeout: float = Field(30.0, gt=0)
-    typical_seconds: float = Field(75, gt=0)
-    # Status polls of all jobs together, at most this many per second (see services/polling.py PollPacer).
-    max_polls_per_second: float = Field(250, gt=0)
-
-
-def _paid(base_url: str, **defaults: float) -> Any:
-    return Field(default_factory=lambda: PaidProviderSection(base_url=base_url, **defaults))
-
-
-class PreviewSection(_Section):
-    min_runtime_seconds: float = Field(0, ge=0)
-    fps: int = Field(24, ge=1, le=60)
-    typical_seconds: float = Field(8, gt=0)
-
-
-class ProvidersSection(_Section):
-    order: list[str] = Field(default_factory=lambda: [*PAID_PROVIDERS, "preview"], min_length=1)
+class _ProvidersBase(_Section):
+    order: list[str] = Field(default_factory=lambda: list(KNOWN_PROVIDERS), min_length=1)
     # Consecutive outage-type failures after which a provider is rested for `cooldown_seconds`.
     failure_threshold: int = Field(3, ge=1)
     cooldown_seconds: float = Field(300, ge=0)
-    wavespeed: PaidProviderSection = _paid("https://api.wavespeed.ai")
-    seaart: PaidProviderSection = _paid("https://cloud.seaart.ai/model")
-    minimax: PaidProviderSection = _paid("https://api.minimax.io")
-    toapis: PaidProviderSection = _paid("https://toapis.com", max_polls_per_second=40)  # its query limit: 50/s
-    preview: PreviewSection = Field(default_factory=PreviewSection)
 
     def model_post_init(self, _context: Any) -> None:
         unknown = [name for name in self.order if name not in KNOWN_PROVIDERS]
         if unknown:
             raise ValueError(f"order: unknown provider {unknown[0]!r} (known: {', '.join(KNOWN_PROVIDERS)})")
+
+    def section(self, name: str) -> ProviderSection:
+        """`[providers.<name>]`, with the provider's own defaults where config.toml is silent."""
+        section: ProviderSection = getattr(self, name)
+        return section
+
+
+# One `[providers.<name>]` table per provider the registry knows, typed by the provider's own section model.
+ProvidersSection = create_model(
+    "ProvidersSection",
+    __base__=_ProvidersBase,
+    **{entry.name: (entry.section, Field(default_factory=entry.section)) for entry in ENTRIES},  # type: ignore[call-overload]
+)
 
 
 class Limits(_Section):
@@ -145,31 +147,52 @@ class Config(_Section):
     bot: BotSection = Field(default_factory=BotSection)
     guilds: dict[int, GuildSection] = Field(default_factory=dict)
     webhooks: WebhooksSection = Field(default_factory=WebhooksSection)
-    providers: ProvidersSection = Field(default_factory=ProvidersSection)
+    providers: _ProvidersBase = Field(default_factory=ProvidersSection)
+
+    @field_validator("providers", mode="before")
+    @classmethod
+    def _provider_sections(cls, value: Any) -> Any:
+        return ProvidersSection.model_validate(value) if isinstance(value, dict) else value
+
     prices: dict[str, dict[str, dict[str, RequiredMicros]]] = Field(default_factory=dict)
     quotas: QuotasSection = Field(default_factory=QuotasSection)
 
 
-class Secrets(BaseSettings):
+class _SecretsBase(BaseSettings):
     """Secrets, only ever from the environment (or .env). Never logged: SecretStr hides them."""
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
     discord_token: SecretStr | None = None
-    wavespeed_api_key: SecretStr | None = None
-    seaart_api_key: SecretStr | None = None
-    minimax_api_key: SecretStr | None = None
-    toapis_api_key: SecretStr | None = None
-    # ToAPIs signs callbacks with a secret set in its console (providers.md §4.5).
-    toapis_webhook_secret: SecretStr | None = None
     # Not secrets, but environment by design: point discord.py at a proxy or a local stand-in.
     discord_api_base: str | None = None
     discord_gateway_url: str | None = None
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        # `DISCORD_TOKEN=` copied from .env.example means "not set", not "an empty token".
+        return None if isinstance(value, str) and not value.strip() else value
+
+    def secret(self, variable: str) -> str | None:
+        value = getattr(self, variable.lower(), None)
+        return value.get_secret_value() if isinstance(value, SecretStr) else None
+
+
+# Every provider's key variable and the other secrets its entry reads (e.g. TOAPIS_WEBHOOK_SECRET).
+_PROVIDER_SECRETS = [entry.key_variable for entry in ENTRIES if entry.key_variable] + [
+    variable for entry in ENTRIES for variable in entry.extra_secrets
+]
+Secrets = create_model(
+    "Secrets",
+    __base__=_SecretsBase,
+    **{variable.lower(): (SecretStr | None, None) for variable in _PROVIDER_SECRETS},  # type: ignore[call-overload]
+)
+
 
 class Settings(BaseModel):
     config: Config
-    secrets: Secrets
+    secrets: _SecretsBase
     config_path: Path
 
     @property
@@ -177,12 +200,12 @@ class Settings(BaseModel):
         return self.config.bot.data_dir / "hailuo.db"
 
     def api_key(self, provider: str) -> str | None:
-        secret: SecretStr | None = getattr(self.secrets, f"{provider}_api_key", None)
-        return secret.get_secret_value() if secret else None
+        variable = BY_NAME[provider].key_variable
+        return self.secrets.secret(variable) if variable else None
 
     def enabled_providers(self) -> list[str]:
         """Providers from `providers.order` that can run: paid ones need their key."""
-        return [p for p in self.config.providers.order if p == "preview" or self.api_key(p)]
+        return [p for p in self.config.providers.order if not BY_NAME[p].paid or self.api_key(p)]
 
 
 def _describe(error: ValidationError, source: str) -> str:

@@ -12,6 +12,8 @@ because it would print the path, and with it the token).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import logging
 import re
@@ -21,8 +23,8 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
 
-from providers.base import ProviderError, WebhookProvider, WebhookRejected, WebhookSignal
-from providers.http import sanitize
+from core.provider import ProviderError, WebhookProvider, WebhookRejected, WebhookSignal
+from providers.kit.http import sanitize
 
 log = logging.getLogger("hailuo.webhooks")
 
@@ -99,6 +101,7 @@ class WebhookReceiver:
         self._prepared: set[str] = set()
         self._prepare_tried_at: dict[str, float] = {}
         self._runner: web.AppRunner | None = None
+        self._retrier: asyncio.Task[None] | None = None
 
     def url_for(self, public_base_url: str, provider: str) -> str:
         """The callback URL to hand to `provider` (contains the path token: treat it as a secret)."""
@@ -106,9 +109,15 @@ class WebhookReceiver:
 
     # ----- lifecycle ---------------------------------------------------------------------------------
 
+    def ready(self, provider: str) -> bool:
+        """Whether `provider`'s callbacks can be verified now (its secret is loaded): until then its jobs
+        are polled as if callbacks were off."""
+        return provider in self._prepared
+
     async def start(self) -> None:
-        """Fetch the providers' signing secrets, then listen. A provider whose secret cannot be fetched
-        now is retried when its callbacks arrive; until then they are answered 503 (and jobs still poll)."""
+        """Fetch the providers' signing secrets, then listen. A provider that cannot be reached now does
+        not hold anything up: it is retried in the background (and when its callbacks arrive); until
+        then its callbacks are answered 503 and its jobs are polled densely."""
         for name in list(self.providers):
             await self._prepare(name)
         # client_max_size also caps bodies without a Content-Length (chunked), which the handler cannot
@@ -121,8 +130,21 @@ class WebhookReceiver:
         await web.TCPSite(self._runner, self.host, self.port).start()
         self.port = self._runner.addresses[0][1]
         log.info("webhook receiver listening on %s:%d", self.host, self.port)
+        if any(name not in self._prepared for name in self.providers):
+            self._retrier = asyncio.create_task(self._prepare_until_ready(), name="webhook-prepare")
+
+    async def _prepare_until_ready(self) -> None:
+        while unprepared := [name for name in self.providers if name not in self._prepared]:
+            await asyncio.sleep(PREPARE_RETRY_S)
+            for name in unprepared:
+                await self._prepare(name)
 
     async def stop(self) -> None:
+        if self._retrier is not None:
+            self._retrier.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retrier
+            self._retrier = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -207,7 +229,11 @@ class WebhookReceiver:
         try:
             await self.providers[name].prepare_webhooks()
         except ProviderError as exc:
-            log.warning("%s webhooks not ready (%s); its jobs keep polling", name, exc)
+            log.warning("%s webhooks not ready (%s); its jobs keep polling, retrying later", name, exc)
             return False
+        except Exception:  # a provider's bug must not keep the bot (or any other provider) from running
+            log.exception("%s webhooks could not be prepared; its jobs keep polling, retrying later", name)
+            return False
+        log.info("%s webhooks ready", name)
         self._prepared.add(name)
         return True

@@ -11,7 +11,7 @@ import struct
 import subprocess
 from pathlib import Path
 
-from services.media import ffmpeg_path
+from media.ffmpeg import ffmpeg_path
 
 CLIP_SECONDS = 6
 MIB = 1024 * 1024

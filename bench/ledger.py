@@ -1,6 +1,6 @@
 """Ledger throughput: many members reserving at once on one SQLite file, and proof of no overspend.
 
-Drives `JobRepository.reserve` directly (the same call and the same quota check `JobService.create`
+Drives `SqliteJobStore.reserve` directly (the same call and the same quota check `JobService.create`
 makes), all attempts concurrently, with limits that bind: each member can afford 7 jobs a day, the
 servers and the bot as a whole less than all members together. Afterwards the ledger is summed per
 member, per server and overall and compared with each limit: anything above is overspend.
@@ -13,11 +13,12 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from services.errors import QuotaExceeded
-from services.quotas import check_fits, effective_limits
-from settings import QuotasSection, usd_to_micros
+from core.errors import QuotaExceeded
+from core.jobs import NewJob
+from services.quotas import Limits, check_fits
+from settings import usd_to_micros
 from storage.db import Database
-from storage.jobs import JobRepository, NewJob
+from storage.jobs import SqliteJobStore
 
 PRICE_USD = "0.28"
 USER_DAILY_USD = "2.00"  # 7 jobs at $0.28
@@ -27,19 +28,15 @@ GUILDS = 3
 
 
 async def ledger_benchmark(folder: Path, *, users: int, attempts_per_user: int) -> dict[str, float | int]:
-    quotas = QuotasSection(
-        user_daily_videos=None,
-        user_daily_usd=USER_DAILY_USD,
-        user_monthly_usd=None,
-        guild_monthly_usd=GUILD_MONTHLY_USD,
-        global_monthly_usd=GLOBAL_MONTHLY_USD,
-        user_max_in_flight=None,
+    limits = Limits(
+        user_daily_usd=usd_to_micros(USER_DAILY_USD),
+        guild_monthly_usd=usd_to_micros(GUILD_MONTHLY_USD),
+        global_monthly_usd=usd_to_micros(GLOBAL_MONTHLY_USD),
     )
-    limits = effective_limits(quotas)
     price = usd_to_micros(PRICE_USD)
     assert price is not None
     db = await Database(folder / "ledger.db").open()
-    repo = JobRepository(db)
+    repo = SqliteJobStore(db)
     refused = 0
 
     async def attempt(user: int) -> None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import discord
 
+from core.spec import MODEL_LABELS
 from services.pricing import format_usd
 from services.progress import JobCard
 from services.prompts import display_safe
-from services.spec import MODEL_LABELS
 
 COLOURS = {
     "validating": 0x95A5A6,
@@ -79,7 +79,7 @@ def render(card: JobCard) -> discord.Embed:
     charged = " (refunded)" if card.stage in ("failed", "cancelled") else ""
     embed.add_field(name="Cost", value=f"{cost}{charged}")
     embed.add_field(name="Requested by", value=f"<@{card.requester_id}>")
-    if card.provider == "preview":
+    if card.free:
         embed.set_footer(text="Preview: a free local render to try the bot out, not a real generation.")
     else:
         embed.set_footer(text=f"via {card.provider}")

@@ -2,7 +2,7 @@
 
 Edits go through the interaction's webhook while its token is young (no channel permissions needed,
 outside the global rate limit). After `handover_seconds` (the token dies at 15 minutes) they go
-through the bot token on the same message (discord.md A5). If a moderator deleted the card, a new
+through the bot token on the same message (docs/discord.md). If a moderator deleted the card, a new
 one is posted in the channel and the job carries on.
 """
 
@@ -16,10 +16,12 @@ from typing import Any
 
 import discord
 
+from cogs.buttons import custom_id, progress_view, result_view
 from cogs.cards import render
-from cogs.views import progress_view, result_view
-from services.delivery import DeliveryFailed, UploadTooLarge
+from core.jobs import JobRecord
+from services.jobs import JobService
 from services.progress import JobCard
+from services.reporter import DeliveryFailed, JobReporter, UploadTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +72,7 @@ class DiscordReporter:
                 raise UploadTooLarge from exc
             raise DeliveryFailed(f"HTTP {exc.status} code {exc.code}") from exc
         if self._mention is not None:
-            await self._ping_requester(card)
+            await self._ping_requester(card, self._mention)
 
     async def delivered_before(self, card: JobCard) -> bool:
         """After a restart in the middle of posting: is the finished card already there?"""
@@ -81,13 +83,13 @@ class DiscordReporter:
         except discord.HTTPException:
             return False
         ids = {child.custom_id for row in message.components for child in getattr(row, "children", [])}
-        return f"hailuo:reroll:{card.job_id}" in ids
+        return custom_id("reroll", card.job_id) in ids
 
-    async def _ping_requester(self, card: JobCard) -> None:
+    async def _ping_requester(self, card: JobCard, user_id: int) -> None:
         try:
             await self.channel.send(
-                f"<@{self._mention}> your video (job #{card.job_id}) is ready above.",
-                allowed_mentions=discord.AllowedMentions(users=[discord.Object(self._mention)]),
+                f"<@{user_id}> your video (job #{card.job_id}) is ready above.",
+                allowed_mentions=discord.AllowedMentions(users=[discord.Object(user_id)]),
             )
         except discord.HTTPException:
             log.info("job %d: could not mention the requester", card.job_id)
@@ -138,3 +140,23 @@ def _with_clip(clip: Upload | None, key: str, kwargs: dict[str, Any]) -> dict[st
         return kwargs
     path, name = clip
     return {**kwargs, key: [discord.File(path, filename=name)]}
+
+
+def reporter_for_resumed(client: discord.Client, jobs: JobService, job: JobRecord) -> JobReporter | None:
+    """A reporter for a job found unfinished at start: its card is edited (or posted anew) with the bot
+    token, and the requester is mentioned when the clip is posted. None when the job has no channel
+    (it was started from the terminal)."""
+    if job.channel_id is None:
+        return None
+    channel = client.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
+
+    async def moved(message_id: int) -> None:
+        await jobs.attach_card(job.id, message_id)
+
+    return DiscordReporter(
+        channel=channel,
+        message_id=job.message_id,
+        upload_limit=job.upload_limit or discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES,
+        on_new_message=moved,
+        mention_on_delivery=job.user_id,
+    )

@@ -13,31 +13,19 @@ the bot poll early, because a callback is only a hint and the poll is the truth.
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Mapping
-from pathlib import Path
 
 import httpx
+from pydantic import Field
 
-from providers.base import Capabilities, FailureKind, ProviderError, TaskStatus, WebhookRejected, WebhookSignal
-from providers.http import (
-    BALANCE_RE,
-    MODERATION_RE,
-    body_message,
-    build_client,
-    build_download_client,
-    error_from_response,
-    json_or_none,
-    parse_retry_after,
-    request_id,
-    response_message,
-    sanitize,
-    stream_download,
-    transport_error,
-    unreadable_success,
-)
-from services.spec import DURATIONS_BY_RESOLUTION, MODEL_HAILUO_02, MODEL_HAILUO_23, GenerationSpec, ImageInput
+from core.provider import Capabilities, ProviderError, WebhookRejected, WebhookSignal
+from core.spec import DURATIONS_BY_RESOLUTION, MODEL_HAILUO_02, MODEL_HAILUO_23, GenerationSpec, ImageInput
+from core.tasks import FailureKind, TaskStatus
+from providers.kit.base import HttpProvider
+from providers.kit.entry import PaidSection, ProviderEntry, Wiring
+from providers.kit.http import BALANCE_RE, MODERATION_RE, body_message, parse_retry_after, request_id, sanitize
+from providers.kit.images import data_url
 
 DEFAULT_BASE_URL = "https://api.minimax.io"
 SUBMIT_PATH = "/v1/video_generation"
@@ -76,31 +64,35 @@ FAILED_WORDS = frozenset({"fail", "failed"})
 MAX_CHALLENGE_CHARS = 1024
 
 
-class MiniMaxProvider:
+class MiniMaxSection(PaidSection):
+    base_url: str = Field(DEFAULT_BASE_URL, pattern="^https?://")
+
+
+class MiniMaxProvider(HttpProvider):
     """The `WebhookProvider` for MiniMax's own v1 video API."""
 
     name = "minimax"
+    default_base_url = DEFAULT_BASE_URL
     capabilities = Capabilities(
         offers=frozenset(MODEL_NAMES),
         end_frame_models=frozenset({MODEL_HAILUO_02}),
         can_cancel=False,
-        webhooks=True,
+        # MiniMax signs nothing: a callback is told apart from a forgery by the secret token in its URL.
+        verifies_callbacks=True,
         free=False,
     )
 
     def __init__(
         self,
         api_key: str,
-        base_url: str = DEFAULT_BASE_URL,
+        base_url: str | None = None,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         timeout: float = 30.0,
         webhook_url: str | None = None,
     ) -> None:
-        self._secrets = (api_key,)
+        super().__init__(api_key, base_url, timeout=timeout, transport=transport)
         self._webhook_url = webhook_url
-        self._api = build_client(base_url, api_key, timeout=timeout, transport=transport)
-        self._downloads = build_download_client(timeout=timeout, transport=transport)
 
     # ----- submit ------------------------------------------------------------------------------------
 
@@ -108,21 +100,14 @@ class MiniMaxProvider:
         body = request_body(spec)
         if self._webhook_url:
             body["callback_url"] = self._webhook_url
-        try:
-            # httpx's json= sets `Content-Type: application/json`, which MiniMax requires on create.
-            response = await self._api.post(SUBMIT_PATH, json=body)
-        except httpx.HTTPError as exc:
-            raise transport_error(exc, creating=True) from exc
-        if response.is_error:
-            raise error_from_response(response, message=self._message(response), creating=True)
-        payload = json_or_none(response)
-        if not isinstance(payload, dict):
-            raise unreadable_success(response, "malformed submit response")
+        # httpx's json= sets `Content-Type: application/json`, which MiniMax requires on create.
+        response = await self._create("POST", SUBMIT_PATH, json=body)
+        payload = self._created_object(response)
         # The server answered with a refusal: nothing was created, whatever the class.
         self._raise_for_base_resp(response, payload)
         task_id = _id_string(payload.get("task_id"))
         if task_id is None:
-            raise unreadable_success(response, "submit response without a task id")
+            raise self._no_task_id(response)
         return task_id
 
     # ----- poll --------------------------------------------------------------------------------------
@@ -147,7 +132,7 @@ class MiniMaxProvider:
         return await self._retrieve(file_id, raw)
 
     async def _retrieve(self, file_id: str, raw: str) -> TaskStatus:
-        """The download URL of a finished task (valid about an hour, §1.6)."""
+        """The download URL of a finished task (valid about an hour: docs/providers/minimax.md)."""
         response, payload = await self._get(RETRIEVE_PATH, {"file_id": file_id})
         code = base_resp_code(payload)
         if code in (INPUT_SENSITIVE, OUTPUT_SENSITIVE):
@@ -166,27 +151,8 @@ class MiniMaxProvider:
 
     async def _get(self, path: str, params: Mapping[str, str]) -> tuple[httpx.Response, dict[str, object]]:
         """One GET that must answer a JSON object; every transport or shape problem is transient."""
-        try:
-            response = await self._api.get(path, params=params)
-        except httpx.HTTPError as exc:
-            raise transport_error(exc) from exc
-        if response.is_error:
-            raise error_from_response(response, message=self._message(response))
-        payload = json_or_none(response)
-        if not isinstance(payload, dict):
-            # Usually a proxy or a half-deployed backend; the next poll will likely read fine.
-            raise ProviderError(
-                FailureKind.UNAVAILABLE,
-                "malformed response",
-                status=response.status_code,
-                request_id=request_id(response.headers),
-            )
-        return response, payload
-
-    # ----- shared ------------------------------------------------------------------------------------
-
-    def _message(self, response: httpx.Response) -> str:
-        return response_message(response, secrets=self._secrets)
+        response = await self._request("GET", path, params=params)
+        return response, self._object(response)
 
     def _raise_for_base_resp(
         self, response: httpx.Response, payload: Mapping[str, object], *, polling: bool = False
@@ -208,16 +174,6 @@ class MiniMaxProvider:
             request_id=request_id(response.headers),
             retry_after=parse_retry_after(response.headers),
         )
-
-    async def download(self, url: str, dest: Path, max_bytes: int) -> int:
-        return await stream_download(self._downloads, url, dest, max_bytes)
-
-    async def cancel(self, task_id: str) -> bool:
-        return False  # v1 has no cancel endpoint (providers.md §0)
-
-    async def aclose(self) -> None:
-        await self._api.aclose()
-        await self._downloads.aclose()
 
     # ----- callbacks ---------------------------------------------------------------------------------
 
@@ -289,18 +245,18 @@ def request_body(spec: GenerationSpec) -> dict[str, object]:
     if spec.mode == "i2v":
         if spec.image is None:
             raise ProviderError(FailureKind.BAD_REQUEST, "image-to-video needs an image")
-        body["first_frame_image"] = image_data_url(spec.image)
+        body["first_frame_image"] = imagedata_url(spec.image)
     if spec.end_image is not None:
         if spec.mode != "i2v":
             raise ProviderError(FailureKind.BAD_REQUEST, "a last frame needs a first frame")
-        body["last_frame_image"] = image_data_url(spec.end_image)
+        body["last_frame_image"] = imagedata_url(spec.end_image)
     return body
 
 
-def image_data_url(image: ImageInput) -> str:
+def imagedata_url(image: ImageInput) -> str:
     if image.mime not in ACCEPTED_IMAGE_MIMES:
         raise ProviderError(FailureKind.BAD_REQUEST, f"{image.mime} images are not accepted")
-    return f"data:{image.mime};base64,{base64.b64encode(image.data).decode('ascii')}"
+    return data_url(image.mime, image.data)
 
 
 # ----- response mapping (pure) --------------------------------------------------------------------------
@@ -361,3 +317,11 @@ def _id_string(value: object) -> str | None:
     if isinstance(value, str) and value.strip():
         return value.strip()
     return None
+
+
+def _build(section: MiniMaxSection, wiring: Wiring) -> MiniMaxProvider:
+    assert wiring.api_key is not None
+    return MiniMaxProvider(wiring.api_key, section.base_url, timeout=section.timeout, webhook_url=wiring.callback_url)
+
+
+ENTRY = ProviderEntry(name="minimax", section=MiniMaxSection, key_variable="MINIMAX_API_KEY", factory=_build)

@@ -19,10 +19,14 @@ from pathlib import Path
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
-from providers.base import Capabilities, FailureKind, ProviderError, TaskState, TaskStatus, offers
+from pydantic import Field
+
+from core.provider import Capabilities, ProviderError, offers
+from core.spec import DURATIONS_BY_RESOLUTION, MODEL_HAILUO_02, MODEL_HAILUO_23, GenerationSpec
+from core.tasks import FailureKind, TaskState, TaskStatus
+from media import ffmpeg
+from providers.kit.entry import ProviderEntry, ProviderSection, Wiring
 from providers.preview_render import plan_render, render_args, write_stills
-from services import media
-from services.spec import DURATIONS_BY_RESOLUTION, MODEL_HAILUO_02, MODEL_HAILUO_23, GenerationSpec
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +68,7 @@ class PreviewProvider:
         end_frame_models=frozenset({MODEL_HAILUO_02}),
         can_cancel=True,
         free=True,
+        tasks_survive_restart=False,  # renders live in this process: after a restart they are redone
     )
 
     def __init__(self, work_dir: Path, *, fps: int = 24, min_runtime_s: float = 0.0, parallel: int = 1) -> None:
@@ -94,6 +99,7 @@ class PreviewProvider:
             output = self.work_dir / task_id / OUTPUT_NAME
             if output.is_file():
                 return TaskStatus("succeeded", progress=1.0, output_url=output.as_uri(), raw_status="succeeded")
+            log.warning("preview %s: unknown task (its render did not outlive the process that ran it)", task_id)
             return TaskStatus(
                 "failed", failure=FailureKind.INTERNAL, failure_detail="unknown preview task", raw_status="unknown"
             )
@@ -156,7 +162,7 @@ class PreviewProvider:
         except asyncio.CancelledError:
             render.state, render.ended = "cancelled", time.monotonic()
             raise
-        except media.MediaError as exc:
+        except ffmpeg.MediaError as exc:
             self._fail(render, str(exc))
             return
         except Exception as exc:  # a bad image, a full disk: the job fails, the bot carries on
@@ -176,7 +182,7 @@ class PreviewProvider:
             render.rendered = min(seconds / plan.duration, 1.0)
 
         try:
-            await media.run_ffmpeg(
+            await ffmpeg.run_ffmpeg(
                 render_args(plan, still, label, part), time_limit_s=60 + 20 * plan.duration, on_progress=on_progress
             )
             part.replace(render.output)  # the output appears whole or not at all
@@ -245,3 +251,17 @@ def _valid(task_id: str) -> str:
 def _log_crash(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("preview render task crashed", exc_info=task.exception())
+
+
+class PreviewSection(ProviderSection):
+    typical_seconds: float = Field(8, gt=0)
+    fps: int = Field(24, ge=1, le=60)
+    # Each preview takes at least this long (to try the progress card); 0 = as fast as ffmpeg renders.
+    min_runtime_seconds: float = Field(0, ge=0)
+
+
+def _build(section: PreviewSection, wiring: Wiring) -> PreviewProvider:
+    return PreviewProvider(wiring.data_dir / "preview", fps=section.fps, min_runtime_s=section.min_runtime_seconds)
+
+
+ENTRY = ProviderEntry(name="preview", section=PreviewSection, key_variable=None, factory=_build)

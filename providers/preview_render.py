@@ -17,9 +17,9 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
-from services import camera
-from services.errors import UserError
-from services.spec import GenerationSpec
+from core import camera
+from core.errors import UserError
+from core.spec import GenerationSpec
 
 FRAME_HEIGHTS = {"768P": 768, "1080P": 1080}
 LABEL_TEXT = "PREVIEW"

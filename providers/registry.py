@@ -1,71 +1,41 @@
-"""Builds the enabled providers from settings, in the configured order of preference."""
+"""Every provider the bot knows, in the default order of preference, and building the enabled ones."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
 
-from providers.base import Provider
-from settings import PAID_PROVIDERS, Settings
+from core.provider import Provider
+from providers import minimax, preview, seaart, toapis, wavespeed
+from providers.kit.entry import ProviderEntry, ProviderSection, Wiring
 
-
-def _wavespeed(settings: Settings, key: str, webhook_url: str | None) -> Provider:
-    from providers.wavespeed import WaveSpeedProvider
-
-    section = settings.config.providers.wavespeed
-    return WaveSpeedProvider(key, section.base_url, timeout=section.timeout, webhook_url=webhook_url)
-
-
-def _seaart(settings: Settings, key: str, webhook_url: str | None) -> Provider:
-    from providers.seaart import SeaArtProvider
-
-    section = settings.config.providers.seaart
-    return SeaArtProvider(key, section.base_url, timeout=section.timeout)  # SeaArt has no callbacks
+# Paid providers first: the free preview stands in only when none is configured (services.routing).
+ENTRIES: tuple[ProviderEntry[Any], ...] = (wavespeed.ENTRY, seaart.ENTRY, minimax.ENTRY, toapis.ENTRY, preview.ENTRY)
+BY_NAME: Mapping[str, ProviderEntry[Any]] = {entry.name: entry for entry in ENTRIES}
 
 
-def _minimax(settings: Settings, key: str, webhook_url: str | None) -> Provider:
-    from providers.minimax import MiniMaxProvider
+def build_providers(
+    names: Iterable[str],
+    sections: Mapping[str, ProviderSection],
+    secret: Callable[[str], str | None],
+    *,
+    data_dir: Path,
+    callback_url_for: Callable[[str], str] | None = None,
+) -> dict[str, Provider]:
+    """The providers `names` (already filtered to those that can run), in that order.
 
-    section = settings.config.providers.minimax
-    return MiniMaxProvider(key, section.base_url, timeout=section.timeout, webhook_url=webhook_url)
-
-
-def _toapis(settings: Settings, key: str, webhook_url: str | None) -> Provider:
-    from providers.toapis import ToApisProvider
-
-    section = settings.config.providers.toapis
-    secret = settings.secrets.toapis_webhook_secret
-    # ToAPIs refuses a callback_url unless the token has a signing secret configured (§4.5).
-    return ToApisProvider(
-        key,
-        section.base_url,
-        timeout=section.timeout,
-        webhook_url=webhook_url if secret else None,
-        webhook_secret=secret.get_secret_value() if secret else None,
-    )
-
-
-BUILDERS: dict[str, Callable[[Settings, str, str | None], Provider]] = {
-    "wavespeed": _wavespeed,
-    "seaart": _seaart,
-    "minimax": _minimax,
-    "toapis": _toapis,
-}
-assert set(BUILDERS) == set(PAID_PROVIDERS)
-
-
-def build_providers(settings: Settings, webhook_url_for: Callable[[str], str] | None = None) -> dict[str, Provider]:
-    """The enabled providers, in order. `webhook_url_for(name)` gives a provider its callback URL."""
-    from providers.preview import PreviewProvider
-
+    `secret(variable)` reads an environment secret; `callback_url_for(name)` is given when the bot has a
+    public URL for callbacks."""
     built: dict[str, Provider] = {}
-    for name in settings.enabled_providers():
-        if name == "preview":
-            preview = settings.config.providers.preview
-            built[name] = PreviewProvider(
-                settings.config.bot.data_dir / "preview", fps=preview.fps, min_runtime_s=preview.min_runtime_seconds
-            )
-            continue
-        key = settings.api_key(name)
-        assert key is not None
-        built[name] = BUILDERS[name](settings, key, webhook_url_for(name) if webhook_url_for else None)
+    for name in names:
+        entry = BY_NAME[name]
+        extra = {variable: value for variable in entry.extra_secrets if (value := secret(variable))}
+        wiring = Wiring(
+            api_key=secret(entry.key_variable) if entry.key_variable else None,
+            callback_url=callback_url_for(name) if callback_url_for else None,
+            secrets=extra,
+            data_dir=data_dir,
+        )
+        built[name] = entry.build(sections[name], wiring)
     return built

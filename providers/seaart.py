@@ -11,31 +11,29 @@ nothing here ever sends one. Camera directives go out in the Chinese forms SeaAr
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Mapping
-from pathlib import Path
 from urllib.parse import quote
 
 import httpx
+from pydantic import Field
 
-from providers.base import Capabilities, FailureKind, ProviderError, TaskStatus, offers
-from providers.http import (
+from core.camera import normalise_prompt
+from core.errors import UserError
+from core.provider import Capabilities, ProviderError, offers
+from core.spec import MODEL_HAILUO_23, GenerationSpec, ImageInput
+from core.tasks import FailureKind, TaskStatus
+from providers.kit.base import HttpProvider
+from providers.kit.entry import PaidSection, ProviderEntry, Wiring
+from providers.kit.http import (
     MODERATION_RE,
-    build_client,
-    build_download_client,
     error_from_response,
     json_or_none,
     parse_retry_after,
-    request_id,
-    response_message,
     sanitize,
-    stream_download,
     transport_error,
     unreadable_success,
 )
-from services.camera import normalise_prompt
-from services.errors import UserError
-from services.spec import MODEL_HAILUO_23, GenerationSpec, ImageInput
+from providers.kit.images import data_url
 
 DEFAULT_BASE_URL = "https://cloud.seaart.ai/model"
 T2V_ENDPOINT = "minimax_hailuo_23_t2v"
@@ -78,35 +76,22 @@ KIND_BY_DETAIL_PREFIX: dict[str, FailureKind] = {
 ALREADY_COMPLETED = "ALREADY_COMPLETED"
 
 
-class SeaArtProvider:
-    """The `Provider` for SeaArt's SeaCloud queue API."""
+class SeaArtSection(PaidSection):
+    base_url: str = Field(DEFAULT_BASE_URL, pattern="^https?://")
+
+
+class SeaArtProvider(HttpProvider):
+    """The `Provider` for SeaArt's SeaCloud queue API. SeaArt refuses callbacks, so it is only polled."""
 
     name = "seaart"
-    capabilities = Capabilities(offers=offers(MODEL_HAILUO_23, ROUTES), can_cancel=True, webhooks=False, free=False)
-
-    def __init__(
-        self,
-        api_key: str,
-        base_url: str = DEFAULT_BASE_URL,
-        *,
-        transport: httpx.AsyncBaseTransport | None = None,
-        timeout: float = 30.0,
-    ) -> None:
-        self._secrets = (api_key,)
-        self._api = build_client(base_url, api_key, auth_scheme="Bearer", timeout=timeout, transport=transport)
-        self._downloads = build_download_client(timeout=timeout, transport=transport)
+    default_base_url = DEFAULT_BASE_URL
+    capabilities = Capabilities(offers=offers(MODEL_HAILUO_23, ROUTES), can_cancel=True, free=False)
 
     # ----- submit ------------------------------------------------------------------------------------
 
     async def submit(self, spec: GenerationSpec) -> str:
         endpoint = endpoint_for(spec)
-        body = request_body(spec)
-        try:
-            response = await self._api.post(f"/v1/queue/{endpoint}", json=body)
-        except httpx.HTTPError as exc:
-            raise transport_error(exc, creating=True) from exc
-        if response.is_error:
-            raise self._error(response, creating=True)
+        response = await self._create("POST", f"/v1/queue/{endpoint}", json=request_body(spec))
         payload = json_or_none(response)
         rid = payload.get("request_id") if isinstance(payload, dict) else None
         if not isinstance(rid, str) or not rid.strip():
@@ -117,42 +102,16 @@ class SeaArtProvider:
 
     async def poll(self, task_id: str) -> TaskStatus:
         base = _task_path(task_id)
-        response = await self._get(f"{base}/status")
-        payload = self._payload(response)
+        response = await self._request("GET", f"{base}/status", not_found="unknown task")
         retry_after = parse_retry_after(response.headers)
-        status = parse_status(payload, retry_after=retry_after)
+        status = parse_status(self._object(response), retry_after=retry_after)
         if status is not None:
             return status
         # COMPLETED without an error: the output URL lives on /response.
-        result = await self._get(f"{base}/response")
-        if result.status_code == 202:  # stored result not ready yet (providers.md §3.5)
+        result = await self._request("GET", f"{base}/response", not_found="unknown task")
+        if result.status_code == 202:  # stored result not ready yet (docs/providers/seaart.md)
             return TaskStatus("running", retry_after=retry_after, raw_status="COMPLETED")
-        return parse_result(self._payload(result))
-
-    async def _get(self, path: str) -> httpx.Response:
-        try:
-            response = await self._api.get(path)
-        except httpx.HTTPError as exc:
-            raise transport_error(exc) from exc
-        if response.status_code == 404:
-            raise ProviderError(
-                FailureKind.BAD_REQUEST, "unknown task", status=404, request_id=request_id(response.headers)
-            )
-        if response.is_error:
-            raise self._error(response)
-        return response
-
-    def _payload(self, response: httpx.Response) -> Mapping[str, object]:
-        payload = json_or_none(response)
-        if not isinstance(payload, dict):
-            # Usually a proxy or a half-deployed backend; the next poll will likely read fine.
-            raise ProviderError(
-                FailureKind.UNAVAILABLE,
-                "malformed response",
-                status=response.status_code,
-                request_id=request_id(response.headers),
-            )
-        return payload
+        return parse_result(self._object(result))
 
     # ----- cancel ------------------------------------------------------------------------------------
 
@@ -171,14 +130,14 @@ class SeaArtProvider:
             return False
         if response.status_code == 400 and any(ALREADY_COMPLETED in word for word in _words(json_or_none(response))):
             return False
-        raise self._error(response)
+        raise self._error(response, creating=False)
 
-    # ----- shared ------------------------------------------------------------------------------------
+    # ----- errors ------------------------------------------------------------------------------------
 
-    def _error(self, response: httpx.Response, *, creating: bool = False) -> ProviderError:
+    def _error(self, response: httpx.Response, *, creating: bool) -> ProviderError:
         """Map an error answer; SeaArt's `error.code` and `detail` refine what the HTTP status says."""
         payload = json_or_none(response)
-        message = response_message(response, secrets=self._secrets)
+        message = self._message(response)
         code = _error_code(payload)
         shown = f"{code}: {message}" if code and message else code or message
         error = error_from_response(response, message=shown, creating=creating)
@@ -196,13 +155,6 @@ class SeaArtProvider:
             ),
             payload,
         )
-
-    async def download(self, url: str, dest: Path, max_bytes: int) -> int:
-        return await stream_download(self._downloads, url, dest, max_bytes)
-
-    async def aclose(self) -> None:
-        await self._api.aclose()
-        await self._downloads.aclose()
 
 
 # ----- task ids ----------------------------------------------------------------------------------------
@@ -257,13 +209,13 @@ def request_body(spec: GenerationSpec) -> dict[str, object]:
     if spec.mode == "i2v":
         if spec.image is None:
             raise ProviderError(FailureKind.BAD_REQUEST, "image-to-video needs an image")
-        body["first_frame_image"] = image_data_url(spec.image)
+        body["first_frame_image"] = imagedata_url(spec.image)
     return body
 
 
-def image_data_url(image: ImageInput) -> str:
+def imagedata_url(image: ImageInput) -> str:
     """SeaArt takes JPG, PNG and WebP as base64 data URLs, so no re-encoding is needed."""
-    return f"data:{image.mime};base64,{base64.b64encode(image.data).decode('ascii')}"
+    return data_url(image.mime, image.data)
 
 
 # ----- status mapping (pure) ---------------------------------------------------------------------------
@@ -355,3 +307,11 @@ def _with_body_request_id(error: ProviderError, payload: object) -> ProviderErro
     if error.request_id is None and isinstance(payload, dict):
         error.request_id = sanitize(payload.get("request_id"), limit=64) or None
     return error
+
+
+def _build(section: SeaArtSection, wiring: Wiring) -> SeaArtProvider:
+    assert wiring.api_key is not None
+    return SeaArtProvider(wiring.api_key, section.base_url, timeout=section.timeout)  # SeaArt has no callbacks
+
+
+ENTRY = ProviderEntry(name="seaart", section=SeaArtSection, key_variable="SEAART_API_KEY", factory=_build)

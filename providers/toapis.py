@@ -13,37 +13,22 @@ event only tells the runner which task to poll now.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
-import io
-import json
 import math
 import time
 from collections.abc import Mapping
-from pathlib import Path
-from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
 
 import httpx
+from pydantic import Field
 
-from providers.base import Capabilities, FailureKind, ProviderError, TaskStatus, WebhookRejected, WebhookSignal
-from providers.http import (
-    MODERATION_RE,
-    build_client,
-    build_download_client,
-    json_or_none,
-    kind_for_status,
-    parse_retry_after,
-    request_id,
-    sanitize,
-    stream_download,
-    transport_error,
-    unreadable_success,
-)
-from services.spec import DURATIONS_BY_RESOLUTION, MODEL_HAILUO_02, MODEL_HAILUO_23, GenerationSpec, ImageInput
-
-if TYPE_CHECKING:
-    from PIL import Image
+from core.provider import Capabilities, ProviderError, WebhookSignal
+from core.spec import DURATIONS_BY_RESOLUTION, MODEL_HAILUO_02, MODEL_HAILUO_23, GenerationSpec, ImageInput
+from core.tasks import FailureKind, TaskStatus
+from providers.kit.base import HttpProvider
+from providers.kit.entry import PaidSection, ProviderEntry, Wiring
+from providers.kit.http import MODERATION_RE, json_or_none, kind_for_status, parse_retry_after, request_id, sanitize
+from providers.kit.images import shrink_to_jpeg
+from providers.toapis_callbacks import verify_delivery
 
 DEFAULT_BASE_URL = "https://toapis.com"
 WIRE_23 = "MiniMax-Hailuo-2.3"
@@ -58,14 +43,7 @@ WIRE_MODELS: dict[tuple[str, str], str] = {
 END_FRAME_WIRE_MODELS = frozenset({WIRE_02})  # `metadata.last_frame_image` (§4.2)
 # The upload cap is "10MB" (§4.7); 10 million bytes is under it whichever megabyte ToAPIs means.
 MAX_UPLOAD_BYTES = 10_000_000
-JPEG_QUALITIES = (90, 80, 70)
 MIN_SHORT_SIDE = 301  # the model wants the short side > 300 px; never shrink below that
-WEBHOOK_TOLERANCE = 300.0  # seconds of clock skew accepted on a delivery (§4.5)
-MAX_EVENT_ID = 128
-_HEADER_ID = "x-toapis-webhook-id"
-_HEADER_TIMESTAMP = "x-toapis-webhook-timestamp"
-_HEADER_SIGNATURE = "x-toapis-webhook-signature"
-_TASK_EVENTS = frozenset({"generation.completed", "generation.failed"})
 
 QUEUED_WORDS = frozenset({"queued", "submitted", "pending"})
 RUNNING_WORDS = frozenset({"in_progress", "processing", "running"})
@@ -86,19 +64,27 @@ KIND_BY_CODE: dict[str, FailureKind] = {
     "rate_limit_unavailable": FailureKind.RATE_LIMITED,  # the submit limiter is down: nothing was created
     "internal_error": FailureKind.UNAVAILABLE,
 }
+# ToAPIs signs callbacks with a secret set on the API token in its console.
+WEBHOOK_SECRET_VARIABLE = "TOAPIS_WEBHOOK_SECRET"
 WEBHOOK_NOT_CONFIGURED = "the ToAPIs API token has no task webhook configured (set its URL and secret in the console)"
 
 
-class ToApisProvider:
+class ToApisSection(PaidSection):
+    base_url: str = Field(DEFAULT_BASE_URL, pattern="^https?://")
+    max_polls_per_second: float = Field(40, gt=0)  # its default tier allows 50 queries a second
+
+
+class ToApisProvider(HttpProvider):
     """The `WebhookProvider` for ToAPIs' OpenAI-style async video API."""
 
     name = "toapis"
+    default_base_url = DEFAULT_BASE_URL
     capabilities: Capabilities
 
     def __init__(
         self,
         api_key: str,
-        base_url: str = DEFAULT_BASE_URL,
+        base_url: str | None = None,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         timeout: float = 30.0,
@@ -106,17 +92,18 @@ class ToApisProvider:
         webhook_secret: str | None = None,
         previous_webhook_secret: str | None = None,
     ) -> None:
-        self._webhook_url = webhook_url or None
-        self._webhook_secrets = tuple(s for s in (webhook_secret, previous_webhook_secret) if s)
-        self._secrets = (api_key, *self._webhook_secrets)
+        super().__init__(api_key, base_url, timeout=timeout, transport=transport)
+        self._signing_secrets = tuple(s for s in (webhook_secret, previous_webhook_secret) if s)
+        self._secrets = (api_key, *self._signing_secrets)
+        # ToAPIs refuses a callback_url unless the token has a signing secret, and without one a
+        # callback could not be told from a forgery: no secret, no callbacks.
+        self._webhook_url = (webhook_url or None) if self._signing_secrets else None
         self.capabilities = Capabilities(
             offers=frozenset(WIRE_MODELS),
             end_frame_models=frozenset({MODEL_HAILUO_02}),
             can_cancel=False,
-            webhooks=bool(webhook_secret),
+            verifies_callbacks=bool(self._signing_secrets),
         )
-        self._api = build_client(base_url, api_key, timeout=timeout, transport=transport)
-        self._downloads = build_download_client(timeout=timeout, transport=transport)
 
     # ----- submit ------------------------------------------------------------------------------------
 
@@ -125,16 +112,11 @@ class ToApisProvider:
         first = await self._upload(spec.image, "first-frame") if spec.mode == "i2v" else None
         last = await self._upload(spec.end_image, "last-frame") if spec.end_image else None
         body = request_body(spec, model, first_frame_url=first, last_frame_url=last, callback_url=self._webhook_url)
-        try:
-            response = await self._api.post("/v1/videos/generations", json=body)
-        except httpx.HTTPError as exc:
-            raise transport_error(exc, creating=True) from exc
-        if response.is_error:
-            raise self._error(response, creating=True)
+        response = await self._create("POST", "/v1/videos/generations", json=body)
         payload = json_or_none(response)
         task_id = payload.get("id") if isinstance(payload, dict) else None
         if not isinstance(task_id, str) or not task_id.strip():
-            raise unreadable_success(response, "submit response without a task id")
+            raise self._no_task_id(response)
         return task_id
 
     async def _upload(self, image: ImageInput | None, label: str) -> str:
@@ -143,22 +125,20 @@ class ToApisProvider:
             raise ProviderError(FailureKind.BAD_REQUEST, "image-to-video needs an image")
         data, mime, extension = image.data, image.mime, image.extension
         if len(data) > MAX_UPLOAD_BYTES:
-            data = await asyncio.to_thread(shrink_to_jpeg, data, MAX_UPLOAD_BYTES)
+            data = await asyncio.to_thread(shrink_to_jpeg, data, MAX_UPLOAD_BYTES, min_short_side=MIN_SHORT_SIDE)
             mime, extension = "image/jpeg", "jpg"
         try:
-            response = await self._api.post("/v1/uploads/images", files={"file": (f"{label}.{extension}", data, mime)})
-        except httpx.HTTPError as exc:
-            error = transport_error(exc)
-            raise ProviderError(error.kind, f"image upload: {error.detail}") from exc
-        if response.is_error:
-            error = self._error(response, creating=False)
+            response = await self._request(
+                "POST", "/v1/uploads/images", files={"file": (f"{label}.{extension}", data, mime)}
+            )
+        except ProviderError as error:
             raise ProviderError(
                 error.kind,
                 f"image upload: {error.detail}",
                 status=error.status,
                 request_id=error.request_id,
                 retry_after=error.retry_after,
-            )
+            ) from error
         payload = json_or_none(response)
         if isinstance(payload, dict) and payload.get("success") is False:
             message = sanitize(payload.get("message"), secrets=self._secrets)
@@ -177,24 +157,12 @@ class ToApisProvider:
     async def poll(self, task_id: str) -> TaskStatus:
         if not task_id:
             raise ProviderError(FailureKind.BAD_REQUEST, "empty task id")
-        try:
-            response = await self._api.get(f"/v1/videos/generations/{quote(task_id, safe='')}")
-        except httpx.HTTPError as exc:
-            raise transport_error(exc) from exc
-        if response.status_code == 404:
-            raise ProviderError(FailureKind.BAD_REQUEST, "unknown task", status=404)
-        if response.is_error:
-            raise self._error(response, creating=False)
-        payload = json_or_none(response)
-        if not isinstance(payload, dict) or not isinstance(payload.get("status"), str):
-            # Usually a proxy or a half-deployed backend; the next poll will likely read fine.
-            raise ProviderError(
-                FailureKind.UNAVAILABLE,
-                "malformed response",
-                status=response.status_code,
-                request_id=request_id(response.headers),
-            )
-        return parse_task(payload, retry_after=retry_after_from(response.headers), secrets=self._secrets)
+        path = f"/v1/videos/generations/{quote(task_id, safe='')}"
+        response = await self._request("GET", path, not_found="unknown task")
+        payload = self._object(response)
+        if not isinstance(payload.get("status"), str):
+            raise self._malformed(response)
+        return parse_task(payload, retry_after=retry_after_from(response), secrets=self._secrets)
 
     # ----- errors ------------------------------------------------------------------------------------
 
@@ -210,7 +178,7 @@ class ToApisProvider:
             f"{label}: {message}" if message else label,
             status=status,
             request_id=request_id(response.headers),
-            retry_after=retry_after_from(response.headers),
+            retry_after=retry_after_from(response),
             # A gateway timeout may hide a backend that created the task; any other answer means it did not.
             maybe_created=creating and status == 504,
         )
@@ -218,46 +186,11 @@ class ToApisProvider:
     # ----- webhooks ----------------------------------------------------------------------------------
 
     async def prepare_webhooks(self) -> None:
-        return None  # the signing secret comes from the console, through settings
+        return None  # the signing secret comes from the console, through the environment
 
     def verify_webhook(self, headers: Mapping[str, str], body: bytes, now: float) -> WebhookSignal:
-        """Check one delivery (§4.5). Duplicates (same event id) verify alike; the receiver dedupes."""
-        if not self._webhook_secrets:
-            raise WebhookRejected("no webhook secret configured")
-        lowered = {key.lower(): value for key, value in headers.items()}
-        event_id = lowered.get(_HEADER_ID, "").strip()
-        timestamp = lowered.get(_HEADER_TIMESTAMP, "").strip()
-        signature = lowered.get(_HEADER_SIGNATURE, "")
-        if not event_id or not timestamp or not signature:
-            raise WebhookRejected("missing webhook headers")
-        if len(event_id) > MAX_EVENT_ID or not event_id.isascii() or not event_id.isprintable():
-            raise WebhookRejected("malformed event id")
-        if not timestamp.isascii() or not timestamp.isdigit():
-            raise WebhookRejected("malformed timestamp")
-        if not math.isfinite(now) or abs(now - int(timestamp)) > WEBHOOK_TOLERANCE:
-            raise WebhookRejected("stale or future timestamp")
-        candidates = _signature_candidates(signature)
-        if not candidates:
-            raise WebhookRejected("malformed signature header")
-        signed = f"{event_id}.{timestamp}.".encode() + body
-        expected = [hmac.new(secret.encode(), signed, hashlib.sha256).digest() for secret in self._webhook_secrets]
-        # Every pair is compared (constant time each), so timing does not tell which secret matched.
-        matches = [hmac.compare_digest(mine, theirs) for mine in expected for theirs in candidates]
-        if not any(matches):
-            raise WebhookRejected("bad signature")
-        return _signal(event_id, body)
-
-    # ----- shared ------------------------------------------------------------------------------------
-
-    async def download(self, url: str, dest: Path, max_bytes: int) -> int:
-        return await stream_download(self._downloads, url, dest, max_bytes)
-
-    async def cancel(self, task_id: str) -> bool:
-        return False  # ToAPIs documents no cancel for video tasks (providers.md §0)
-
-    async def aclose(self) -> None:
-        await self._api.aclose()
-        await self._downloads.aclose()
+        """Check one delivery. Duplicates (same event id) verify alike; the receiver dedupes."""
+        return verify_delivery(self._signing_secrets, headers, body, now)
 
 
 NEUTRAL_I2V_PROMPT = "Bring this image to life with natural, subtle motion."
@@ -310,59 +243,24 @@ def request_body(
     return body
 
 
-def shrink_to_jpeg(data: bytes, max_bytes: int) -> bytes:
-    """Re-encode an image as JPEG until it fits `max_bytes`: lower quality first, then fewer pixels.
-
-    Blocking (run it in a thread). EXIF orientation is applied, since the JPEG carries no EXIF, and
-    transparency is flattened onto white."""
-    from PIL import Image, ImageOps  # imported lazily: only oversized inputs need it
-
-    try:
-        with Image.open(io.BytesIO(data)) as original:
-            img = ImageOps.exif_transpose(original)
-            img = _flatten(img)
-            for _ in range(8):
-                for quality in JPEG_QUALITIES:
-                    encoded = _jpeg(img, quality)
-                    if len(encoded) <= max_bytes:
-                        return encoded
-                scale = max(0.5, min(0.9, math.sqrt(max_bytes / len(encoded)) * 0.95))
-                size = (round(img.width * scale), round(img.height * scale))
-                if min(size) < MIN_SHORT_SIDE:
-                    break
-                img = img.resize(size, Image.Resampling.LANCZOS)
-    except (OSError, ValueError) as exc:
-        raise ProviderError(FailureKind.BAD_REQUEST, "input image could not be re-encoded") from exc
-    raise ProviderError(FailureKind.BAD_REQUEST, "input image could not be made small enough to upload")
-
-
-def _flatten(img: Image.Image) -> Image.Image:
-    from PIL import Image
-
-    if img.mode in ("RGB", "L"):
-        return img
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        rgba = img.convert("RGBA")
-        canvas = Image.new("RGB", rgba.size, (255, 255, 255))
-        canvas.paste(rgba, mask=rgba.getchannel("A"))
-        return canvas
-    return img.convert("RGB")
-
-
-def _jpeg(img: Image.Image, quality: int) -> bytes:
-    out = io.BytesIO()
-    img.save(out, format="JPEG", quality=quality, optimize=True)
-    return out.getvalue()
-
-
 # ----- response reading (pure) ------------------------------------------------------------------------
 
 
-def retry_after_from(headers: httpx.Headers, *, now: float | None = None) -> float | None:
-    """`Retry-After`, else `X-RateLimit-Reset` (§4.6): Unix seconds when it looks like a date, else a delta."""
+def retry_after_from(response: httpx.Response, *, now: float | None = None) -> float | None:
+    """How long ToAPIs asks us to wait before the next request, or None.
+
+    ToAPIs sends `X-RateLimit-Limit/-Remaining/-Reset` on every answer, so the reset is honoured only
+    when the allowance is spent (`X-RateLimit-Remaining: 0`) or the answer is a 429: an ordinary 200 with
+    allowance left says nothing about when to poll next. `Retry-After` wins whenever it is sent. The
+    reset is read as Unix seconds when it looks like a date, else as a delta (which one ToAPIs sends is
+    unconfirmed: docs/providers/toapis.md)."""
+    headers = response.headers
     seconds = parse_retry_after(headers, now=now)
     if seconds is not None:
         return seconds
+    remaining = headers.get("x-ratelimit-remaining", "").strip()
+    if response.status_code != 429 and remaining != "0":
+        return None
     raw = headers.get("x-ratelimit-reset", "").strip()
     try:
         reset = float(raw)
@@ -370,7 +268,7 @@ def retry_after_from(headers: httpx.Headers, *, now: float | None = None) -> flo
         return None
     if not math.isfinite(reset) or reset < 0:
         return None
-    if reset > 1_000_000_000:  # an epoch timestamp, not a delta (UNCONFIRMED which ToAPIs sends)
+    if reset > 1_000_000_000:  # an epoch timestamp, not a delta
         return max(0.0, reset - (time.time() if now is None else now))
     return reset
 
@@ -461,36 +359,21 @@ def _output_url(result: object) -> str | None:
     return url if isinstance(url, str) and urlsplit(url).scheme in ("http", "https") else None
 
 
-def _signature_candidates(header: str) -> list[bytes]:
-    """The digests of every well-formed `v1=<64 hex>` entry; other versions are ignored."""
-    digests: list[bytes] = []
-    for part in header.split(","):
-        version, sep, value = part.strip().partition("=")
-        if not sep or version != "v1":
-            continue
-        value = value.strip()
-        if len(value) != 64:
-            continue
-        try:
-            digests.append(bytes.fromhex(value))
-        except ValueError:
-            continue
-    return digests
+def _build(section: ToApisSection, wiring: Wiring) -> ToApisProvider:
+    assert wiring.api_key is not None
+    return ToApisProvider(
+        wiring.api_key,
+        section.base_url,
+        timeout=section.timeout,
+        webhook_url=wiring.callback_url,
+        webhook_secret=wiring.secrets.get(WEBHOOK_SECRET_VARIABLE),
+    )
 
 
-def _signal(event_id: str, body: bytes) -> WebhookSignal:
-    try:
-        event = json.loads(body)
-    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
-        raise WebhookRejected("malformed JSON body") from exc
-    if not isinstance(event, dict) or not isinstance(event.get("type"), str):
-        raise WebhookRejected("malformed event")
-    if event.get("id") not in (None, event_id):
-        raise WebhookRejected("event id does not match its header")
-    if event["type"] not in _TASK_EVENTS:  # endpoint.test and anything new: nothing to poll
-        return WebhookSignal(task_id=None, event_id=event_id)
-    data = event.get("data")
-    task_id = data.get("task_id") if isinstance(data, dict) else None
-    if not isinstance(task_id, str) or not task_id.strip():
-        raise WebhookRejected("task event without a task id")
-    return WebhookSignal(task_id=task_id, event_id=event_id)
+ENTRY = ProviderEntry(
+    name="toapis",
+    section=ToApisSection,
+    key_variable="TOAPIS_API_KEY",
+    factory=_build,
+    extra_secrets=(WEBHOOK_SECRET_VARIABLE,),
+)

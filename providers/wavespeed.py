@@ -12,42 +12,23 @@ outcome or the output.
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import hmac
-import io
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import dataclass
 from urllib.parse import quote
 
 import httpx
+from pydantic import Field
 
-from providers.base import (
-    Capabilities,
-    FailureKind,
-    ProviderError,
-    TaskStatus,
-    WebhookRejected,
-    WebhookSignal,
-)
-from providers.http import (
-    MODERATION_RE,
-    body_message,
-    build_client,
-    build_download_client,
-    error_from_response,
-    json_or_none,
-    parse_retry_after,
-    request_id,
-    response_message,
-    sanitize,
-    stream_download,
-    transport_error,
-    unreadable_success,
-)
-from services.spec import MODEL_HAILUO_02, MODEL_HAILUO_23, GenerationSpec, ImageInput
+from core.provider import Capabilities, ProviderError, WebhookRejected, WebhookSignal
+from core.spec import MODEL_HAILUO_02, MODEL_HAILUO_23, GenerationSpec, ImageInput
+from core.tasks import FailureKind, TaskStatus
+from providers.kit.base import HttpProvider
+from providers.kit.entry import PaidSection, ProviderEntry, Wiring
+from providers.kit.http import MODERATION_RE, body_message, error_from_response, parse_retry_after, sanitize
+from providers.kit.images import data_url, reencode_png
 
 DEFAULT_BASE_URL = "https://api.wavespeed.ai"
 
@@ -95,35 +76,36 @@ MAX_EVENT_ID_LENGTH = 128  # ids go into logs and the receiver's duplicate cache
 MAX_SIGNATURES = 8  # a header may list several (key rotation); more is not a real sender
 
 
-class WaveSpeedProvider:
-    """The `Provider` (and, with a `webhook_url`, the `WebhookProvider`) for WaveSpeedAI's v3 REST API."""
+class WaveSpeedSection(PaidSection):
+    base_url: str = Field(DEFAULT_BASE_URL, pattern="^https?://")
+
+
+class WaveSpeedProvider(HttpProvider):
+    """The `WebhookProvider` for WaveSpeedAI's v3 REST API (callbacks only with a `webhook_url`)."""
 
     name = "wavespeed"
+    default_base_url = DEFAULT_BASE_URL
     capabilities = Capabilities(
         offers=frozenset(ROUTES),
         end_frame_models=frozenset({MODEL_HAILUO_02}),
         end_frame_variants=frozenset(variant for (_, variant), route in ROUTES.items() if route.end_image),
         can_cancel=False,
+        verifies_callbacks=True,  # signed with the account's secret, fetched by prepare_webhooks
         free=False,
     )
 
     def __init__(
         self,
         api_key: str,
-        base_url: str = DEFAULT_BASE_URL,
+        base_url: str | None = None,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         timeout: float = 30.0,
         webhook_url: str | None = None,
     ) -> None:
-        self._secrets: tuple[str, ...] = (api_key,)
+        super().__init__(api_key, base_url, timeout=timeout, transport=transport)
         self._webhook_url = webhook_url
         self._webhook_key: bytes | None = None  # HMAC key, set by prepare_webhooks()
-        if webhook_url:
-            # Per instance: the same class serves bots with and without a public callback URL.
-            self.capabilities = replace(WaveSpeedProvider.capabilities, webhooks=True)
-        self._api = build_client(base_url, api_key, timeout=timeout, transport=transport)
-        self._downloads = build_download_client(timeout=timeout, transport=transport)
 
     # ----- submit ------------------------------------------------------------------------------------
 
@@ -131,20 +113,13 @@ class WaveSpeedProvider:
         endpoint = endpoint_for(spec)
         body = await request_body(spec, endpoint)
         params = {"webhook": self._webhook_url} if self._webhook_url else None
-        try:
-            response = await self._api.post(f"/api/v3/{endpoint.model_id}", json=body, params=params)
-        except httpx.HTTPError as exc:
-            raise transport_error(exc, creating=True) from exc
-        if response.is_error:
-            raise error_from_response(response, message=self._message(response), creating=True)
-        payload = json_or_none(response)
-        if not isinstance(payload, dict):
-            raise unreadable_success(response, "malformed submit response")
+        response = await self._create("POST", f"/api/v3/{endpoint.model_id}", json=body, params=params)
+        payload = self._created_object(response)
         self._raise_for_envelope(response, payload, creating=True)
         data = payload.get("data")
         task_id = data.get("id") if isinstance(data, dict) else None
         if not isinstance(task_id, str) or not task_id.strip():
-            raise unreadable_success(response, "submit response without a task id")
+            raise self._no_task_id(response)
         return task_id
 
     # ----- poll --------------------------------------------------------------------------------------
@@ -158,31 +133,13 @@ class WaveSpeedProvider:
 
     async def _get_data(self, path: str, *, not_found: str) -> tuple[dict[str, object], httpx.Response]:
         """One GET of an enveloped resource; its `data` object, or a ProviderError."""
-        try:
-            response = await self._api.get(path)
-        except httpx.HTTPError as exc:
-            raise transport_error(exc) from exc
-        if response.status_code == 404:
-            raise ProviderError(FailureKind.BAD_REQUEST, not_found, status=404)
-        if response.is_error:
-            raise error_from_response(response, message=self._message(response))
-        payload = json_or_none(response)
-        if not isinstance(payload, dict):
-            raise self._malformed(response)
+        response = await self._request("GET", path, not_found=not_found)
+        payload = self._object(response)
         self._raise_for_envelope(response, payload, creating=False, not_found=not_found)
         data = payload.get("data")
         if not isinstance(data, dict):
             raise self._malformed(response)
         return data, response
-
-    def _malformed(self, response: httpx.Response) -> ProviderError:
-        # Usually a proxy or a half-deployed backend; the next poll will likely read fine.
-        return ProviderError(
-            FailureKind.UNAVAILABLE,
-            "malformed response",
-            status=response.status_code,
-            request_id=request_id(response.headers),
-        )
 
     # ----- webhooks ----------------------------------------------------------------------------------
 
@@ -206,10 +163,7 @@ class WaveSpeedProvider:
             raise WebhookRejected("signing secret not loaded")
         return verify_callback(self._webhook_key, headers, body, now)
 
-    # ----- shared ------------------------------------------------------------------------------------
-
-    def _message(self, response: httpx.Response) -> str:
-        return response_message(response, secrets=self._secrets)
+    # ----- errors ------------------------------------------------------------------------------------
 
     def _raise_for_envelope(
         self,
@@ -219,7 +173,7 @@ class WaveSpeedProvider:
         creating: bool,
         not_found: str = "unknown task",
     ) -> None:
-        """A 2xx whose envelope `code` is not 200 is an error that uses HTTP numbers (providers.md §2.7)."""
+        """A 2xx whose envelope `code` is not 200 is an error that uses HTTP numbers (docs/providers/wavespeed.md)."""
         code = _envelope_code(payload.get("code"))
         if code is None or code == 200:
             return
@@ -227,16 +181,6 @@ class WaveSpeedProvider:
             raise ProviderError(FailureKind.BAD_REQUEST, not_found, status=404)
         message = body_message(payload, secrets=self._secrets)
         raise error_from_response(response, message=message, creating=creating, code=code)
-
-    async def download(self, url: str, dest: Path, max_bytes: int) -> int:
-        return await stream_download(self._downloads, url, dest, max_bytes)
-
-    async def cancel(self, task_id: str) -> bool:
-        return False  # WaveSpeed documents no cancel endpoint (providers.md §0)
-
-    async def aclose(self) -> None:
-        await self._api.aclose()
-        await self._downloads.aclose()
 
 
 # ----- request building (pure, no I/O except the rare image re-encode) ---------------------------------
@@ -272,33 +216,17 @@ async def request_body(spec: GenerationSpec, endpoint: Endpoint | None = None) -
     if spec.mode == "i2v":
         if spec.image is None:
             raise ProviderError(FailureKind.BAD_REQUEST, "image-to-video needs an image")
-        body["image"] = await image_data_url(spec.image)
+        body["image"] = await imagedata_url(spec.image)
     if spec.end_image is not None:  # endpoint_for has checked that this endpoint takes it
-        body["end_image"] = await image_data_url(spec.end_image)
+        body["end_image"] = await imagedata_url(spec.end_image)
     return body
 
 
-async def image_data_url(image: ImageInput) -> str:
+async def imagedata_url(image: ImageInput) -> str:
     if image.mime in ACCEPTED_IMAGE_MIMES:
-        return _data_url(image.mime, image.data)
-    png = await asyncio.to_thread(_reencode_png, image.data)
-    return _data_url("image/png", png)
-
-
-def _data_url(mime: str, data: bytes) -> str:
-    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
-
-
-def _reencode_png(data: bytes) -> bytes:
-    from PIL import Image  # imported lazily: only WebP inputs need it
-
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            out = io.BytesIO()
-            img.save(out, format="PNG")
-    except (OSError, ValueError) as exc:
-        raise ProviderError(FailureKind.BAD_REQUEST, "input image could not be converted") from exc
-    return out.getvalue()
+        return data_url(image.mime, image.data)
+    png = await asyncio.to_thread(reencode_png, image.data)
+    return data_url("image/png", png)
 
 
 # ----- status mapping (pure) --------------------------------------------------------------------------
@@ -407,3 +335,11 @@ def _callback_task_id(body: bytes) -> str:
 
 def _printable_ascii(text: str) -> bool:
     return text.isascii() and text.isprintable()
+
+
+def _build(section: WaveSpeedSection, wiring: Wiring) -> WaveSpeedProvider:
+    assert wiring.api_key is not None
+    return WaveSpeedProvider(wiring.api_key, section.base_url, timeout=section.timeout, webhook_url=wiring.callback_url)
+
+
+ENTRY = ProviderEntry(name="wavespeed", section=WaveSpeedSection, key_variable="WAVESPEED_API_KEY", factory=_build)

@@ -1,7 +1,9 @@
-"""Getting a finished clip to the user: download, check, fit to the upload limit, post.
+"""Getting a finished clip to the user: download, check it is a video, fit it to the upload limit,
+post it, settle. Discord-free: the reporter says what the platform allows and how a post failed.
 
-Discord-free: the reporter says what the chat platform allows (`upload_limit`) and raises
-UploadTooLarge / DeliveryFailed; this module decides what to try next (as it is, re-encoded, link).
+What is tried, in order: the clip as it is (when it fits), re-encoded to fit, and — only when the
+provider's output is a web link (http or https) — that link. A local file's path is never posted: when
+nothing fits, the job ends undeliverable and is refunded.
 """
 
 from __future__ import annotations
@@ -9,51 +11,68 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import shutil
+import time
 from pathlib import Path
-from typing import Protocol
+from urllib.parse import urlsplit
 
-from services import media
+from core.jobs import JobStatus
+from core.provider import ProviderError
+from core.tasks import FailureKind
+from media import ffmpeg
+from services.endings import fail, record_status, settle
 from services.progress import JobCard
+from services.reporter import DeliveryFailed, JobReporter, UploadTooLarge
+from services.run import Crew, JobRun
 
 log = logging.getLogger(__name__)
 
-# How long providers keep outputs (providers.md); unknown ones get a cautious wording.
+# How long providers keep outputs (docs/providers/); unknown ones get a cautious wording.
 LINK_LIFETIME = {"minimax": "about 1 hour", "toapis": "24 hours"}
 
 
-class UploadTooLarge(Exception):
-    """The chat platform refused the upload as too large (Discord 413 / 40005)."""
+async def deliver(crew: Crew, run: JobRun, url: str) -> None:
+    """Download the output at `url`, post it, and settle (or refund when that fails)."""
+    async with crew.delivery_slots:
+        await _deliver_now(crew, run, url)
 
 
-class DeliveryFailed(Exception):
-    """The clip could not be shown to the user at all; the message is safe to log."""
-
-
-class JobReporter(Protocol):
-    """Where a job shows itself. Implemented by the Discord cog and by the terminal CLI."""
-
-    upload_limit: int | None  # bytes one attachment may have; None = no limit
-
-    async def show(self, card: JobCard) -> None:
-        """Replace the job card with this one (progress, or a failure)."""
-        ...
-
-    async def deliver(self, card: JobCard, clip: Path | None) -> None:
-        """Post the finished card with the clip (or, when `clip` is None, the card's link).
-
-        Raises UploadTooLarge when the file is refused for its size, DeliveryFailed otherwise."""
-        ...
-
-    async def delivered_before(self, card: JobCard) -> bool:
-        """Whether this finished card was already posted (the bot may have stopped mid-posting)."""
-        ...
+async def _deliver_now(crew: Crew, run: JobRun, url: str) -> None:
+    job, tmp = run.job, crew.settings.tmp_dir
+    await record_status(crew.store, run, JobStatus.DOWNLOADING)
+    await run.updater.update(run.card)
+    raw = tmp / f"job-{job.id}-output.mp4"
+    fitted = tmp / f"job-{job.id}-fitted.mp4"
+    try:
+        try:
+            size = await crew.router.providers[job.provider].download(url, raw, crew.settings.max_output_bytes)
+            await ffmpeg.probe(raw)
+        except (ProviderError, ffmpeg.MediaError) as exc:
+            await fail(crew.store, run, FailureKind.OUTPUT_INVALID, str(exc))
+            return
+        await record_status(crew.store, run, JobStatus.POSTING, f"{size} bytes", output_bytes=size)
+        await run.updater.update(run.card.with_stage("posting"))
+        await run.updater.flush()
+        done = run.card.with_stage("done", took_seconds=round(time.monotonic() - run.began))
+        delivered_as = await post_clip(
+            job.id, job.provider, raw, fitted, done, url, run.reporter, reencode_slots=crew.reencode_slots
+        )
+    finally:
+        for path in (raw, fitted):
+            path.unlink(missing_ok=True)
+    if delivered_as is None:
+        await fail(crew.store, run, FailureKind.UNDELIVERABLE, "no way to post the clip")
+        return
+    await settle(crew.store, job, delivered_as)
 
 
 def link_note(provider: str) -> str:
     lifetime = LINK_LIFETIME.get(provider)
     when = f"it expires in {lifetime}" if lifetime else "the provider keeps it for a limited time"
     return f"The clip is too large to upload here, so here is the provider's link ({when}: save it soon)."
+
+
+def is_web_link(url: str) -> bool:
+    return urlsplit(url).scheme in ("http", "https")
 
 
 async def post_clip(
@@ -73,15 +92,21 @@ async def post_clip(
     limit = reporter.upload_limit
     size = raw.stat().st_size
     plan = [
-        how for how, wanted in (("file", limit is None or size <= limit), ("reencoded", limit is not None)) if wanted
+        how
+        for how, wanted in (
+            ("file", limit is None or size <= limit),
+            ("reencoded", limit is not None),
+            ("link", is_web_link(url)),  # a local render's file:// URL means nothing to anyone else
+        )
+        if wanted
     ]
-    for how in [*plan, "link"]:
+    for how in plan:
         clip: Path | None = raw if how == "file" else None
         if how == "reencoded":
             assert limit is not None
             async with reencode_slots or contextlib.nullcontext():
                 log.info("job %d: re-encoding %d bytes to fit %d", job_id, size, limit)
-                clip = await media.fit_to_size(raw, fitted, limit)
+                clip = await ffmpeg.fit_to_size(raw, fitted, limit)
             if clip is None:
                 continue
         shown = card if clip is not None else card.with_stage("done", link=url, message=link_note(provider))
@@ -94,29 +119,6 @@ async def post_clip(
             log.warning("job %d: delivery as %s failed: %s", job_id, how, exc)
             if how == "link":
                 return None
+    if "link" not in plan:
+        log.warning("job %d: the clip does not fit the upload limit and has no web link to post", job_id)
     return None
-
-
-class SavedClipReporter:
-    """For jobs with no chat to report to (started from the terminal, resumed after a restart):
-    the finished clip is kept under `folder` and the log says where."""
-
-    upload_limit: int | None = None
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-
-    async def show(self, card: JobCard) -> None:
-        log.debug("job %d: %s", card.job_id, card.stage)
-
-    async def deliver(self, card: JobCard, clip: Path | None) -> None:
-        if clip is None:
-            log.info("job %d: finished; the provider's link: %s", card.job_id, card.link)
-            return
-        self.folder.mkdir(parents=True, exist_ok=True)
-        dest = self.folder / f"hailuo-{card.job_id}.mp4"
-        shutil.copyfile(clip, dest)
-        log.info("job %d: finished; saved as %s", card.job_id, dest)
-
-    async def delivered_before(self, card: JobCard) -> bool:
-        return (self.folder / f"hailuo-{card.job_id}.mp4").exists()

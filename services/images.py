@@ -28,8 +28,8 @@ import struct
 
 from PIL import Image, UnidentifiedImageError
 
-from services.errors import UserError
-from services.spec import ImageInput
+from core.errors import UserError
+from core.spec import ImageInput
 
 MAX_DECLARED_BYTES = 20 * 1024 * 1024
 MIN_SHORT_SIDE = 300  # exclusive: the short side must be more than this

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
-from services.spec import DURATIONS_BY_RESOLUTION, RESOLUTION_BY_QUALITY, GenerationSpec
-
-FREE_PROVIDERS = ("preview",)
+from core.spec import DURATIONS_BY_RESOLUTION, RESOLUTION_BY_QUALITY, GenerationSpec
 
 
 def required_price_keys(offers: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
@@ -21,11 +19,12 @@ def required_price_keys(offers: Iterable[tuple[str, str]]) -> dict[str, list[str
 
 
 class PriceTable:
-    def __init__(self, prices: dict[str, dict[str, dict[str, int]]]) -> None:
+    def __init__(self, prices: Mapping[str, Mapping[str, Mapping[str, int]]], free: Iterable[str] = ()) -> None:
         self._prices = prices
+        self._free = frozenset(free)  # providers whose `capabilities.free` is set: every clip costs 0
 
     def price_micros(self, provider: str, spec: GenerationSpec) -> int:
-        if provider in FREE_PROVIDERS:
+        if provider in self._free:
             return 0
         try:
             return self._prices[provider][spec.model][spec.price_key]

@@ -15,6 +15,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from core.jobs import JobRecord
+from core.spec import RESOLUTION_BY_QUALITY
+
 log = logging.getLogger(__name__)
 
 Stage = Literal["validating", "queued", "generating", "downloading", "posting", "done", "failed", "cancelled"]
@@ -43,6 +46,7 @@ class JobCard:
     message: str = ""  # failure reason or delivery note, safe to show
     link: str | None = None  # provider link when the clip could not be uploaded
     notice: str = ""  # e.g. "the bot restarted" or "continued after the 15-minute limit"
+    free: bool = False  # made by a free provider (the local preview): not a real generation
 
     @property
     def final(self) -> bool:
@@ -147,3 +151,21 @@ class CardUpdater:
                     continue
                 self._last_sent = card
                 return
+
+
+def card_for(job: JobRecord, *, free: bool = False) -> JobCard:
+    """The card of a job as it was reserved (the lifecycle moves it on from there)."""
+    return JobCard(
+        job_id=job.id,
+        stage="queued",
+        prompt=job.prompt,
+        command=job.command,
+        model=job.model,
+        quality=job.quality,
+        resolution=RESOLUTION_BY_QUALITY.get(job.quality, "?"),
+        duration=job.duration,
+        cost_micros=job.cost_micros,
+        provider=job.provider,
+        requester_id=job.user_id,
+        free=free,
+    )

@@ -18,9 +18,9 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from services import camera
-from services.errors import UserError
-from services.spec import (
+from core import camera
+from core.errors import UserError
+from core.spec import (
     DURATIONS,
     DURATIONS_BY_RESOLUTION,
     MODEL_HAILUO_23,

@@ -6,14 +6,14 @@ serve the atomic reservation and the /quota summary.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
-from services.errors import QuotaExceeded
+from core.errors import QuotaExceeded
+from core.jobs import Usage
+from core.store import JobStore
 from services.pricing import format_usd
-from settings import Limits, QuotasSection
-from storage.jobs import Usage
 
 LIMIT_KEYS = (
     "user_daily_videos",
@@ -25,16 +25,35 @@ LIMIT_KEYS = (
 )
 
 
-def effective_limits(quotas: QuotasSection, role_ids: Iterable[int] = ()) -> Limits:
-    """The base limits, overridden key by key by the member's roles; among several roles that set the
-    same key the most generous wins (no limit beats any number)."""
-    values = {key: getattr(quotas, key) for key in LIMIT_KEYS}
-    overrides = [quotas.roles[role] for role in role_ids if role in quotas.roles]
-    for key in LIMIT_KEYS:
-        chosen = [getattr(o, key) for o in overrides if key in o.model_fields_set]
-        if chosen:
-            values[key] = None if None in chosen else max(chosen)
-    return Limits.model_construct(**values)
+@dataclass(frozen=True)
+class Limits:
+    """Quota limits; None means no limit. Dollar limits are in micro-dollars."""
+
+    user_daily_videos: int | None = None
+    user_daily_usd: int | None = None
+    user_monthly_usd: int | None = None
+    guild_monthly_usd: int | None = None
+    global_monthly_usd: int | None = None
+    user_max_in_flight: int | None = None
+
+
+@dataclass(frozen=True)
+class QuotaPolicy:
+    """The base limits, and per role the keys that role overrides (a value of None lifts the limit)."""
+
+    base: Limits = field(default_factory=Limits)
+    roles: Mapping[int, Mapping[str, int | None]] = field(default_factory=dict)
+
+    def for_member(self, role_ids: Iterable[int] = ()) -> Limits:
+        """The base limits, overridden key by key by the member's roles; among several roles that set
+        the same key the most generous wins (no limit beats any number)."""
+        overrides = [self.roles[role] for role in role_ids if role in self.roles]
+        changes: dict[str, int | None] = {}
+        for key in LIMIT_KEYS:
+            chosen = [override[key] for override in overrides if key in override]
+            if chosen:
+                changes[key] = None if None in chosen else max(value for value in chosen if value is not None)
+        return replace(self.base, **changes)
 
 
 def next_day(now: datetime) -> datetime:
@@ -142,3 +161,27 @@ def summarise(limits: Limits, usage: Usage, now: datetime, guild: bool) -> list[
     if guild:
         lines.append(money("Server budget this month", usage.guild_month_micros, limits.guild_monthly_usd, month_end))
     return lines
+
+
+@dataclass(frozen=True)
+class QuotaSummary:
+    lines: list[QuotaLine]
+    in_flight: int
+    max_in_flight: int | None
+
+
+class QuotaBook:
+    """Reads a member's standing against their limits (what /quota shows)."""
+
+    def __init__(self, store: JobStore, policy: QuotaPolicy) -> None:
+        self._store = store
+        self._policy = policy
+
+    async def summary(
+        self, user_id: int, guild_id: int | None, role_ids: Iterable[int], now: datetime | None = None
+    ) -> QuotaSummary:
+        now = now or datetime.now(UTC)
+        limits = self._policy.for_member(role_ids)
+        usage = await self._store.usage(user_id, guild_id, now)
+        lines = summarise(limits, usage, now, guild=guild_id is not None)
+        return QuotaSummary(lines, usage.user_in_flight, limits.user_max_in_flight)

@@ -13,13 +13,13 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from providers.base import FailureKind, Provider
-from services.errors import UserError
-from services.spec import END_FRAME_MODELS, GenerationSpec
+from core.errors import UserError
+from core.provider import Provider
+from core.spec import END_FRAME_MODELS, GenerationSpec
+from core.tasks import FailureKind
 
 log = logging.getLogger(__name__)
 
-PREVIEW = "preview"
 # Failures that say "this provider cannot take work right now", as opposed to "this request is bad".
 OUTAGE_KINDS = frozenset({FailureKind.UNAVAILABLE, FailureKind.RATE_LIMITED, FailureKind.AUTH, FailureKind.BALANCE})
 # These will not fix themselves: one is enough to take the provider out.
@@ -56,8 +56,12 @@ class ProviderRouter:
         pinned = self.pins.get(guild_id) if guild_id is not None else None
         if pinned:
             return [name for name in pinned if name in self.providers]
-        paid = [name for name in self.providers if name != PREVIEW]
-        return paid or [name for name in self.providers if name == PREVIEW]
+        paid = [name for name in self.providers if not self.is_free(name)]
+        return paid or [name for name in self.providers if self.is_free(name)]
+
+    def is_free(self, name: str) -> bool:
+        provider = self.providers.get(name)
+        return provider is not None and provider.capabilities.free
 
     def _nothing_serves(self, spec: GenerationSpec) -> str:
         if spec.end_image is not None:

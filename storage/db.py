@@ -18,11 +18,9 @@ from pathlib import Path
 
 import aiosqlite
 
+from core.errors import StorageError
+
 log = logging.getLogger(__name__)
-
-
-class StorageError(Exception):
-    """The database could not do what was asked (locked, disk full, corrupt)."""
 
 
 def _migrations() -> list[tuple[int, str]]:

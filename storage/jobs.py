@@ -1,8 +1,10 @@
-"""Jobs and the ledger: the only code that writes them.
+"""Jobs on SQLite: the `core.store.JobStore` the bot runs on by default.
 
 A job is created together with its reservation in one IMMEDIATE transaction, after a caller-supplied
 check has seen the usage figures read inside that same transaction. That is what makes quota
-enforcement race-free: two concurrent commands can never both see room for one more job.
+enforcement race-free: two concurrent commands can never both see room for one more job. Outcomes
+(settle, refund) are written with the job's final status in one transaction, and the ledger's
+triggers refuse a second outcome (storage/migrations).
 """
 
 from __future__ import annotations
@@ -12,20 +14,18 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Unpack
 
 import aiosqlite
 
-from storage.db import Database, StorageError
+from core.errors import QuotaExceeded, StorageError
+from core.jobs import TERMINAL_STATUSES, JobChanges, JobRecord, JobStatus, LedgerTotals, NewJob, Outcome, Usage
+from storage.db import Database
+from storage.ledger import read_usage, totals_from_row, totals_query
 
-TERMINAL_STATUSES = ("delivered", "failed", "cancelled")
-REFUNDED_STATUSES = ("failed", "cancelled")
 # Reservations written in one transaction at most (a group commit keeps each one short).
 GROUP_COMMIT_MAX = 64
-
-
-class QuotaRefusal(Exception):
-    """Raised by a reservation check to refuse a job (services.errors.QuotaExceeded derives from it)."""
+_TERMINAL = tuple(status.value for status in TERMINAL_STATUSES)
 
 
 def utcnow() -> datetime:
@@ -36,129 +36,11 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds")
 
 
-@dataclass(frozen=True)
-class NewJob:
-    user_id: int
-    guild_id: int | None
-    channel_id: int | None
-    interaction_id: int | None
-    command: str
-    mode: str
-    quality: str
-    duration: int
-    optimize_prompt: bool
-    model: str
-    prompt: str
-    input_image: str | None
-    provider: str
-    cost_micros: int
-    parent_job_id: int | None = None
-    end_image: str | None = None
-    upload_limit: int | None = None
-
-
-@dataclass(frozen=True)
-class JobRecord:
-    id: int
-    created_at: str
-    updated_at: str
-    user_id: int
-    guild_id: int | None
-    channel_id: int | None
-    message_id: int | None
-    interaction_id: int | None
-    command: str
-    mode: str
-    quality: str
-    duration: int
-    optimize_prompt: bool
-    model: str
-    prompt: str
-    input_image: str | None
-    provider: str
-    provider_task_id: str | None
-    status: str
-    cost_micros: int
-    output_url: str | None
-    output_bytes: int | None
-    delivered_as: str | None
-    error_kind: str | None
-    error_detail: str | None
-    submitted_at: str | None
-    provider_done_at: str | None
-    finished_at: str | None
-    generation_seconds: float | None
-    parent_job_id: int | None
-    end_image: str | None
-    upload_limit: int | None
-
-    @classmethod
-    def from_row(cls, row: aiosqlite.Row) -> JobRecord:
-        values = {f.name: row[f.name] for f in fields(cls)}
-        values["optimize_prompt"] = bool(values["optimize_prompt"])
-        return cls(**values)
-
-    @property
-    def terminal(self) -> bool:
-        return self.status in TERMINAL_STATUSES
-
-
-@dataclass(frozen=True)
-class Usage:
-    """What counts against limits, read inside the reservation transaction. Amounts in micros."""
-
-    user_in_flight: int
-    user_day_videos: int
-    user_day_micros: int
-    user_month_micros: int
-    guild_month_micros: int
-    global_month_micros: int
-
-
-@dataclass(frozen=True)
-class LedgerTotals:
-    reserved: int
-    settled: int
-    refunded: int
-    released: int = 0
-
-    @property
-    def outstanding(self) -> int:
-        """Reserved money that is neither settled, refunded nor released yet."""
-        return self.reserved - self.settled - self.refunded - self.released
-
-
-_SPENT = (
-    "COALESCE(SUM(CASE kind WHEN 'reserve' THEN amount_micros WHEN 'refund' THEN -amount_micros"
-    " WHEN 'release' THEN -amount_micros END), 0)"
-)
-_COUNTED = "COALESCE(SUM(CASE kind WHEN 'reserve' THEN 1 WHEN 'refund' THEN -1 END), 0)"
-
-
-async def _scalar(conn: aiosqlite.Connection, sql: str, params: tuple[Any, ...]) -> int:
-    async with conn.execute(sql, params) as cursor:
-        row = await cursor.fetchone()
-    return int(row[0]) if row and row[0] is not None else 0
-
-
-_TERMINAL = ",".join(f"'{status}'" for status in TERMINAL_STATUSES)
-# Every figure a quota check needs, in one statement (one round trip to the database thread).
-_USAGE_SQL = f"""SELECT
-    (SELECT COUNT(*) FROM jobs WHERE user_id = :user AND status NOT IN ({_TERMINAL})),
-    (SELECT {_COUNTED} FROM ledger WHERE user_id = :user AND period_day = :day),
-    (SELECT {_SPENT} FROM ledger WHERE user_id = :user AND period_day = :day),
-    (SELECT {_SPENT} FROM ledger WHERE user_id = :user AND period_month = :month),
-    (SELECT {_SPENT} FROM ledger WHERE guild_id = :guild AND period_month = :month),
-    (SELECT {_SPENT} FROM ledger WHERE period_month = :month)"""
-
-
-async def read_usage(conn: aiosqlite.Connection, user_id: int, guild_id: int | None, day: str, month: str) -> Usage:
-    params = {"user": user_id, "guild": guild_id, "day": day, "month": month}
-    async with conn.execute(_USAGE_SQL, params) as cursor:
-        row = await cursor.fetchone()
-    assert row is not None
-    figures = [int(value or 0) for value in row]
-    return Usage(*figures)
+def record_from_row(row: aiosqlite.Row) -> JobRecord:
+    values = {f.name: row[f.name] for f in fields(JobRecord)}
+    values["optimize_prompt"] = bool(values["optimize_prompt"])
+    values["status"] = JobStatus(values["status"])
+    return JobRecord(**values)
 
 
 def _new_record(job_id: int, job: NewJob, stamp: str) -> JobRecord:
@@ -170,7 +52,7 @@ def _new_record(job_id: int, job: NewJob, stamp: str) -> JobRecord:
         updated_at=stamp,
         message_id=None,
         provider_task_id=None,
-        status="reserved",
+        status=JobStatus.RESERVED,
         output_url=None,
         output_bytes=None,
         delivered_as=None,
@@ -191,7 +73,9 @@ class _Pending:
     result: asyncio.Future[JobRecord]
 
 
-class JobRepository:
+class SqliteJobStore:
+    """The `JobStore` on one SQLite file (see storage.db for the writer and reader connections)."""
+
     def __init__(self, db: Database) -> None:
         self.db = db
         self._queue: list[_Pending] = []
@@ -218,7 +102,7 @@ class JobRepository:
                     for pending in batch:
                         try:
                             outcomes.append((pending, await self._reserve_one(conn, pending)))
-                        except QuotaRefusal as refusal:  # checked before any insert: nothing to undo
+                        except QuotaExceeded as refusal:  # checked before any insert: nothing to undo
                             outcomes.append((pending, refusal))
             except BaseException as exc:  # the whole group is rolled back: every caller gets the error
                 for pending in batch:
@@ -276,14 +160,12 @@ class JobRepository:
 
     async def get(self, job_id: int) -> JobRecord | None:
         row = await self.db.fetchone("SELECT * FROM jobs WHERE id = ?", (job_id,))
-        return JobRecord.from_row(row) if row else None
+        return record_from_row(row) if row else None
 
     async def unfinished(self) -> list[JobRecord]:
-        placeholders = ",".join("?" * len(TERMINAL_STATUSES))
-        rows = await self.db.fetchall(
-            f"SELECT * FROM jobs WHERE status NOT IN ({placeholders}) ORDER BY id", TERMINAL_STATUSES
-        )
-        return [JobRecord.from_row(row) for row in rows]
+        placeholders = ",".join("?" * len(_TERMINAL))
+        rows = await self.db.fetchall(f"SELECT * FROM jobs WHERE status NOT IN ({placeholders}) ORDER BY id", _TERMINAL)
+        return [record_from_row(row) for row in rows]
 
     async def unannounced(self, since: datetime) -> list[JobRecord]:
         """Jobs refunded since `since` whose final card never reached their user (a delivered job's
@@ -293,25 +175,27 @@ class JobRepository:
             " ORDER BY id",
             (iso(since),),
         )
-        return [JobRecord.from_row(row) for row in rows]
+        return [record_from_row(row) for row in rows]
 
     async def mark_final_shown(self, job_id: int) -> None:
         async with self.db.transaction() as conn:
             await conn.execute("UPDATE jobs SET final_shown = 1 WHERE id = ?", (job_id,))
 
-    async def set_status(self, job_id: int, status: str, detail: str = "", **columns: Any) -> None:
+    async def set_status(self, job_id: int, status: JobStatus, detail: str = "", **changes: Unpack[JobChanges]) -> None:
         """Record a state change (and any columns that go with it) plus its history row."""
-        stamp = iso(utcnow())
+        status, stamp = JobStatus(status), iso(utcnow())  # a word that is not a status fails here
+        columns = _checked(changes)
         assignments = "".join(f", {name} = ?" for name in columns)
         async with self.db.transaction() as conn:
             await conn.execute(
                 f"UPDATE jobs SET status = ?, updated_at = ?{assignments} WHERE id = ?",
-                (status, stamp, *columns.values(), job_id),
+                (status.value, stamp, *columns.values(), job_id),
             )
-            await self._event(conn, job_id, status, detail, stamp)
+            await self._event(conn, job_id, status.value, detail, stamp)
 
-    async def update(self, job_id: int, **columns: Any) -> None:
+    async def update(self, job_id: int, **changes: Unpack[JobChanges]) -> None:
         """Change columns without a state change (e.g. the job card's message id)."""
+        columns = _checked(changes)
         assignments = ", ".join(f"{name} = ?" for name in columns)
         async with self.db.transaction() as conn:
             await conn.execute(
@@ -319,14 +203,20 @@ class JobRepository:
                 (*columns.values(), iso(utcnow()), job_id),
             )
 
-    async def finish(self, job_id: int, status: str, outcome: str, detail: str = "", **columns: Any) -> bool:
+    async def finish(
+        self, job_id: int, status: JobStatus, outcome: Outcome, detail: str = "", **changes: Unpack[JobChanges]
+    ) -> bool:
         """End a job: status + the ledger rows of its outcome, in one transaction.
 
         A refund gives back the whole reservation. A settle charges the job's `cost_micros` (the price
-        of the provider that served it) and releases the rest of the reservation, if any.
-        Idempotent: returns False (and changes nothing) when the job already has an outcome."""
+        of the provider that served it) and releases the rest of the reservation, if any; its card went
+        out with the clip, so it is marked shown. Idempotent: returns False (and changes nothing) when
+        the job already has an outcome."""
         assert outcome in ("settle", "refund")
-        stamp = iso(utcnow())
+        status, stamp = JobStatus(status), iso(utcnow())
+        columns: dict[str, object] = dict(_checked(changes))
+        if outcome == "settle":
+            columns["final_shown"] = 1
         assignments = "".join(f", {name} = ?" for name in columns)
         copy_reservation = """INSERT INTO ledger (job_id, at, kind, amount_micros, user_id, guild_id, period_day,
                               period_month)
@@ -347,9 +237,9 @@ class JobRepository:
                     )
                 await conn.execute(
                     f"UPDATE jobs SET status = ?, updated_at = ?, finished_at = ?{assignments} WHERE id = ?",
-                    (status, stamp, stamp, *columns.values(), job_id),
+                    (status.value, stamp, stamp, *columns.values(), job_id),
                 )
-                await self._event(conn, job_id, status, detail, stamp)
+                await self._event(conn, job_id, status.value, detail, stamp)
         except sqlite3.IntegrityError:
             return False  # already settled or refunded: the first outcome stands
         return True
@@ -383,17 +273,8 @@ class JobRepository:
         return await read_usage(self.db.reader, user_id, guild_id, now.strftime("%Y-%m-%d"), now.strftime("%Y-%m"))
 
     async def ledger_totals(self, job_id: int | None = None) -> LedgerTotals:
-        where, params = ("WHERE job_id = ?", (job_id,)) if job_id is not None else ("", ())
-        row = await self.db.fetchone(
-            f"""SELECT COALESCE(SUM(CASE kind WHEN 'reserve' THEN amount_micros END), 0),
-                       COALESCE(SUM(CASE kind WHEN 'settle' THEN amount_micros END), 0),
-                       COALESCE(SUM(CASE kind WHEN 'refund' THEN amount_micros END), 0),
-                       COALESCE(SUM(CASE kind WHEN 'release' THEN amount_micros END), 0)
-                FROM ledger {where}""",
-            params,
-        )
-        assert row is not None
-        return LedgerTotals(int(row[0]), int(row[1]), int(row[2]), int(row[3]))
+        sql, params = totals_query(job_id)
+        return totals_from_row(await self.db.fetchone(sql, params))
 
     async def get_meta(self, key: str) -> str | None:
         row = await self.db.fetchone("SELECT value FROM meta WHERE key = ?", (key,))
@@ -412,3 +293,14 @@ class JobRepository:
             "INSERT INTO job_events (job_id, at, status, detail) VALUES (?, ?, ?, ?)",
             (job_id, stamp, status, detail[:500]),
         )
+
+
+# Columns a caller may set (JobChanges); checked, because their names become SQL.
+_CHANGEABLE = frozenset(JobChanges.__annotations__)
+
+
+def _checked(changes: JobChanges) -> dict[str, Any]:
+    unknown = set(changes) - _CHANGEABLE
+    if unknown:
+        raise ValueError(f"not a changeable job column: {', '.join(sorted(unknown))}")
+    return dict(changes)

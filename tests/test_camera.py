@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from services import camera
-from services.errors import UserError
+from core import camera
+from core.errors import UserError
 
 
 def test_fifteen_canonical_moves_with_chinese_forms_in_the_documented_order() -> None:

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from services.media import ffmpeg_path
+from media.ffmpeg import ffmpeg_path
 
 ROOT = Path(__file__).resolve().parent.parent
 

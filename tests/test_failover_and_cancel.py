@@ -10,19 +10,18 @@ from pathlib import Path
 
 import pytest
 
-from providers.base import FailureKind
+from core.errors import UserError
+from core.spec import GenerationSpec
+from core.tasks import FailureKind
 from providers.preview import PreviewProvider
+from providers.seaart import SeaArtProvider
 from providers.wavespeed import WaveSpeedProvider
-from services.errors import UserError
+from services.cancelling import CancelOutcome
 from services.intake import Requester
-from services.jobs import CancelOutcome, JobService
 from services.polling import PollPolicy
-from services.pricing import PriceTable
 from services.routing import ProviderRouter
-from services.spec import GenerationSpec
-from settings import QuotasSection
-from storage.db import Database
-from storage.jobs import JobRepository
+from tests.builders import Services, built_services
+from tests.fakes.seaart_server import FakeSeaArt
 from tests.fakes.wavespeed_server import FakeWaveSpeed
 from tests.test_job_service import RecordingReporter
 
@@ -41,23 +40,17 @@ async def fakes() -> AsyncIterator[tuple[FakeWaveSpeed, FakeWaveSpeed]]:
 
 
 @pytest.fixture
-async def service(tmp_path: Path, fakes: tuple[FakeWaveSpeed, FakeWaveSpeed]) -> AsyncIterator[JobService]:
+async def service(tmp_path: Path, fakes: tuple[FakeWaveSpeed, FakeWaveSpeed]) -> AsyncIterator[Services]:
     providers = {
         "first": WaveSpeedProvider("ws-test-key", fakes[0].base_url, timeout=2),
         "second": WaveSpeedProvider("ws-test-key", fakes[1].base_url, timeout=2),
     }
-    async with Database(tmp_path / "jobs.db") as db:
-        yield JobService(
-            JobRepository(db),
-            ProviderRouter(providers, pins={77: ["second"]}, failure_threshold=2, cooldown_seconds=60),
-            PriceTable(PRICES),
-            QuotasSection(),
-            tmp_path,
-            edit_interval=0,
-            poll_policy=PollPolicy(dense=0.05, sparse_cap=0.2, error_first=0.05, error_ceiling=0.3),
-        )
-        for provider in providers.values():
-            await provider.aclose()
+    policy = PollPolicy(dense=0.05, sparse_cap=0.2, error_first=0.05, error_ceiling=0.3)
+    async with built_services(
+        tmp_path, providers, PRICES, pins={77: ["second"]}, failure_threshold=2, cooldown_seconds=60,
+        edit_interval=0, poll_policy=policy,
+    ) as built:  # fmt: skip
+        yield built
 
 
 async def wait_until(condition: Callable[[], bool], timeout: float = 10) -> None:
@@ -66,28 +59,26 @@ async def wait_until(condition: Callable[[], bool], timeout: float = 10) -> None
             await asyncio.sleep(0.02)
 
 
-async def run_job(service: JobService, guild_id: int | None = 10) -> tuple[str, str, int]:
-    job = await service.create(SPEC, Requester(1, guild_id, 20), command="video")
-    final = await service.run(job, RecordingReporter())
+async def run_job(service: Services, guild_id: int | None = 10) -> tuple[str, str, int]:
+    job = await service.jobs.create(SPEC, Requester(1, guild_id, 20), command="video")
+    final = await service.runner.run(job, RecordingReporter())
     assert final is not None
-    totals = await service.repo.ledger_totals(job.id)
+    totals = await service.store.ledger_totals(job.id)
     assert totals.outstanding == 0
     return final.status, final.provider, totals.settled
 
 
 async def test_reservation_covers_the_dearest_candidate_and_settles_at_the_actual_price(
-    service: JobService, fakes: tuple[FakeWaveSpeed, FakeWaveSpeed]
+    service: Services, fakes: tuple[FakeWaveSpeed, FakeWaveSpeed]
 ) -> None:
     fakes[0].fail_next_submit(503, "maintenance")
     assert await run_job(service) == ("delivered", "second", 280_000)
-    totals = await service.repo.ledger_totals(1)
+    totals = await service.store.ledger_totals(1)
     assert (totals.reserved, totals.settled, totals.released) == (490_000, 280_000, 210_000)
     assert len(fakes[0].submits) == 1 and len(fakes[1].submits) == 1
 
 
-async def test_ambiguous_submit_never_fails_over(
-    service: JobService, fakes: tuple[FakeWaveSpeed, FakeWaveSpeed]
-) -> None:
+async def test_ambiguous_submit_never_fails_over(service: Services, fakes: tuple[FakeWaveSpeed, FakeWaveSpeed]) -> None:
     fakes[0].drop_next_submit_after_create()
     status, provider, settled = await run_job(service)
     assert (status, provider, settled) == ("failed", "first", 0)
@@ -95,7 +86,7 @@ async def test_ambiguous_submit_never_fails_over(
 
 
 async def test_a_refused_request_does_not_fail_over(
-    service: JobService, fakes: tuple[FakeWaveSpeed, FakeWaveSpeed]
+    service: Services, fakes: tuple[FakeWaveSpeed, FakeWaveSpeed]
 ) -> None:
     fakes[0].fail_next_submit(400, "prompt rejected")
     assert (await run_job(service))[0] == "failed"
@@ -103,7 +94,7 @@ async def test_a_refused_request_does_not_fail_over(
 
 
 async def test_repeated_outages_rest_a_provider_and_say_so(
-    service: JobService, fakes: tuple[FakeWaveSpeed, FakeWaveSpeed], caplog: pytest.LogCaptureFixture
+    service: Services, fakes: tuple[FakeWaveSpeed, FakeWaveSpeed], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="services.routing")
     for _ in range(2):
@@ -114,18 +105,18 @@ async def test_repeated_outages_rest_a_provider_and_say_so(
     assert len(fakes[0].submits) == 2, "the rested provider was not asked again"
 
 
-async def test_one_auth_error_is_enough_to_rest_a_provider(service: JobService) -> None:
+async def test_one_auth_error_is_enough_to_rest_a_provider(service: Services) -> None:
     service.router.record_failure("first", FailureKind.AUTH)
     assert not service.router.available("first")
     assert service.router.candidates(SPEC, None) == ["second"]
 
 
 async def test_a_pinned_server_uses_only_its_providers(
-    service: JobService, fakes: tuple[FakeWaveSpeed, FakeWaveSpeed]
+    service: Services, fakes: tuple[FakeWaveSpeed, FakeWaveSpeed]
 ) -> None:
     assert await run_job(service, guild_id=77) == ("delivered", "second", 280_000)
     assert fakes[0].submits == []
-    assert (await service.repo.ledger_totals(1)).reserved == 280_000  # only its own provider's price
+    assert (await service.store.ledger_totals(1)).reserved == 280_000  # only its own provider's price
 
 
 def test_preview_stands_in_only_when_no_paid_provider_is_configured(tmp_path: Path) -> None:
@@ -143,59 +134,50 @@ def test_preview_stands_in_only_when_no_paid_provider_is_configured(tmp_path: Pa
 
 
 async def test_cancel_before_submit_refunds_and_calls_nobody(
-    service: JobService, fakes: tuple[FakeWaveSpeed, FakeWaveSpeed]
+    service: Services, fakes: tuple[FakeWaveSpeed, FakeWaveSpeed]
 ) -> None:
-    job = await service.create(SPEC, Requester(1, 10, 20), command="video")
+    job = await service.jobs.create(SPEC, Requester(1, 10, 20), command="video")
     reporter = RecordingReporter()
-    task = service.start(job, reporter)
-    assert await service.request_cancel(job.id) == CancelOutcome.STOPPED
+    task = service.runner.start(job, reporter)
+    assert await service.jobs.cancel(job.id) == CancelOutcome.STOPPED
     final = await task
     assert final is not None and final.status == "cancelled"
     assert fakes[0].submits == [] and fakes[1].submits == []
     assert reporter.cards[-1].stage == "cancelled"
-    assert (await service.repo.ledger_totals(job.id)).refunded == 490_000
+    assert (await service.store.ledger_totals(job.id)).refunded == 490_000
 
 
 async def test_cancel_where_the_provider_cannot_keeps_the_paid_job(
-    service: JobService, fakes: tuple[FakeWaveSpeed, FakeWaveSpeed]
+    service: Services, fakes: tuple[FakeWaveSpeed, FakeWaveSpeed]
 ) -> None:
     fakes[0].next_scenario(duration_s=1.0)
-    job = await service.create(SPEC, Requester(1, 10, 20), command="video")
-    task = service.start(job, RecordingReporter())
+    job = await service.jobs.create(SPEC, Requester(1, 10, 20), command="video")
+    task = service.runner.start(job, RecordingReporter())
     await wait_until(lambda: bool(fakes[0].submits))
     await asyncio.sleep(0.1)
-    assert await service.request_cancel(job.id) == CancelOutcome.NOT_POSSIBLE
+    assert await service.jobs.cancel(job.id) == CancelOutcome.NOT_POSSIBLE
     final = await task
     assert final is not None and final.status == "delivered"
-    assert (await service.repo.ledger_totals(job.id)).settled == 490_000
-    assert await service.request_cancel(job.id) == CancelOutcome.TOO_LATE
+    assert (await service.store.ledger_totals(job.id)).settled == 490_000
+    assert await service.jobs.cancel(job.id) == CancelOutcome.TOO_LATE
 
 
 async def test_cancel_at_a_provider_that_can_refunds_when_it_confirms(tmp_path: Path) -> None:
     preview = PreviewProvider(tmp_path / "preview", fps=4, min_runtime_s=5)
-    async with Database(tmp_path / "jobs.db") as db:
-        service = JobService(
-            JobRepository(db),
-            ProviderRouter({"preview": preview}),
-            PriceTable({}),
-            QuotasSection(),
-            tmp_path,
-            edit_interval=0,
-            poll_policy=PollPolicy(dense=0.05, sparse_cap=0.2, error_first=0.05),
-        )
-        job = await service.create(SPEC, Requester(1, 10, 20), command="video")
+    policy = PollPolicy(dense=0.05, sparse_cap=0.2, error_first=0.05)
+    async with built_services(tmp_path, {"preview": preview}, {}, edit_interval=0, poll_policy=policy) as service:
+        job = await service.jobs.create(SPEC, Requester(1, 10, 20), command="video")
         reporter = RecordingReporter()
-        task = service.start(job, reporter)
-        await wait_until(lambda: service._runs[job.id].task_id is not None)
-        assert await service.request_cancel(job.id) == CancelOutcome.REQUESTED
+        task = service.runner.start(job, reporter)
+        await wait_until(lambda: (run := service.runner.running(job.id)) is not None and run.task_id is not None)
+        assert await service.jobs.cancel(job.id) == CancelOutcome.REQUESTED
         final = await asyncio.wait_for(task, 10)
         assert final is not None and final.status == "cancelled"
         assert reporter.delivered == [] and reporter.cards[-1].stage == "cancelled"
-        await preview.aclose()
 
 
 def test_end_frames_route_only_to_variants_that_take_them(tmp_path: Path) -> None:
-    from services.spec import ImageInput
+    from core.spec import ImageInput
 
     frame = ImageInput(b"", "image/jpeg", 640, 480)
     wavespeed = WaveSpeedProvider("k", "http://127.0.0.1:9")
@@ -210,27 +192,18 @@ def test_end_frames_route_only_to_variants_that_take_them(tmp_path: Path) -> Non
 
 
 async def test_cancel_pressed_while_the_submit_is_in_flight_cancels_at_the_provider(tmp_path: Path) -> None:
-    from providers.seaart import SeaArtProvider
-    from tests.fakes.seaart_server import FakeSeaArt
-
-    async with FakeSeaArt(duration_s=5) as seaart, Database(tmp_path / "jobs.db") as db:
+    prices = {"seaart": {"hailuo-2.3": {"t2v-standard-6s": 280_000}}}
+    policy = PollPolicy(dense=0.05, sparse_cap=0.2, error_first=0.05)
+    async with FakeSeaArt(duration_s=5) as seaart:
         provider = SeaArtProvider(seaart.api_key, seaart.base_url, timeout=5)
-        service = JobService(
-            JobRepository(db),
-            ProviderRouter({"seaart": provider}),
-            PriceTable({"seaart": {"hailuo-2.3": {"t2v-standard-6s": 280_000}}}),
-            QuotasSection(),
-            tmp_path,
-            edit_interval=0,
-            poll_policy=PollPolicy(dense=0.05, sparse_cap=0.2, error_first=0.05),
-        )
-        seaart.slow_next_submit(0.5)
-        job = await service.create(SPEC, Requester(1, 10, 20), command="video")
-        task = service.start(job, RecordingReporter())
-        await wait_until(lambda: service._runs[job.id].submitting)
-        assert await service.request_cancel(job.id) == CancelOutcome.REQUESTED
-        final = await asyncio.wait_for(task, 10)
-        assert final is not None and final.status == "cancelled"
-        assert len(seaart.submits) == 1 and len(seaart.cancel_requests) == 1
-        assert (await service.repo.ledger_totals(job.id)).refunded == 280_000
-        await provider.aclose()
+        built = built_services(tmp_path, {"seaart": provider}, prices, edit_interval=0, poll_policy=policy)
+        async with built as service:
+            seaart.slow_next_submit(0.5)
+            job = await service.jobs.create(SPEC, Requester(1, 10, 20), command="video")
+            task = service.runner.start(job, RecordingReporter())
+            await wait_until(lambda: (run := service.runner.running(job.id)) is not None and run.submitting)
+            assert await service.jobs.cancel(job.id) == CancelOutcome.REQUESTED
+            final = await asyncio.wait_for(task, 10)
+            assert final is not None and final.status == "cancelled"
+            assert len(seaart.submits) == 1 and len(seaart.cancel_requests) == 1
+            assert (await service.store.ledger_totals(job.id)).refunded == 280_000

@@ -12,8 +12,8 @@ import zlib
 import pytest
 from PIL import Image, JpegImagePlugin, PngImagePlugin, WebPImagePlugin
 
+from core.errors import UserError
 from services import images
-from services.errors import UserError
 from services.images import MAX_DECLARED_BYTES, check_declared, inspect_image
 
 DAMAGED = "damaged or incomplete"

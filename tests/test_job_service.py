@@ -11,19 +11,15 @@ from typing import Any
 
 import pytest
 
+from core.spec import GenerationSpec
+from media import ffmpeg
 from providers.wavespeed import WaveSpeedProvider
-from services import media
-from services.delivery import UploadTooLarge, post_clip
+from services.delivery import post_clip
 from services.intake import Requester
-from services.jobs import JobService
 from services.polling import PollPolicy
-from services.pricing import PriceTable
 from services.progress import JobCard
-from services.routing import ProviderRouter
-from services.spec import GenerationSpec
-from settings import QuotasSection
-from storage.db import Database
-from storage.jobs import JobRepository
+from services.reporter import UploadTooLarge
+from tests.builders import Services, built_services
 from tests.fakes.wavespeed_server import FakeWaveSpeed
 
 PRICES = {"wavespeed": {"hailuo-2.3": {"t2v-standard-6s": 280_000}}}
@@ -56,36 +52,33 @@ async def wavespeed() -> AsyncIterator[FakeWaveSpeed]:
 
 
 @contextlib.asynccontextmanager
-async def wavespeed_service(tmp_path: Path, fake: FakeWaveSpeed, **options: Any) -> AsyncIterator[JobService]:
+async def wavespeed_service(tmp_path: Path, fake: FakeWaveSpeed, **options: Any) -> AsyncIterator[Services]:
     provider = WaveSpeedProvider("ws-test-key", fake.base_url, timeout=2)
-    async with Database(tmp_path / "jobs.db") as db:
-        yield JobService(
-            JobRepository(db), ProviderRouter({"wavespeed": provider}), PriceTable(PRICES), QuotasSection(), tmp_path,
-            **{"deadline_seconds": 3, "edit_interval": 0, **options},
-        )  # fmt: skip
-        await provider.aclose()
+    settings = {"deadline_seconds": 3, "edit_interval": 0, **options}
+    async with built_services(tmp_path, {"wavespeed": provider}, PRICES, **settings) as services:
+        yield services
 
 
 @pytest.fixture
-async def service(tmp_path: Path, wavespeed: FakeWaveSpeed) -> AsyncIterator[JobService]:
+async def service(tmp_path: Path, wavespeed: FakeWaveSpeed) -> AsyncIterator[Services]:
     policy = PollPolicy(dense=0.05, sparse_cap=0.2, error_first=0.05, error_ceiling=0.3)
     async with wavespeed_service(tmp_path, wavespeed, poll_policy=policy) as jobs:
         yield jobs
 
 
-async def run_one(service: JobService, reporter: RecordingReporter) -> tuple[str, str | None]:
-    job = await service.create(SPEC, Requester(1, 10, 20), command="video")
-    final = await service.run(job, reporter)
+async def run_one(service: Services, reporter: RecordingReporter) -> tuple[str, str | None]:
+    job = await service.jobs.create(SPEC, Requester(1, 10, 20), command="video")
+    final = await service.runner.run(job, reporter)
     assert final is not None
-    totals = await service.repo.ledger_totals(job.id)
+    totals = await service.store.ledger_totals(job.id)
     assert totals.outstanding == 0
     assert totals.settled == (job.cost_micros if final.status == "delivered" else 0)
-    assert not list(service.tmp_dir.iterdir()), "temporary files must be removed"
+    assert not list(service.crew.settings.tmp_dir.iterdir()), "temporary files must be removed"
     return final.status, final.error_kind
 
 
 async def test_job_that_never_finishes_is_abandoned_at_its_deadline(
-    service: JobService, wavespeed: FakeWaveSpeed
+    service: Services, wavespeed: FakeWaveSpeed
 ) -> None:
     wavespeed.next_scenario(outcome="never")
     reporter = RecordingReporter()
@@ -93,7 +86,7 @@ async def test_job_that_never_finishes_is_abandoned_at_its_deadline(
     assert "too long" in reporter.cards[-1].message and "not charged" in reporter.cards[-1].message
 
 
-async def test_5xx_and_429_during_polling_are_ridden_out(service: JobService, wavespeed: FakeWaveSpeed) -> None:
+async def test_5xx_and_429_during_polling_are_ridden_out(service: Services, wavespeed: FakeWaveSpeed) -> None:
     wavespeed.fail_next_polls(3, 503)
     wavespeed.fail_next_polls(2, 429, retry_after=0.1)
     wavespeed.malformed_next_polls(1)
@@ -102,9 +95,7 @@ async def test_5xx_and_429_during_polling_are_ridden_out(service: JobService, wa
     assert len(wavespeed.submits) == 1
 
 
-async def test_ambiguous_submit_is_refunded_and_never_resubmitted(
-    service: JobService, wavespeed: FakeWaveSpeed
-) -> None:
+async def test_ambiguous_submit_is_refunded_and_never_resubmitted(service: Services, wavespeed: FakeWaveSpeed) -> None:
     wavespeed.drop_next_submit_after_create()
     assert await run_one(service, RecordingReporter()) == ("failed", "unavailable")
     assert len(wavespeed.submits) == 1 and len(wavespeed.tasks) == 1
@@ -115,7 +106,7 @@ async def test_ambiguous_submit_is_refunded_and_never_resubmitted(
     [(401, "invalid authentication", "auth"), (402, "Insufficient balance", "balance"), (500, "boom", "unavailable")],
 )
 async def test_submit_errors_are_refunded_with_their_own_outcome(
-    service: JobService, wavespeed: FakeWaveSpeed, status: int, message: str, kind: str
+    service: Services, wavespeed: FakeWaveSpeed, status: int, message: str, kind: str
 ) -> None:
     wavespeed.fail_next_submit(status, message)
     reporter = RecordingReporter()
@@ -123,17 +114,17 @@ async def test_submit_errors_are_refunded_with_their_own_outcome(
     assert message not in reporter.cards[-1].message  # the provider's words never reach the user
 
 
-async def test_output_that_404s_is_refunded(service: JobService, wavespeed: FakeWaveSpeed) -> None:
+async def test_output_that_404s_is_refunded(service: Services, wavespeed: FakeWaveSpeed) -> None:
     wavespeed.next_scenario(output_status=404)
     assert await run_one(service, RecordingReporter()) == ("failed", "output_invalid")
 
 
-async def test_output_that_is_not_a_video_is_refunded(service: JobService, wavespeed: FakeWaveSpeed) -> None:
+async def test_output_that_is_not_a_video_is_refunded(service: Services, wavespeed: FakeWaveSpeed) -> None:
     wavespeed.next_scenario(output_bytes=b"<html>not a video</html>" * 100)
     assert await run_one(service, RecordingReporter()) == ("failed", "output_invalid")
 
 
-async def test_clip_that_cannot_fit_is_delivered_as_a_link(service: JobService, wavespeed: FakeWaveSpeed) -> None:
+async def test_clip_that_cannot_fit_is_delivered_as_a_link(service: Services, wavespeed: FakeWaveSpeed) -> None:
     reporter = RecordingReporter(upload_limit=2_000)  # no real clip fits in 2 kB
     assert await run_one(service, reporter) == ("delivered", None)
     [(card, size)] = reporter.delivered
@@ -141,11 +132,11 @@ async def test_clip_that_cannot_fit_is_delivered_as_a_link(service: JobService, 
     assert "too large to upload" in card.message
 
 
-async def test_refused_upload_falls_back_to_reencode_then_link(service: JobService) -> None:
+async def test_refused_upload_falls_back_to_reencode_then_link(service: Services) -> None:
     reporter = RecordingReporter(upload_limit=10 * 1024 * 1024, refuse_files=True)
     assert await run_one(service, reporter) == ("delivered", None)
     assert reporter.delivered[0][1] is None  # only the link got through
-    job = await service.repo.get(1)
+    job = await service.store.get(1)
     assert job is not None and job.delivered_as == "link"
 
 
@@ -154,8 +145,8 @@ async def test_polls_of_all_jobs_together_keep_to_the_providers_budget(
 ) -> None:
     eager = PollPolicy(dense=0.05, sparse_cap=0.05)  # each job alone would poll 20 times a second
     async with wavespeed_service(tmp_path, wavespeed, poll_policy=eager, polls_per_second={"wavespeed": 5}) as service:
-        jobs = [await service.create(SPEC, Requester(1 + i, 10, 20), command="video") for i in range(3)]
-        finals = await asyncio.gather(*(service.run(job, RecordingReporter()) for job in jobs))
+        jobs = [await service.jobs.create(SPEC, Requester(1 + i, 10, 20), command="video") for i in range(3)]
+        finals = await asyncio.gather(*(service.runner.run(job, RecordingReporter()) for job in jobs))
     assert [final.status for final in finals if final] == ["delivered"] * 3
     polls = sorted(r.at for r in wavespeed.requests if r.method == "GET" and r.path.endswith("/result"))
     assert len(polls) >= 4
@@ -169,7 +160,7 @@ async def test_a_reencode_waits_for_a_free_reencode_slot(tmp_path: Path, monkeyp
         started.append(src)
         return None
 
-    monkeypatch.setattr(media, "fit_to_size", fit_nothing)
+    monkeypatch.setattr(ffmpeg, "fit_to_size", fit_nothing)
     raw = tmp_path / "raw.mp4"
     raw.write_bytes(b"v" * 5_000)
     card = JobCard(1, "done", "a cat", "video", "hailuo-2.3", "standard", "768p", 6, 280_000, "wavespeed", 10)
@@ -184,7 +175,7 @@ async def test_a_reencode_waits_for_a_free_reencode_slot(tmp_path: Path, monkeyp
     assert await posting == "link" and started == [raw]
 
 
-async def test_progress_goes_through_the_stages_in_order(service: JobService, wavespeed: FakeWaveSpeed) -> None:
+async def test_progress_goes_through_the_stages_in_order(service: Services, wavespeed: FakeWaveSpeed) -> None:
     wavespeed.next_scenario(queued_polls=2, processing_polls=3)
     reporter = RecordingReporter()
     await run_one(service, reporter)

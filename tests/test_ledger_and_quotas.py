@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from services.errors import QuotaExceeded
-from services.quotas import check_fits, effective_limits, find_refusal, next_month, summarise
-from settings import Limits, QuotasSection
-from storage.db import Database, StorageError
-from storage.jobs import JobRecord, JobRepository, NewJob, Usage
+from app import quota_policy
+from core.errors import QuotaExceeded, StorageError
+from core.jobs import JobRecord, JobStatus, NewJob, Usage
+from services.quotas import Limits, check_fits, find_refusal, next_month, summarise
+from settings import QuotasSection, usd_to_micros
+from storage.db import Database
+from storage.jobs import SqliteJobStore
 
 NOW = datetime(2026, 11, 23, 15, 30, tzinfo=UTC)
 
@@ -40,14 +42,15 @@ def new_job(user_id: int = 1, guild_id: int | None = 10, cost: int = 280_000) ->
 @pytest.fixture
 async def jobs(tmp_path: Path):
     async with Database(tmp_path / "t.db") as db:
-        yield JobRepository(db)
+        yield SqliteJobStore(db)
 
 
 def limits(**values: object) -> Limits:
-    return Limits.model_validate(values)
+    """Limits written as in config.toml (dollar amounts as strings)."""
+    return Limits(**{key: usd_to_micros(value) if key.endswith("_usd") else value for key, value in values.items()})
 
 
-async def test_concurrent_reservations_admit_exactly_the_budget(jobs: JobRepository) -> None:
+async def test_concurrent_reservations_admit_exactly_the_budget(jobs: SqliteJobStore) -> None:
     # $2.00 admits exactly 7 jobs at $0.28; 50 commands arrive at once.
     rule = limits(user_daily_usd="2.00")
     results = await asyncio.gather(
@@ -63,7 +66,7 @@ async def test_concurrent_reservations_admit_exactly_the_budget(jobs: JobReposit
 
 
 async def test_concurrent_reservations_respect_in_flight_limit_across_users_and_guild_budget(
-    jobs: JobRepository,
+    jobs: SqliteJobStore,
 ) -> None:
     rule = limits(user_max_in_flight=2, guild_monthly_usd="1.00")
     results = await asyncio.gather(
@@ -75,7 +78,7 @@ async def test_concurrent_reservations_respect_in_flight_limit_across_users_and_
     assert usage.guild_month_micros == 3 * 280_000
 
 
-async def test_refund_returns_money_and_video_to_the_window(jobs: JobRepository) -> None:
+async def test_refund_returns_money_and_video_to_the_window(jobs: SqliteJobStore) -> None:
     rule = limits(user_daily_videos=1)
     job_id = (await jobs.reserve(new_job(), check_fits(rule, 280_000, NOW), now=NOW)).id
     with pytest.raises(QuotaExceeded):
@@ -86,18 +89,18 @@ async def test_refund_returns_money_and_video_to_the_window(jobs: JobRepository)
     assert (totals.reserved, totals.refunded, totals.outstanding) == (560_000, 280_000, 280_000)
 
 
-async def test_a_job_ends_once_settle_after_refund_is_ignored(jobs: JobRepository) -> None:
+async def test_a_job_ends_once_settle_after_refund_is_ignored(jobs: SqliteJobStore) -> None:
     job_id = (await jobs.reserve(new_job(cost=1), check_fits(limits(), 1, NOW), now=NOW)).id
-    assert await jobs.finish(job_id, "delivered", "settle")
-    assert not await jobs.finish(job_id, "failed", "refund")
-    assert not await jobs.finish(job_id, "delivered", "settle")
+    assert await jobs.finish(job_id, JobStatus.DELIVERED, "settle")
+    assert not await jobs.finish(job_id, JobStatus.FAILED, "refund")
+    assert not await jobs.finish(job_id, JobStatus.DELIVERED, "settle")
     job = await jobs.get(job_id)
     assert job is not None and job.status == "delivered"
     totals = await jobs.ledger_totals(job_id)
     assert (totals.settled, totals.refunded, totals.outstanding) == (1, 0, 0)
 
 
-async def test_ledger_rows_cannot_be_changed_or_deleted(jobs: JobRepository) -> None:
+async def test_ledger_rows_cannot_be_changed_or_deleted(jobs: SqliteJobStore) -> None:
     await jobs.reserve(new_job(cost=1), check_fits(limits(), 1, NOW), now=NOW)
     for statement in ("UPDATE ledger SET amount_micros = 0", "DELETE FROM ledger"):
         with pytest.raises(sqlite3.IntegrityError):
@@ -124,9 +127,10 @@ def test_role_overrides_take_the_most_generous_value() -> None:
             "roles": {"7": {"user_daily_videos": 20}, "8": {"user_daily_videos": 50, "user_daily_usd": ""}},
         }
     )
-    assert effective_limits(quotas, []).user_daily_videos == 5
-    assert effective_limits(quotas, [7]).user_daily_videos == 20
-    both = effective_limits(quotas, [7, 8, 999])
+    policy = quota_policy(quotas)
+    assert policy.for_member([]).user_daily_videos == 5
+    assert policy.for_member([7]).user_daily_videos == 20
+    both = policy.for_member([7, 8, 999])
     assert both.user_daily_videos == 50
     assert both.user_daily_usd is None  # "" disables the limit for that role
     assert both.user_max_in_flight == 2  # untouched keys keep the base value
@@ -142,10 +146,10 @@ def test_summary_shows_what_is_left() -> None:
     assert by_label["Your spend this month"].limit is None
 
 
-async def test_settle_at_a_cheaper_price_releases_the_difference(jobs: JobRepository) -> None:
+async def test_settle_at_a_cheaper_price_releases_the_difference(jobs: SqliteJobStore) -> None:
     job_id = (await jobs.reserve(new_job(cost=490_000), check_fits(limits(), 490_000, NOW), now=NOW)).id
     await jobs.update(job_id, cost_micros=280_000, provider="seaart")  # failover served it cheaper
-    assert await jobs.finish(job_id, "delivered", "settle")
+    assert await jobs.finish(job_id, JobStatus.DELIVERED, "settle")
     totals = await jobs.ledger_totals(job_id)
     assert (totals.settled, totals.released, totals.outstanding) == (280_000, 210_000, 0)
     assert (await jobs.usage(1, 10, NOW)).user_day_micros == 280_000
@@ -161,10 +165,10 @@ async def test_settle_at_a_cheaper_price_releases_the_difference(jobs: JobReposi
 async def test_migrations_keep_existing_ledger_rows(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     async with Database(path) as db:
-        repo = JobRepository(db)
+        repo = SqliteJobStore(db)
         await repo.reserve(new_job(cost=5), check_fits(limits(), 5, NOW), now=NOW)
     async with Database(path) as db:  # reopening runs no migration twice and keeps the data
-        assert (await JobRepository(db).ledger_totals()).reserved == 5
+        assert (await SqliteJobStore(db).ledger_totals()).reserved == 5
         row = await db.fetchone("PRAGMA user_version")
         assert row is not None and row[0] == len(
             list((Path(__file__).parents[1] / "storage" / "migrations").glob("*.sql"))
@@ -174,7 +178,7 @@ async def test_migrations_keep_existing_ledger_rows(tmp_path: Path) -> None:
 async def test_a_locked_database_fails_the_reservation_cleanly(tmp_path: Path) -> None:
     path = tmp_path / "locked.db"
     async with Database(path, busy_timeout_ms=100) as db:
-        repo = JobRepository(db)
+        repo = SqliteJobStore(db)
         other = sqlite3.connect(path, isolation_level=None)  # another process holding the write lock
         other.execute("BEGIN EXCLUSIVE")
         try:
@@ -189,7 +193,7 @@ async def test_a_locked_database_fails_the_reservation_cleanly(tmp_path: Path) -
 
 
 async def test_a_reservation_is_returned_complete_and_readable_at_once_under_concurrent_reads(
-    jobs: JobRepository,
+    jobs: SqliteJobStore,
 ) -> None:
     async def reader() -> None:
         for _ in range(50):

@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from services import media
-from services.media import MediaError, VideoInfo
+from media import ffmpeg
+from media.ffmpeg import MediaError, VideoInfo
 
 
 def make_clip(dest: Path, *, size: str, seconds: int, kbps: int, audio: bool) -> Path:
     """A noisy test pattern (noise does not compress, so the bitrate really is `kbps`)."""
-    args = [media.ffmpeg_path(), "-hide_banner", "-loglevel", "error", "-y"]
+    args = [ffmpeg.ffmpeg_path(), "-hide_banner", "-loglevel", "error", "-y"]
     args += ["-f", "lavfi", "-i", f"testsrc2=size={size}:rate=24,noise=alls=30:allf=t"]
     if audio:
         args += ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100", "-c:a", "aac", "-b:a", "128k"]
@@ -39,7 +39,7 @@ def small_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 async def test_probe_reads_duration_frame_size_and_streams(big_clip: Path) -> None:
-    info = await media.probe(big_clip)
+    info = await ffmpeg.probe(big_clip)
     assert info.duration_s == pytest.approx(6.0, abs=0.1)
     assert (info.width, info.height) == (1280, 720)
     assert info.has_video and info.has_audio
@@ -49,7 +49,7 @@ async def test_probe_reads_duration_frame_size_and_streams(big_clip: Path) -> No
 
 
 async def test_probe_sees_a_clip_without_audio(small_clip: Path) -> None:
-    info = await media.probe(small_clip)
+    info = await ffmpeg.probe(small_clip)
     assert (info.width, info.height, info.has_audio) == (320, 240, False)
 
 
@@ -60,7 +60,7 @@ async def test_probe_refuses_still_images_text_and_missing_files(tmp_path: Path)
     text.write_text("not a video at all")
     for path in (png, text, tmp_path / "missing.mp4"):
         with pytest.raises(MediaError):
-            await media.probe(path)
+            await ffmpeg.probe(path)
 
 
 def test_parse_probe_ignores_cover_art_and_needs_a_video_stream() -> None:
@@ -71,26 +71,26 @@ def test_parse_probe_ignores_cover_art_and_needs_a_video_stream() -> None:
         "  Stream #0:1[0x0]: Video: mjpeg (Baseline), yuvj420p(pc), 600x600 [SAR 1:1 DAR 1:1], 90k tbn (attached pic)\n"
     )
     with pytest.raises(MediaError, match="no video stream"):
-        media.parse_probe(audio_with_cover, 1000)
+        ffmpeg.parse_probe(audio_with_cover, 1000)
     clip = audio_with_cover.replace(" (attached pic)", "")
-    assert media.parse_probe(clip, 1000).width == 600
+    assert ffmpeg.parse_probe(clip, 1000).width == 600
 
 
 def test_plan_keeps_full_size_when_the_limit_is_generous_and_shrinks_when_it_is_tight() -> None:
     info = VideoInfo(duration_s=6.0, width=1920, height=1080, has_video=True, size_bytes=20_000_000, fps=24.0)
-    roomy = media.plan_encode(info, 10_000_000)
+    roomy = ffmpeg.plan_encode(info, 10_000_000)
     assert roomy is not None and roomy.height == 1080
     assert 11_000 < roomy.video_kbps < 12_400  # 0.93 × 10 MB over 6 s, minus the overheads
-    tight = media.plan_encode(info, 1_000_000)
+    tight = ffmpeg.plan_encode(info, 1_000_000)
     assert tight is not None and tight.height < 1080
-    assert media.plan_encode(info, 30_000) is None
+    assert ffmpeg.plan_encode(info, 30_000) is None
 
 
 async def test_fit_to_size_brings_a_3mb_clip_under_1mb_and_keeps_it_playable(big_clip: Path, tmp_path: Path) -> None:
     dest = tmp_path / "fitted.mp4"
-    result = await media.fit_to_size(big_clip, dest, 1_000_000)
+    result = await ffmpeg.fit_to_size(big_clip, dest, 1_000_000)
     assert result == dest
-    info = await media.probe(dest)
+    info = await ffmpeg.probe(dest)
     assert info.size_bytes <= 1_000_000
     assert info.size_bytes > 500_000  # "as much quality as fits": the budget is used, not wasted
     assert info.duration_s == pytest.approx(6.0, abs=0.15)
@@ -100,7 +100,7 @@ async def test_fit_to_size_brings_a_3mb_clip_under_1mb_and_keeps_it_playable(big
 
 async def test_fit_to_size_returns_none_when_the_limit_is_absurd(big_clip: Path, tmp_path: Path) -> None:
     dest = tmp_path / "fitted.mp4"
-    assert await media.fit_to_size(big_clip, dest, 50_000) is None
+    assert await ffmpeg.fit_to_size(big_clip, dest, 50_000) is None
     assert list(tmp_path.iterdir()) == []
 
 
@@ -108,19 +108,19 @@ async def test_fit_to_size_gives_up_after_two_retries_and_cleans_up(
     small_clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Aim at three times the limit: every try overshoots, so the retry cap and the cleanup are exercised.
-    monkeypatch.setattr(media, "SIZE_SAFETY", 3.0)
+    monkeypatch.setattr(ffmpeg, "SIZE_SAFETY", 3.0)
     encodes: list[list[str]] = []
-    real_run = media.run_ffmpeg
+    real_run = ffmpeg.run_ffmpeg
 
     async def counting(args: list[str], **kwargs: Any) -> str:
         if "libx264" in args:
             encodes.append(args)
         return await real_run(args, **kwargs)
 
-    monkeypatch.setattr(media, "run_ffmpeg", counting)
+    monkeypatch.setattr(ffmpeg, "run_ffmpeg", counting)
     dest = tmp_path / "fitted.mp4"
-    assert await media.fit_to_size(small_clip, dest, 150_000) is None
-    assert len(encodes) == 1 + media.MAX_RETRIES
+    assert await ffmpeg.fit_to_size(small_clip, dest, 150_000) is None
+    assert len(encodes) == 1 + ffmpeg.MAX_RETRIES
     rates = [int(args[args.index("-b:v") + 1].rstrip("k")) for args in encodes]
     assert rates == sorted(rates, reverse=True) and rates[0] > rates[-1]  # each retry asks for less
     assert "-an" in encodes[0]  # no audio stream to keep
@@ -129,7 +129,7 @@ async def test_fit_to_size_gives_up_after_two_retries_and_cleans_up(
 
 async def test_fit_to_size_copies_a_clip_that_already_fits(small_clip: Path, tmp_path: Path) -> None:
     dest = tmp_path / "fitted.mp4"
-    assert await media.fit_to_size(small_clip, dest, 10_000_000) == dest
+    assert await ffmpeg.fit_to_size(small_clip, dest, 10_000_000) == dest
     assert dest.read_bytes() == small_clip.read_bytes()
 
 
@@ -155,7 +155,7 @@ ENDLESS = ["-re", "-f", "lavfi", "-i", "testsrc=size=64x64:rate=10", "-t", "600"
 
 async def test_cancelling_run_ffmpeg_kills_the_process(monkeypatch: pytest.MonkeyPatch) -> None:
     spawned = Spawned(monkeypatch)
-    task = asyncio.create_task(media.run_ffmpeg(ENDLESS, time_limit_s=60))
+    task = asyncio.create_task(ffmpeg.run_ffmpeg(ENDLESS, time_limit_s=60))
     await asyncio.wait_for(spawned.first.wait(), 10)
     await asyncio.sleep(0.2)
     assert spawned.processes[0].returncode is None  # really running when cancelled
@@ -168,14 +168,14 @@ async def test_cancelling_run_ffmpeg_kills_the_process(monkeypatch: pytest.Monke
 async def test_run_ffmpeg_times_out_and_kills_the_process(monkeypatch: pytest.MonkeyPatch) -> None:
     spawned = Spawned(monkeypatch)
     with pytest.raises(MediaError, match="timed out"):
-        await media.run_ffmpeg(ENDLESS, time_limit_s=0.5)
+        await ffmpeg.run_ffmpeg(ENDLESS, time_limit_s=0.5)
     assert spawned.processes[0].returncode is not None
 
 
 async def test_run_ffmpeg_reports_progress_and_failures(tmp_path: Path) -> None:
     seen: list[float] = []
     args = ["-f", "lavfi", "-i", "testsrc=size=64x64:rate=10", "-t", "2", "-progress", "pipe:1", "-f", "null", "-"]
-    await media.run_ffmpeg(args, time_limit_s=30, on_progress=seen.append)
+    await ffmpeg.run_ffmpeg(args, time_limit_s=30, on_progress=seen.append)
     assert seen and seen[-1] == pytest.approx(2.0, abs=0.2)
     with pytest.raises(MediaError, match="exited with"):
-        await media.run_ffmpeg(["-i", str(tmp_path / "missing.mp4"), "-f", "null", "-"], time_limit_s=30)
+        await ffmpeg.run_ffmpeg(["-i", str(tmp_path / "missing.mp4"), "-f", "null", "-"], time_limit_s=30)

@@ -15,10 +15,11 @@ import pytest
 from aiohttp import web
 from PIL import Image
 
-from providers.base import FailureKind, ProviderError, WebhookProvider, WebhookRejected, WebhookSignal
+from core.provider import ProviderError, WebhookProvider, WebhookRejected, WebhookSignal
+from core.spec import GenerationSpec, ImageInput
+from core.tasks import FailureKind
+from providers.kit.transport import AiohttpTransport
 from providers.minimax import MiniMaxProvider, parse_query, request_body
-from providers.transport import AiohttpTransport
-from services.spec import GenerationSpec, ImageInput
 from tests.fakes.minimax_server import UNKNOWN_STATUS_WORD, FakeMiniMax, default_mp4, validate_body
 
 KEY = "mm-test-key"
@@ -132,7 +133,7 @@ async def test_provider_satisfies_the_webhook_protocol_and_lists_its_offers() ->
         ("hailuo-02", "i2v-pro"),
     }
     assert caps.end_frame_models == {"hailuo-02"}
-    assert caps.webhooks is True and caps.can_cancel is False and caps.free is False
+    assert caps.verifies_callbacks is True and caps.can_cancel is False and caps.free is False
     assert caps.serves(i2v(model="hailuo-02", end=image()))
     assert not caps.serves(i2v(end=image()))
 

@@ -12,11 +12,12 @@ from typing import Any
 import pytest
 from PIL import Image, ImageChops, ImageDraw, ImageStat
 
-from providers.base import FailureKind, ProviderError, TaskStatus
+from core.provider import ProviderError
+from core.spec import GenerationSpec, ImageInput
+from core.tasks import FailureKind, TaskStatus
+from media import ffmpeg
 from providers.preview import PreviewProvider
 from providers.preview_render import MAX_ZOOM_LEVELS, label_box, motion_paths
-from services import media
-from services.spec import GenerationSpec, ImageInput
 
 FPS = 8  # few frames keep the whole file fast on 2 cores; size and duration are the real ones
 
@@ -83,7 +84,7 @@ async def render(provider: PreviewProvider, spec: GenerationSpec, dest: Path) ->
 
 async def frame(clip: Path, index: int) -> Image.Image:
     png = clip.with_name(f"{clip.stem}-{index}.png")
-    await media.run_ffmpeg(
+    await ffmpeg.run_ffmpeg(
         ["-y", "-loglevel", "error", "-i", str(clip), "-vf", f"select=eq(n\\,{index})", "-frames:v", "1", str(png)],
         time_limit_s=30,
     )
@@ -116,7 +117,7 @@ async def test_t2v_768p_is_a_6s_16_9_clip(provider: PreviewProvider, tmp_path: P
     assert {s.state for s in seen} <= {"queued", "running", "succeeded"}
     clip = tmp_path / "clip.mp4"
     await provider.download(status.output_url, clip, 50_000_000)
-    info = await media.probe(clip)
+    info = await ffmpeg.probe(clip)
     assert (info.width, info.height) == (1366, 768)
     assert info.duration_s == pytest.approx(6.0, abs=0.2)
 
@@ -129,7 +130,7 @@ async def test_t2v_title_card_slowly_zooms(provider: PreviewProvider, tmp_path: 
 
 async def test_i2v_follows_the_image_aspect_and_pushes_in(provider: PreviewProvider, tmp_path: Path) -> None:
     clip = await render(provider, i2v("[Push in] a cat"), tmp_path / "clip.mp4")
-    info = await media.probe(clip)
+    info = await ffmpeg.probe(clip)
     assert (info.width, info.height) == (1024, 768)  # 4:3 like the photo, at 768P's height
     assert info.duration_s == pytest.approx(6.0, abs=0.2)
     first, last = await frame(clip, 0), await frame(clip, 6 * FPS - 1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.errors import UserError
+from core.errors import UserError
 from services.prompts import MAX_PROMPT_CHARS, display_safe, validate_combination, validate_prompt
 
 # ----- validate_prompt ----------------------------------------------------------------------------------

@@ -12,13 +12,14 @@ from typing import Any
 
 import pytest
 
-from providers.base import FailureKind, Provider, ProviderError
+from core.provider import Provider, ProviderError
+from core.spec import GenerationSpec
+from core.tasks import FailureKind
+from providers.kit.transport import AiohttpTransport
 from providers.minimax import MiniMaxProvider
 from providers.seaart import SeaArtProvider
 from providers.toapis import ToApisProvider
-from providers.transport import AiohttpTransport
 from providers.wavespeed import WaveSpeedProvider
-from services.spec import GenerationSpec
 from tests.fakes.minimax_server import FakeMiniMax
 from tests.fakes.seaart_server import FakeSeaArt
 from tests.fakes.toapis_server import FakeToApis

@@ -13,8 +13,10 @@ import httpx
 import pytest
 from aiohttp import web
 
-from providers.base import FailureKind, ProviderError
-from providers.http import (
+from core.provider import ProviderError
+from core.tasks import FailureKind
+from providers.kit.download import stream_download
+from providers.kit.http import (
     build_client,
     build_download_client,
     error_from_response,
@@ -22,7 +24,6 @@ from providers.http import (
     parse_retry_after,
     response_message,
     sanitize,
-    stream_download,
     transport_error,
 )
 

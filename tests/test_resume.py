@@ -8,17 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from core.jobs import JobRecord, JobStatus
+from core.spec import GenerationSpec
 from providers.wavespeed import WaveSpeedProvider
 from services.intake import Requester
-from services.jobs import JobService
 from services.polling import PollPolicy
-from services.pricing import PriceTable
 from services.progress import JobCard
-from services.routing import ProviderRouter
-from services.spec import GenerationSpec
-from settings import QuotasSection
-from storage.db import Database
-from storage.jobs import JobRecord, JobRepository, iso, utcnow
+from storage.jobs import iso, utcnow
+from tests.builders import Services, built_services
 from tests.fakes.wavespeed_server import FakeWaveSpeed
 from tests.test_job_service import PRICES, RecordingReporter
 
@@ -32,43 +29,35 @@ async def wavespeed() -> AsyncIterator[FakeWaveSpeed]:
 
 
 @pytest.fixture
-async def service(tmp_path: Path, wavespeed: FakeWaveSpeed) -> AsyncIterator[JobService]:
+async def service(tmp_path: Path, wavespeed: FakeWaveSpeed) -> AsyncIterator[Services]:
     provider = WaveSpeedProvider("ws-test-key", wavespeed.base_url, timeout=2)
-    async with Database(tmp_path / "jobs.db") as db:
-        yield JobService(
-            JobRepository(db),
-            ProviderRouter({"wavespeed": provider}),
-            PriceTable(PRICES),
-            QuotasSection(),
-            tmp_path,
-            edit_interval=0,
-            poll_policy=PollPolicy(dense=0.05, sparse_cap=0.2, error_first=0.05, error_ceiling=0.3),
-        )
-        await provider.aclose()
+    policy = PollPolicy(dense=0.05, sparse_cap=0.2, error_first=0.05, error_ceiling=0.3)
+    async with built_services(tmp_path, {"wavespeed": provider}, PRICES, edit_interval=0, poll_policy=policy) as built:
+        yield built
 
 
-async def crashed_at(service: JobService, status: str, **columns: object) -> JobRecord:
+async def crashed_at(service: Services, status: str, **columns: object) -> JobRecord:
     """A job as a crash would leave it: reserved, then moved to `status` with its columns."""
-    job = await service.create(SPEC, Requester(1, 10, 20), command="video")
+    job = await service.jobs.create(SPEC, Requester(1, 10, 20), command="video")
     if status != "reserved":
-        await service.repo.set_status(job.id, status, "simulated crash", **columns)
-    stored = await service.repo.get(job.id)
+        await service.store.set_status(job.id, JobStatus(status), "simulated crash", **columns)  # type: ignore[arg-type]
+    stored = await service.store.get(job.id)
     assert stored is not None
     return stored
 
 
-async def resume_all(service: JobService, reporter: RecordingReporter) -> JobRecord:
-    assert await service.resume(lambda job: reporter, "The bot restarted.") == 1
-    await service.wait_idle()
-    [job] = [j for j in [await service.repo.get(1)] if j is not None]
+async def resume_all(service: Services, reporter: RecordingReporter) -> JobRecord:
+    assert await service.runner.resume(lambda job: reporter, "The bot restarted.") == 1
+    await service.runner.wait_idle()
+    [job] = [j for j in [await service.store.get(1)] if j is not None]
     assert job.terminal
-    totals = await service.repo.ledger_totals(job.id)
+    totals = await service.store.ledger_totals(job.id)
     assert totals.outstanding == 0
     assert totals.settled == (job.cost_micros if job.status == "delivered" else 0)
     return job
 
 
-async def test_reserved_but_never_submitted_is_submitted_once(service: JobService, wavespeed: FakeWaveSpeed) -> None:
+async def test_reserved_but_never_submitted_is_submitted_once(service: Services, wavespeed: FakeWaveSpeed) -> None:
     await crashed_at(service, "reserved")
     reporter = RecordingReporter()
     job = await resume_all(service, reporter)
@@ -76,14 +65,14 @@ async def test_reserved_but_never_submitted_is_submitted_once(service: JobServic
     assert reporter.cards[0].notice == "The bot restarted."
 
 
-async def test_interrupted_submit_is_refunded_and_never_resent(service: JobService, wavespeed: FakeWaveSpeed) -> None:
+async def test_interrupted_submit_is_refunded_and_never_resent(service: Services, wavespeed: FakeWaveSpeed) -> None:
     await crashed_at(service, "submitting")
     job = await resume_all(service, RecordingReporter())
     assert (job.status, job.error_kind) == ("failed", "unavailable")
     assert wavespeed.submits == []
 
 
-async def test_submitted_job_is_polled_again_by_its_task_id(service: JobService, wavespeed: FakeWaveSpeed) -> None:
+async def test_submitted_job_is_polled_again_by_its_task_id(service: Services, wavespeed: FakeWaveSpeed) -> None:
     provider = service.router.providers["wavespeed"]
     task_id = await provider.submit(SPEC)  # the provider has the task; the bot died right after
     await crashed_at(service, "running", provider_task_id=task_id, submitted_at=iso(utcnow()))
@@ -92,7 +81,7 @@ async def test_submitted_job_is_polled_again_by_its_task_id(service: JobService,
     assert wavespeed.poll_count(task_id) >= 1
 
 
-async def test_finished_but_undelivered_job_is_delivered(service: JobService, wavespeed: FakeWaveSpeed) -> None:
+async def test_finished_but_undelivered_job_is_delivered(service: Services, wavespeed: FakeWaveSpeed) -> None:
     provider = service.router.providers["wavespeed"]
     task_id = await provider.submit(SPEC)
     url = wavespeed.output_url(task_id)
@@ -102,7 +91,7 @@ async def test_finished_but_undelivered_job_is_delivered(service: JobService, wa
     assert job.status == "delivered" and len(reporter.delivered) == 1
 
 
-async def test_posted_but_unsettled_job_is_settled_without_posting_again(service: JobService) -> None:
+async def test_posted_but_unsettled_job_is_settled_without_posting_again(service: Services) -> None:
     await crashed_at(service, "posting", output_url="http://127.0.0.1:9/x.mp4", submitted_at=iso(utcnow()))
     reporter = RecordingReporter()
     reporter.delivered.append((reporter.cards[0] if reporter.cards else None, 1))  # type: ignore[arg-type]
@@ -111,11 +100,11 @@ async def test_posted_but_unsettled_job_is_settled_without_posting_again(service
     assert len(reporter.delivered) == 1, "the clip was already in the channel: not posted twice"
 
 
-async def test_leftover_temporary_files_are_swept(service: JobService) -> None:
-    leftover = service.tmp_dir / "job-9-output.mp4"
+async def test_leftover_temporary_files_are_swept(service: Services) -> None:
+    leftover = service.crew.settings.tmp_dir / "job-9-output.mp4"
     leftover.write_bytes(b"partial")
-    assert service.sweep_tmp(older_than=3600) == 0 and leftover.exists()
-    assert service.sweep_tmp(older_than=0) == 1 and not leftover.exists()
+    assert service.runner.sweep_tmp(older_than=3600) == 0 and leftover.exists()
+    assert service.runner.sweep_tmp(older_than=0) == 1 and not leftover.exists()
 
 
 class OutageReporter(RecordingReporter):
@@ -126,27 +115,27 @@ class OutageReporter(RecordingReporter):
 
 
 async def test_a_failure_card_that_never_landed_is_shown_at_the_next_start(
-    service: JobService, wavespeed: FakeWaveSpeed
+    service: Services, wavespeed: FakeWaveSpeed
 ) -> None:
     wavespeed.next_scenario(outcome="failed")
-    job = await service.create(SPEC, Requester(1, 10, 20), command="video")
-    ended = await service.run(job, OutageReporter())
+    job = await service.jobs.create(SPEC, Requester(1, 10, 20), command="video")
+    ended = await service.runner.run(job, OutageReporter())
     assert ended is not None and ended.status == "failed"
-    assert [j.id for j in await service.repo.unannounced(since=utcnow() - timedelta(hours=1))] == [job.id]
+    assert [j.id for j in await service.store.unannounced(since=utcnow() - timedelta(hours=1))] == [job.id]
 
     reporter = RecordingReporter()
-    assert await service.resume(lambda job: reporter, "The bot restarted.") == 0  # nothing left to run
-    await service.wait_idle()
+    assert await service.runner.resume(lambda job: reporter, "The bot restarted.") == 0  # nothing left to run
+    await service.runner.wait_idle()
     [card] = reporter.cards
     assert card.job_id == job.id and card.stage == "failed" and "not charged" in card.message
-    assert await service.repo.unannounced(since=utcnow() - timedelta(hours=1)) == []
+    assert await service.store.unannounced(since=utcnow() - timedelta(hours=1)) == []
 
-    await service.resume(lambda job: reporter, "The bot restarted.")  # shown once, not at every start
-    await service.wait_idle()
+    await service.runner.resume(lambda job: reporter, "The bot restarted.")  # shown once, not at every start
+    await service.runner.wait_idle()
     assert len(reporter.cards) == 1
 
 
-async def test_jobs_whose_end_was_shown_are_not_announced_again(service: JobService) -> None:
-    job = await service.create(SPEC, Requester(1, 10, 20), command="video")
-    assert (await service.run(job, RecordingReporter())).status == "delivered"  # type: ignore[union-attr]
-    assert await service.repo.unannounced(since=utcnow() - timedelta(hours=1)) == []
+async def test_jobs_whose_end_was_shown_are_not_announced_again(service: Services) -> None:
+    job = await service.jobs.create(SPEC, Requester(1, 10, 20), command="video")
+    assert (await service.runner.run(job, RecordingReporter())).status == "delivered"  # type: ignore[union-attr]
+    assert await service.store.unannounced(since=utcnow() - timedelta(hours=1)) == []

@@ -13,10 +13,11 @@ import httpx
 import pytest
 from PIL import Image
 
-from providers.base import FailureKind, Provider, ProviderError
+from core.provider import Provider, ProviderError
+from core.spec import GenerationSpec, ImageInput
+from core.tasks import FailureKind
+from providers.kit.transport import AiohttpTransport
 from providers.seaart import SeaArtProvider, parse_result, parse_status, split_task_id
-from providers.transport import AiohttpTransport
-from services.spec import GenerationSpec, ImageInput
 from tests.fakes.seaart_server import UNKNOWN_STATUS_WORD, FakeSeaArt, default_mp4, validate_body, webhook_fields
 
 KEY = "sa-test-key"
@@ -101,7 +102,7 @@ def test_provider_satisfies_the_protocol_and_offers_hailuo_23_only() -> None:
         "i2v-fast-pro",
     }
     assert client.capabilities.can_cancel is True
-    assert client.capabilities.webhooks is False
+    assert client.capabilities.verifies_callbacks is False
     assert client.capabilities.end_frame_models == frozenset()
 
 

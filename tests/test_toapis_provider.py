@@ -17,7 +17,10 @@ import pytest
 from aiohttp import web
 from PIL import Image
 
-from providers.base import FailureKind, ProviderError, WebhookProvider, WebhookRejected
+from core.provider import ProviderError, WebhookProvider, WebhookRejected
+from core.spec import GenerationSpec, ImageInput
+from core.tasks import FailureKind
+from providers.kit.transport import AiohttpTransport
 from providers.toapis import (
     MAX_UPLOAD_BYTES,
     NEUTRAL_I2V_PROMPT,
@@ -26,8 +29,6 @@ from providers.toapis import (
     retry_after_from,
     shrink_to_jpeg,
 )
-from providers.transport import AiohttpTransport
-from services.spec import GenerationSpec, ImageInput
 from tests.fakes.toapis_server import (
     POLICY_MESSAGE,
     UNKNOWN_STATUS_WORD,
@@ -156,13 +157,23 @@ def test_capabilities_list_both_models_and_the_end_frame_model_only_for_hailuo_0
     }
     assert caps.end_frame_models == {"hailuo-02"}
     assert caps.serves(i2v(model="hailuo-02", end=image())) and not caps.serves(i2v(end=image()))
-    assert caps.can_cancel is False and caps.webhooks is False
+    assert caps.can_cancel is False and caps.verifies_callbacks is False
 
 
-def test_webhooks_are_offered_only_with_a_signing_secret() -> None:
-    assert local(webhook_secret=SECRET).capabilities.webhooks is True
-    assert local(webhook_url="https://bot.example/hook").capabilities.webhooks is False
-    assert local(webhook_secret="").capabilities.webhooks is False
+def test_callbacks_are_verified_and_asked_for_only_with_a_signing_secret() -> None:
+    assert local(webhook_secret=SECRET).capabilities.verifies_callbacks is True
+    assert local(webhook_url="https://bot.example/hook").capabilities.verifies_callbacks is False
+    assert local(webhook_secret="").capabilities.verifies_callbacks is False
+
+
+async def test_without_a_signing_secret_no_callback_url_is_sent(fake: FakeToApis) -> None:
+    client = local(fake.base_url, webhook_url="https://bot.example/hooks/toapis")  # no secret: unverifiable
+    try:
+        await client.submit(t2v())
+    finally:
+        await client.aclose()
+    [body] = fake.submits
+    assert isinstance(body, dict) and "callback_url" not in body["metadata"]
 
 
 # ----- submit: the exact wire bodies -------------------------------------------------------------------
@@ -315,7 +326,7 @@ def test_shrinking_refuses_when_it_would_cut_below_the_minimum_side() -> None:
 
 
 async def test_webhook_url_goes_in_metadata_callback_url(fake: FakeToApis) -> None:
-    client = local(fake.base_url, webhook_url="https://bot.example/hooks/toapis")
+    client = local(fake.base_url, webhook_url="https://bot.example/hooks/toapis", webhook_secret=SECRET)
     try:
         await client.submit(t2v())
     finally:
@@ -422,24 +433,32 @@ async def test_submit_429_without_retry_after_reads_x_ratelimit_reset(
 
 
 @pytest.mark.parametrize(
-    ("headers", "expected"),
+    ("status", "headers", "expected"),
     [
-        ({"Retry-After": "3", "X-RateLimit-Reset": str(int(NOW) + 60)}, 3.0),
-        ({"X-RateLimit-Reset": str(int(NOW) + 12)}, 12.0),
-        ({"X-RateLimit-Reset": str(int(NOW) - 5)}, 0.0),
-        ({"X-RateLimit-Reset": "8"}, 8.0),
-        ({"X-RateLimit-Reset": "soon"}, None),
-        ({"X-RateLimit-Reset": "-1"}, None),
-        ({}, None),
+        (429, {"Retry-After": "3", "X-RateLimit-Reset": str(int(NOW) + 60)}, 3.0),
+        (429, {"X-RateLimit-Reset": str(int(NOW) + 12)}, 12.0),
+        (429, {"X-RateLimit-Reset": str(int(NOW) - 5)}, 0.0),
+        (429, {"X-RateLimit-Reset": "8"}, 8.0),
+        (429, {"X-RateLimit-Reset": "soon"}, None),
+        (429, {"X-RateLimit-Reset": "-1"}, None),
+        (429, {}, None),
+        # Every answer carries the headers: the reset means "wait" only once the allowance is spent.
+        (200, {"X-RateLimit-Remaining": "299", "X-RateLimit-Reset": str(int(NOW) + 60)}, None),
+        (200, {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(int(NOW) + 7)}, 7.0),
+        (200, {"X-RateLimit-Reset": str(int(NOW) + 60)}, None),
+        (200, {"Retry-After": "2"}, 2.0),
     ],
 )
-def test_retry_hint_reads_retry_after_then_reset(headers: dict[str, str], expected: float | None) -> None:
-    assert retry_after_from(httpx.Headers(headers), now=NOW) == expected
+def test_retry_hint_honours_the_reset_only_when_the_allowance_is_spent(
+    status: int, headers: dict[str, str], expected: float | None
+) -> None:
+    assert retry_after_from(httpx.Response(status, headers=headers), now=NOW) == expected
 
 
 async def test_callback_url_on_a_token_without_webhooks_is_a_clear_bad_request() -> None:
     async with FakeToApis(KEY) as bare:  # no webhook secret: the token has no webhook configured
-        client = local(bare.base_url, webhook_url="https://bot.example/hooks/toapis")
+        # The bot has a secret (set in .env), but the token in ToAPIs' console has no webhook.
+        client = local(bare.base_url, webhook_url="https://bot.example/hooks/toapis", webhook_secret=SECRET)
         try:
             exc = await submit_error(client, t2v())
         finally:

@@ -12,9 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from providers.base import FailureKind
-from providers.http import build_client, build_download_client, transport_error
-from providers.transport import AiohttpTransport
+from core.tasks import FailureKind
+from providers.kit.http import build_client, build_download_client, transport_error
+from providers.kit.transport import AiohttpTransport
 
 # A self-signed certificate for 127.0.0.1 (valid until 2126), made with
 # openssl req -x509 -newkey rsa:2048 -nodes -days 36500 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1

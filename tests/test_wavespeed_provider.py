@@ -17,9 +17,10 @@ import pytest
 from aiohttp import web
 from PIL import Image
 
-from providers.base import FailureKind, Provider, ProviderError, WebhookProvider, WebhookRejected
+from core.provider import Provider, ProviderError, WebhookProvider, WebhookRejected
+from core.spec import GenerationSpec, ImageInput
+from core.tasks import FailureKind
 from providers.wavespeed import WaveSpeedProvider, parse_prediction, verify_callback
-from services.spec import GenerationSpec, ImageInput
 from tests.fakes.wavespeed_server import UNKNOWN_STATUS_WORD, FakeWaveSpeed, default_mp4, validate_body
 
 KEY = "ws-test-key"
@@ -118,12 +119,12 @@ def test_capabilities_route_end_frames_only_to_hailuo_02() -> None:
     assert not caps.serves(i2v("fast", model="hailuo-02"))  # no fast tiers for Hailuo 02
 
 
-def test_webhooks_are_advertised_only_with_a_webhook_url() -> None:
+def test_callbacks_can_be_verified_with_or_without_a_url_to_receive_them() -> None:
+    # Whether callbacks arrive is the composition root's decision (a public URL); the provider can always
+    # verify them once it has fetched its signing secret.
     plain = WaveSpeedProvider(KEY)
     hooked: WebhookProvider = WaveSpeedProvider(KEY, webhook_url="https://bot.example/webhooks/wavespeed/t")
-    assert plain.capabilities.webhooks is False
-    assert hooked.capabilities.webhooks is True
-    assert WaveSpeedProvider.capabilities.webhooks is False  # the class default is untouched
+    assert plain.capabilities.verifies_callbacks is True and hooked.capabilities.verifies_callbacks is True
     assert hooked.capabilities.offers == plain.capabilities.offers
 
 

@@ -14,16 +14,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from providers.base import (
-    Capabilities,
-    FailureKind,
-    ProviderError,
-    TaskStatus,
-    WebhookProvider,
-    WebhookSignal,
-)
+from core.provider import Capabilities, ProviderError, WebhookProvider, WebhookSignal
+from core.spec import GenerationSpec
+from core.tasks import FailureKind, TaskStatus
 from providers.wavespeed import WaveSpeedProvider
-from services.spec import GenerationSpec
 from tests.fakes.wavespeed_server import FakeWaveSpeed
 from webhooks import PREPARE_RETRY_S, RecentEvents, WebhookReceiver
 
@@ -63,7 +57,7 @@ class ChallengeProvider:
     """A minimal WebhookProvider in MiniMax's style: a `challenge` body is answered by echoing it."""
 
     name = "challenger"
-    capabilities = Capabilities(offers=frozenset(), webhooks=True)
+    capabilities = Capabilities(offers=frozenset(), verifies_callbacks=True)
 
     def __init__(self, prepare_failures: int = 0) -> None:
         self.prepare_calls = 0

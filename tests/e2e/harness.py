@@ -15,9 +15,11 @@ import discord.gateway
 import discord.http
 from pydantic import SecretStr
 
-from bot import App, HailuoBot, open_app, point_discord_at
+from app import App, open_app
+from bot import build_bot, point_discord_at
+from cogs.client import HailuoBot
+from core.jobs import TERMINAL_STATUSES
 from settings import Secrets, Settings, load_config
-from storage.jobs import TERMINAL_STATUSES
 from tests.fakes.discord_server import FakeDiscord
 
 CONFIG = """
@@ -67,16 +69,16 @@ class BotUnderTest:
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout
         while loop.time() < end:
-            unfinished = await self.app.repo.unfinished()
-            if not unfinished and self.app.jobs.in_flight == 0:
+            unfinished = await self.app.store.unfinished()
+            if not unfinished and self.app.runner.in_flight == 0:
                 return
             await asyncio.sleep(0.05)
-        raise AssertionError(f"jobs still running: {[(j.id, j.status) for j in await self.app.repo.unfinished()]}")
+        raise AssertionError(f"jobs still running: {[(j.id, j.status) for j in await self.app.store.unfinished()]}")
 
     async def assert_ledger_balanced(self) -> None:
         """Charges equal the cost of delivered jobs, and nothing stays reserved."""
         await self.wait_jobs_done()
-        totals = await self.app.repo.ledger_totals()
+        totals = await self.app.store.ledger_totals()
         rows = await self.app.db.fetchall("SELECT status, cost_micros FROM jobs")
         delivered = sum(row["cost_micros"] for row in rows if row["status"] == "delivered")
         assert all(row["status"] in TERMINAL_STATUSES for row in rows)
@@ -146,7 +148,7 @@ async def running_bot(
     point_discord_at(fake.base_url, fake.gateway_url)
     try:
         async with open_app(settings) as app:
-            bot = HailuoBot(app, guild_ready_timeout=0.05, chunk_guilds_at_startup=False)
+            bot = build_bot(app, guild_ready_timeout=0.05, chunk_guilds_at_startup=False)
             task = asyncio.create_task(bot.start(fake.bot_token))
             try:
                 await fake.wait_ready(timeout=15)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from services.media import ffmpeg_path
+from media.ffmpeg import ffmpeg_path
 from tests.e2e.harness import running_bot
 from tests.e2e.test_generation_flows import cards, finished, jpeg
 from tests.fakes.discord_server import DEFAULT_PERMISSIONS, FakeDiscord
@@ -61,7 +61,7 @@ async def test_oversized_clip_is_reencoded_under_the_limit(
         assert 0 < clip["size"] <= 1024 * 1024 < len(big_clip)
         assert clip["data"][4:8] == b"ftyp"
         await bot.wait_jobs_done()
-        job = await bot.app.repo.get(1)
+        job = await bot.app.store.get(1)
         assert job is not None and job.delivered_as == "reencoded" and job.output_bytes == len(big_clip)
         assert not list((tmp_path / "data" / "tmp").iterdir())  # temporary files removed
         await bot.assert_ledger_balanced()
@@ -101,7 +101,7 @@ async def test_card_deleted_by_a_moderator_is_posted_anew(
         assert result.id != first.id and result.attachments
         assert len(cards(discord_fake)) == 1, "one new card, edited to the end: not a new post per edit"
         await bot.wait_jobs_done()
-        job = await bot.app.repo.get(1)
+        job = await bot.app.store.get(1)
         assert job is not None and job.message_id == result.id
         await bot.assert_ledger_balanced()
 
@@ -117,7 +117,7 @@ async def test_reroll_charges_a_new_job_and_delete_checks_who_asks(
 
         await discord_fake.click(first.id, "hailuo:reroll:1")
         await discord_fake.wait_until(lambda: len(finished(discord_fake)) == 2)
-        second = await bot.app.repo.get(2)
+        second = await bot.app.store.get(2)
         assert second is not None and second.parent_job_id == 1 and second.input_image is not None
         first_image, second_image = (submit["json"]["image"] for submit in wavespeed.submits)
         assert first_image == second_image
@@ -134,7 +134,7 @@ async def test_reroll_charges_a_new_job_and_delete_checks_who_asks(
         await discord_fake.wait_until(lambda: moderator.original() is not None and moderator.original().content)
         assert moderator.original().content == "Deleted." and moderator.original().ephemeral
         await bot.wait_jobs_done()
-        totals = await bot.app.repo.ledger_totals()
+        totals = await bot.app.store.ledger_totals()
         assert totals.settled == 2 * 280_000
         await bot.assert_ledger_balanced()
 
@@ -153,7 +153,7 @@ async def test_buttons_work_after_a_restart_and_commands_are_not_resynced(
         assert discord_fake.sync_count == 1  # definitions unchanged: no second sync
         await discord_fake.click(result.id, "hailuo:reroll:1")
         await discord_fake.wait_until(lambda: len(finished(discord_fake)) == 2)
-        job = await bot.app.repo.get(2)
+        job = await bot.app.store.get(2)
         assert job is not None and job.parent_job_id == 1 and job.prompt == "a red kite"
         await bot.assert_ledger_balanced()
 
@@ -167,7 +167,7 @@ async def test_preview_provider_runs_when_no_key_is_set(tmp_path: Path, discord_
         assert card.attachments and card.attachments[0]["data"][4:8] == b"ftyp"
         assert "Preview" in card.embeds[0]["footer"]["text"]
         assert "free preview" in interaction.original().content
-        job = await bot.app.repo.get(1)
+        job = await bot.app.store.get(1)
         assert job is not None and job.provider == "preview" and job.cost_micros == 0
         await bot.assert_ledger_balanced()
 

@@ -40,7 +40,7 @@ async def animate_through(tmp_path: Path, fake: FakeDiscord, name: str, url: str
         assert card.embeds[0]["title"] == "Done · job #1", card.embeds[0]
         assert card.attachments[0]["data"][4:8] == b"ftyp"
         await bot.wait_jobs_done()
-        job = await bot.app.repo.get(1)
+        job = await bot.app.store.get(1)
         assert job is not None and job.provider == name and job.status == "delivered"
         await bot.assert_ledger_balanced()
 
@@ -84,7 +84,7 @@ async def test_wavespeed_outage_fails_over_to_seaart(tmp_path: Path, discord_fak
             await discord_fake.invoke("video", {"prompt": "a lighthouse"})
             await discord_fake.wait_until(lambda: len(finished(discord_fake)) == 1, timeout=30)
             await bot.wait_jobs_done()
-            job = await bot.app.repo.get(1)
+            job = await bot.app.store.get(1)
             assert job is not None and job.provider == "seaart" and job.status == "delivered"
             assert len(wavespeed.submits) == 1 and len(seaart.submits) == 1
             assert "seaart" in finished(discord_fake)[0].embeds[0]["footer"]["text"]
@@ -113,7 +113,7 @@ async def test_cancel_button_on_seaart_refunds_once_the_provider_confirms(
             assert cards(discord_fake)[0].custom_ids() == []  # no buttons left on a cancelled card
             await bot.wait_jobs_done()
             assert len(seaart.cancel_requests) == 1
-            totals = await bot.app.repo.ledger_totals()
+            totals = await bot.app.store.ledger_totals()
             assert (totals.refunded, totals.settled) == (280_000, 0)
             await bot.assert_ledger_balanced()
 

@@ -83,12 +83,12 @@ async def test_video_goes_from_command_to_posted_mp4(bot: BotUnderTest, wavespee
         "enable_prompt_expansion": True,
         "duration": 6,
     }
-    job = await bot.app.repo.get(1)
+    job = await bot.app.store.get(1)
     assert job is not None and job.status == "delivered" and job.delivered_as == "file"
-    statuses = [status for status, _ in await bot.app.repo.events(1)]
+    statuses = [status for status, _ in await bot.app.store.events(1)]
     assert statuses[0] == "reserved" and statuses[-1] == "delivered"
     assert {"submitting", "submitted", "downloading", "posting"} <= set(statuses)
-    assert (await bot.app.repo.ledger_totals()).settled == 280_000
+    assert (await bot.app.store.ledger_totals()).settled == 280_000
 
 
 async def test_animate_sends_the_image_as_a_data_url(bot: BotUnderTest, wavespeed: FakeWaveSpeed) -> None:
@@ -116,7 +116,7 @@ async def test_bad_image_is_refused_privately_without_reaching_the_provider(
     assert reply is not None and reply.ephemeral
     assert "250×400" in reply.content and "300" in reply.content
     assert wavespeed.submits == [] and cards(fake) == []
-    assert (await bot.app.repo.ledger_totals()).reserved == 0
+    assert (await bot.app.store.ledger_totals()).reserved == 0
 
 
 async def test_impossible_combination_is_refused_before_deferring(bot: BotUnderTest) -> None:
@@ -154,7 +154,7 @@ async def test_provider_failure_is_refunded_and_said_plainly(bot: BotUnderTest, 
     description = card.embeds[0]["description"]
     assert "not charged" in description and "internal inference error" not in description
     await bot.wait_jobs_done()
-    totals = await bot.app.repo.ledger_totals()
+    totals = await bot.app.store.ledger_totals()
     assert (totals.reserved, totals.refunded, totals.settled) == (280_000, 280_000, 0)
 
 
@@ -167,7 +167,7 @@ async def test_nsfw_flagged_output_is_refunded_as_a_moderation_block(
     await fake.wait_until(lambda: len(finished(fake)) == 1)
     assert "content filter" in finished(fake)[0].embeds[0]["description"]
     await bot.wait_jobs_done()
-    job = await bot.app.repo.get(1)
+    job = await bot.app.store.get(1)
     assert job is not None and job.error_kind == "moderation"
 
 

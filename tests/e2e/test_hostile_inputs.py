@@ -20,8 +20,8 @@ from typing import Literal
 
 import pytest
 
+from core.jobs import LedgerTotals
 from services.images import MAX_DECLARED_BYTES
-from storage.jobs import LedgerTotals
 from tests.e2e.harness import BotUnderTest, running_bot
 from tests.e2e.test_generation_flows import cards, finished, jpeg
 from tests.fakes.discord_server import LOADING, FakeDiscord, FakeInteraction, FakeMessage
@@ -397,7 +397,7 @@ async def run_refused(bot: BotUnderTest, wavespeed: FakeWaveSpeed, case: Refused
     attachment_ids = [str(v["id"]) for v in options.values() if isinstance(v, dict)]
     # Global state is compared with what it was before this case, so a leak is blamed on its own case.
     provider_before, messages_before = len(wavespeed.requests), set(fake.messages)
-    reserved_before = (await bot.app.repo.ledger_totals()).reserved
+    reserved_before = (await bot.app.store.ledger_totals()).reserved
     interaction = await fake.invoke(case.command, options, user_id=user_id)
     try:
         await fake.wait_until(answered(interaction), timeout=REPLY_TIMEOUT)
@@ -433,7 +433,7 @@ async def run_refused(bot: BotUnderTest, wavespeed: FakeWaveSpeed, case: Refused
         problems.append(f"{jobs} job row(s) were recorded")
     if (rows := await count(bot, "SELECT COUNT(*) FROM ledger WHERE user_id = ?", user_id)) != 0:
         problems.append(f"{rows} ledger row(s) were written")
-    if (reserved := (await bot.app.repo.ledger_totals()).reserved - reserved_before) != 0:
+    if (reserved := (await bot.app.store.ledger_totals()).reserved - reserved_before) != 0:
         problems.append(f"{reserved} micro-dollars were reserved")
     if called := [(r.method, r.path) for r in wavespeed.requests[provider_before:]]:
         problems.append(f"the provider was called: {called}")
@@ -454,7 +454,7 @@ async def run_table(bot: BotUnderTest, wavespeed: FakeWaveSpeed, table: list[Ref
     assert wavespeed.requests == [] and wavespeed.submits == []
     assert [m.id for m in fake.messages.values() if not m.ephemeral] == []
     assert await bot.app.db.fetchall("SELECT id FROM jobs") == []
-    assert await bot.app.repo.ledger_totals() == LedgerTotals(0, 0, 0, 0)
+    assert await bot.app.store.ledger_totals() == LedgerTotals(0, 0, 0, 0)
     assert unsafe_sends(fake) == []
 
 
@@ -501,7 +501,7 @@ async def next_user_is_served(bot: BotUnderTest, wavespeed: FakeWaveSpeed, user_
     receipt = interaction.original()
     assert receipt is not None and receipt.ephemeral and "Job #1 accepted ($0.28)" in receipt.content
     assert len(wavespeed.submits) == submits_before + 1
-    totals = await bot.app.repo.ledger_totals()
+    totals = await bot.app.store.ledger_totals()
     assert (totals.reserved, totals.settled, totals.refunded) == (PRICE_MICROS, PRICE_MICROS, 0)
     assert unsafe_sends(fake) == [] and unsafe_messages(fake) == []
 
@@ -647,7 +647,7 @@ async def test_hostile_looking_but_harmless_inputs_go_through_without_pinging_an
     failures += unsafe_sends(fake) + unsafe_messages(fake)
     assert not failures, "\n".join(failures)
     assert len(wavespeed.submits) == len(table)
-    totals = await bot.app.repo.ledger_totals()
+    totals = await bot.app.store.ledger_totals()
     assert totals.refunded == 0 and totals.settled == totals.reserved >= PRICE_MICROS * len(table)
 
 

@@ -33,7 +33,7 @@ async def test_jobs_cut_off_mid_generation_resume_and_mention_the_requester(
     async with running_bot(tmp_path, discord_fake, wavespeed_url=wavespeed.base_url) as bot:
         await discord_fake.invoke("video", {"prompt": "a storm at sea"}, user_id=4242)
         await discord_fake.wait_until(lambda: bool(wavespeed.submits))
-        await bot.app.jobs.shutdown()  # like a crash: tasks stop where they stand, nothing is told
+        await bot.app.runner.shutdown()  # like a crash: tasks stop where they stand, nothing is told
     assert finished(discord_fake) == []
 
     async with running_bot(tmp_path, discord_fake, wavespeed_url=wavespeed.base_url) as bot:
@@ -53,13 +53,13 @@ async def test_graceful_stop_tells_followers_and_turns_new_commands_away(
     async with running_bot(tmp_path, discord_fake, wavespeed_url=wavespeed.base_url) as bot:
         await discord_fake.invoke("video", {"prompt": "a red balloon"})
         await discord_fake.wait_until(lambda: bool(wavespeed.submits))
-        await bot.app.jobs.suspend("The bot is restarting; this job will carry on.", grace=2)
+        await bot.app.runner.suspend("The bot is restarting; this job will carry on.", grace=2)
         [card] = cards(discord_fake)
         assert "restarting" in card.embeds[0]["description"]
         late = await discord_fake.invoke("video", {"prompt": "too late"})
         await discord_fake.wait_until(lambda: late.original() is not None and bool(late.original().content))
         assert "restarting" in late.original().content and late.original().ephemeral
-        assert len(wavespeed.submits) == 1 and (await bot.app.repo.ledger_totals()).reserved == 280_000
+        assert len(wavespeed.submits) == 1 and (await bot.app.store.ledger_totals()).reserved == 280_000
 
     async with running_bot(tmp_path, discord_fake, wavespeed_url=wavespeed.base_url) as bot:
         await discord_fake.wait_until(lambda: len(finished(discord_fake)) == 1, timeout=30)

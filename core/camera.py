@@ -25,7 +25,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 
-from services.errors import UserError
+from core.errors import UserError
 
 CANONICAL: tuple[str, ...] = (
     "Truck left",

@@ -1,4 +1,4 @@
-"""The provider interface: submit, poll, download (and cancel where supported).
+"""The provider interface: submit, poll, download (and cancel, and callbacks, where supported).
 
 Providers never import discord. Each maps its own wire statuses and errors onto `TaskStatus` and
 `ProviderError`, so the job lifecycle and the user see the same outcomes whichever provider served.
@@ -8,42 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Protocol
 
-from services.spec import GenerationSpec
-
-TaskState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-
-
-class FailureKind(StrEnum):
-    """Normalised failure classes; each has one friendly user-facing message (see `safe_message`)."""
-
-    AUTH = "auth"  # our key is wrong or revoked (admin problem)
-    BALANCE = "balance"  # the provider account is out of credit (admin problem)
-    RATE_LIMITED = "rate_limited"  # try again shortly
-    UNAVAILABLE = "unavailable"  # connection errors, 5xx, timeouts
-    BAD_REQUEST = "bad_request"  # the provider refused our parameters
-    MODERATION = "moderation"  # the prompt or the output was blocked (incl. NSFW-flagged output)
-    GENERATION_FAILED = "generation_failed"  # the task ran and failed
-    TIMEOUT = "timeout"  # the job passed its deadline
-    OUTPUT_INVALID = "output_invalid"  # the output could not be downloaded or is not a usable video
-    INTERNAL = "internal"
-
-
-SAFE_MESSAGES: dict[FailureKind, str] = {
-    FailureKind.AUTH: "The video service rejected the bot's credentials. An admin needs to check the API key.",
-    FailureKind.BALANCE: "The video service account is out of credit. An admin needs to top it up.",
-    FailureKind.RATE_LIMITED: "The video service is busy right now. Please try again in a minute.",
-    FailureKind.UNAVAILABLE: "The video service is unavailable right now. Please try again later.",
-    FailureKind.BAD_REQUEST: "The video service refused these settings. Try different options.",
-    FailureKind.MODERATION: "The video service's content filter blocked this request. Try a different prompt or image.",
-    FailureKind.GENERATION_FAILED: "The video service could not generate this clip. Please try again.",
-    FailureKind.TIMEOUT: "The video took too long to generate and was abandoned.",
-    FailureKind.OUTPUT_INVALID: "The finished video could not be retrieved.",
-    FailureKind.INTERNAL: "Something went wrong on our side.",
-}
+from core.spec import GenerationSpec
+from core.tasks import FailureKind, TaskStatus
 
 
 class ProviderError(Exception):
@@ -73,45 +42,27 @@ class ProviderError(Exception):
         self.maybe_created = maybe_created
 
     @property
-    def safe_message(self) -> str:
-        return SAFE_MESSAGES[self.kind]
-
-    @property
     def transient(self) -> bool:
         """Worth polling again (never a reason to re-submit)."""
         return self.kind in (FailureKind.RATE_LIMITED, FailureKind.UNAVAILABLE)
 
 
 @dataclass(frozen=True)
-class TaskStatus:
-    """A normalised snapshot of a provider task."""
-
-    state: TaskState
-    queue_position: int | None = None
-    progress: float | None = None  # 0..1 when the provider reports it
-    output_url: str | None = None
-    nsfw: tuple[bool, ...] = ()
-    failure: FailureKind | None = None
-    failure_detail: str = ""  # log-safe
-    retry_after: float | None = None  # provider's hint for the next poll, seconds
-    raw_status: str = ""  # the provider's own status word, for logs
-
-    @property
-    def terminal(self) -> bool:
-        return self.state in ("succeeded", "failed", "cancelled")
-
-
-@dataclass(frozen=True)
 class Capabilities:
-    """What a provider can make. Commands offer, and jobs are routed by, exactly this."""
+    """What a provider can make and do. Commands offer, and jobs are routed by, exactly this."""
 
     offers: frozenset[tuple[str, str]]  # (model, variant), e.g. ("hailuo-2.3", "i2v-fast")
     end_frame_models: frozenset[str] = frozenset()  # models that accept a last frame
     # Where only some variants of those models take a last frame (WaveSpeed: i2v-pro); None = all.
     end_frame_variants: frozenset[str] | None = None
     can_cancel: bool = False
-    webhooks: bool = False
+    # It can tell a genuine callback from a forgery (a signature, or a secret in the URL). Whether
+    # callbacks actually arrive also needs the bot to have a public URL: the composition root decides.
+    verifies_callbacks: bool = False
     free: bool = False
+    # False for a provider whose tasks live in this process (the local preview renderer): after a
+    # restart its tasks are gone, and a free one is simply started again.
+    tasks_survive_restart: bool = True
 
     @property
     def models(self) -> tuple[str, ...]:
@@ -171,10 +122,12 @@ class Provider(Protocol):
 
 
 class WebhookProvider(Provider, Protocol):
-    """A provider whose `capabilities.webhooks` is True also verifies its callbacks."""
+    """A provider whose `capabilities.verifies_callbacks` is True."""
 
     async def prepare_webhooks(self) -> None:
-        """Fetch whatever verification needs (e.g. a signing secret) before callbacks can arrive."""
+        """Fetch whatever verification needs (e.g. a signing secret) before callbacks can arrive.
+
+        Raises ProviderError when the provider cannot be reached; the receiver retries later."""
         ...
 
     def verify_webhook(self, headers: Mapping[str, str], body: bytes, now: float) -> WebhookSignal:

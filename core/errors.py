@@ -1,4 +1,4 @@
-"""The one exception hierarchy the user sees through.
+"""Domain errors: what the user sees through, and what a store raises when it cannot work.
 
 `UserError` carries a message that is safe to show in Discord as-is (it names the problem and how to
 fix it). Everything else is internal: the user gets a short apology and the log gets the job id.
@@ -7,8 +7,6 @@ fix it). Everything else is internal: the user gets a short apology and the log 
 from __future__ import annotations
 
 from datetime import datetime
-
-from storage.jobs import QuotaRefusal
 
 
 class UserError(Exception):
@@ -19,10 +17,16 @@ class UserError(Exception):
         self.message = message
 
 
-class QuotaExceeded(UserError, QuotaRefusal):
-    """A limit would be exceeded; the message names the limit, `resets_at` says when it resets."""
+class QuotaExceeded(UserError):
+    """A limit would be exceeded; the message names the limit, `resets_at` says when it resets.
+
+    Raised by the reservation check inside the store's transaction, so nothing is written."""
 
     def __init__(self, message: str, *, limit: str, resets_at: datetime | None) -> None:
         super().__init__(message)
         self.limit = limit
         self.resets_at = resets_at
+
+
+class StorageError(Exception):
+    """The job store could not do what was asked (locked, disk full, corrupt). Never shown as-is."""

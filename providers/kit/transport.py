@@ -10,7 +10,7 @@ small request at any concurrency and 12 ms per 10 MiB (figures in the README, "P
 
 What it keeps from httpx: the client still builds the request, follows (or refuses) redirects,
 decodes content-encoding (aiohttp is told not to) and raises httpx's exceptions, mapped here, so
-`providers.http.transport_error` keeps telling "nothing was sent" (connect errors) from "the request
+`providers.kit.http.transport_error` keeps telling "nothing was sent" (connect errors) from "the request
 may have reached the server" (everything after). aiohttp never retries a POST on its own.
 """
 

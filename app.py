@@ -1,0 +1,170 @@
+"""The composition root: settings → plain values → store, providers, services, and the callback receiver.
+
+Nothing below this module reads settings: services get plain values (`JobSettings`, `QuotaPolicy`,
+prices), providers get their own section and a `Wiring`, and the store is opened here and closed last.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from core.provider import Provider, WebhookProvider
+from core.store import JobStore
+from providers.kit.entry import PaidSection
+from providers.registry import build_providers
+from services.inputs import InputImages
+from services.intake import JobIntake
+from services.jobs import JobService
+from services.polling import PollPolicy
+from services.pricing import PriceTable
+from services.quotas import LIMIT_KEYS, Limits, QuotaBook, QuotaPolicy
+from services.routing import ProviderRouter
+from services.run import Crew, JobSettings
+from services.runner import JobRunner
+from settings import Config, QuotasSection, Settings, check_prices
+from storage.db import Database
+from storage.jobs import SqliteJobStore
+from webhooks import WebhookReceiver
+
+log = logging.getLogger("hailuo")
+
+# WaveSpeed echoes the job's input (our image as a data URL) in its callback; the path token is checked
+# before any of the body is read.
+CALLBACK_MAX_BODY = 32 * 1024 * 1024
+
+
+@dataclass
+class App:
+    settings: Settings
+    db: Database
+    store: SqliteJobStore
+    providers: dict[str, Provider]
+    jobs: JobService
+    runner: JobRunner
+    quotas: QuotaBook
+    receiver: WebhookReceiver | None
+
+
+@asynccontextmanager
+async def open_app(settings: Settings) -> AsyncIterator[App]:
+    """Open the store, build providers and services, start the callback receiver when configured."""
+    cfg = settings.config
+    db = await Database(settings.database_path).open()
+    store = SqliteJobStore(db)
+    providers: dict[str, Provider] = {}
+    receiver: WebhookReceiver | None = None
+    runner: JobRunner | None = None
+    try:
+        public_url = cfg.webhooks.public_base_url.rstrip("/")
+        callback_url_for = await _callback_urls(store, public_url) if public_url else None
+        names = settings.enabled_providers()
+        providers = build_providers(
+            names,
+            {name: cfg.providers.section(name) for name in names},
+            settings.secrets.secret,
+            data_dir=cfg.bot.data_dir,
+            callback_url_for=callback_url_for,
+        )
+        paid_offers = {n: p.capabilities.offers for n, p in providers.items() if not p.capabilities.free}
+        check_prices(cfg, paid_offers, settings.config_path.name)
+        router = ProviderRouter(
+            providers,
+            pins={guild: section.providers for guild, section in cfg.guilds.items()},
+            failure_threshold=cfg.providers.failure_threshold,
+            cooldown_seconds=cfg.providers.cooldown_seconds,
+        )
+        prices = PriceTable(cfg.prices, free=[n for n, p in providers.items() if p.capabilities.free])
+        # Callbacks arrive only when the bot has a public URL *and* the provider can tell a genuine one
+        # from a forgery; the rest are polled densely, whatever their keys or secrets say.
+        with_callbacks: dict[str, WebhookProvider] = {
+            name: provider  # type: ignore[misc]  # verifies_callbacks promises the WebhookProvider methods
+            for name, provider in providers.items()
+            if callback_url_for is not None and provider.capabilities.verifies_callbacks
+        }
+        policy = quota_policy(cfg.quotas)
+        crew = Crew(
+            store,
+            router,
+            prices,
+            job_settings(cfg, providers),
+            # Read at each job's start: a provider counts only once the receiver can verify its callbacks.
+            callbacks_live=lambda name: receiver is not None and receiver.ready(name),
+        )
+        inputs = InputImages(crew.settings.inputs_dir)
+        runner = JobRunner(crew, inputs)
+        jobs = JobService(JobIntake(store, router, prices, policy, inputs), runner)
+        if with_callbacks:
+            receiver = WebhookReceiver(
+                with_callbacks,
+                _waker(runner),
+                path_token=await webhook_path_token(store),
+                host=cfg.webhooks.listen_host,
+                port=cfg.webhooks.listen_port,
+                max_body=CALLBACK_MAX_BODY,
+            )
+            await receiver.start()  # a provider that is down is retried later; it never stops the bot
+        log.info("providers in use: %s", ", ".join(providers) or "none")
+        yield App(settings, db, store, providers, jobs, runner, QuotaBook(store, policy), receiver)
+    finally:
+        if runner is not None:
+            await runner.shutdown()  # jobs stop where they stand; the next start resumes them
+        if receiver is not None:
+            await receiver.stop()
+        for provider in providers.values():
+            await provider.aclose()
+        await db.close()
+
+
+def job_settings(cfg: Config, providers: dict[str, Provider]) -> JobSettings:
+    bot = cfg.bot
+    sections = {name: cfg.providers.section(name) for name in providers}
+    return JobSettings(
+        data_dir=bot.data_dir,
+        deadline_seconds=bot.job_deadline_seconds,
+        max_output_bytes=bot.max_output_mib * 1024 * 1024,
+        typical_seconds={name: section.typical_seconds for name, section in sections.items()},
+        edit_interval=bot.progress_edit_interval,
+        edits_per_second=bot.progress_edits_per_second,
+        poll_policy=PollPolicy(dense=bot.poll_dense_seconds, sparse_cap=bot.poll_sparse_cap_seconds),
+        polls_per_second={
+            name: section.max_polls_per_second for name, section in sections.items() if isinstance(section, PaidSection)
+        },
+        max_concurrent_deliveries=bot.max_concurrent_deliveries,
+        max_concurrent_reencodes=bot.max_concurrent_reencodes,
+    )
+
+
+def quota_policy(quotas: QuotasSection) -> QuotaPolicy:
+    """Config limits as plain values; a role overrides only the keys its table sets."""
+    base = Limits(**{key: getattr(quotas, key) for key in LIMIT_KEYS})
+    roles = {
+        role: {key: getattr(o, key) for key in LIMIT_KEYS if key in o.model_fields_set}
+        for role, o in quotas.roles.items()
+    }
+    return QuotaPolicy(base, roles)
+
+
+async def webhook_path_token(store: JobStore) -> str:
+    """A secret path segment for callback URLs, made once and kept: it guards providers that do not
+    sign their callbacks (MiniMax), and makes every other URL unguessable too."""
+    token = await store.get_meta("webhook_path_token")
+    if token is None:
+        token = secrets.token_urlsafe(24)
+        await store.set_meta("webhook_path_token", token)
+    return token
+
+
+async def _callback_urls(store: JobStore, public_url: str) -> Callable[[str], str]:
+    token = await webhook_path_token(store)
+    return lambda name: f"{public_url}/webhooks/{name}/{token}"
+
+
+def _waker(runner: JobRunner) -> Callable[[str, str], Awaitable[bool]]:
+    async def wake(provider: str, task_id: str) -> bool:
+        return runner.wake(provider, task_id)
+
+    return wake

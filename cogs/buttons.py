@@ -1,0 +1,106 @@
+"""Every button on a job card: one DynamicItem whose custom_id carries the action and the job id
+(`hailuo:<action>:<job id>`), so buttons keep working after a restart, and one router that hands each
+press to the handler registered for its action — with any error going through the funnel.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import discord
+
+from cogs.funnel import ErrorFunnel, reply_privately
+
+log = logging.getLogger(__name__)
+
+PREFIX = "hailuo"
+# Discord allows 100 characters in a custom_id: the prefix, a short word and a snowflake-sized id fit.
+TEMPLATE = rf"{PREFIX}:(?P<action>[a-z][a-z-]{{0,30}}):(?P<job_id>[0-9]{{1,20}})"
+GONE = "This button no longer does anything."
+
+Handler = Callable[[discord.Interaction, int], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Look:
+    label: str
+    emoji: str
+    style: discord.ButtonStyle
+
+
+LOOKS = {
+    "cancel": Look("Cancel", "✖️", discord.ButtonStyle.secondary),
+    "reroll": Look("Re-roll", "🎲", discord.ButtonStyle.primary),
+    "delete": Look("Delete", "🗑️", discord.ButtonStyle.secondary),
+}
+
+
+def custom_id(action: str, job_id: int) -> str:
+    return f"{PREFIX}:{action}:{job_id}"
+
+
+class JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=TEMPLATE):
+    def __init__(self, action: str, job_id: int) -> None:
+        look = LOOKS.get(action, Look(action, "", discord.ButtonStyle.secondary))
+        button: discord.ui.Button[Any] = discord.ui.Button(
+            label=look.label, emoji=look.emoji or None, style=look.style, custom_id=custom_id(action, job_id)
+        )
+        super().__init__(button)
+        self.action = action
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> JobButton:
+        return cls(match["action"], int(match["job_id"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        router = getattr(interaction.client, "buttons", None)
+        if not isinstance(router, ButtonRouter):
+            log.error("button %s pressed but no router is installed on the client", self.action)
+            return
+        await router.dispatch(interaction, self.action, self.job_id)
+
+
+class ButtonRouter:
+    """Actions → handlers. Cogs register theirs when they load; the bot holds the router as `buttons`."""
+
+    def __init__(self, funnel: ErrorFunnel) -> None:
+        self.funnel = funnel
+        self._handlers: dict[str, Handler] = {}
+
+    def register(self, action: str, handler: Handler) -> None:
+        if not re.fullmatch(r"[a-z][a-z-]{0,30}", action):
+            raise ValueError(f"not a button action: {action!r}")
+        self._handlers[action] = handler
+
+    async def dispatch(self, interaction: discord.Interaction, action: str, job_id: int) -> None:
+        handler = self._handlers.get(action)
+        try:
+            if handler is None:
+                await reply_privately(interaction, GONE)
+                return
+            await handler(interaction, job_id)
+        except Exception as exc:
+            await self.funnel.report(interaction, exc, f"button {action} on job {job_id}")
+
+
+def job_view(job_id: int, *actions: str) -> discord.ui.View:
+    """A persistent view of these buttons for one job (the router dispatches them, whatever process)."""
+    view = discord.ui.View(timeout=None)
+    for action in actions:
+        view.add_item(JobButton(action, job_id))
+    return view
+
+
+def progress_view(job_id: int) -> discord.ui.View:
+    return job_view(job_id, "cancel")
+
+
+def result_view(job_id: int) -> discord.ui.View:
+    return job_view(job_id, "reroll", "delete")

@@ -1,0 +1,21 @@
+"""What every cog is built from: the services it may call, as the composition root assembled them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cogs.buttons import ButtonRouter
+from cogs.funnel import ErrorFunnel
+from services.jobs import JobService
+from services.quotas import QuotaBook
+
+
+@dataclass(frozen=True)
+class CogContext:
+    jobs: JobService
+    quotas: QuotaBook
+    buttons: ButtonRouter
+    funnel: ErrorFunnel
+    # After this many seconds a job's card is edited with the bot token instead of the interaction's
+    # (which Discord expires at 15 minutes: docs/discord.md).
+    handover_seconds: float = 840

@@ -1,0 +1,68 @@
+"""One funnel for unexpected errors in anything a member can trigger — slash commands, buttons, modals:
+a short private apology with a reference, and the details only in the log.
+
+discord.py catches what a button's or a modal's callback raises and only logs it, which leaves the
+member with Discord's "This interaction failed"; so buttons (cogs.buttons) and modals (`FunnelModal`)
+route their errors here, and the app-command tree's `on_error` does the same for commands.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import discord
+from discord import app_commands
+
+log = logging.getLogger("cogs")
+
+APOLOGY = "Sorry, something went wrong on our side (reference {reference}). Nothing was charged."
+BAD_CHOICE = "That isn't one of the offered choices for an option. Pick one from the list."
+
+
+class ErrorFunnel:
+    async def command_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
+        """`CommandTree.on_error`."""
+        if isinstance(error, app_commands.TransformerError):
+            # A value outside the offered choices (a modified client): say what to fix, no alarm.
+            log.info("interaction %d: refused option value (%s)", interaction.id, type(error).__name__)
+            await reply_privately(interaction, BAD_CHOICE)
+            return
+        what = f"command {getattr(interaction.command, 'name', '?')}"
+        await self.report(interaction, error.__cause__ if isinstance(error.__cause__, Exception) else error, what)
+
+    async def report(self, interaction: discord.Interaction, error: BaseException, what: str) -> None:
+        """Log `error` with the interaction as reference, and apologise privately to the member."""
+        log.error("%s failed (interaction %d)", what, interaction.id, exc_info=error)
+        await reply_privately(interaction, APOLOGY.format(reference=interaction.id))
+
+
+class FunnelModal(discord.ui.Modal):
+    """A modal whose errors reach the funnel (set `funnel` before sending it)."""
+
+    funnel: ErrorFunnel | None = None
+
+    async def on_error(self, interaction: discord.Interaction, error: Exception, /) -> None:
+        await (self.funnel or ErrorFunnel()).report(interaction, error, f"modal {type(self).__name__}")
+
+
+class FunnelView(discord.ui.View):
+    """A view whose item callbacks' errors reach the funnel."""
+
+    def __init__(self, funnel: ErrorFunnel, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.funnel = funnel
+
+    async def on_error(self, interaction: discord.Interaction, error: Exception, item: discord.ui.Item[Any], /) -> None:
+        await self.funnel.report(interaction, error, f"view item {type(item).__name__}")
+
+
+async def reply_privately(interaction: discord.Interaction, text: str) -> None:
+    """Answer with a private message, whether or not the interaction was answered (deferred) already."""
+    try:
+        if interaction.response.is_done():
+            await interaction.followup.send(text, ephemeral=True)
+        else:
+            await interaction.response.send_message(text, ephemeral=True)
+    except discord.HTTPException:
+        log.info("interaction %d: could not send the private reply", interaction.id)

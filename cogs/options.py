@@ -1,0 +1,100 @@
+"""The options of /video and /animate: their choices, the checks that need no I/O, and the `camera`
+autocomplete. Pure apart from discord.py's option types."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, cast
+
+from discord import app_commands
+
+from core import camera
+from core.errors import UserError
+from core.spec import MODEL_HAILUO_23, MODEL_LABELS, GenerationSpec, Quality
+from services.prompts import validate_combination, validate_prompt
+
+QUALITY_T2V = [
+    app_commands.Choice(name="standard — 768P", value="standard"),
+    app_commands.Choice(name="pro — 1080P (6 s only)", value="pro"),
+]
+QUALITY_I2V = [
+    *QUALITY_T2V,
+    app_commands.Choice(name="fast — 768P, cheaper", value="fast"),
+    app_commands.Choice(name="fast-pro — 1080P, cheaper (6 s only)", value="fast-pro"),
+]
+DURATIONS = [
+    app_commands.Choice(name="6 seconds", value=6),
+    app_commands.Choice(name="10 seconds (768P only)", value=10),
+]
+MODELS = [app_commands.Choice(name=label, value=model) for model, label in MODEL_LABELS.items()]
+
+
+@dataclass(frozen=True)
+class Options:
+    """The common options of /video and /animate, as the user chose them."""
+
+    quality: app_commands.Choice[str] | None
+    duration: app_commands.Choice[int] | None
+    model: app_commands.Choice[str] | None
+    optimize_prompt: bool
+
+    def spec(self, mode: Literal["t2v", "i2v"], prompt: str | None, *, required: bool) -> GenerationSpec:
+        """Checks that need no I/O: the combination, then the prompt."""
+        quality = self.quality.value if self.quality else "standard"
+        duration = self.duration.value if self.duration else 6
+        model = self.model.value if self.model else MODEL_HAILUO_23
+        validate_combination(mode, quality, duration, model)  # so the quality is one of `Quality`
+        return GenerationSpec(
+            mode=mode,
+            quality=cast(Quality, quality),
+            duration=duration,
+            prompt=validate_prompt(prompt, required=required),
+            optimize_prompt=self.optimize_prompt,
+            model=model,
+        )
+
+
+def offer_only_what_is_served(
+    commands: Sequence[app_commands.Command[object, ..., None]],
+    with_end_image: app_commands.Command[object, ..., None],
+    models: Sequence[str],
+    end_frames: bool,
+) -> None:
+    """Trim the commands to what the configured providers can make: the `model` option lists only
+    served models (and disappears when there is one), `end_image` disappears when no provider takes
+    end frames. discord.py builds the options from these parameters when the tree is synced."""
+    for command in commands:
+        params = command._params  # no public API edits option choices after definition
+        if len(models) <= 1:
+            params.pop("model", None)
+        else:
+            params["model"].choices = [choice for choice in MODELS if choice.value in models]
+    if not end_frames:
+        with_end_image._params.pop("end_image", None)
+
+
+def with_camera(prompt: str | None, moves: str | None) -> str | None:
+    """The `camera` option is a convenience: its moves become a bracket at the start of the prompt."""
+    if not moves:
+        return prompt
+    return f"[{moves}] {prompt or ''}".strip()
+
+
+def suggest_moves(current: str, limit: int = 25) -> list[str]:
+    """Autocomplete for the `camera` option: complete the last of the comma-separated moves.
+
+    Only known moves are echoed back (unknown text is dropped), so every choice stays within
+    Discord's 100 characters: three moves are at most 45."""
+    *typed, last = current[:200].split(",")
+    done = [move for move in map(_canonical_move, typed) if move is not None][:3]
+    if len(done) == 3:
+        return [", ".join(done)]
+    return [", ".join([*done, move]) for move in camera.suggest(last.strip(), limit) if move not in done][:limit]
+
+
+def _canonical_move(text: str) -> str | None:
+    try:
+        return camera.parse_directives(f"[{text}]")[0][0]
+    except (UserError, IndexError):
+        return None

@@ -1,0 +1,65 @@
+"""The `JobStore` protocol: what services need from storage, whichever database is behind it.
+
+The money rules are the store's contract, not the caller's: `reserve` runs the caller's check and
+writes the job with its reservation in one transaction no concurrent reservation can interleave with;
+`finish` writes exactly one outcome per job (a second one changes nothing and returns False); the
+ledger is append-only. Failures to reach the database raise `core.errors.StorageError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Protocol, Unpack
+
+from core.jobs import JobChanges, JobRecord, JobStatus, LedgerTotals, NewJob, Outcome, Usage
+
+ReservationCheck = Callable[[Usage], None]  # raises core.errors.QuotaExceeded to refuse
+
+
+class JobStore(Protocol):
+    async def reserve(self, job: NewJob, check: ReservationCheck, *, now: datetime | None = None) -> JobRecord:
+        """Create the job and its reservation atomically, unless `check(usage)` raises; returns it."""
+        ...
+
+    async def get(self, job_id: int) -> JobRecord | None: ...
+
+    async def unfinished(self) -> list[JobRecord]:
+        """Every job without an outcome, oldest first (resumed at start)."""
+        ...
+
+    async def unannounced(self, since: datetime) -> list[JobRecord]:
+        """Jobs refunded since `since` whose final card never reached their user."""
+        ...
+
+    async def mark_final_shown(self, job_id: int) -> None: ...
+
+    async def set_status(self, job_id: int, status: JobStatus, detail: str = "", **changes: Unpack[JobChanges]) -> None:
+        """Record a state change (and the columns that go with it) with its history row."""
+        ...
+
+    async def update(self, job_id: int, **changes: Unpack[JobChanges]) -> None:
+        """Change columns without a state change."""
+        ...
+
+    async def finish(
+        self, job_id: int, status: JobStatus, outcome: Outcome, detail: str = "", **changes: Unpack[JobChanges]
+    ) -> bool:
+        """End a job with its ledger outcome in one transaction; False when it already had one."""
+        ...
+
+    async def events(self, job_id: int) -> list[tuple[str, str]]: ...
+
+    async def generation_quantiles(
+        self, provider: str, model: str, quality: str, duration: int
+    ) -> tuple[float, float | None, float | None] | None:
+        """(median, ~p05, ~p95) generation seconds of recent jobs of this kind, or None."""
+        ...
+
+    async def usage(self, user_id: int, guild_id: int | None, now: datetime | None = None) -> Usage: ...
+
+    async def ledger_totals(self, job_id: int | None = None) -> LedgerTotals: ...
+
+    async def get_meta(self, key: str) -> str | None: ...
+
+    async def set_meta(self, key: str, value: str) -> None: ...

@@ -1,0 +1,84 @@
+"""Watching a submitted task until it ends: polls on the schedule `services.polling` computes, within
+the provider's poll budget, until the job's deadline; a callback or a cancel wakes it early.
+
+Transient poll errors back off (honouring the provider's hint) and keep going; anything else ends the
+job. The card follows what the provider reports (queue position, progress) or, failing that, an
+estimate from how long jobs of the same kind usually take.
+"""
+
+from __future__ import annotations
+
+import time
+
+from core.jobs import JobRecord, JobStatus
+from core.provider import ProviderError
+from core.tasks import FailureKind, TaskStatus
+from services.endings import end_cancelled, fail, log, record_status
+from services.progress import JobCard, estimate
+from services.run import Crew, JobRun
+
+# The status a task's state is stored as while it runs.
+RUNNING_STATUS = {"queued": JobStatus.QUEUED, "running": JobStatus.RUNNING}
+
+
+async def watch(crew: Crew, run: JobRun, submitted: float) -> TaskStatus | None:
+    """Poll until the task succeeds (returns its status) or the job ends here (returns None)."""
+    job, task_id = run.job, run.task_id
+    assert task_id is not None
+    provider = crew.router.providers[job.provider]
+    typical, low, high = await history(crew, job)
+    schedule = crew.settings.poll_policy.schedule(typical, low, high, webhooks=crew.callbacks_live(job.provider))
+    deadline = submitted + crew.settings.deadline_seconds
+    previous: tuple[str, int | None, float | None] | None = None
+    errors = 0
+    while True:
+        last_look = time.time() >= deadline  # one more poll past the deadline before giving up
+        await crew.wait_for_poll_budget(job.provider)
+        try:
+            status = await provider.poll(task_id)
+        except ProviderError as exc:
+            if not exc.transient or last_look:
+                await fail(crew.store, run, exc.kind if not exc.transient else FailureKind.TIMEOUT, str(exc))
+                return None
+            errors += 1
+            delay = crew.settings.poll_policy.error_delay(errors, exc.retry_after)
+            log.debug("job %d: poll error %s, next in %.1fs", job.id, exc, delay)
+            await run.sleep(min(delay, max(deadline - time.time(), 0)))
+            continue
+        errors = 0
+        if status.state == "succeeded":
+            return status
+        if status.state == "cancelled":
+            await end_cancelled(crew.store, run, status.raw_status or "cancelled by the provider")
+            return None
+        if status.state == "failed":
+            await fail(crew.store, run, status.failure or FailureKind.GENERATION_FAILED, status.failure_detail)
+            return None
+        if last_look:
+            await fail(crew.store, run, FailureKind.TIMEOUT, "deadline passed")
+            return None
+        changed = (status.state, status.queue_position, status.progress) != previous
+        if previous is None or status.state != previous[0]:
+            await record_status(crew.store, run, RUNNING_STATUS[status.state], status.raw_status)
+        previous = (status.state, status.queue_position, status.progress)
+        await run.updater.update(progress_card(run.card, status, submitted, typical))
+        delay = schedule.next_delay(time.time() - submitted, changed, status.retry_after)
+        await run.sleep(min(delay, max(deadline - time.time(), 0.05)))
+
+
+def progress_card(card: JobCard, status: TaskStatus, submitted: float, typical: float) -> JobCard:
+    if status.state == "queued":
+        return card.with_stage("queued", queue_position=status.queue_position)
+    percent, left = estimate(time.time() - submitted, typical)
+    if status.progress is not None:
+        percent = int(min(status.progress, 0.99) * 10) * 10
+    return card.with_stage("generating", started_at=int(submitted), percent=percent, eta_seconds=left)
+
+
+async def history(crew: Crew, job: JobRecord) -> tuple[float, float | None, float | None]:
+    """(typical, low, high) generation seconds of past jobs of this provider/model/quality/duration:
+    the median and about the 5th and 95th percentiles; the configured typical before any history."""
+    quantiles = await crew.store.generation_quantiles(job.provider, job.model, job.quality, job.duration)
+    if quantiles is None:
+        return crew.settings.typical_seconds.get(job.provider, 60.0), None, None
+    return quantiles

@@ -1,0 +1,64 @@
+"""One builder for the services under test: a real SQLite store, the given providers, plain settings."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.provider import Provider
+from services.inputs import InputImages
+from services.intake import JobIntake
+from services.jobs import JobService
+from services.pricing import PriceTable
+from services.quotas import Limits, QuotaPolicy
+from services.routing import ProviderRouter
+from services.run import Crew, JobSettings
+from services.runner import JobRunner
+from storage.db import Database
+from storage.jobs import SqliteJobStore
+
+# What config.toml ships, for the limits tests do not care about.
+DEFAULT_QUOTAS = QuotaPolicy(Limits(user_daily_videos=10, user_max_in_flight=2))
+
+
+@dataclass
+class Services:
+    jobs: JobService  # what adapters call
+    runner: JobRunner  # what the bot's start and stop call
+    store: SqliteJobStore
+    router: ProviderRouter
+    crew: Crew
+
+
+@contextlib.asynccontextmanager
+async def built_services(
+    data_dir: Path,
+    providers: Mapping[str, Provider],
+    prices: Mapping[str, Mapping[str, Mapping[str, int]]],
+    *,
+    quotas: QuotaPolicy = DEFAULT_QUOTAS,
+    pins: Mapping[int, list[str]] | None = None,
+    failure_threshold: int = 3,
+    cooldown_seconds: float = 300,
+    **settings: Any,
+) -> AsyncIterator[Services]:
+    """The job services over a fresh store in `data_dir`; the providers are closed at the end."""
+    async with Database(data_dir / "jobs.db") as db:
+        store = SqliteJobStore(db)
+        router = ProviderRouter(
+            providers, pins=pins or {}, failure_threshold=failure_threshold, cooldown_seconds=cooldown_seconds
+        )
+        price_table = PriceTable(prices, free=[name for name, p in providers.items() if p.capabilities.free])
+        crew = Crew(store, router, price_table, JobSettings(data_dir=data_dir, **settings))
+        inputs = InputImages(crew.settings.inputs_dir)
+        runner = JobRunner(crew, inputs)
+        jobs = JobService(JobIntake(store, router, price_table, quotas, inputs), runner)
+        try:
+            yield Services(jobs, runner, store, router, crew)
+        finally:
+            await runner.shutdown()
+            for provider in providers.values():
+                await provider.aclose()
