@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from core.errors import UserError
-from core.spec import GenerationSpec
+from core.spec import GenerationSpec, Mode
 from services.images import inspect_image
 from services.intake import Requester
 from services.jobs import JobService
@@ -63,7 +63,7 @@ def _read_image(path: Path) -> bytes:
 
 
 async def run_generate(jobs: JobService, args: argparse.Namespace) -> int:
-    mode = "i2v" if args.image else "t2v"
+    mode: Mode = "i2v" if args.image else "t2v"
     validate_combination(mode, args.quality, args.duration)
     prompt = validate_prompt(args.prompt, required=mode == "t2v")
     image = inspect_image(_read_image(args.image)) if args.image else None

@@ -247,7 +247,7 @@ def load_settings(config_path: str | Path | None = None, *, env_file: str | Path
     path = Path(config_path or os.environ.get("HAILUO_CONFIG") or "config.toml")
     config = load_config(path)
     try:
-        secrets = Secrets(_env_file=env_file)  # type: ignore[call-arg]
+        secrets = Secrets(_env_file=env_file)
     except ValidationError as exc:
         raise SettingsError(_describe(exc, "environment")) from None
     if not config.bot.data_dir.is_absolute():

@@ -42,7 +42,8 @@ class FunnelModal(discord.ui.Modal):
 
     funnel: ErrorFunnel | None = None
 
-    async def on_error(self, interaction: discord.Interaction, error: Exception, /) -> None:
+    # discord.py's Modal.on_error takes no item, unlike the View's it overrides in the stubs.
+    async def on_error(self, interaction: discord.Interaction, error: Exception, /) -> None:  # type: ignore[override]
         await (self.funnel or ErrorFunnel()).report(interaction, error, f"modal {type(self).__name__}")
 
 

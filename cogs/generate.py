@@ -56,7 +56,8 @@ class GenerateCog(commands.Cog):
         camera="Optional camera moves, up to 3 (e.g. Push in, Pan left) — start typing to see them",
         model="Which Hailuo model (default: Hailuo 2.3)",
     )
-    @app_commands.choices(quality=QUALITY_T2V, duration=DURATIONS, model=MODELS)
+    @app_commands.choices(quality=QUALITY_T2V, model=MODELS)
+    @app_commands.choices(duration=DURATIONS)
     async def video(
         self,
         interaction: discord.Interaction,
@@ -87,7 +88,8 @@ class GenerateCog(commands.Cog):
         model="Which Hailuo model (default: Hailuo 2.3)",
         end_image="Optional last frame (Hailuo 02 only): the clip moves from image to end_image",
     )
-    @app_commands.choices(quality=QUALITY_I2V, duration=DURATIONS, model=MODELS)
+    @app_commands.choices(quality=QUALITY_I2V, model=MODELS)
+    @app_commands.choices(duration=DURATIONS)
     async def animate(
         self,
         interaction: discord.Interaction,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
 from discord import app_commands
 
@@ -56,8 +56,8 @@ class Options:
 
 
 def offer_only_what_is_served(
-    commands: Sequence[app_commands.Command[object, ..., None]],
-    with_end_image: app_commands.Command[object, ..., None],
+    commands: Sequence[app_commands.Command[Any, ..., Any]],
+    with_end_image: app_commands.Command[Any, ..., Any],
     models: Sequence[str],
     end_frames: bool,
 ) -> None:
@@ -69,7 +69,8 @@ def offer_only_what_is_served(
         if len(models) <= 1:
             params.pop("model", None)
         else:
-            params["model"].choices = [choice for choice in MODELS if choice.value in models]
+            served = [choice for choice in MODELS if choice.value in models]
+            params["model"].choices = cast(list[app_commands.Choice[str | int | float]], served)
     if not end_frames:
         with_end_image._params.pop("end_image", None)
 

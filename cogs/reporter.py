@@ -79,7 +79,7 @@ class DiscordReporter:
         if self.message_id is None:
             return False
         try:
-            message = await self.channel.fetch_message(self.message_id)  # type: ignore[attr-defined]
+            message = await self.channel.fetch_message(self.message_id)
         except discord.HTTPException:
             return False
         ids = {child.custom_id for row in message.components for child in getattr(row, "children", [])}

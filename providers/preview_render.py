@@ -29,6 +29,8 @@ CARD_BOTTOM_RGB = (46, 18, 64)
 # Pillow's built-in font is ASCII-only; a system font (looked up in the usual font folders) shows
 # accents, Cyrillic and, with Noto CJK installed, Chinese prompts instead of empty boxes.
 FONT_CANDIDATES = ("NotoSansCJK-Regular.ttc", "NotoSans-Regular.ttf", "DejaVuSans.ttf")
+# A system font when one is found, else Pillow's own (both draw and measure text alike).
+Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
 _BRACKETS = re.compile(r"[\[［【][^\]］】]*[\]］】]")
 
 
@@ -135,7 +137,7 @@ def shake_expr(shake: tuple[bool, ...], duration: float, pixels: float, phase: f
 
 
 @functools.cache
-def load_font(size: int) -> ImageFont.FreeTypeFont:
+def load_font(size: int) -> Font:
     for name in FONT_CANDIDATES:
         try:
             return ImageFont.truetype(name, size)
@@ -186,8 +188,8 @@ def render_card(prompt: str, groups: list[list[str]], size: tuple[int, int]) -> 
     card = Image.composite(Image.new("RGB", size, CARD_BOTTOM_RGB), Image.new("RGB", size, CARD_TOP_RGB), mask)
     draw = ImageDraw.Draw(card)
     text = " ".join(_BRACKETS.sub(" ", prompt).split()) or "(camera moves only)"
-    font, lines = _fit_text(text, max_width=width * 0.8, max_height=height * 0.6, frame_height=height)
-    line_h = font.size * 1.3
+    font, font_size, lines = _fit_text(text, max_width=width * 0.8, max_height=height * 0.6, frame_height=height)
+    line_h = font_size * 1.3
     top = (height - line_h * len(lines)) / 2
     for i, line in enumerate(lines):
         draw.text((width / 2, top + line_h * (i + 0.5)), line, font=font, fill=(236, 236, 244), anchor="mm")
@@ -198,23 +200,22 @@ def render_card(prompt: str, groups: list[list[str]], size: tuple[int, int]) -> 
     return card
 
 
-def _fit_text(
-    text: str, *, max_width: float, max_height: float, frame_height: int
-) -> tuple[ImageFont.FreeTypeFont, list[str]]:
-    """The largest font that fits the text in the box; at the smallest size, cut with an ellipsis."""
+def _fit_text(text: str, *, max_width: float, max_height: float, frame_height: int) -> tuple[Font, int, list[str]]:
+    """The largest font (and its size) that fits the text in the box; at the smallest size, cut with an
+    ellipsis."""
     size = max(12, frame_height // 12)
     while True:
         font = load_font(size)
         lines = _wrap(text, font, max_width)
         fits = int(max_height // (size * 1.3))
         if len(lines) <= fits:
-            return font, lines
+            return font, size, lines
         if size <= max(12, frame_height // 40):
-            return font, [*lines[: fits - 1], lines[fits - 1].rstrip(".,;: ") + " …"]
+            return font, size, [*lines[: fits - 1], lines[fits - 1].rstrip(".,;: ") + " …"]
         size = int(size * 0.85)
 
 
-def _wrap(text: str, font: ImageFont.FreeTypeFont, max_width: float) -> list[str]:
+def _wrap(text: str, font: Font, max_width: float) -> list[str]:
     """Greedy word wrap; a word wider than a line (a URL, text without spaces) is cut where it overflows."""
     lines: list[str] = []
     line = ""

@@ -176,7 +176,7 @@ class PollPolicy:
         )
 
     def error_delay(self, errors: int, retry_after: float | None) -> float:
-        return min(max(retry_after or 0, self.error_first * 2**errors), self.error_ceiling)
+        return min(max(retry_after or 0.0, self.error_first * 2.0**errors), self.error_ceiling)
 
 
 class DelayRule(Protocol):

@@ -15,11 +15,11 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from core.jobs import JobRecord
+from core.jobs import JobRecord, JobStatus
 from services.endings import ending_message, log
 from services.inputs import InputImages
 from services.lifecycle import execute
-from services.progress import CardUpdater, card_for, edit_interval
+from services.progress import CardUpdater, Stage, card_for, edit_interval
 from services.reporter import JobReporter, SavedClipReporter
 from services.run import Crew, JobRun
 
@@ -102,7 +102,7 @@ class JobRunner:
     async def _announce(self, job: JobRecord, reporter: JobReporter) -> JobRecord:
         """Show how a refunded job ended when the bot stopped before its last edit landed (the money
         was already refunded; only the card is behind)."""
-        stage = "cancelled" if job.status == "cancelled" else "failed"
+        stage: Stage = "cancelled" if job.status == JobStatus.CANCELLED else "failed"
         card = card_for(job, free=self.crew.router.is_free(job.provider))
         card = card.with_stage(stage, message=ending_message(job.status, job.error_kind))
         try:

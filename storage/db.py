@@ -143,7 +143,7 @@ class Database:
     # which pins it to an old snapshot: it would not see rows the writer just committed.
     async def fetchone(self, sql: str, params: tuple[object, ...] = ()) -> aiosqlite.Row | None:
         rows = await self.reader.execute_fetchall(sql, params)
-        return next(iter(rows), None)  # type: ignore[return-value]
+        return next(iter(rows), None)
 
     async def fetchall(self, sql: str, params: tuple[object, ...] = ()) -> list[aiosqlite.Row]:
-        return list(await self.reader.execute_fetchall(sql, params))  # type: ignore[arg-type]
+        return list(await self.reader.execute_fetchall(sql, params))

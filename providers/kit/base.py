@@ -37,7 +37,7 @@ class HttpProvider:
     """The shared half of a `Provider` that speaks HTTP. Subclasses set `name` and `capabilities`,
     implement `submit` and `poll`, and override `_error` when their error bodies need more reading."""
 
-    name: ClassVar[str]
+    name: str  # set by each subclass
     capabilities: Capabilities
     default_base_url: ClassVar[str]
     auth_scheme: ClassVar[str] = "Bearer"

@@ -81,7 +81,7 @@ async def _download_with_retries(
 
 def _backoff_delay(attempt: int, base: float, retry_after: float | None) -> float:
     # Full jitter on exponential backoff; a server hint wins when it is longer, both capped.
-    jittered = random.uniform(0.5, 1.0) * base * 2 ** (attempt - 1)
+    jittered = random.uniform(0.5, 1.0) * base * 2.0 ** (attempt - 1)
     return min(max(jittered, retry_after or 0.0), DOWNLOAD_BACKOFF_CAP)
 
 

@@ -142,9 +142,10 @@ def sanitize(text: object, *, limit: int = MESSAGE_LIMIT, secrets: Iterable[str]
 
 def json_or_none(response: httpx.Response) -> object | None:
     try:
-        return response.json()
+        payload: object = response.json()
     except ValueError:  # JSONDecodeError and UnicodeDecodeError both subclass it
         return None
+    return payload
 
 
 def response_message(response: httpx.Response, *, secrets: Iterable[str] = ()) -> str:
