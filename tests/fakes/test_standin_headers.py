@@ -3,8 +3,10 @@ on their own (injectable) clock. Plain aiohttp requests, no provider client: wha
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
+import re
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -12,6 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.fakes.minimax_server import FakeMiniMax
 from tests.fakes.rate_limits import ManualClock, SlidingWindow, TokenBucket, Window
 from tests.fakes.toapis_server import QUERY_TIER, SUBMIT_TIER, FakeToApis, RateTier
 
@@ -250,3 +253,74 @@ async def test_toapis_reset_is_a_unix_timestamp_on_the_real_clock(http: aiohttp.
     async with FakeToApis(TA_KEY) as fake:
         _, headers, _ = await ta_submit(http, fake)
     assert time.time() <= int(headers["X-RateLimit-Reset"]) <= time.time() + 2
+
+
+# ----- MiniMax -----------------------------------------------------------------------------------------------
+
+TRACE_ID = re.compile(r"[0-9a-f]{32}")
+
+
+async def mm_create(http: aiohttp.ClientSession, fake: FakeMiniMax, body: object = None) -> Any:
+    return await call(
+        http, "POST", f"{fake.base_url}/v1/video_generation", json=body or T2V_MINIMAX, headers=bearer(MM_KEY)
+    )
+
+
+async def test_minimax_every_api_answer_carries_a_trace_id(http: aiohttp.ClientSession) -> None:
+    async with FakeMiniMax(MM_KEY, duration_s=0.05) as fake:
+        answers = [await mm_create(http, fake)]
+        task_id = answers[0][2]["task_id"]
+        query = f"{fake.base_url}/v1/query/video_generation?task_id={task_id}"
+        await asyncio.sleep(0.08)
+        answers.append(await call(http, "GET", query, headers=bearer(MM_KEY)))
+        file_id = answers[-1][2]["file_id"]
+        answers.append(
+            await call(http, "GET", f"{fake.base_url}/v1/files/retrieve?file_id={file_id}", headers=bearer(MM_KEY))
+        )
+        answers.append(await call(http, "GET", query))  # no key: 1004 as HTTP 200
+        answers.append(await mm_create(http, fake, {"model": "MiniMax-Hailuo-2.3"}))  # 2013
+        fake.fail_next_submit_http(503)
+        answers.append(await mm_create(http, fake))
+        fake.malformed_next_polls(1)
+        answers.append(await call(http, "GET", query, headers=bearer(MM_KEY)))
+        answers.append(await call(http, "GET", f"{fake.base_url}/v1/no_such_thing", headers=bearer(MM_KEY)))
+        codes = [body["base_resp"]["status_code"] for _, _, body in answers[:5]]
+        assert codes == [0, 0, 0, 1004, 2013]
+        assert [status for status, _, _ in answers] == [200] * 5 + [503, 200, 404]
+        trace_ids = [headers.get("Trace-Id", "") for _, headers, _ in answers]
+        assert all(TRACE_ID.fullmatch(t) for t in trace_ids), trace_ids
+        assert len(set(trace_ids)) == len(trace_ids)
+        for _, headers, _ in answers[:5]:
+            assert headers["Content-Type"].startswith("application/json")
+        # The output file is a CDN's: no Trace-Id.
+        status, headers, _ = await call(http, "GET", answers[2][2]["file"]["download_url"])
+        assert status == 200 and "Trace-Id" not in headers
+
+
+async def test_minimax_create_over_the_rpm_is_a_1002_that_creates_nothing(
+    http: aiohttp.ClientSession, clock: ManualClock
+) -> None:
+    async with FakeMiniMax(MM_KEY, rpm=3, clock=clock) as fake:
+        answers = [await mm_create(http, fake) for _ in range(2)]
+        answers.append(await mm_create(http, fake, {"model": "MiniMax-Hailuo-2.3"}))  # refused params count
+        clock.advance(30)
+        status, headers, body = await mm_create(http, fake)
+        assert status == 200 and "Trace-Id" in headers
+        assert body == {"base_resp": {"status_code": 1002, "status_msg": "rate limit"}}
+        assert [a[2]["base_resp"]["status_code"] for a in answers] == [0, 0, 2013] and len(fake.tasks) == 2
+        task_id = answers[0][2]["task_id"]  # queries are not limited
+        query = f"{fake.base_url}/v1/query/video_generation?task_id={task_id}"
+        assert (await call(http, "GET", query, headers=bearer(MM_KEY)))[2]["base_resp"]["status_code"] == 0
+        assert (await mm_create(http, fake))[2]["base_resp"]["status_code"] == 1002  # 1002s do not count
+        clock.advance(30)  # the first three fall out of the rolling minute
+        assert [(await mm_create(http, fake))[2]["base_resp"]["status_code"] for _ in range(4)] == [0, 0, 0, 1002]
+        assert fake.rate_limited == [clock.now - 30, clock.now - 30, clock.now]
+
+
+async def test_minimax_defaults_to_the_paid_rpm(http: aiohttp.ClientSession, clock: ManualClock) -> None:
+    async with FakeMiniMax(MM_KEY, clock=clock) as fake:
+        codes = [(await mm_create(http, fake, {"model": "MiniMax-Hailuo-2.3"}))[2] for _ in range(21)]
+        assert [c["base_resp"]["status_code"] for c in codes] == [2013] * 20 + [1002]
+    async with FakeMiniMax(MM_KEY, rpm=None, clock=clock) as fake:
+        codes = [(await mm_create(http, fake, {"model": "MiniMax-Hailuo-2.3"}))[2] for _ in range(25)]
+        assert {c["base_resp"]["status_code"] for c in codes} == {2013}
