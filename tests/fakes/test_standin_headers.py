@@ -17,6 +17,7 @@ import pytest
 from tests.fakes.minimax_server import FakeMiniMax
 from tests.fakes.rate_limits import ManualClock, SlidingWindow, TokenBucket, Window
 from tests.fakes.toapis_server import QUERY_TIER, SUBMIT_TIER, FakeToApis, RateTier
+from tests.fakes.wavespeed_server import GOLD, FakeWaveSpeed
 
 TA_KEY, MM_KEY, WS_KEY, SA_KEY = "ta-test-key", "mm-test-key", "ws-test-key", "sa-test-key"
 T2V_TOAPIS = {"model": "MiniMax-Hailuo-2.3", "prompt": "a lighthouse in a storm"}
@@ -324,3 +325,64 @@ async def test_minimax_defaults_to_the_paid_rpm(http: aiohttp.ClientSession, clo
     async with FakeMiniMax(MM_KEY, rpm=None, clock=clock) as fake:
         codes = [(await mm_create(http, fake, {"model": "MiniMax-Hailuo-2.3"}))[2] for _ in range(25)]
         assert {c["base_resp"]["status_code"] for c in codes} == {2013}
+
+
+# ----- WaveSpeed ---------------------------------------------------------------------------------------------
+
+
+async def ws_submit(http: aiohttp.ClientSession, fake: FakeWaveSpeed) -> Any:
+    return await call(http, "POST", fake.base_url + WS_ENDPOINT, json={"prompt": "a kite"}, headers=bearer(WS_KEY))
+
+
+async def ws_poll(http: aiohttp.ClientSession, fake: FakeWaveSpeed, task_id: str) -> Any:
+    return await call(http, "GET", f"{fake.base_url}/api/v3/predictions/{task_id}/result", headers=bearer(WS_KEY))
+
+
+def test_wavespeed_defaults_to_gold() -> None:
+    fake = FakeWaveSpeed()
+    assert GOLD.videos_per_minute == 3000 and GOLD.concurrency == 3000 and fake.max_concurrent == 3000
+
+
+async def test_wavespeed_submits_over_the_per_minute_limit_are_429_envelopes(
+    http: aiohttp.ClientSession, clock: ManualClock
+) -> None:
+    async with FakeWaveSpeed(WS_KEY, videos_per_minute=2, clock=clock) as fake:
+        assert [(await ws_submit(http, fake))[0] for _ in range(2)] == [200, 200]
+        status, headers, body = await ws_submit(http, fake)
+        assert status == 429 and body == {"code": 429, "message": "Too many requests", "data": None}
+        assert headers["Content-Type"].startswith("application/json") and "Retry-After" not in headers
+        assert len(fake.tasks) == 2 and fake.rate_limited == [clock.now]
+        clock.advance(60)
+        status, _, body = await ws_submit(http, fake)
+        assert status == 200 and body["code"] == 200 and body["data"]["status"] == "created"
+
+
+async def test_wavespeed_tasks_over_the_concurrency_cap_wait_created(http: aiohttp.ClientSession) -> None:
+    async with FakeWaveSpeed(WS_KEY, max_concurrent=1) as fake:
+        fake.next_scenario(queued_polls=0, processing_polls=1)
+        fake.next_scenario(queued_polls=0, processing_polls=1)
+        first = (await ws_submit(http, fake))[2]["data"]["id"]
+        second = (await ws_submit(http, fake))[2]["data"]["id"]
+        words = []
+        for task_id in (second, first, second, first, second, second):
+            status, headers, body = await ws_poll(http, fake, task_id)
+            assert status == 200 and headers["Content-Type"].startswith("application/json")
+            words.append(body["data"]["status"])
+        # The second waits while the first runs, then starts counting its own polls.
+        assert words == ["created", "processing", "created", "completed", "processing", "completed"]
+        one, two = fake.tasks[first], fake.tasks[second]
+        assert one.completed_at is not None and two.started_at == one.completed_at
+        assert two.terminal_seen_at is not None and two.completed_at == two.terminal_seen_at >= one.completed_at
+
+
+async def test_wavespeed_time_based_waiting_task_starts_when_the_slot_frees(http: aiohttp.ClientSession) -> None:
+    async with FakeWaveSpeed(WS_KEY, duration_s=0.05, max_concurrent=1) as fake:
+        first = (await ws_submit(http, fake))[2]["data"]["id"]
+        second = (await ws_submit(http, fake))[2]["data"]["id"]
+        assert (await ws_poll(http, fake, second))[2]["data"]["status"] == "created"
+        await asyncio.sleep(0.12)
+        assert (await ws_poll(http, fake, second))[2]["data"]["status"] == "completed"
+        one, two = fake.tasks[first], fake.tasks[second]
+        assert one.completed_at == pytest.approx(one.submitted_at + 0.05)
+        assert two.started_at == one.completed_at and two.completed_at == pytest.approx(two.started_at + 0.05)
+        assert one.terminal_seen_at is None and two.terminal_seen_at is not None
