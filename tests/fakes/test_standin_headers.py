@@ -16,6 +16,7 @@ import pytest
 
 from tests.fakes.minimax_server import FakeMiniMax
 from tests.fakes.rate_limits import ManualClock, SlidingWindow, TokenBucket, Window
+from tests.fakes.seaart_server import FakeSeaArt
 from tests.fakes.toapis_server import QUERY_TIER, SUBMIT_TIER, FakeToApis, RateTier
 from tests.fakes.wavespeed_server import GOLD, FakeWaveSpeed
 
@@ -386,3 +387,38 @@ async def test_wavespeed_time_based_waiting_task_starts_when_the_slot_frees(http
         assert one.completed_at == pytest.approx(one.submitted_at + 0.05)
         assert two.started_at == one.completed_at and two.completed_at == pytest.approx(two.started_at + 0.05)
         assert one.terminal_seen_at is None and two.terminal_seen_at is not None
+
+
+# ----- SeaArt ------------------------------------------------------------------------------------------------
+
+
+async def test_seaart_rate_limit_is_off_by_default(http: aiohttp.ClientSession) -> None:
+    async with FakeSeaArt(SA_KEY) as fake:
+        url = f"{fake.base_url}{SA_QUEUE}/requests/mmsu_missing/status"
+        statuses = {(await call(http, "GET", url, headers=bearer(SA_KEY)))[0] for _ in range(30)}
+        assert statuses == {404} and fake.rate_limited == []
+
+
+async def test_seaart_over_the_rate_limit_is_the_gateway_429_with_a_request_id(
+    http: aiohttp.ClientSession, clock: ManualClock
+) -> None:
+    async with FakeSeaArt(SA_KEY, rate_limit=Window(2, 60.0), clock=clock) as fake:
+        status, headers, body = await call(
+            http, "POST", fake.base_url + SA_QUEUE, json={"prompt": "a kite"}, headers=bearer(SA_KEY)
+        )
+        assert status == 200 and headers["Content-Type"].startswith("application/json")
+        status_url = body["status_url"]
+        assert (await call(http, "GET", status_url, headers=bearer(SA_KEY)))[0] == 200
+        status, headers, body = await call(http, "GET", status_url, headers=bearer(SA_KEY))
+        assert status == 429 and headers["Content-Type"].startswith("application/json")
+        assert body["error"] == {
+            "code": "RATE_LIMIT_EXCEEDED",
+            "message": "Rate limit exceeded, please try again later",
+        }
+        assert re.fullmatch(r"[0-9a-f]{32}", body["request_id"])
+        assert "X-Request-Id" not in headers and "Retry-After" not in headers
+        status, _, body = await call(http, "GET", status_url)  # no key: the 401 comes first, also with an id
+        assert status == 401 and body["error"]["code"] == "UNAUTHORIZED" and body["request_id"]
+        clock.advance(60)
+        assert (await call(http, "GET", status_url, headers=bearer(SA_KEY)))[0] == 200
+        assert fake.rate_limited == [clock.now - 60]
