@@ -385,7 +385,8 @@ async def test_wavespeed_time_based_waiting_task_starts_when_the_slot_frees(http
         assert (await ws_poll(http, fake, second))[2]["data"]["status"] == "completed"
         one, two = fake.tasks[first], fake.tasks[second]
         assert one.completed_at == pytest.approx(one.submitted_at + 0.05)
-        assert two.started_at == one.completed_at and two.completed_at == pytest.approx(two.started_at + 0.05)
+        assert two.started_at is not None and two.started_at == one.completed_at
+        assert two.completed_at == pytest.approx(two.started_at + 0.05)
         assert one.terminal_seen_at is None and two.terminal_seen_at is not None
 
 
