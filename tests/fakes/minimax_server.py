@@ -13,6 +13,16 @@ shape and lowercase `processing|success|failed`. Everything sent and every answe
 Signing and retries are undocumented (§1.7): the fake signs nothing, sends each update once, and sends no
 updates when the challenge was not echoed.
 
+Headers: every answer of the `/v1` API (errors, scripted failures and unknown `/v1` paths included) carries a
+`Trace-Id` (32 hex digits, new per answer; the official client logs it); JSON answers are
+`application/json`. The output files (a CDN in the real service) carry none.
+
+Rate limit: video generation is limited to `rpm` create requests per rolling minute on the fake's `clock`
+(`time.time` unless given); paid accounts get 20 (the default, `FREE_RPM` = 5 for free ones, None = no
+limit). Over it a create answers HTTP 200 with `base_resp` 1002 `rate limit` and creates nothing; refused
+creates do not count, every other authenticated create does (refused parameters included). Queries and
+file retrieval are not limited. Scripted failures answer before the limit and are not counted.
+
 Tests script the next task with `next_scenario(...)` and inject failures with `fail_next_submit`,
 `fail_next_submit_http`, `fail_next_polls`, `fail_next_polls_http`, `fail_next_retrieves`,
 `malformed_next_polls`, `drop_next_submit_after_create` and `slow_next_submit`.
@@ -35,7 +45,8 @@ from typing import Any, Literal
 import aiohttp
 from aiohttp import web
 
-from tests.fakes.local_server import DROPPED, LocalServer
+from tests.fakes.local_server import DROPPED, Handler, LocalServer
+from tests.fakes.rate_limits import Clock, SlidingWindow
 from tests.fakes.wavespeed_server import default_mp4
 
 Outcome = Literal[
@@ -66,7 +77,10 @@ CHALLENGE_TIMEOUT = 3.0  # §1.7: the challenge must be echoed within 3 s
 CALLBACK_TICK = 0.02
 
 OK = (0, "success")
+RATE_LIMITED = 1002
 INVALID_PARAMS = 2013
+PAID_RPM = 20  # video generation requests per minute, paid accounts
+FREE_RPM = 5
 
 
 @dataclass
@@ -211,9 +225,20 @@ def _answer_failure(failure: _Failure) -> web.Response:
 class FakeMiniMax(LocalServer):
     client_max_size = 64 * 1024 * 1024  # room for two 20 MB images as base64 in data URLs
 
-    def __init__(self, api_key: str = "mm-test-key", *, duration_s: float = 0.5, send_callbacks: bool = True) -> None:
+    def __init__(
+        self,
+        api_key: str = "mm-test-key",
+        *,
+        duration_s: float = 0.5,
+        send_callbacks: bool = True,
+        rpm: int | None = PAID_RPM,
+        clock: Clock = time.time,
+    ) -> None:
         super().__init__()
         self.api_key = api_key
+        self.clock = clock
+        self.rate_limited: list[float] = []  # clock time of every create refused with 1002 by the limit
+        self._creates = SlidingWindow(rpm, 60.0) if rpm is not None else None
         self.default_duration_s = duration_s
         self.send_callbacks = send_callbacks
         self.submits: list[dict[str, object]] = []  # every POST received: json body, query
@@ -228,6 +253,18 @@ class FakeMiniMax(LocalServer):
         self._slow_next_submit = 0.0
 
     # ----- lifecycle (LocalServer) -------------------------------------------------------------------
+
+    async def answer(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        api = request.path.startswith("/v1/")
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:  # unknown paths and methods
+            if api:
+                exc.headers["Trace-Id"] = secrets.token_hex(16)
+            raise
+        if api:
+            response.headers["Trace-Id"] = secrets.token_hex(16)
+        return response
 
     def add_routes(self, router: web.UrlDispatcher) -> None:
         router.add_post("/v1/video_generation", self._submit)
@@ -315,6 +352,12 @@ class FakeMiniMax(LocalServer):
             return problem
         if self._submit_failures:
             return _answer_failure(self._submit_failures.popleft())
+        if self._creates is not None:
+            now = self.clock()
+            if self._creates.wait(now) > 0:
+                self.rate_limited.append(now)
+                return base_resp(RATE_LIMITED, "rate limit")
+            self._creates.add(now)
         if request.content_type != "application/json" or not isinstance(body, dict):
             return base_resp(INVALID_PARAMS, "invalid params, request body must be JSON")
         if problem_text := validate_body(body):

@@ -15,6 +15,14 @@ Assumptions where the reference says UNCONFIRMED: a create answers HTTP 200; val
 "App not found" 404; cancel bodies are `{"status": "<word>"}`; `/response` of a failed task answers 200
 with the failed status body. Unknown body fields are refused, so a misspelt parameter cannot pass silently.
 
+Rate limit: SeaArt publishes no numbers, so it is off unless `rate_limit=Window(requests, seconds)` is given:
+then every authenticated queue API request (create, status, response, cancel; the key's own, in a rolling
+window on the fake's `clock`, `time.time` unless given) counts, and one over it answers the gateway's 429
+`{"error":{"code":"RATE_LIMIT_EXCEEDED","message":"Rate limit exceeded, please try again later"},
+"request_id":"..."}` without counting (no `Retry-After`: none is documented). Every gateway error carries a
+`request_id`; the app's `{"detail": ...}` errors do not. JSON answers are `application/json`; no request-id
+header is sent (none is documented).
+
 Tests script the next task with `next_scenario(...)` and inject failures with `fail_next_submit`,
 `fail_next_polls` (on `/status`), `fail_next_results` (on `/response`), `malformed_next_polls`,
 `drop_next_submit_after_create` and `slow_next_submit`.
@@ -36,6 +44,7 @@ from typing import Any, Literal
 from aiohttp import web
 
 from tests.fakes.local_server import DROPPED, Handler, LocalServer
+from tests.fakes.rate_limits import Clock, Window
 from tests.fakes.wavespeed_server import default_mp4
 
 Outcome = Literal["completed", "failed", "blocked", "never", "cancelled", "unknown_status"]
@@ -182,9 +191,19 @@ def _default_error_body(status: int) -> dict[str, object]:
 class FakeSeaArt(LocalServer):
     client_max_size = 32 * 1024 * 1024  # room for a 20 MB image as base64 in a data URL
 
-    def __init__(self, api_key: str = "sa-test-key", *, duration_s: float = 0.5) -> None:
+    def __init__(
+        self,
+        api_key: str = "sa-test-key",
+        *,
+        duration_s: float = 0.5,
+        rate_limit: Window | None = None,
+        clock: Clock = time.time,
+    ) -> None:
         super().__init__()
         self.api_key = api_key
+        self.clock = clock
+        self.rate_limited: list[float] = []  # clock time of every request refused by `rate_limit`
+        self._window = rate_limit.sliding() if rate_limit is not None else None
         self.default_duration_s = duration_s
         self.submits: list[tuple[str, object]] = []  # every POST received: (endpoint, json body)
         self.tasks: dict[str, FakeTask] = {}
@@ -274,9 +293,16 @@ class FakeSeaArt(LocalServer):
         return request.headers.get("Authorization") in (f"Bearer {self.api_key}", f"Key {self.api_key}")
 
     def _refusal(self, request: web.Request, body: object = None) -> web.Response | None:
-        """The gateway's answer to a request it refuses before routing: no auth, or webhook info."""
+        """The gateway's answer to a request it refuses before routing: no auth, over the rate limit, or
+        webhook info."""
         if not self._authorized(request):
             return _json(401, _default_error_body(401))
+        if self._window is not None:
+            now = self.clock()
+            if self._window.wait(now) > 0:
+                self.rate_limited.append(now)
+                return _json(429, _default_error_body(429))
+            self._window.add(now)
         if webhook_fields(body, request.query.keys(), request.headers.keys()):
             return _json(400, {"detail": "webhook not supported"})
         return None

@@ -15,6 +15,25 @@ first frame and not at 512P; `metadata.callback_url` refused with `400 webhook_n
 fake has a webhook secret. Deviation from the real service: callbacks may go to http://127.0.0.1 (ToAPIs
 wants HTTPS and refuses loopback), any path is accepted, and events go only to a task's own
 `callback_url` (there is no token default URL here).
+
+Rate limits (§4.6), on the fake's `clock` (`time.time` unless given): per user (here: per Authorization
+header value, so a wrong key has its own allowance) with SEPARATE buckets for `async_submit` (generation
+POSTs) and `async_query` (generation GETs). Each category has three token buckets, one per documented
+window, each holding that window's count and refilling continuously (`per_minute`/60 s, `per_second`/1 s,
+`burst`/`burst_window_s`); a request passes only when all three have a token. Default tier: submit 300/min,
+5/s, 50 per 10 s; query 3,000/min, 50/s, 500 per 10 s (`submit_limits` / `query_limits` raise them). Every
+answer of the `/v1` API, 200s and errors alike, carries `X-RateLimit-Limit`, `X-RateLimit-Remaining`,
+`X-RateLimit-Reset` and `X-RateLimit-Category`: on any answer but a 429 they describe the per-minute bucket
+after this request, and `X-RateLimit-Reset` is the Unix time (whole seconds, rounded up) at which that bucket
+is full again, so an ordinary 200 says e.g. `Remaining: 299` with a reset a moment ahead. A 429 has the body
+`{"error":{"code":"rate_limit_exceeded","message":"Async task request rate exceeded"}}`, describes the
+bucket that refused (`Remaining: 0`, reset when it is full) and adds `Retry-After` (whole seconds until a
+request would pass). 429s do not use allowance; every other answer does (business failures, 401s and
+scripted failures included). Unconfirmed and chosen here: whether the reset is a timestamp or a delta (a
+timestamp), and the category of `POST /v1/uploads/images` (counted as `async_submit`). `/uploads/...` and
+`/outputs/...` are file hosting, not the API: no rate-limit headers there. No `X-Request-Id` is sent (none
+is documented). Scripted 429s (`fail_next_submit(429, ...)`, `fail_next_polls(n, 429)`) carry exhausted
+headers (`Remaining: 0`, a reset `retry_after` or 5 s ahead) and a `Retry-After` only when one was given.
 """
 
 from __future__ import annotations
@@ -24,6 +43,7 @@ import hashlib
 import hmac
 import io
 import json
+import math
 import time
 import uuid
 from collections import deque
@@ -33,7 +53,8 @@ from typing import Any, Literal
 import aiohttp
 from aiohttp import web
 
-from tests.fakes.local_server import DROPPED, LocalServer
+from tests.fakes.local_server import DROPPED, Handler, LocalServer
+from tests.fakes.rate_limits import Clock, TokenBucket, Window, retry_after_text
 from tests.fakes.wavespeed_server import default_mp4
 
 Outcome = Literal["completed", "failed", "policy", "never", "unknown_status"]
@@ -50,12 +71,47 @@ POLICY_MESSAGE = "Generation failed: Content violates the content policy"
 FAILED_MESSAGE = "Generation failed: upstream render error"
 QUEUE_SHARE = 0.25  # time-based tasks report `queued` for the first quarter of their duration
 STALE_BY = 600  # seconds a `stale=True` event is backdated
+SUBMIT = "async_submit"
+QUERY = "async_query"
+RATE_LIMIT_MESSAGE = "Async task request rate exceeded"
+SCRIPTED_429_WAIT = 5.0  # seconds ahead a scripted 429 without `retry_after` puts its reset
 _MAGIC = (
     (b"\xff\xd8\xff", "image/jpeg", "jpg"),
     (b"\x89PNG\r\n\x1a\n", "image/png", "png"),
     (b"GIF87a", "image/gif", "gif"),
     (b"GIF89a", "image/gif", "gif"),
 )
+
+
+@dataclass(frozen=True)
+class RateTier:
+    """One category's limits (§4.6): requests per minute, per second, and a burst per `burst_window_s`."""
+
+    per_minute: int
+    per_second: int
+    burst: int
+    burst_window_s: float = 10.0
+
+    def buckets(self, now: float) -> tuple[TokenBucket, ...]:
+        """The category's buckets, the per-minute one (the one the headers describe) first."""
+        windows = (Window(self.per_minute, 60.0), Window(self.per_second, 1.0), Window(self.burst, self.burst_window_s))
+        return tuple(window.bucket(now) for window in windows)
+
+
+SUBMIT_TIER = RateTier(per_minute=300, per_second=5, burst=50)
+QUERY_TIER = RateTier(per_minute=3000, per_second=50, burst=500)
+
+
+@dataclass
+class _Admission:
+    """The rate-limit bookkeeping of one `/v1` request."""
+
+    category: str
+    buckets: tuple[TokenBucket, ...]
+    took: bool = False  # a token was taken from every bucket (given back if the answer is a 429)
+
+
+_RATE = web.RequestKey("toapis_rate", _Admission)
 
 
 @dataclass
@@ -162,7 +218,6 @@ class _Failure:
     message: str
     type: str | None = None
     retry_after: float | None = None
-    rate_headers: bool = False
 
 
 @dataclass
@@ -189,23 +244,13 @@ def _unauthorized() -> web.Response:
     return _error(401, 401, "Authentication failed, please check your API key", "authentication_error")
 
 
-def _rate_headers(category: str, retry_after: float | None) -> dict[str, str]:
-    wait = retry_after if retry_after is not None else 5
+def _rate_headers(category: str, limit: float, remaining: int, reset: float) -> dict[str, str]:
     return {
-        "X-RateLimit-Limit": "300" if category == "async_submit" else "3000",
-        "X-RateLimit-Remaining": "0",
-        "X-RateLimit-Reset": str(int(time.time() + wait) + 1),
+        "X-RateLimit-Limit": str(int(limit)),
+        "X-RateLimit-Remaining": str(remaining),
+        "X-RateLimit-Reset": str(math.ceil(reset)),
         "X-RateLimit-Category": category,
     }
-
-
-def _failure_response(failure: _Failure, category: str) -> web.Response:
-    headers: dict[str, str] = {}
-    if failure.rate_headers:
-        headers.update(_rate_headers(category, failure.retry_after))
-    if failure.retry_after is not None:
-        headers["Retry-After"] = f"{failure.retry_after:g}"
-    return _error(failure.status, failure.code, failure.message, failure.type, headers)
 
 
 def sign(secret: str, event_id: str, timestamp: str, body: bytes) -> str:
@@ -221,9 +266,15 @@ class FakeToApis(LocalServer):
         duration_s: float = 0.5,
         webhook_secret: str | None = None,
         previous_webhook_secret: str | None = None,
+        submit_limits: RateTier = SUBMIT_TIER,
+        query_limits: RateTier = QUERY_TIER,
+        clock: Clock = time.time,
     ) -> None:
         super().__init__()
         self.api_key = api_key
+        self.limits = {SUBMIT: submit_limits, QUERY: query_limits}
+        self.clock = clock
+        self.rate_limited: list[tuple[str, float]] = []  # (category, clock time) of every 429 the limits gave
         self.default_duration_s = duration_s
         self.webhook_secret = webhook_secret
         self.previous_webhook_secret = previous_webhook_secret
@@ -240,6 +291,7 @@ class FakeToApis(LocalServer):
         self._slow_next_submit = 0.0
         self._timers: list[asyncio.TimerHandle] = []
         self._webhook_arrived = asyncio.Condition()
+        self._buckets: dict[tuple[str, str], tuple[TokenBucket, ...]] = {}  # (Authorization, category) → buckets
 
     # ----- lifecycle (LocalServer) -------------------------------------------------------------------
 
@@ -276,8 +328,12 @@ class FakeToApis(LocalServer):
         retry_after: float | None = None,
         rate_headers: bool = False,
     ) -> None:
-        """The next generation POST answers this error (before validation, creating nothing)."""
-        self._submit_failures.append(_Failure(status, code, message, type, retry_after, rate_headers))
+        """The next generation POST answers this error (before validation, creating nothing).
+
+        `rate_headers` is kept for older callers: every answer carries `X-RateLimit-*` now, and a scripted
+        429 always carries exhausted ones."""
+        del rate_headers
+        self._submit_failures.append(_Failure(status, code, message, type, retry_after))
 
     def fail_next_upload(self, status: int, message: str = "Upload failed", *, after: int = 0) -> None:
         """An upload answers `{"success": false, "message": ...}` with this status, after `after` more succeed."""
@@ -288,7 +344,7 @@ class FakeToApis(LocalServer):
             429: ("rate_limit_exceeded", "Async task request rate exceeded", None),
             401: (401, "Authentication failed, please check your API key", "authentication_error"),
         }.get(status, ("internal_error", "Internal server error", "server_error"))
-        failure = _Failure(status, code, message, type_, retry_after, rate_headers=status == 429)
+        failure = _Failure(status, code, message, type_, retry_after)
         self._poll_failures.extend(failure for _ in range(n))
 
     def malformed_next_polls(self, n: int) -> None:
@@ -324,12 +380,64 @@ class FakeToApis(LocalServer):
             raise ValueError("the task has no callback_url or the fake has no webhook secret")
         return await self._deliver(task, task.callback_url, stale=stale, bad_signature=bad_signature, event_id=event_id)
 
+    # ----- rate limits (§4.6) --------------------------------------------------------------------------
+
+    def _admit(self, request: web.Request, category: str) -> web.Response | None:
+        """Take a token from each of the caller's buckets of `category`, or the 429 when one is empty."""
+        now = self.clock()
+        key = (request.headers.get("Authorization", ""), category)
+        buckets = self._buckets.get(key)
+        if buckets is None:
+            buckets = self._buckets[key] = self.limits[category].buckets(now)
+        admission = request[_RATE] = _Admission(category, buckets)
+        waits = [bucket.wait(now) for bucket in buckets]
+        if max(waits) > 0:
+            self.rate_limited.append((category, now))
+            refusing = buckets[waits.index(max(waits))]
+            headers = _rate_headers(category, refusing.capacity, 0, refusing.full_at(now))
+            headers["Retry-After"] = retry_after_text(max(waits))
+            return _error(429, "rate_limit_exceeded", RATE_LIMIT_MESSAGE, headers=headers)
+        for bucket in buckets:
+            bucket.take(now)
+        admission.took = True
+        return None
+
+    async def answer(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        response = await handler(request)
+        admission = request.get(_RATE)
+        if admission is None:  # not the API (file hosting, unknown routes)
+            return response
+        now = self.clock()
+        if admission.took and response.status == 429:  # a scripted 429: 429s use no allowance
+            for bucket in admission.buckets:
+                bucket.give_back(now)
+        if "X-RateLimit-Limit" not in response.headers:
+            minute = admission.buckets[0]
+            if response.status == 429:
+                headers = _rate_headers(admission.category, minute.capacity, 0, now + SCRIPTED_429_WAIT)
+            else:
+                headers = _rate_headers(admission.category, minute.capacity, minute.remaining(now), minute.full_at(now))
+            response.headers.update(headers)
+        return response
+
+    def _failure_response(self, failure: _Failure, category: str) -> web.Response:
+        headers: dict[str, str] = {}
+        if failure.status == 429:
+            wait = failure.retry_after if failure.retry_after is not None else SCRIPTED_429_WAIT
+            limit = self.limits[category].per_minute
+            headers.update(_rate_headers(category, limit, 0, self.clock() + wait))
+        if failure.retry_after is not None:
+            headers["Retry-After"] = f"{failure.retry_after:g}"
+        return _error(failure.status, failure.code, failure.message, failure.type, headers)
+
     # ----- handlers ----------------------------------------------------------------------------------
 
     def _authorized(self, request: web.Request) -> bool:
         return request.headers.get("Authorization") == f"Bearer {self.api_key}"
 
     async def _upload(self, request: web.Request) -> web.StreamResponse:
+        if limited := self._admit(request, SUBMIT):
+            return limited
         if not self._authorized(request):
             return _unauthorized()
         if self._upload_failures:
@@ -373,10 +481,12 @@ class FakeToApis(LocalServer):
         except ValueError:
             body = None
         self.submits.append(body)
+        if limited := self._admit(request, SUBMIT):
+            return limited
         if not self._authorized(request):
             return _unauthorized()
         if self._submit_failures:
-            return _failure_response(self._submit_failures.popleft(), "async_submit")
+            return self._failure_response(self._submit_failures.popleft(), SUBMIT)
         if not isinstance(body, dict):
             return _invalid("request body must be a JSON object")
         if problem := self.validate_body(body):
@@ -408,13 +518,15 @@ class FakeToApis(LocalServer):
         return task
 
     async def _poll(self, request: web.Request) -> web.StreamResponse:
+        if limited := self._admit(request, QUERY):
+            return limited
         if not self._authorized(request):
             return _unauthorized()
         if self._poll_failures:
             failure = self._poll_failures.popleft()
             if failure is None:
                 return web.Response(text='{"id":"vid_', content_type="application/json")
-            return _failure_response(failure, "async_query")
+            return self._failure_response(failure, QUERY)
         task = self.tasks.get(request.match_info["task_id"])
         if task is None:
             return _error(404, 404, "Task not found", "not_found_error")

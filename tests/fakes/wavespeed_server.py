@@ -11,10 +11,21 @@ ends: time-based tasks at their scheduled end, poll-based ones when a poll first
 Every callback sent is recorded in `webhook_deliveries`; `send_webhook` sends extra (stale, forged or
 repeated) ones for tests.
 
+Account limits (§2): a tier limits the videos started per minute and the tasks run at once (`TIERS`: Bronze
+2/2, Silver 500/300, Gold 3,000/3,000). `videos_per_minute` counts the tasks created in a rolling minute
+on the fake's `clock` (`time.time` unless given); a submit over it answers HTTP 429 with the envelope
+`{"code": 429, "message": "Too many requests", "data": null}` and creates nothing (the real 429's body
+and headers are undocumented: no `Retry-After` is invented). `max_concurrent` caps the tasks running at
+once: a task over it is created but waits, reported `created`, until a running task ends; its scenario
+(its duration, or its polls) starts counting when it gets its slot (`started_at`). Both default to Gold, so
+the benchmark's 1,000 jobs pass; None turns a limit off. Tasks that never end keep their slot.
+
 Tests script the next task with `next_scenario(...)` and inject failures with `fail_next_submit`,
 `fail_next_polls`, `malformed_next_polls`, `drop_next_submit_after_create`, `slow_next_submit` and
-`set_balance_exhausted`. Every task records when it was submitted and when it became terminal, so
-benchmarks can measure how long the bot took to notice.
+`set_balance_exhausted`. Every task records when it was submitted, when it started, when it became
+terminal (`completed_at`) and when a poll first saw that (`terminal_seen_at`), so benchmarks can measure
+how long the bot took to notice. JSON answers are `application/json`; no request-id header is sent (none is
+documented).
 """
 
 from __future__ import annotations
@@ -43,6 +54,7 @@ import aiohttp
 from aiohttp import web
 
 from tests.fakes.local_server import DROPPED, LocalServer
+from tests.fakes.rate_limits import Clock, SlidingWindow
 
 Outcome = Literal["completed", "failed", "nsfw", "never", "cancelled", "unknown_status", "no_outputs"]
 
@@ -77,6 +89,23 @@ CHUNK = 64 * 1024
 SECRET_PREFIX = "whsec_"
 STALE_BY_S = 600  # how far in the past a `stale=True` callback is stamped (the window is 300 s)
 WEBHOOK_TIMEOUT_S = 10.0
+SLOT_CHECK_S = 0.02  # how often a waiting task's end-of-task callback looks for its slot
+
+
+@dataclass(frozen=True)
+class AccountTier:
+    """What a WaveSpeedAI account level allows (§2): videos started per minute, tasks running at once."""
+
+    videos_per_minute: int
+    concurrency: int
+
+
+TIERS = {
+    "bronze": AccountTier(2, 2),
+    "silver": AccountTier(500, 300),
+    "gold": AccountTier(3000, 3000),
+}
+GOLD = TIERS["gold"]
 
 
 @dataclass
@@ -110,11 +139,20 @@ class FakeTask:
     duration_s: float
     submitted_at: float  # time.time()
     webhook_url: str | None = None  # from `?webhook=` on the submit
+    started_at: float | None = None  # when it got a slot (the submit itself unless over `max_concurrent`)
     polls: int = 0  # polls answered with the task's status (injected failures not counted)
+    start_polls: int = 0  # polls answered while it waited for a slot
     terminal_seen_at: float | None = None  # first time a poll answered with a terminal status
     output_requests: int = 0
     webhook_sent: bool = False  # the one automatic end-of-task callback has gone out
     _terminal_at: float | None = field(default=None, repr=False)
+
+    @property
+    def ends_at(self) -> float | None:
+        """A started time-based task's scheduled end; None otherwise."""
+        if self.started_at is None or self.scenario.poll_based or self.scenario.outcome == "never":
+            return None
+        return self.started_at + self.duration_s
 
     @property
     def completed_at(self) -> float | None:
@@ -123,18 +161,21 @@ class FakeTask:
             return None
         if self.scenario.poll_based:
             return self._terminal_at
-        end = self.submitted_at + self.duration_s
-        return end if time.time() >= end else None
+        end = self.ends_at
+        return end if end is not None and time.time() >= end else None
 
     def phase(self, now: float) -> Literal["queued", "processing", "terminal"]:
+        if self.started_at is None:
+            return "queued"
         sc = self.scenario
         if sc.poll_based:
             queued, processing = sc.queued_polls or 0, sc.processing_polls or 0
-            if self.polls <= queued:
+            polls = self.polls - self.start_polls
+            if polls <= queued:
                 return "queued"
-            phase: Literal["processing", "terminal"] = "processing" if self.polls <= queued + processing else "terminal"
+            phase: Literal["processing", "terminal"] = "processing" if polls <= queued + processing else "terminal"
         else:
-            elapsed = now - self.submitted_at
+            elapsed = now - self.started_at
             if elapsed < self.duration_s * QUEUE_SHARE:
                 return "queued"
             phase = "processing" if elapsed < self.duration_s else "terminal"
@@ -218,9 +259,23 @@ def _iso(ts: float) -> str:
 class FakeWaveSpeed(LocalServer):
     client_max_size = 32 * 1024 * 1024  # room for a 20 MB image as base64 in a data URL
 
-    def __init__(self, api_key: str = "ws-test-key", *, duration_s: float = 0.5) -> None:
+    def __init__(
+        self,
+        api_key: str = "ws-test-key",
+        *,
+        duration_s: float = 0.5,
+        videos_per_minute: int | None = GOLD.videos_per_minute,
+        max_concurrent: int | None = GOLD.concurrency,
+        clock: Clock = time.time,
+    ) -> None:
         super().__init__()
         self.api_key = api_key
+        self.clock = clock
+        self.max_concurrent = max_concurrent
+        self.rate_limited: list[float] = []  # clock time of every submit refused by `videos_per_minute`
+        self._videos = SlidingWindow(videos_per_minute, 60.0) if videos_per_minute is not None else None
+        self._running: list[FakeTask] = []  # tasks holding a slot (ended ones until their slot is needed)
+        self._waiting: deque[FakeTask] = deque()  # tasks created over `max_concurrent`, oldest first
         self.default_duration_s = duration_s
         self.submits: list[dict[str, object]] = []  # every POST received: endpoint, json body, query
         self.tasks: dict[str, FakeTask] = {}
@@ -320,6 +375,12 @@ class FakeWaveSpeed(LocalServer):
             return _error(400, "request body must be a JSON object")
         if problem := validate_body(endpoint, body):
             return _error(400, problem)
+        if self._videos is not None:
+            now = self.clock()
+            if self._videos.wait(now) > 0:
+                self.rate_limited.append(now)
+                return _error(429, "Too many requests")
+            self._videos.add(now)
         task = self._create(endpoint, body, request.query.get("webhook") or None)
         return await self._answer_submit(request, task)
 
@@ -328,9 +389,34 @@ class FakeWaveSpeed(LocalServer):
         duration = scenario.duration_s if scenario.duration_s is not None else self.default_duration_s
         task = FakeTask(uuid.uuid4().hex, model_id, body, scenario, duration, time.time(), webhook_url)
         self.tasks[task.id] = task
+        if self.max_concurrent is None:
+            task.started_at = task.submitted_at
+        else:
+            self._waiting.append(task)
+            self._hand_out_slots()
         if webhook_url and not scenario.poll_based and scenario.outcome != "never":
             self._spawn(self._callback_at_end(task))
         return task
+
+    def _hand_out_slots(self) -> None:
+        """Start waiting tasks, oldest first, in the slots free now or freed by tasks that have ended since.
+
+        A task that gets a slot freed at a past moment starts at that moment, so its schedule does not
+        depend on when this runs.
+        """
+        assert self.max_concurrent is not None
+        while self._waiting:
+            start_at = self._waiting[0].submitted_at
+            if len(self._running) >= self.max_concurrent:
+                ended = [(t.completed_at, i) for i, t in enumerate(self._running) if t.completed_at is not None]
+                if not ended:
+                    return
+                freed_at, index = min(ended)
+                del self._running[index]
+                start_at = max(start_at, freed_at)
+            task = self._waiting.popleft()
+            task.started_at, task.start_polls = start_at, task.polls
+            self._running.append(task)
 
     async def _answer_submit(self, request: web.Request, task: FakeTask) -> web.StreamResponse:
         if self._drop_next_submit:
@@ -358,6 +444,8 @@ class FakeWaveSpeed(LocalServer):
         task = self.tasks.get(request.match_info["task_id"])
         if task is None:
             return _error(404, "prediction not found")
+        if task.started_at is None:
+            self._hand_out_slots()
         task.polls += 1
         now = time.time()
         word = task.status_word(now)
@@ -414,7 +502,7 @@ class FakeWaveSpeed(LocalServer):
             "status": word,
             "created_at": _iso(task.submitted_at),
             "error": (sc.error_text or "Generation failed") if word == "failed" else "",
-            "timings": {"inference": int((done - task.submitted_at) * 1000) if done else 0},
+            "timings": {"inference": int((done - (task.started_at or done)) * 1000) if done else 0},
         }
 
     # ----- webhooks (providers.md §2.6) --------------------------------------------------------------
@@ -451,6 +539,8 @@ class FakeWaveSpeed(LocalServer):
 
     def _callback_body(self, task: FakeTask) -> dict[str, object]:
         # §2.6: the prediction itself, with its input and without the `code/message/data` envelope.
+        if task.started_at is None:
+            self._hand_out_slots()
         prediction = self._prediction(task, task.status_word(time.time()))
         prediction.pop("timings")
         return {**prediction, "input": task.body}
@@ -466,8 +556,11 @@ class FakeWaveSpeed(LocalServer):
             return 0
 
     async def _callback_at_end(self, task: FakeTask) -> None:
+        while (end := task.ends_at) is None:  # waiting for a slot
+            await asyncio.sleep(SLOT_CHECK_S)
+            self._hand_out_slots()
         # A hair past the end: the loop's clock and time.time() differ, and the body must say "ended".
-        await asyncio.sleep(max(0.0, task.submitted_at + task.duration_s - time.time()) + 0.01)
+        await asyncio.sleep(max(0.0, end - time.time()) + 0.01)
         await self._callback_once(task)
 
     async def _callback_once(self, task: FakeTask) -> None:
