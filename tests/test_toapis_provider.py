@@ -325,6 +325,16 @@ def test_shrinking_refuses_when_it_would_cut_below_the_minimum_side() -> None:
     assert info.value.kind is FailureKind.BAD_REQUEST and not info.value.maybe_created
 
 
+async def test_an_ordinary_poll_answer_asks_for_no_wait(fake: FakeToApis, provider: ToApisProvider) -> None:
+    # ToAPIs sends X-RateLimit-* on every answer; a 200 with allowance left (reset up to a minute ahead)
+    # must not push the next poll back to the reset, or a 30 s job is seen a minute later.
+    task_id = await provider.submit(t2v())
+    status = await provider.poll(task_id)
+    [answer] = [r for r in fake.requests if r.method == "GET"]
+    assert answer.status == 200 and status.state in ("queued", "running")
+    assert status.retry_after is None
+
+
 async def test_webhook_url_goes_in_metadata_callback_url(fake: FakeToApis) -> None:
     client = local(fake.base_url, webhook_url="https://bot.example/hooks/toapis", webhook_secret=SECRET)
     try:

@@ -28,8 +28,8 @@ data_dir = "{data_dir}"
 log_level = "DEBUG"
 job_deadline_seconds = {deadline}
 progress_edit_interval = 0.2
-poll_dense_seconds = 0.2
-poll_sparse_cap_seconds = 0.5
+poll_dense_seconds = {dense}
+poll_sparse_cap_seconds = {sparse_cap}
 token_handover_seconds = {handover}
 
 [providers]
@@ -38,7 +38,7 @@ order = {order}
 [providers.wavespeed]
 base_url = "{wavespeed_url}"
 timeout = 5
-typical_seconds = 2
+typical_seconds = {typical}
 
 [providers.preview]
 fps = 8
@@ -103,6 +103,9 @@ def write_config(tmp_path: Path, **overrides: object) -> Path:
         "daily_usd": "2.00",
         "provider_sections": "",
         "extra": "",
+        "dense": 0.2,
+        "sparse_cap": 0.5,
+        "typical": 2,
     }
     values.update(overrides)
     path = tmp_path / "config.toml"
@@ -126,8 +129,9 @@ async def running_bot(
     providers = dict(providers or {})
     if "wavespeed" in providers:  # the template has its section already
         config["wavespeed_url"] = providers["wavespeed"][0]
+    typical = config.get("typical", 2)
     sections = "".join(
-        f'\n[providers.{name}]\nbase_url = "{url}"\ntimeout = 5\ntypical_seconds = 2\n'
+        f'\n[providers.{name}]\nbase_url = "{url}"\ntimeout = 5\ntypical_seconds = {typical}\n'
         for name, (url, _) in providers.items()
         if name != "wavespeed"
     )

@@ -24,8 +24,9 @@ window, each holding that window's count and refilling continuously (`per_minute
 5/s, 50 per 10 s; query 3,000/min, 50/s, 500 per 10 s (`submit_limits` / `query_limits` raise them). Every
 answer of the `/v1` API, 200s and errors alike, carries `X-RateLimit-Limit`, `X-RateLimit-Remaining`,
 `X-RateLimit-Reset` and `X-RateLimit-Category`: on any answer but a 429 they describe the per-minute bucket
-after this request, and `X-RateLimit-Reset` is the Unix time (whole seconds, rounded up) at which that bucket
-is full again, so an ordinary 200 says e.g. `Remaining: 299` with a reset a moment ahead. A 429 has the body
+after this request, and `X-RateLimit-Reset` is the Unix time at which the current minute's window ends, so an
+ordinary 200 says e.g. `Remaining: 299` with a reset up to a minute ahead. That is what the real service
+was seen to send (a client that waited for the reset after every answer polled about once a minute). A 429 has the body
 `{"error":{"code":"rate_limit_exceeded","message":"Async task request rate exceeded"}}`, describes the
 bucket that refused (`Remaining: 0`, reset when it is full) and adds `Retry-After` (whole seconds until a
 request would pass). 429s do not use allowance; every other answer does (business failures, 401s and
@@ -244,6 +245,11 @@ def _unauthorized() -> web.Response:
     return _error(401, 401, "Authentication failed, please check your API key", "authentication_error")
 
 
+def minute_window_end(now: float) -> float:
+    """The end of the minute `now` falls in, as a Unix time: when the per-minute allowance resets."""
+    return (math.floor(now / 60) + 1) * 60.0
+
+
 def _rate_headers(category: str, limit: float, remaining: int, reset: float) -> dict[str, str]:
     return {
         "X-RateLimit-Limit": str(int(limit)),
@@ -416,7 +422,8 @@ class FakeToApis(LocalServer):
             if response.status == 429:
                 headers = _rate_headers(admission.category, minute.capacity, 0, now + SCRIPTED_429_WAIT)
             else:
-                headers = _rate_headers(admission.category, minute.capacity, minute.remaining(now), minute.full_at(now))
+                remaining = minute.remaining(now)
+                headers = _rate_headers(admission.category, minute.capacity, remaining, minute_window_end(now))
             response.headers.update(headers)
         return response
 
