@@ -66,6 +66,8 @@ def point_discord_at(api_base: str | None, gateway_url: str | None) -> None:
 
 def build_bot(app: App, *, force_sync: bool = False, **options: object) -> HailuoBot:
     """The Discord client over the composed app."""
+    # The bot never joins voice: discord.py's start-up warnings about voice libraries are only noise.
+    discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
     funnel = ErrorFunnel()
     context = CogContext(
         jobs=app.jobs,

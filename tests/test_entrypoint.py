@@ -2,31 +2,35 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 from media.ffmpeg import ffmpeg_path
+from tests.fakes.discord_server import FakeDiscord
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def clean_env(tmp_path: Path) -> dict[str, str]:
+    """This environment without the bot's secrets and endpoints, pointing at the test's config."""
+    secrets = ("DISCORD_TOKEN", "WAVESPEED_API_KEY", "DISCORD_API_BASE", "DISCORD_GATEWAY_URL")
+    clean = {key: value for key, value in os.environ.items() if key not in secrets}
+    clean["HAILUO_CONFIG"] = str(tmp_path / "config.toml")
+    return clean
 
 
 def run_bot(
     tmp_path: Path, config: str, *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     (tmp_path / "config.toml").write_text(config, encoding="utf-8")
-    clean = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in ("DISCORD_TOKEN", "WAVESPEED_API_KEY", "DISCORD_API_BASE", "DISCORD_GATEWAY_URL")
-    }
-    clean["HAILUO_CONFIG"] = str(tmp_path / "config.toml")
-    clean.update(env or {})
     return subprocess.run(
         [sys.executable, str(ROOT / "bot.py"), *args],
-        cwd=tmp_path,  # no .env here
-        env=clean,
+        cwd=tmp_path,  # no .env here unless the test wrote one
+        env={**clean_env(tmp_path), **(env or {})},
         capture_output=True,
         text=True,
         timeout=120,
@@ -72,3 +76,55 @@ def test_generate_refuses_bad_input_without_a_job(tmp_path: Path) -> None:
                      "--duration", "10")  # fmt: skip
     assert result.returncode == 1
     assert "768P" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_empty_token_copied_from_env_example_counts_as_not_set(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("DISCORD_TOKEN=\nWAVESPEED_API_KEY=\n", encoding="utf-8")
+    result = run_bot(tmp_path, '[bot]\ndata_dir = "data"\n')
+    assert result.returncode == 2
+    assert "DISCORD_TOKEN is not set" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_wrong_token_is_one_sentence(tmp_path: Path) -> None:
+    async def run() -> subprocess.CompletedProcess[str]:
+        fake = FakeDiscord()  # refuses any token but its own, as Discord does (401)
+        await fake.start()
+        try:
+            env = {"DISCORD_TOKEN": "not-the-token", "DISCORD_API_BASE": fake.base_url}
+            return await run_bot_async(tmp_path, '[bot]\ndata_dir = "data"\n', env=env)
+        finally:
+            await fake.stop()
+
+    result = asyncio.run(run())
+    assert result.returncode == 1
+    assert "Discord refused DISCORD_TOKEN" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_no_way_to_reach_discord_is_one_sentence(tmp_path: Path) -> None:
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    env = {"DISCORD_TOKEN": "t", "DISCORD_API_BASE": f"http://127.0.0.1:{closed}"}
+    result = run_bot(tmp_path, '[bot]\ndata_dir = "data"\n', env=env)
+    assert result.returncode == 1
+    assert "Could not reach Discord" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_generate_with_a_missing_image_file_is_one_sentence(tmp_path: Path) -> None:
+    result = run_bot(tmp_path, '[bot]\ndata_dir = "data"\n', "generate", "--image", "missing.png")
+    assert result.returncode == 1
+    assert "--image: no such file: missing.png" in result.stderr and "Traceback" not in result.stderr
+
+
+async def run_bot_async(
+    tmp_path: Path, config: str, *args: str, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """`run_bot` without blocking the event loop (a stand-in in this process must keep answering)."""
+    (tmp_path / "config.toml").write_text(config, encoding="utf-8")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(ROOT / "bot.py"), *args, cwd=tmp_path, env={**clean_env(tmp_path), **env},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode is not None
+    return subprocess.CompletedProcess(args, proc.returncode, out.decode(), err.decode())

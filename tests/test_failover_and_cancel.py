@@ -153,8 +153,8 @@ async def test_cancel_where_the_provider_cannot_keeps_the_paid_job(
     fakes[0].next_scenario(duration_s=1.0)
     job = await service.jobs.create(SPEC, Requester(1, 10, 20), command="video")
     task = service.runner.start(job, RecordingReporter())
-    await wait_until(lambda: bool(fakes[0].submits))
-    await asyncio.sleep(0.1)
+    # At the provider: its task id is known (not merely sent, which would make the cancel a request).
+    await wait_until(lambda: (run := service.runner.running(job.id)) is not None and run.task_id is not None)
     assert await service.jobs.cancel(job.id) == CancelOutcome.NOT_POSSIBLE
     final = await task
     assert final is not None and final.status == "delivered"

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+import webhooks
 from core.provider import Capabilities, ProviderError, WebhookProvider, WebhookSignal
 from core.spec import GenerationSpec
 from core.tasks import FailureKind, TaskStatus
@@ -303,6 +304,28 @@ async def test_a_provider_whose_secret_is_missing_gets_503_until_it_can_be_fetch
     assert [first.status_code, soon.status_code, later.status_code] == [503, 503, 200]
     assert flaky.prepare_calls == 3
     assert signals.calls == [("flaky", "task-9")]
+
+
+async def test_a_provider_down_at_start_is_retried_in_the_background_until_ready(
+    signals: Signals, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(webhooks, "PREPARE_RETRY_S", 0.05)
+    flaky = ChallengeProvider(prepare_failures=3)
+    async with WebhookReceiver({"flaky": flaky}, signals, path_token=TOKEN, host="127.0.0.1", port=0) as rx:
+        assert not rx.ready("flaky")  # started all the same: the bot is not held up
+        async with asyncio.timeout(10):
+            while not rx.ready("flaky"):  # noqa: ASYNC110 - waiting for the receiver's own retries
+                await asyncio.sleep(0.01)
+    assert flaky.prepare_calls == 4
+
+
+async def test_a_provider_whose_preparation_crashes_does_not_stop_the_receiver(signals: Signals) -> None:
+    class Crashing(ChallengeProvider):
+        async def prepare_webhooks(self) -> None:
+            raise RuntimeError("a bug in a provider module")
+
+    async with WebhookReceiver({"crashing": Crashing()}, signals, path_token=TOKEN, host="127.0.0.1", port=0) as rx:
+        assert not rx.ready("crashing") and rx.port != 0
 
 
 # ----- construction and helpers --------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import textwrap
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +18,7 @@ from pydantic import SecretStr
 from app import App, open_app
 from bot import build_bot, point_discord_at
 from cogs.client import HailuoBot
-from core.jobs import TERMINAL_STATUSES
+from core.jobs import TERMINAL_STATUSES, JobRecord
 from settings import Secrets, Settings, load_config
 from tests.fakes.discord_server import FakeDiscord
 
@@ -43,6 +43,7 @@ typical_seconds = {typical}
 [providers.preview]
 fps = 8
 typical_seconds = 2
+min_runtime_seconds = {preview_min_runtime}
 {provider_sections}
 
 {prices}
@@ -75,6 +76,15 @@ class BotUnderTest:
             await asyncio.sleep(0.05)
         raise AssertionError(f"jobs still running: {[(j.id, j.status) for j in await self.app.store.unfinished()]}")
 
+    async def wait_for_job(self, job_id: int, condition: Callable[[JobRecord], bool], timeout: float = 30) -> JobRecord:
+        """Wait until the stored job meets `condition` (a state, never a time); returns it."""
+        async with asyncio.timeout(timeout):
+            while True:
+                job = await self.app.store.get(job_id)
+                if job is not None and condition(job):
+                    return job
+                await asyncio.sleep(0.02)
+
     async def assert_ledger_balanced(self) -> None:
         """Charges equal the cost of delivered jobs, and nothing stays reserved."""
         await self.wait_jobs_done()
@@ -106,6 +116,7 @@ def write_config(tmp_path: Path, **overrides: object) -> Path:
         "dense": 0.2,
         "sparse_cap": 0.5,
         "typical": 2,
+        "preview_min_runtime": 0,
     }
     values.update(overrides)
     path = tmp_path / "config.toml"

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from media.ffmpeg import ffmpeg_path
+from services.jobs import JobService
 from tests.e2e.harness import running_bot
 from tests.e2e.test_generation_flows import cards, finished, jpeg
 from tests.fakes.discord_server import DEFAULT_PERMISSIONS, FakeDiscord
@@ -169,6 +170,48 @@ async def test_preview_provider_runs_when_no_key_is_set(tmp_path: Path, discord_
         assert "free preview" in interaction.original().content
         job = await bot.app.store.get(1)
         assert job is not None and job.provider == "preview" and job.cost_micros == 0
+        await bot.assert_ledger_balanced()
+
+
+async def test_a_preview_that_fits_nowhere_ends_undeliverable_and_never_posts_a_local_path(
+    tmp_path: Path,
+) -> None:
+    tiny = FakeDiscord(upload_limit=20_000)  # no 6 s clip fits, however hard it is re-encoded
+    await tiny.start()
+    try:
+        async with running_bot(tmp_path, tiny, wavespeed_key=None) as bot:
+            await tiny.invoke("video", {"prompt": "a paper boat on a river"})
+            await tiny.wait_until(lambda: len(finished(tiny)) == 1, timeout=60)
+            [card] = finished(tiny)
+            assert card.embeds[0]["title"] == "Failed · job #1" and not card.attachments
+            assert "could not be posted here" in card.embeds[0]["description"]
+            everything = " ".join(f"{m.content} {m.embeds}" for m in tiny.messages.values())
+            assert "file:" not in everything and str(tmp_path) not in everything
+            job = await bot.app.store.get(1)
+            assert job is not None and (job.status, job.error_kind) == ("failed", "undeliverable")
+            await bot.assert_ledger_balanced()
+    finally:
+        await tiny.stop()
+
+
+async def test_an_error_in_a_button_reaches_the_member_as_a_private_apology(
+    tmp_path: Path, discord_fake: FakeDiscord, wavespeed: FakeWaveSpeed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(self: object, job: object) -> None:
+        raise RuntimeError("a bug in a button handler")
+
+    async with running_bot(tmp_path, discord_fake, wavespeed_url=wavespeed.base_url) as bot:
+        await discord_fake.invoke("video", {"prompt": "a kite over the sea"})
+        await discord_fake.wait_until(lambda: len(finished(discord_fake)) == 1, timeout=30)
+        [card] = finished(discord_fake)
+        monkeypatch.setattr(JobService, "reroll_spec", broken)
+        click = await discord_fake.click(card.id, "hailuo:reroll:1")
+        # The handler had deferred ("thinking…"): the first follow-up replaces that private message.
+        await discord_fake.wait_until(lambda: "reference" in getattr(click.original(), "content", ""), timeout=10)
+        apology = click.original()
+        assert apology is not None and apology.ephemeral and f"reference {click.id}" in apology.content
+        assert "RuntimeError" not in apology.content and "Traceback" not in apology.content
+        assert (await bot.app.store.ledger_totals()).reserved == 280_000  # the re-roll reserved nothing
         await bot.assert_ledger_balanced()
 
 

@@ -162,3 +162,27 @@ async def test_a_signed_webhook_wakes_the_job_and_a_forged_one_is_refused(
             stale = await wavespeed.send_webhook(delivery.task_id, stale=True)
             assert (forged.status, stale.status) == (401, 401)
             await bot.assert_ledger_balanced()
+
+
+async def test_a_provider_down_at_start_with_callbacks_on_keeps_nobody_from_working(
+    tmp_path: Path, discord_fake: FakeDiscord, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    port = free_port()
+    webhooks = (
+        f'[webhooks]\npublic_base_url = "http://127.0.0.1:{port}"\nlisten_host = "127.0.0.1"\nlisten_port = {port}\n'
+    )
+    down = f"http://127.0.0.1:{free_port()}"  # WaveSpeed is unreachable: its signing secret cannot be fetched
+    async with FakeSeaArt(duration_s=0.3) as seaart:
+        providers = {"wavespeed": (down, "ws-test-key"), "seaart": (seaart.base_url, seaart.api_key)}
+        async with running_bot(
+            tmp_path, discord_fake, providers=providers, order='["wavespeed", "seaart"]', extra=webhooks
+        ) as bot:
+            assert "wavespeed webhooks not ready" in caplog.text
+            assert bot.app.receiver is not None and not bot.app.receiver.ready("wavespeed")
+            await discord_fake.invoke("video", {"prompt": "a kite over the sea"})
+            await discord_fake.wait_until(lambda: len(finished(discord_fake)) == 1, timeout=30)
+            await bot.wait_jobs_done()
+            job = await bot.app.store.get(1)
+            assert job is not None and (job.status, job.provider) == ("delivered", "seaart")  # failed over
+            await bot.assert_ledger_balanced()
