@@ -1,4 +1,4 @@
-"""The same jobs polled the way the official `wavespeed` Python SDK polls (providers.md §2.5).
+"""The same jobs polled the way the official `wavespeed` Python SDK polls (docs/providers/wavespeed.md §13).
 
 `Client.run()` submits, then `_wait()` fetches the result at once and, while it is not terminal,
 sleeps `poll_interval` (1.0 s by default) and fetches again: no backoff, no Retry-After. Each twin
@@ -17,7 +17,8 @@ import httpx
 from bench.workload import Job
 
 SDK_POLL_INTERVAL = 1.0
-TERMINAL = {"completed", "failed", "cancelled", "timeout"}  # the SDK 2.0.x terminal set (§2.4)
+# The SDK 2.0.x terminal set (docs/providers/wavespeed.md §6).
+TERMINAL = {"completed", "failed", "cancelled", "timeout"}
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Camera directives: the 15 bracketed moves Hailuo understands, parsed and written canonically.
 
-Syntax (providers.md §1.4): `[Pan left]` anywhere in a prompt; up to 3 moves in one bracket happen at
+Syntax (docs/providers/minimax.md §6): `[Pan left]` anywhere in a prompt; up to 3 moves in one bracket happen at
 once (`[Pan left,Pedestal up]`); separate brackets happen one after another.
 
 What we accept from users, and rewrite to the canonical form before it reaches a provider:
@@ -8,7 +8,7 @@ What we accept from users, and rewrite to the canonical form before it reaches a
 - separators `,` (ASCII), `，` (full-width) and `、` (ideographic); empty items are ignored (`[Pan left,]`);
 - brackets `[]`, full-width `［］` and `【】`, mixed freely;
 - the Chinese names (`[左摇]`), which the Chinese docs use; the mapping is by category order and is
-  UNCONFIRMED as an official 1:1 table (providers.md §1.4);
+  UNCONFIRMED as an official 1:1 table (docs/providers/minimax.md §6);
 - a move repeated in one bracket counts once (`[Shake, shake]` → `[Shake]`).
 
 Canonical output is `[Pan left,Pedestal up]`: English names in the documented case, a comma without a

@@ -13,7 +13,7 @@ MODEL_HAILUO_23 = "hailuo-2.3"
 MODEL_HAILUO_02 = "hailuo-02"
 MODELS = (MODEL_HAILUO_23, MODEL_HAILUO_02)
 MODEL_LABELS = {MODEL_HAILUO_23: "Hailuo 2.3", MODEL_HAILUO_02: "Hailuo 02"}
-# Only Hailuo 02 makes first-and-last-frame clips (providers.md §1.2 FL2V).
+# Only Hailuo 02 makes first-and-last-frame clips (docs/providers/minimax.md §5).
 END_FRAME_MODELS = (MODEL_HAILUO_02,)
 
 RESOLUTION_BY_QUALITY: dict[str, str] = {
@@ -32,7 +32,7 @@ QUALITIES_BY_MODEL: dict[str, dict[str, tuple[str, ...]]] = {
     MODEL_HAILUO_02: {"t2v": ("standard", "pro"), "i2v": ("standard", "pro")},
 }
 DURATIONS = (6, 10)
-# 10 s clips exist only at 768P (providers.md §1.3).
+# 10 s clips exist only at 768P (docs/providers/minimax.md §5).
 DURATIONS_BY_RESOLUTION: dict[str, tuple[int, ...]] = {"768P": (6, 10), "1080P": (6,)}
 
 

@@ -1,4 +1,6 @@
-"""MiniMax official v1 video API client for Hailuo 2.3, 2.3-Fast and 02 (providers.md §1).
+"""MiniMax official v1 video API client for Hailuo 2.3, 2.3-Fast and 02.
+
+The wire facts are in docs/providers/minimax.md; the § numbers below are its sections.
 
 MiniMax answers business errors with HTTP 200 and a `base_resp.status_code` other than 0, so every answer
 is read for that envelope first. One POST creates a (billed) task and is never retried: when its outcome is
@@ -6,7 +8,7 @@ unknown the error says so with `maybe_created=True`. `poll` is one query GET, pl
 once the task succeeded; the returned download URL lives about an hour, so the job runner fetches it at once
 with a separate client that carries no credentials. The legacy `GroupId` parameter is never sent.
 
-Callbacks (`callback_url`, §1.7) are *not signed* by MiniMax: `verify_webhook` can only check their shape.
+Callbacks (`callback_url`, §12) are *not signed* by MiniMax: `verify_webhook` can only check their shape.
 The bot's receiver protects the callback URL with a secret path token; a forged callback can at worst make
 the bot poll early, because a callback is only a hint and the poll is the truth.
 """
@@ -38,13 +40,13 @@ MODEL_NAMES: dict[tuple[str, str], str] = {
     **{(MODEL_HAILUO_23, v): "MiniMax-Hailuo-2.3-Fast" for v in ("i2v-fast", "i2v-fast-pro")},
     **{(MODEL_HAILUO_02, v): "MiniMax-Hailuo-02" for v in ("t2v-standard", "t2v-pro", "i2v-standard", "i2v-pro")},
 }
-# First-and-last-frame (FL2V) exists only on Hailuo 02 at 768P/1080P (§1.2, §1.3).
+# First-and-last-frame (FL2V) exists only on Hailuo 02 at 768P/1080P (§5).
 END_FRAME_MODEL_NAMES = frozenset({"MiniMax-Hailuo-02"})
 END_FRAME_RESOLUTIONS = frozenset({"768P", "1080P"})
 MAX_PROMPT_CHARS = 2000
-ACCEPTED_IMAGE_MIMES = frozenset({"image/jpeg", "image/png", "image/webp"})  # §1.2: JPG/JPEG/PNG/WebP
+ACCEPTED_IMAGE_MIMES = frozenset({"image/jpeg", "image/png", "image/webp"})  # §4: JPG/JPEG/PNG/WebP
 
-# base_resp.status_code → failure class (§1.2, §1.5, §1.6, §1.8).
+# base_resp.status_code → failure class (§9).
 OK = 0
 CODE_KINDS: dict[int, FailureKind] = {
     **dict.fromkeys((1002, 1039, 1041, 2045), FailureKind.RATE_LIMITED),
@@ -59,7 +61,7 @@ INPUT_SENSITIVE, OUTPUT_SENSITIVE = 1026, 1027
 QUEUED_WORDS = frozenset({"preparing", "queueing", "queuing", "queued"})
 RUNNING_WORDS = frozenset({"processing"})
 SUCCESS_WORDS = frozenset({"success"})
-# The docs say `Fail`, the official CLI checks `Failed`, callbacks say `failed` (§1.5, §1.7): all terminal.
+# The docs say `Fail`, the official CLI checks `Failed`, callbacks say `failed` (§7, §12): all terminal.
 FAILED_WORDS = frozenset({"fail", "failed"})
 MAX_CHALLENGE_CHARS = 1024
 
@@ -220,7 +222,7 @@ def model_name_for(spec: GenerationSpec) -> str:
     if name is None:
         raise ProviderError(FailureKind.BAD_REQUEST, f"{spec.model} {spec.variant} is not offered by minimax")
     if spec.duration not in DURATIONS_BY_RESOLUTION.get(spec.resolution, ()):
-        # MiniMax would refuse with 2013; 1080P makes 6 s clips only (§1.3).
+        # MiniMax would refuse with 2013; 1080P makes 6 s clips only (§5).
         raise ProviderError(FailureKind.BAD_REQUEST, f"{spec.duration}s is not offered at {spec.resolution}")
     if spec.end_image is not None and (
         name not in END_FRAME_MODEL_NAMES or spec.resolution not in END_FRAME_RESOLUTIONS
@@ -309,7 +311,7 @@ def _kind_for_message(message: str) -> FailureKind:
 
 
 def _id_string(value: object) -> str | None:
-    """MiniMax ids are strings in some answers and integers in others (§1.5): normalise to a string."""
+    """MiniMax ids are strings in some answers and integers in others (§7): normalise to a string."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):

@@ -1,4 +1,6 @@
-"""SeaArt "SeaCloud" queue API client for MiniMax Hailuo 2.3 (providers.md §3).
+"""SeaArt "SeaCloud" queue API client for MiniMax Hailuo 2.3.
+
+The wire facts are in docs/providers/seaart.md; the § numbers below are its sections.
 
 One POST to `/v1/queue/{endpoint}` creates a (billed) task and is never retried: when its outcome is
 unknown the error says so with `maybe_created=True`. Every later call (status, response, cancel) needs the
@@ -49,11 +51,11 @@ ROUTES: dict[str, tuple[str, str]] = {
     "i2v-fast": (FAST_I2V_ENDPOINT, "768P"),
     "i2v-fast-pro": (FAST_I2V_ENDPOINT, "1080P"),
 }
-# 10 s clips exist only at 768P (providers.md §3.2).
+# 10 s clips exist only at 768P (§3).
 DURATIONS_BY_RESOLUTION: dict[str, tuple[int, ...]] = {"768P": (6, 10), "1080P": (6,)}
 TASK_ID_SEPARATOR = ":"
 
-# `error_type` of a COMPLETED task (providers.md §3.4). Unknown types fall back on the error text.
+# `error_type` of a COMPLETED task (§5). Unknown types fall back on the error text.
 FAILURE_BY_ERROR_TYPE: dict[str, FailureKind] = {
     "CONTENT_BLOCKED": FailureKind.MODERATION,
     "INFERENCE_FAILURE": FailureKind.GENERATION_FAILED,
@@ -63,7 +65,7 @@ FAILURE_BY_ERROR_TYPE: dict[str, FailureKind] = {
 }
 CANCELLED_ERROR_TYPES = frozenset({"CANCELED", "CANCELLED"})
 # Gateway `error.code` values and `detail` texts whose meaning the HTTP status may not carry (their HTTP
-# codes are UNCONFIRMED, providers.md §3.7).
+# codes are UNCONFIRMED, §8).
 KIND_BY_ERROR_CODE: dict[str, FailureKind] = {
     "UNAUTHORIZED": FailureKind.AUTH,
     "RATE_LIMIT_EXCEEDED": FailureKind.RATE_LIMITED,

@@ -1,11 +1,13 @@
-"""ToAPIs client for MiniMax Hailuo 2.3, 2.3-Fast and 02 (providers.md §4).
+"""ToAPIs client for MiniMax Hailuo 2.3, 2.3-Fast and 02.
+
+The wire facts are in docs/providers/toapis.md; the § numbers below are its sections.
 
 ToAPIs takes input images as public URLs only, so each image is first uploaded to `/v1/uploads/images`
 (free: a failure there creates nothing) and its URL goes into the one paid POST, `/v1/videos/generations`,
 which is never retried; when its outcome is unknown the error says so with `maybe_created=True`. `poll` is
 one GET; the job runner decides when to poll again. Output URLs are fetched without credentials.
 
-Task webhooks (§4.5) are configured on the API token (URL and signing secret) in the ToAPIs console;
+Task webhooks (§8) are configured on the API token (URL and signing secret) in the ToAPIs console;
 ToAPIs then sends one signed final event per task, to `metadata.callback_url` when we pass one. A verified
 event only tells the runner which task to poll now.
 """
@@ -40,8 +42,8 @@ WIRE_MODELS: dict[tuple[str, str], str] = {
     (MODEL_HAILUO_23, "i2v-fast-pro"): WIRE_23_FAST,
     **{(MODEL_HAILUO_02, v): WIRE_02 for v in ("t2v-standard", "t2v-pro", "i2v-standard", "i2v-pro")},
 }
-END_FRAME_WIRE_MODELS = frozenset({WIRE_02})  # `metadata.last_frame_image` (§4.2)
-# The upload cap is "10MB" (§4.7); 10 million bytes is under it whichever megabyte ToAPIs means.
+END_FRAME_WIRE_MODELS = frozenset({WIRE_02})  # `metadata.last_frame_image` (§4)
+# The upload cap is "10MB" (§3); 10 million bytes is under it whichever megabyte ToAPIs means.
 MAX_UPLOAD_BYTES = 10_000_000
 MIN_SHORT_SIDE = 301  # the model wants the short side > 300 px; never shrink below that
 
@@ -49,7 +51,7 @@ QUEUED_WORDS = frozenset({"queued", "submitted", "pending"})
 RUNNING_WORDS = frozenset({"in_progress", "processing", "running"})
 CANCELLED_WORDS = frozenset({"cancelled", "canceled"})
 
-# `error.code` is an int (401, 402, 404) or a string; `error.type` names the class too (§4.4). A string
+# `error.code` is an int (401, 402, 404) or a string; `error.type` names the class too (§7). A string
 # code not listed here (e.g. `invalid_request`) falls back to the HTTP status, refined by the message.
 KIND_BY_CODE: dict[str, FailureKind] = {
     "unauthorized": FailureKind.AUTH,
@@ -297,7 +299,7 @@ def classify_error(status: int, code: int | str | None, kind_word: str, message:
         if isinstance(word, str) and word in KIND_BY_CODE:
             return KIND_BY_CODE[word]
     number = status if status >= 400 or not isinstance(code, int) else code
-    if number == 422:  # ToAPIs' content_policy_violation (§4.4)
+    if number == 422:  # ToAPIs' content_policy_violation (§7)
         return FailureKind.MODERATION
     return kind_for_status(number, message)
 

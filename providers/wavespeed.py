@@ -1,11 +1,13 @@
-"""WaveSpeedAI v3 client for MiniMax Hailuo 2.3 and Hailuo 02 (providers.md §2).
+"""WaveSpeedAI v3 client for MiniMax Hailuo 2.3 and Hailuo 02.
+
+The wire facts are in docs/providers/wavespeed.md; the § numbers below are its sections.
 
 One POST creates a (billed) task and is never retried: when its outcome is unknown the error says so
 with `maybe_created=True`. `poll` is one GET; the job runner decides when to poll again. Output URLs
 live on WaveSpeed's CDN and are fetched with a separate client that carries no credentials.
 
 With a `webhook_url`, every submit asks WaveSpeed to POST one signed callback when the task ends
-(§2.6). `verify_webhook` checks that callback; it is only a hint to poll now, never trusted for the
+(§7). `verify_webhook` checks that callback; it is only a hint to poll now, never trusted for the
 outcome or the output.
 """
 
@@ -35,7 +37,7 @@ DEFAULT_BASE_URL = "https://api.wavespeed.ai"
 
 @dataclass(frozen=True)
 class Endpoint:
-    """One WaveSpeed model endpoint and the request rules its page documents (providers.md §2.2)."""
+    """One WaveSpeed model endpoint and the request rules its page documents (§3)."""
 
     model_id: str  # the path after /api/v3/
     # Durations the endpoint takes as `duration`. Empty: it takes none and always makes a 6 s clip.
@@ -44,7 +46,7 @@ class Endpoint:
 
 
 # (our model, our variant) → endpoint. The fast tiers are image-only and named without "i2v".
-# Only the 768P endpoints take `duration`; 1080P clips are always 6 s (providers.md §1.3).
+# Only the 768P endpoints take `duration`; 1080P clips are always 6 s (§3).
 ROUTES: dict[tuple[str, str], Endpoint] = {
     (MODEL_HAILUO_23, "t2v-standard"): Endpoint("minimax/hailuo-2.3/t2v-standard", (6, 10)),
     (MODEL_HAILUO_23, "t2v-pro"): Endpoint("minimax/hailuo-2.3/t2v-pro"),
@@ -55,7 +57,7 @@ ROUTES: dict[tuple[str, str], Endpoint] = {
     (MODEL_HAILUO_02, "t2v-standard"): Endpoint("minimax/hailuo-02/t2v-standard", (6, 10)),
     (MODEL_HAILUO_02, "t2v-pro"): Endpoint("minimax/hailuo-02/t2v-pro"),
     (MODEL_HAILUO_02, "i2v-standard"): Endpoint("minimax/hailuo-02/i2v-standard", (6, 10)),
-    # SEED-002: the only WaveSpeed page that documents `end_image`.
+    # §3: the only WaveSpeed page that documents `end_image`.
     (MODEL_HAILUO_02, "i2v-pro"): Endpoint("minimax/hailuo-02/i2v-pro", end_image=True),
 }
 FIXED_DURATION = 6
@@ -67,7 +69,7 @@ RUNNING_WORDS = frozenset({"processing", "running", "starting"})
 FAILED_WORDS = frozenset({"failed", "timeout"})
 CANCELLED_WORDS = frozenset({"cancelled", "canceled", "deleted"})
 
-# Webhook signatures (providers.md §2.6, WaveSpeed "Verifying Webhooks").
+# Webhook signatures (§7, WaveSpeed "Verifying Webhooks").
 WEBHOOK_SECRET_PATH = "/api/v3/webhook/secret"
 SECRET_PREFIX = "whsec_"
 SIGNATURE_VERSION = "v3"
@@ -322,7 +324,7 @@ def _signature_matches(expected: bytes, header: str) -> bool:
 
 
 def _callback_task_id(body: bytes) -> str:
-    """The task id of a signed callback body (§2.6: the prediction object, without an envelope)."""
+    """The task id of a signed callback body (§7: the prediction object, without an envelope)."""
     try:
         payload = json.loads(body)
     except ValueError:  # JSONDecodeError and UnicodeDecodeError

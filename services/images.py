@@ -1,6 +1,6 @@
 """Input images for image-to-video: real format from the bytes, header dimensions, provider rules.
 
-Rules (providers.md §1.2): JPEG, PNG or WebP; at most 20 MB; short side more than 300 px; aspect ratio
+Rules (docs/providers/minimax.md §4): JPEG, PNG or WebP; at most 20 MB; short side more than 300 px; aspect ratio
 from 2:5 to 5:2, both ends included (some resellers say strictly between; we follow the official
 "2:5…5:2"). "MB" here is MiB (20 × 1024 × 1024 bytes), the same number the download cap uses.
 

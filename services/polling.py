@@ -210,7 +210,7 @@ def simulate(
 
 @dataclass(frozen=True)
 class SdkLoop:
-    """The official wavespeed SDK's `run()` loop for comparison (providers.md §2.5): poll right after
+    """The official wavespeed SDK's `run()` loop for comparison (docs/providers/wavespeed.md §13): poll right after
     submit, then sleep `poll_interval` after every answer that is not terminal, no backoff."""
 
     poll_interval: float = 1.0

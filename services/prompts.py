@@ -6,7 +6,7 @@ zero-width joiner between two emoji (it glues 👩‍💻-style sequences and is
 tabs become spaces; every other control character is removed; whitespace-only runs of 3+ line breaks
 become one blank line; the ends are stripped. Nothing else about the text is changed.
 
-The 2000-character limit (upstream, providers.md §1.2) is checked on what the provider will receive,
+The 2000-character limit (upstream, docs/providers/minimax.md §4) is checked on what the provider will receive,
 i.e. after cleaning and after camera moves are written canonically (`[左摇]` becomes `[Pan left]`).
 A required prompt (text to video) must contain at least one letter or digit outside camera brackets:
 camera moves alone say nothing about the scene. For image to video the prompt is optional, so

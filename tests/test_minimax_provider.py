@@ -244,7 +244,7 @@ async def test_hailuo_02_with_an_end_frame_sends_first_and_last_frame(
 async def test_each_offer_maps_to_its_minimax_model_and_resolution(
     fake: FakeMiniMax, provider: MiniMaxProvider, spec: GenerationSpec, model: str, resolution: str
 ) -> None:
-    task_id = await provider.submit(spec)  # the fake accepts it: the matrix of §1.3 holds
+    task_id = await provider.submit(spec)  # the fake accepts it: the matrix of docs/providers/minimax.md §5 holds
 
     body = fake.submits[-1]["json"]
     assert isinstance(body, dict)

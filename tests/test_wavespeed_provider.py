@@ -876,7 +876,7 @@ async def test_the_fake_posts_one_signed_completion_when_a_timed_task_ends(
     signal = hooked.verify_webhook(headers, body, time.time())
     assert signal.task_id == task_id and signal.event_id == delivery.event_id
     payload = json.loads(body)
-    assert "code" not in payload and "data" not in payload  # §2.6: no envelope
+    assert "code" not in payload and "data" not in payload  # docs/providers/wavespeed.md §7: no envelope
     assert payload["status"] == "completed" and payload["outputs"] == [fake.output_url(task_id)]
     assert payload["input"] == fake.submits[-1]["json"]
 

@@ -132,7 +132,7 @@ async def http(receiver: WebhookReceiver) -> AsyncIterator[httpx.AsyncClient]:
 def callback(
     fake: FakeWaveSpeed, task_id: str, *, stamp: float = T0, event_id: str = "evt-1", key: bytes | None = None
 ) -> tuple[dict[str, str], bytes]:
-    """A WaveSpeed-style signed callback (§2.6), signed here from the docs, independently of the client."""
+    """A WaveSpeed-style signed callback (docs/providers/wavespeed.md §7), signed here independently of the client."""
     body = json.dumps({"id": task_id, "status": "completed", "outputs": ["https://cdn.example/o.mp4"]}).encode()
     secret = key or fake.webhook_secret.removeprefix("whsec_").encode()
     signature = hmac.new(secret, f"{event_id}.{int(stamp)}.".encode() + body, hashlib.sha256).hexdigest()
@@ -378,8 +378,9 @@ async def test_the_fakes_signed_callback_reaches_on_signal_with_its_task_id(
 
 
 async def test_a_callback_echoing_a_large_input_is_lost_to_a_small_cap(fake: FakeWaveSpeed, signals: Signals) -> None:
-    # WaveSpeed echoes the input in the callback (§2.6), and our images travel as data URLs: a cap below
-    # the input's size loses the callback (413). Polling still finishes the job; this documents the trade.
+    # WaveSpeed echoes the input in the callback (docs/providers/wavespeed.md §7), and our images travel as
+    # data URLs: a cap below the input's size loses the callback (413). Polling still finishes the job; this
+    # documents the trade.
     providers: dict[str, WebhookProvider] = {}
     async with WebhookReceiver(providers, signals, path_token=TOKEN, host="127.0.0.1", port=0, max_body=2048) as rx:
         client = WaveSpeedProvider(

@@ -1,7 +1,7 @@
 """A local stand-in for Discord (REST + gateway WebSocket) that the real discord.py client talks to over
-real sockets on 127.0.0.1. Endpoints, response shapes and traps follow discord.md B2.1-B2.5.
+real sockets on 127.0.0.1. Endpoints, response shapes and traps follow docs/discord.md §13, §14.
 
-Point discord.py at it with two class attributes (discord.md B2.1)::
+Point discord.py at it with two class attributes (docs/discord.md §13)::
 
     discord.http.Route.BASE = f"{fake.base_url}/api/v10"
     discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(fake.gateway_url)

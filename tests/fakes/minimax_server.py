@@ -1,4 +1,6 @@
-"""A local stand-in for MiniMax's official v1 video API (providers.md §1) on a real socket, scriptable per task.
+"""A local stand-in for MiniMax's official v1 video API on a real socket, scriptable per task.
+
+The wire facts are in docs/providers/minimax.md; the § numbers below are its sections.
 
 Wire behaviour follows the reference: business errors as HTTP 200 + `base_resp.status_code` (1004 without a
 key, 2049 for a wrong one, 2013 for invalid parameters), `POST /v1/video_generation` with the documented
@@ -10,7 +12,7 @@ and output files under `/outputs/{id}.mp4` (no auth, like a CDN).
 Callbacks: a task submitted with `callback_url` gets the documented flow when `send_callbacks` is on: first a
 `{"challenge": ...}` POST whose answer must echo it within 3 s, then one POST per status change with the Query
 shape and lowercase `processing|success|failed`. Everything sent and every answer is kept in `callbacks`.
-Signing and retries are undocumented (§1.7): the fake signs nothing, sends each update once, and sends no
+Signing and retries are undocumented (§12): the fake signs nothing, sends each update once, and sends no
 updates when the challenge was not echoed.
 
 Headers: every answer of the `/v1` API (errors, scripted failures and unknown `/v1` paths included) carries a
@@ -56,7 +58,7 @@ Outcome = Literal[
 T2V_MODELS = ("MiniMax-Hailuo-2.3", "MiniMax-Hailuo-02")
 I2V_MODELS = ("MiniMax-Hailuo-2.3", "MiniMax-Hailuo-2.3-Fast", "MiniMax-Hailuo-02")
 FL2V_MODELS = ("MiniMax-Hailuo-02",)
-# (model, mode) → resolutions it makes (§1.3); the first is the default.
+# (model, mode) → resolutions it makes (§5); the first is the default.
 RESOLUTIONS: dict[tuple[str, str], tuple[str, ...]] = {
     ("MiniMax-Hailuo-2.3", "t2v"): ("768P", "1080P"),
     ("MiniMax-Hailuo-2.3", "i2v"): ("768P", "1080P"),
@@ -73,7 +75,7 @@ MAX_PROMPT_CHARS = 2000
 UNKNOWN_STATUS_WORD = "Rendering"
 QUEUE_SHARE = 0.25  # time-based tasks are queued for the first quarter of their duration
 PREPARING_SHARE = 0.1  # ... and `Preparing` for the first tenth
-CHALLENGE_TIMEOUT = 3.0  # §1.7: the challenge must be echoed within 3 s
+CHALLENGE_TIMEOUT = 3.0  # §12: the challenge must be echoed within 3 s
 CALLBACK_TICK = 0.02
 
 OK = (0, "success")
@@ -208,7 +210,7 @@ class _Failure:
 
 
 def base_resp(code: int, message: str, **extra: object) -> web.Response:
-    """MiniMax's error style: HTTP 200 with the error in `base_resp` (§1.8)."""
+    """MiniMax's error style: HTTP 200 with the error in `base_resp` (§9)."""
     return web.json_response({**extra, "base_resp": {"status_code": code, "status_msg": message}})
 
 
@@ -218,7 +220,7 @@ def _answer_failure(failure: _Failure) -> web.Response:
         response = base_resp(failure.code, failure.message)
         response.headers.update(headers or {})
         return response
-    # Real HTTP errors on v1 are undocumented (§1.8); a gateway-style text body is the least we can assume.
+    # Real HTTP errors on v1 are undocumented (§9); a gateway-style text body is the least we can assume.
     return web.Response(status=failure.code, text=failure.message, headers=headers)
 
 
@@ -443,7 +445,7 @@ class FakeMiniMax(LocalServer):
         data = task.scenario.output_bytes
         return data if data is not None else await asyncio.to_thread(default_mp4)
 
-    # ----- callbacks (§1.7) --------------------------------------------------------------------------
+    # ----- callbacks (§12) ------------------------------------------------------------------
 
     async def _callback_flow(self, task: FakeTask, url: str) -> None:
         challenge = secrets.token_urlsafe(16)
@@ -487,7 +489,7 @@ class FakeMiniMax(LocalServer):
         return record
 
 
-# ----- request validation (providers.md §1.2, §1.3) -------------------------------------------------------
+# ----- request validation (§3–§5) -------------------------------------------------------
 
 
 def mode_of(body: dict[str, object]) -> str:

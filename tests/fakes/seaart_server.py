@@ -1,4 +1,6 @@
-"""A local stand-in for SeaArt's SeaCloud queue API (providers.md §3) on a real socket, scriptable per task.
+"""A local stand-in for SeaArt's SeaCloud queue API on a real socket, scriptable per task.
+
+The wire facts are in docs/providers/seaart.md; the § numbers below are its sections.
 
 Wire behaviour follows the reference: everything under `{base_url}` = `http://127.0.0.1:<port>/model`;
 `POST /v1/queue/{endpoint}` answers `request_id`, `response_url`, `status_url`, `cancel_url` and
@@ -51,7 +53,7 @@ Outcome = Literal["completed", "failed", "blocked", "never", "cancelled", "unkno
 Phase = Literal["queued", "processing", "terminal"]
 
 BASE_PATH = "/model"
-# endpoint → whether it needs `first_frame_image` (providers.md §3.1, §3.2).
+# endpoint → whether it needs `first_frame_image` (§3).
 ENDPOINTS: dict[str, bool] = {
     "minimax_hailuo_23_t2v": False,
     "minimax_hailuo_23_i2v": True,
@@ -62,7 +64,7 @@ COMMON_FIELDS = frozenset(
 )
 BOOL_FIELDS = ("prompt_optimizer", "fast_pretreatment", "aigc_watermark")
 DURATIONS_BY_RESOLUTION: dict[str, tuple[int, ...]] = {"768P": (6, 10), "1080P": (6,)}
-# The 15 camera instructions SeaArt documents [SA-T2V][SEED-003]; English brackets are not among them.
+# The 15 camera instructions SeaArt documents (§3); English brackets are not among them.
 CHINESE_DIRECTIVES = frozenset({
     "左移", "右移", "左摇", "右摇", "推进", "拉远", "上升", "下降",
     "上摇", "下摇", "变焦推近", "变焦拉远", "晃动", "跟随", "固定",
@@ -453,7 +455,7 @@ class FakeSeaArt(LocalServer):
         return body
 
 
-# ----- request validation (providers.md §3.2, §3.7) ----------------------------------------------------------
+# ----- request validation (§3, §8) ----------------------------------------------------------
 
 
 def webhook_fields(body: object, *names: Iterable[str]) -> list[str]:

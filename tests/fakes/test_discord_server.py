@@ -1,4 +1,4 @@
-"""The fake Discord works with a real discord.py bot over real sockets (discord.md B2)."""
+"""The fake Discord works with a real discord.py bot over real sockets (docs/discord.md §13, §14)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""A local stand-in for ToAPIs (providers.md §4) on a real socket, scriptable per task.
+"""A local stand-in for ToAPIs on a real socket, scriptable per task.
+
+The wire facts are in docs/providers/toapis.md; the § numbers below are its sections.
 
 Wire behaviour follows the reference: Bearer auth; `POST /v1/uploads/images` (multipart `file`, at most
 10 MB, JPEG/PNG/WebP/GIF) answering `{"success":true,"data":{"id","url","mime_type","size"}}` with the image
@@ -8,7 +10,7 @@ OpenAI-style `generation.task` objects; errors `{"error":{"code","message","type
 `Retry-After`; signed `X-ToAPIs-Webhook-*` final events; outputs under `/outputs/{id}.mp4` (no auth).
 
 Submit rules: known model; prompt ≤ 2000 characters, required for text to video and for the 2.3 models
-(§4.2 marks it required; Hailuo 02 makes it optional for image to video); duration 6 or 10 and 1080P only
+(§4 marks it required; Hailuo 02 makes it optional for image to video); duration 6 or 10 and 1080P only
 6 s; resolutions 768P/1080P (and 512P for Hailuo 02 image to video); `image_urls` one public URL, never a
 data URL, and required by the Fast model; `metadata.last_frame_image` only for MiniMax-Hailuo-02 with a
 first frame and not at 512P; `metadata.callback_url` refused with `400 webhook_not_configured` unless the
@@ -16,7 +18,7 @@ fake has a webhook secret. Deviation from the real service: callbacks may go to 
 wants HTTPS and refuses loopback), any path is accepted, and events go only to a task's own
 `callback_url` (there is no token default URL here).
 
-Rate limits (§4.6), on the fake's `clock` (`time.time` unless given): per user (here: per Authorization
+Rate limits (§9), on the fake's `clock` (`time.time` unless given): per user (here: per Authorization
 header value, so a wrong key has its own allowance) with SEPARATE buckets for `async_submit` (generation
 POSTs) and `async_query` (generation GETs). Each category has three token buckets, one per documented
 window, each holding that window's count and refilling continuously (`per_minute`/60 s, `per_second`/1 s,
@@ -86,7 +88,7 @@ _MAGIC = (
 
 @dataclass(frozen=True)
 class RateTier:
-    """One category's limits (§4.6): requests per minute, per second, and a burst per `burst_window_s`."""
+    """One category's limits (§9): requests per minute, per second, and a burst per `burst_window_s`."""
 
     per_minute: int
     per_second: int
@@ -260,7 +262,7 @@ def _rate_headers(category: str, limit: float, remaining: int, reset: float) -> 
 
 
 def sign(secret: str, event_id: str, timestamp: str, body: bytes) -> str:
-    """The hex HMAC-SHA256 of `event_id.timestamp.body` (§4.5)."""
+    """The hex HMAC-SHA256 of `event_id.timestamp.body` (§8)."""
     return hmac.new(secret.encode(), f"{event_id}.{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
 
 
@@ -386,7 +388,7 @@ class FakeToApis(LocalServer):
             raise ValueError("the task has no callback_url or the fake has no webhook secret")
         return await self._deliver(task, task.callback_url, stale=stale, bad_signature=bad_signature, event_id=event_id)
 
-    # ----- rate limits (§4.6) --------------------------------------------------------------------------
+    # ----- rate limits (§9) ------------------------------------------------------------------
 
     def _admit(self, request: web.Request, category: str) -> web.Response | None:
         """Take a token from each of the caller's buckets of `category`, or the 429 when one is empty."""
@@ -653,7 +655,7 @@ class FakeToApis(LocalServer):
             self._webhook_arrived.notify_all()
         return sent
 
-    # ----- request validation (providers.md §4.2) ------------------------------------------------------
+    # ----- request validation (§4) ------------------------------------------------------
 
     def validate_body(self, body: dict[str, Any]) -> str | None:
         """The 400 message for a generation body ToAPIs would refuse, or None when it is acceptable."""
@@ -750,7 +752,7 @@ def _sniff(data: bytes) -> tuple[str, str] | None:
 
 
 def _image_problem(data: bytes, name: str) -> str | None:
-    """The model's image rules (§4.2): JPG/PNG/WebP, under 20 MB, short side > 300 px, aspect 2:5–5:2."""
+    """The model's image rules (§4): JPG/PNG/WebP, under 20 MB, short side > 300 px, aspect 2:5–5:2."""
     from PIL import Image, UnidentifiedImageError
 
     if len(data) >= MAX_IMAGE_BYTES:

@@ -1,17 +1,19 @@
-"""A local stand-in for WaveSpeedAI v3 (providers.md §2) on a real socket, scriptable per task.
+"""A local stand-in for WaveSpeedAI v3 on a real socket, scriptable per task.
+
+The wire facts are in docs/providers/wavespeed.md; the § numbers below are its sections.
 
 Wire behaviour follows the reference: `{"code","message","data"}` envelopes, `POST /api/v3/{model_id}`
 for the Hailuo 2.3 and Hailuo 02 endpoints, `GET /api/v3/predictions/{id}/result` (and the bare
 `/predictions/{id}` variant), Bearer auth, the per-endpoint parameter rules, and output files under
 `/outputs/{id}.mp4` (no auth, like a CDN).
 
-Webhooks (§2.6): `GET /api/v3/webhook/secret` serves a `whsec_` secret. A task submitted with
+Webhooks (§7): `GET /api/v3/webhook/secret` serves a `whsec_` secret. A task submitted with
 `?webhook=<url>` gets ONE signed callback (the un-enveloped prediction) POSTed to that URL when it
 ends: time-based tasks at their scheduled end, poll-based ones when a poll first sees them terminal.
 Every callback sent is recorded in `webhook_deliveries`; `send_webhook` sends extra (stale, forged or
 repeated) ones for tests.
 
-Account limits (§2): a tier limits the videos started per minute and the tasks run at once (`TIERS`: Bronze
+Account limits (§10): a tier limits the videos started per minute and the tasks run at once (`TIERS`: Bronze
 2/2, Silver 500/300, Gold 3,000/3,000). `videos_per_minute` counts the tasks created in a rolling minute
 on the fake's `clock` (`time.time` unless given); a submit over it answers HTTP 429 with the envelope
 `{"code": 429, "message": "Too many requests", "data": null}` and creates nothing (the real 429's body
@@ -61,14 +63,14 @@ Outcome = Literal["completed", "failed", "nsfw", "never", "cancelled", "unknown_
 
 @dataclass(frozen=True)
 class Rule:
-    """What one endpoint accepts (providers.md §2.2)."""
+    """What one endpoint accepts (§3)."""
 
     needs_image: bool
     durations: tuple[int, ...]  # 1080P endpoints make 6 s clips and accept `duration: 6` at most
-    end_image: bool = False  # only Hailuo 02 i2v-pro documents `end_image` (SEED-002)
+    end_image: bool = False  # only Hailuo 02 i2v-pro documents `end_image` (§3)
 
 
-# model_id → its rules; 10 s is never possible at 1080P (providers.md §1.3).
+# model_id → its rules; 10 s is never possible at 1080P (§3).
 ENDPOINTS: dict[str, Rule] = {
     "minimax/hailuo-2.3/t2v-standard": Rule(False, (6, 10)),
     "minimax/hailuo-2.3/t2v-pro": Rule(False, (6,)),
@@ -94,7 +96,7 @@ SLOT_CHECK_S = 0.02  # how often a waiting task's end-of-task callback looks for
 
 @dataclass(frozen=True)
 class AccountTier:
-    """What a WaveSpeedAI account level allows (§2): videos started per minute, tasks running at once."""
+    """What a WaveSpeedAI account level allows (§10): videos started per minute, tasks running at once."""
 
     videos_per_minute: int
     concurrency: int
@@ -505,7 +507,7 @@ class FakeWaveSpeed(LocalServer):
             "timings": {"inference": int((done - (task.started_at or done)) * 1000) if done else 0},
         }
 
-    # ----- webhooks (providers.md §2.6) --------------------------------------------------------------
+    # ----- webhooks (§7) --------------------------------------------------------------
 
     async def send_webhook(
         self, task_id: str, *, stale: bool = False, bad_signature: bool = False, event_id: str | None = None
@@ -538,7 +540,7 @@ class FakeWaveSpeed(LocalServer):
         return delivery
 
     def _callback_body(self, task: FakeTask) -> dict[str, object]:
-        # §2.6: the prediction itself, with its input and without the `code/message/data` envelope.
+        # §7: the prediction itself, with its input and without the `code/message/data` envelope.
         if task.started_at is None:
             self._hand_out_slots()
         prediction = self._prediction(task, task.status_word(time.time()))
@@ -575,7 +577,7 @@ class FakeWaveSpeed(LocalServer):
         pending.add_done_callback(self._background.discard)
 
 
-# ----- request validation (providers.md §2.2) -----------------------------------------------------------
+# ----- request validation (§3) -----------------------------------------------------------
 
 
 def validate_body(model_id: str, body: dict[str, object]) -> str | None:
