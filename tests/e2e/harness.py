@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import textwrap
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -94,6 +95,17 @@ class BotUnderTest:
         assert all(row["status"] in TERMINAL_STATUSES for row in rows)
         assert totals.outstanding == 0, totals
         assert totals.settled == delivered, (totals, delivered)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def webhooks_config(port: int) -> str:
+    """A `[webhooks]` table whose public URL is the receiver itself, on 127.0.0.1 (pass as `extra`)."""
+    return f'[webhooks]\npublic_base_url = "http://127.0.0.1:{port}"\nlisten_host = "127.0.0.1"\nlisten_port = {port}\n'
 
 
 def repo_prices() -> str:

@@ -3,27 +3,17 @@
 from __future__ import annotations
 
 import logging
-import socket
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import running_bot
+from tests.e2e.harness import free_port, running_bot, webhooks_config
 from tests.e2e.test_generation_flows import cards, finished, jpeg
 from tests.fakes.discord_server import FakeDiscord
 from tests.fakes.minimax_server import FakeMiniMax
 from tests.fakes.seaart_server import FakeSeaArt
 from tests.fakes.toapis_server import FakeToApis
 from tests.fakes.wavespeed_server import FakeWaveSpeed
-
-
-@pytest.fixture
-async def discord_fake() -> AsyncIterator[FakeDiscord]:
-    fake = FakeDiscord()
-    await fake.start()
-    yield fake
-    await fake.stop()
 
 
 async def animate_through(tmp_path: Path, fake: FakeDiscord, name: str, url: str, key: str, **options: object) -> None:
@@ -134,20 +124,12 @@ async def test_model_option_offers_only_served_models(tmp_path: Path, discord_fa
             assert options["end_image"]["type"] == 11
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def test_a_signed_webhook_wakes_the_job_and_a_forged_one_is_refused(
     tmp_path: Path, discord_fake: FakeDiscord, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
     port = free_port()
-    webhooks = (
-        f'[webhooks]\npublic_base_url = "http://127.0.0.1:{port}"\nlisten_host = "127.0.0.1"\nlisten_port = {port}\n'
-    )
+    webhooks = webhooks_config(port)
     async with FakeWaveSpeed(duration_s=1.0) as wavespeed:
         providers = {"wavespeed": (wavespeed.base_url, wavespeed.api_key)}
         async with running_bot(tmp_path, discord_fake, providers=providers, extra=webhooks) as bot:
@@ -168,10 +150,7 @@ async def test_a_provider_down_at_start_with_callbacks_on_keeps_nobody_from_work
     tmp_path: Path, discord_fake: FakeDiscord, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
-    port = free_port()
-    webhooks = (
-        f'[webhooks]\npublic_base_url = "http://127.0.0.1:{port}"\nlisten_host = "127.0.0.1"\nlisten_port = {port}\n'
-    )
+    webhooks = webhooks_config(free_port())
     down = f"http://127.0.0.1:{free_port()}"  # WaveSpeed is unreachable: its signing secret cannot be fetched
     async with FakeSeaArt(duration_s=0.3) as seaart:
         providers = {"wavespeed": (down, "ws-test-key"), "seaart": (seaart.base_url, seaart.api_key)}

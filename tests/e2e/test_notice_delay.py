@@ -15,8 +15,7 @@ from typing import Any, Protocol
 
 import pytest
 
-from tests.e2e.harness import running_bot
-from tests.e2e.test_every_provider import free_port
+from tests.e2e.harness import free_port, running_bot, webhooks_config
 from tests.e2e.test_generation_flows import finished
 from tests.fakes.discord_server import FakeDiscord
 from tests.fakes.local_server import LocalServer
@@ -60,26 +59,12 @@ async def stand_in(name: str) -> AsyncIterator[StandIn]:
         yield StandIn(server, server.api_key)  # type: ignore[attr-defined]
 
 
-@pytest.fixture
-async def discord_fake() -> AsyncIterator[FakeDiscord]:
-    fake = FakeDiscord()
-    await fake.start()
-    yield fake
-    await fake.stop()
-
-
 @pytest.mark.parametrize("callbacks", ["off", "on"])
 @pytest.mark.parametrize("name", ["wavespeed", "seaart", "minimax", "toapis"])
 async def test_a_finished_task_is_seen_within_the_dense_interval(
     tmp_path: Path, discord_fake: FakeDiscord, name: str, callbacks: str
 ) -> None:
-    extra = ""
-    if callbacks == "on":
-        port = free_port()
-        extra = (
-            f'[webhooks]\npublic_base_url = "http://127.0.0.1:{port}"\n'
-            f'listen_host = "127.0.0.1"\nlisten_port = {port}\n'
-        )
+    extra = webhooks_config(free_port()) if callbacks == "on" else ""
     async with stand_in(name) as provider:
         async with running_bot(
             tmp_path,

@@ -15,14 +15,6 @@ from tests.fakes.wavespeed_server import FakeWaveSpeed
 
 
 @pytest.fixture
-async def discord_fake() -> AsyncIterator[FakeDiscord]:
-    fake = FakeDiscord()
-    await fake.start()
-    yield fake
-    await fake.stop()
-
-
-@pytest.fixture
 async def wavespeed() -> AsyncIterator[FakeWaveSpeed]:
     async with FakeWaveSpeed(duration_s=2.0) as fake:
         yield fake
