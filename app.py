@@ -81,9 +81,11 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
         # Callbacks arrive only when the bot has a public URL *and* the provider can tell a genuine one
         # from a forgery; the rest are polled densely, whatever their keys or secrets say.
         with_callbacks: dict[str, WebhookProvider] = {
-            name: provider  # type: ignore[misc]  # verifies_callbacks promises the WebhookProvider methods
+            name: provider
             for name, provider in providers.items()
-            if callback_url_for is not None and provider.capabilities.verifies_callbacks
+            if callback_url_for is not None
+            and provider.capabilities.verifies_callbacks
+            and isinstance(provider, WebhookProvider)
         }
         policy = quota_policy(cfg.quotas)
         crew = Crew(

@@ -66,7 +66,7 @@ class HailuoBot(commands.Bot):
         self.dev_guild_id = dev_guild_id
         self.health_log_seconds = health_log_seconds
         self.force_sync = force_sync
-        self.tree.on_error = context.funnel.command_error  # type: ignore[method-assign]
+        self.tree.error(context.funnel.command_error)
         self._background: list[asyncio.Task[None]] = []
 
     async def setup_hook(self) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from core.spec import GenerationSpec
 from core.tasks import FailureKind, TaskStatus
@@ -121,6 +121,7 @@ class Provider(Protocol):
     async def aclose(self) -> None: ...
 
 
+@runtime_checkable
 class WebhookProvider(Provider, Protocol):
     """A provider whose `capabilities.verifies_callbacks` is True."""
 
