@@ -3,13 +3,12 @@ a short private apology with a reference, and the details only in the log.
 
 discord.py catches what a button's or a modal's callback raises and only logs it, which leaves the
 member with Discord's "This interaction failed"; so buttons (cogs.buttons) and modals (`FunnelModal`)
-route their errors here, and the app-command tree's `on_error` does the same for commands.
+route their errors here, and the app-command tree's error handler does the same for commands.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import discord
 from discord import app_commands
@@ -38,24 +37,14 @@ class ErrorFunnel:
 
 
 class FunnelModal(discord.ui.Modal):
-    """A modal whose errors reach the funnel (set `funnel` before sending it)."""
+    """The base of the bot's modals: an error in `on_submit` reaches the funnel (set `funnel` before
+    sending the modal; the default funnel logs and apologises the same way)."""
 
     funnel: ErrorFunnel | None = None
 
     # discord.py's Modal.on_error takes no item, unlike the View's it overrides in the stubs.
     async def on_error(self, interaction: discord.Interaction, error: Exception, /) -> None:  # type: ignore[override]
         await (self.funnel or ErrorFunnel()).report(interaction, error, f"modal {type(self).__name__}")
-
-
-class FunnelView(discord.ui.View):
-    """A view whose item callbacks' errors reach the funnel."""
-
-    def __init__(self, funnel: ErrorFunnel, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.funnel = funnel
-
-    async def on_error(self, interaction: discord.Interaction, error: Exception, item: discord.ui.Item[Any], /) -> None:
-        await self.funnel.report(interaction, error, f"view item {type(item).__name__}")
 
 
 async def reply_privately(interaction: discord.Interaction, text: str) -> None:
