@@ -50,8 +50,8 @@ class Backoff:
 
 
 class Schedule:
-    """services.polling.PollSchedule, built the way JobService builds it (through PollPolicy) from the
-    typical duration; the change flag as JobService computes it."""
+    """services.polling.PollSchedule, built the way services.watching builds it (through PollPolicy) from the
+    typical duration; the change flag as it computes it."""
 
     def __init__(self, typical: float, *, webhooks: bool = False) -> None:
         self.schedule = PollPolicy().schedule(typical, None, None, webhooks=webhooks)

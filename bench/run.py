@@ -60,7 +60,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--bot-polling",
         choices=["auto", "backoff", "schedule"],
         default="auto",
-        help="how the bot under test polls, for the replay model (auto: read its services/jobs.py)",
+        help="how the bot under test polls, for the replay model (auto: read its services/polling.py)",
     )
     parser.add_argument("--sdk-sample", type=int, default=200, help="jobs per level that get an SDK-loop twin")
     parser.add_argument("--upload-limit-mib", type=float, default=25.0, help="Discord's upload limit (no re-encode)")

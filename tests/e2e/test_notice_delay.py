@@ -8,6 +8,7 @@ With the typical duration configured to the stand-in's job length, the task's en
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,8 @@ from tests.fakes.minimax_server import FakeMiniMax
 from tests.fakes.seaart_server import FakeSeaArt
 from tests.fakes.toapis_server import FakeToApis
 from tests.fakes.wavespeed_server import FakeWaveSpeed
+
+log = logging.getLogger(__name__)
 
 JOB_SECONDS = 4.0  # the stand-in's job length, and the typical duration the bot is configured with
 DENSE = 1.0  # poll_dense_seconds
@@ -87,4 +90,5 @@ async def test_a_finished_task_is_seen_within_the_dense_interval(
         task = provider.only_task()
         assert task.completed_at is not None and task.terminal_seen_at is not None
         delay = task.terminal_seen_at - task.completed_at
+        log.info("notice delay: %s, callbacks %s: %.2f s", name, callbacks, delay)  # shown with --log-cli-level=INFO
         assert delay <= DENSE + 1, f"{name} (callbacks {callbacks}): the end was seen {delay:.2f} s late"
