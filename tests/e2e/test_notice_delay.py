@@ -27,7 +27,9 @@ from tests.fakes.wavespeed_server import FakeWaveSpeed
 
 log = logging.getLogger(__name__)
 
-JOB_SECONDS = 4.0  # the stand-in's job length, and the typical duration the bot is configured with
+# The stand-in's job length, and the typical duration the bot is configured with: off the whole seconds
+# the polls fall on, so no poll lands just after the end by luck.
+JOB_SECONDS = 4.5
 DENSE = 1.0  # poll_dense_seconds
 TOAPIS_SECRET = "whsec-notice-delay-test-secret-0123456789"
 
