@@ -148,14 +148,14 @@ class Config(_Section):
     guilds: dict[int, GuildSection] = Field(default_factory=dict)
     webhooks: WebhooksSection = Field(default_factory=WebhooksSection)
     providers: _ProvidersBase = Field(default_factory=ProvidersSection)
+    prices: dict[str, dict[str, dict[str, RequiredMicros]]] = Field(default_factory=dict)
+    quotas: QuotasSection = Field(default_factory=QuotasSection)
 
     @field_validator("providers", mode="before")
     @classmethod
     def _provider_sections(cls, value: Any) -> Any:
+        # The table is validated by the model built from the registry (one typed section per provider).
         return ProvidersSection.model_validate(value) if isinstance(value, dict) else value
-
-    prices: dict[str, dict[str, dict[str, RequiredMicros]]] = Field(default_factory=dict)
-    quotas: QuotasSection = Field(default_factory=QuotasSection)
 
 
 class _SecretsBase(BaseSettings):
