@@ -16,14 +16,12 @@ from core.provider import Provider, WebhookProvider
 from core.store import JobStore
 from providers.kit.entry import PaidSection
 from providers.registry import build_providers
-from services.inputs import InputImages
-from services.intake import JobIntake
-from services.jobs import JobService
+from services.jobs import JobService, build_job_services
 from services.polling import PollPolicy
 from services.pricing import PriceTable
 from services.quotas import LIMIT_KEYS, Limits, QuotaBook, QuotaPolicy
 from services.routing import ProviderRouter
-from services.run import Crew, JobSettings
+from services.run import JobSettings
 from services.runner import JobRunner
 from settings import Config, QuotasSection, Settings, check_prices
 from storage.db import Database
@@ -60,7 +58,8 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
     runner: JobRunner | None = None
     try:
         public_url = cfg.webhooks.public_base_url.rstrip("/")
-        callback_url_for = await _callback_urls(store, public_url) if public_url else None
+        token = await webhook_path_token(store) if public_url else None
+        callback_url_for = (lambda name: f"{public_url}/webhooks/{name}/{token}") if token else None
         names = settings.enabled_providers()
         providers = build_providers(
             names,
@@ -88,22 +87,20 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
             and isinstance(provider, WebhookProvider)
         }
         policy = quota_policy(cfg.quotas)
-        crew = Crew(
+        jobs, runner = build_job_services(
             store,
             router,
             prices,
+            policy,
             job_settings(cfg, providers),
             # Read at each job's start: a provider counts only once the receiver can verify its callbacks.
             callbacks_live=lambda name: receiver is not None and receiver.ready(name),
         )
-        inputs = InputImages(crew.settings.inputs_dir)
-        runner = JobRunner(crew, inputs)
-        jobs = JobService(JobIntake(store, router, prices, policy, inputs), runner)
-        if with_callbacks:
+        if with_callbacks and token is not None:
             receiver = WebhookReceiver(
                 with_callbacks,
                 _waker(runner),
-                path_token=await webhook_path_token(store),
+                path_token=token,
                 host=cfg.webhooks.listen_host,
                 port=cfg.webhooks.listen_port,
                 max_body=CALLBACK_MAX_BODY,
@@ -158,11 +155,6 @@ async def webhook_path_token(store: JobStore) -> str:
         token = secrets.token_urlsafe(24)
         await store.set_meta("webhook_path_token", token)
     return token
-
-
-async def _callback_urls(store: JobStore, public_url: str) -> Callable[[str], str]:
-    token = await webhook_path_token(store)
-    return lambda name: f"{public_url}/webhooks/{name}/{token}"
 
 
 def _waker(runner: JobRunner) -> Callable[[str, str], Awaitable[bool]]:

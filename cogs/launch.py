@@ -8,6 +8,7 @@ new message rather than editing the deferred one. A problem found on the way is 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 
 import discord
@@ -114,17 +115,13 @@ class JobLauncher:
             return
         channel = interaction.channel
         assert isinstance(channel, discord.abc.Messageable)
-
-        async def moved(message_id: int) -> None:
-            await self.jobs.attach_card(job.id, message_id)
-
         reporter = DiscordReporter(
             interaction=interaction,
             channel=channel,
             message_id=message_id,
             upload_limit=interaction.filesize_limit,
             handover_seconds=self.handover_seconds,
-            on_new_message=moved,
+            on_new_message=functools.partial(self.jobs.attach_card, job.id),
         )
         self.jobs.start(job, reporter)
 

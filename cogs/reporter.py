@@ -8,6 +8,7 @@ one is posted in the channel and the job carries on.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -148,15 +149,10 @@ def reporter_for_resumed(client: discord.Client, jobs: JobService, job: JobRecor
     (it was started from the terminal)."""
     if job.channel_id is None:
         return None
-    channel = client.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
-
-    async def moved(message_id: int) -> None:
-        await jobs.attach_card(job.id, message_id)
-
     return DiscordReporter(
-        channel=channel,
+        channel=client.get_partial_messageable(job.channel_id, guild_id=job.guild_id),
         message_id=job.message_id,
         upload_limit=job.upload_limit or discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES,
-        on_new_message=moved,
+        on_new_message=functools.partial(jobs.attach_card, job.id),
         mention_on_delivery=job.user_id,
     )

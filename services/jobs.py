@@ -6,17 +6,24 @@ store, the router and the running tasks stay behind it.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from core.errors import UserError
 from core.jobs import JobRecord, JobStatus
 from core.spec import GenerationSpec
+from core.store import JobStore
 from core.tasks import FailureKind
 from services.cancelling import CancelOutcome, cancel_running
 from services.endings import refund
+from services.inputs import InputImages
 from services.intake import JobIntake, Requester
-from services.progress import JobCard, card_for
+from services.pricing import PriceTable
+from services.progress import JobCard
+from services.quotas import QuotaPolicy
 from services.reporter import JobReporter
+from services.routing import ProviderRouter
+from services.run import Crew, JobSettings
 from services.runner import JobRunner
 
 STORED_IMAGE_GONE = "The original image is no longer stored; start anew."
@@ -28,6 +35,22 @@ class Offer:
 
     models: tuple[str, ...]  # served models, e.g. ("hailuo-02", "hailuo-2.3")
     end_frames: bool  # some provider takes a last frame
+
+
+def build_job_services(
+    store: JobStore,
+    router: ProviderRouter,
+    prices: PriceTable,
+    quotas: QuotaPolicy,
+    settings: JobSettings,
+    *,
+    callbacks_live: Callable[[str], bool] = lambda provider: False,
+) -> tuple[JobService, JobRunner]:
+    """The job API and the runner behind it, sharing one store, router and price table."""
+    crew = Crew(store, router, prices, settings, callbacks_live=callbacks_live)
+    inputs = InputImages(settings.inputs_dir)
+    runner = JobRunner(crew, inputs)
+    return JobService(JobIntake(store, router, prices, quotas, inputs), runner), runner
 
 
 class JobService:
@@ -51,7 +74,7 @@ class JobService:
         return await self._store.get(job_id)
 
     def card_for(self, job: JobRecord) -> JobCard:
-        return card_for(job, free=self._intake.router.is_free(job.provider))
+        return self._runner.card_for(job)
 
     async def reroll_spec(self, job: JobRecord) -> GenerationSpec:
         """The request a job was made from, to make it again. UserError when its image is gone."""

@@ -10,21 +10,17 @@ import asyncio
 import time
 from dataclasses import replace
 
+from core.clock import iso_now, unix
 from core.jobs import JobStatus
 from core.provider import Provider
 from core.tasks import FailureKind
 from services.cancelling import cancel_at_provider
-from services.clock import iso_now, unix
 from services.delivery import deliver
 from services.endings import fail, log, settle
 from services.inputs import InputImages
 from services.run import Crew, JobRun
 from services.submitting import submit
 from services.watching import watch
-
-AT_THE_PROVIDER = frozenset(
-    {JobStatus.SUBMITTING, JobStatus.SUBMITTED, JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.DOWNLOADING}
-)
 
 
 async def execute(crew: Crew, run: JobRun, inputs: InputImages) -> None:
@@ -45,7 +41,8 @@ async def carry_on(crew: Crew, run: JobRun, inputs: InputImages) -> None:
         await settle(crew.store, job, "file", "found already posted after a restart")
         return
     provider = crew.router.providers.get(job.provider)
-    if provider is not None and job.status in AT_THE_PROVIDER | {JobStatus.POSTING} and _lost(provider):
+    # Past `reserved`, a provider whose tasks live in the process has lost this one in the restart.
+    if provider is not None and job.status != JobStatus.RESERVED and not provider.capabilities.tasks_survive_restart:
         if not await _start_again(crew, run, provider):
             return
         job = run.job
@@ -80,10 +77,6 @@ async def carry_on(crew: Crew, run: JobRun, inputs: InputImages) -> None:
     )
     run.card = run.card.with_stage("downloading", started_at=int(submitted))
     await deliver(crew, run, status.output_url)
-
-
-def _lost(provider: Provider) -> bool:
-    return not provider.capabilities.tasks_survive_restart
 
 
 async def _start_again(crew: Crew, run: JobRun, provider: Provider) -> bool:

@@ -19,7 +19,7 @@ from core.jobs import JobRecord, JobStatus
 from services.endings import ending_message, log
 from services.inputs import InputImages
 from services.lifecycle import execute
-from services.progress import CardUpdater, Stage, card_for, edit_interval
+from services.progress import CardUpdater, JobCard, Stage, card_for, edit_interval
 from services.reporter import JobReporter, SavedClipReporter
 from services.run import Crew, JobRun
 
@@ -75,10 +75,13 @@ class JobRunner:
         return task
 
     def _register(self, job: JobRecord, reporter: JobReporter) -> JobRun:
-        card = card_for(job, free=self.crew.router.is_free(job.provider))
-        run = JobRun(job, reporter, card, CardUpdater(reporter.show, self._edit_interval))
+        run = JobRun(job, reporter, self.card_for(job), CardUpdater(reporter.show, self._edit_interval))
         self._runs[job.id] = run
         return run
+
+    def card_for(self, job: JobRecord) -> JobCard:
+        """The job's card as it was reserved; the footer tells a free preview from a real generation."""
+        return card_for(job, free=self.crew.router.is_free(job.provider))
 
     def _edit_interval(self) -> float:
         settings = self.crew.settings
@@ -103,8 +106,7 @@ class JobRunner:
         """Show how a refunded job ended when the bot stopped before its last edit landed (the money
         was already refunded; only the card is behind)."""
         stage: Stage = "cancelled" if job.status == JobStatus.CANCELLED else "failed"
-        card = card_for(job, free=self.crew.router.is_free(job.provider))
-        card = card.with_stage(stage, message=ending_message(job.status, job.error_kind))
+        card = self.card_for(job).with_stage(stage, message=ending_message(job.status, job.error_kind))
         try:
             await reporter.show(card)
         except Exception:

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from core.clock import iso_now
 from core.errors import UserError
 from core.jobs import JobStatus
 from core.provider import ProviderError
 from core.spec import GenerationSpec
 from core.tasks import FailureKind
-from services.clock import iso_now
 from services.endings import end_cancelled, fail, log, record_status
 from services.routing import OUTAGE_KINDS
 from services.run import Crew, JobRun

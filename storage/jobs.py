@@ -13,27 +13,19 @@ import asyncio
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Unpack
 
 import aiosqlite
 
+from core.clock import iso, utcnow
 from core.errors import QuotaExceeded, StorageError
-from core.jobs import TERMINAL_STATUSES, JobChanges, JobRecord, JobStatus, LedgerTotals, NewJob, Outcome, Usage
+from core.jobs import JobChanges, JobRecord, JobStatus, LedgerTotals, NewJob, Outcome, Usage
 from storage.db import Database
-from storage.ledger import read_usage, totals_from_row, totals_query
+from storage.ledger import TERMINAL_SQL, read_usage, totals_from_row, totals_query
 
 # Reservations written in one transaction at most (a group commit keeps each one short).
 GROUP_COMMIT_MAX = 64
-_TERMINAL = tuple(status.value for status in TERMINAL_STATUSES)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
 
 
 def record_from_row(row: aiosqlite.Row) -> JobRecord:
@@ -163,8 +155,7 @@ class SqliteJobStore:
         return record_from_row(row) if row else None
 
     async def unfinished(self) -> list[JobRecord]:
-        placeholders = ",".join("?" * len(_TERMINAL))
-        rows = await self.db.fetchall(f"SELECT * FROM jobs WHERE status NOT IN ({placeholders}) ORDER BY id", _TERMINAL)
+        rows = await self.db.fetchall(f"SELECT * FROM jobs WHERE status NOT IN ({TERMINAL_SQL}) ORDER BY id")
         return [record_from_row(row) for row in rows]
 
     async def unannounced(self, since: datetime) -> list[JobRecord]:

@@ -13,10 +13,11 @@ _SPENT = (
     " WHEN 'release' THEN -amount_micros END), 0)"
 )
 _COUNTED = "COALESCE(SUM(CASE kind WHEN 'reserve' THEN 1 WHEN 'refund' THEN -1 END), 0)"
-_TERMINAL = ",".join(f"'{status.value}'" for status in sorted(TERMINAL_STATUSES))
+# The terminal statuses as an SQL list, for `status NOT IN (...)`.
+TERMINAL_SQL = ",".join(f"'{status.value}'" for status in sorted(TERMINAL_STATUSES))
 # Every figure a quota check needs, in one statement (one round trip to the database thread).
 _USAGE_SQL = f"""SELECT
-    (SELECT COUNT(*) FROM jobs WHERE user_id = :user AND status NOT IN ({_TERMINAL})),
+    (SELECT COUNT(*) FROM jobs WHERE user_id = :user AND status NOT IN ({TERMINAL_SQL})),
     (SELECT {_COUNTED} FROM ledger WHERE user_id = :user AND period_day = :day),
     (SELECT {_SPENT} FROM ledger WHERE user_id = :user AND period_day = :day),
     (SELECT {_SPENT} FROM ledger WHERE user_id = :user AND period_month = :month),

@@ -9,9 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from core.provider import Provider
-from services.inputs import InputImages
-from services.intake import JobIntake
-from services.jobs import JobService
+from services.jobs import JobService, build_job_services
 from services.pricing import PriceTable
 from services.quotas import Limits, QuotaPolicy
 from services.routing import ProviderRouter
@@ -52,12 +50,11 @@ async def built_services(
             providers, pins=pins or {}, failure_threshold=failure_threshold, cooldown_seconds=cooldown_seconds
         )
         price_table = PriceTable(prices, free=[name for name, p in providers.items() if p.capabilities.free])
-        crew = Crew(store, router, price_table, JobSettings(data_dir=data_dir, **settings))
-        inputs = InputImages(crew.settings.inputs_dir)
-        runner = JobRunner(crew, inputs)
-        jobs = JobService(JobIntake(store, router, price_table, quotas, inputs), runner)
+        jobs, runner = build_job_services(
+            store, router, price_table, quotas, JobSettings(data_dir=data_dir, **settings)
+        )
         try:
-            yield Services(jobs, runner, store, router, crew)
+            yield Services(jobs, runner, store, router, runner.crew)
         finally:
             await runner.shutdown()
             for provider in providers.values():

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from core.clock import iso, utcnow
 from core.jobs import JobRecord, JobStatus
 from core.spec import GenerationSpec
 from providers.wavespeed import WaveSpeedProvider
 from services.intake import Requester
 from services.polling import PollPolicy
 from services.progress import JobCard
-from storage.jobs import iso, utcnow
 from tests.builders import Services, built_services
 from tests.fakes.wavespeed_server import FakeWaveSpeed
 from tests.test_job_service import PRICES, RecordingReporter

@@ -1,4 +1,4 @@
-"""Timestamps as jobs store them: ISO 8601 in UTC, to the millisecond."""
+"""Timestamps as jobs are stored with them: ISO 8601 in UTC, to the millisecond (store and services alike)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,12 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds")
 
 
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
 def iso_now() -> str:
-    return iso(datetime.now(UTC))
+    return iso(utcnow())
 
 
 def unix(stamp: str | None) -> float | None:
