@@ -28,7 +28,7 @@ from cogs.buttons import ButtonRouter
 from cogs.client import HailuoBot
 from cogs.context import CogContext
 from cogs.funnel import ErrorFunnel
-from core.errors import UserError
+from core.errors import StorageError, UserError
 from settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("hailuo")
@@ -172,6 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     except StartupError as exc:
         print(exc, file=sys.stderr)
         return 1
+    except StorageError as exc:  # the database could not be opened or migrated: nothing can run
+        print(exc, file=sys.stderr)
+        return 2
     except OSError as exc:
         if exc.errno != errno.EADDRINUSE:
             raise

@@ -4,6 +4,10 @@ WAL mode lets the reader run while the writer commits. Every write goes through 
 which takes the lock and opens `BEGIN IMMEDIATE`, so check-then-insert logic (quota reservations)
 is atomic even if a second process shares the file. Callers must never await network I/O inside a
 transaction.
+
+A sick database (locked by another process past the busy timeout, disk full, read-only, corrupt) is
+always a `StorageError`, never a bare sqlite3 error: callers tell "the database could not record this"
+from "the job failed" by that type alone. Bugs (a constraint violated, bad SQL) stay sqlite3 errors.
 """
 
 from __future__ import annotations
@@ -49,12 +53,26 @@ def _statements(sql: str) -> list[str]:
     return statements
 
 
+# How long opening the database waits for a lock another process holds: a start that cannot get the
+# database must say so in a second or two, not hang (a supervisor then restarts it).
+OPEN_BUSY_TIMEOUT_MS = 1000
+
+
+def is_storage_fault(exc: BaseException) -> bool:
+    """The database could not do it (locked, full, read-only, I/O, corrupt), as opposed to a bug."""
+    return isinstance(exc, sqlite3.OperationalError) or type(exc) is sqlite3.DatabaseError
+
+
 async def _connect(path: Path, busy_timeout_ms: int) -> aiosqlite.Connection:
     conn = await aiosqlite.connect(path, isolation_level=None)  # we issue BEGIN/COMMIT ourselves
-    conn.row_factory = aiosqlite.Row
-    await conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-    await conn.execute("PRAGMA foreign_keys = ON")
-    await conn.execute("PRAGMA synchronous = NORMAL")  # safe with WAL: a crash loses no commit
+    try:
+        conn.row_factory = aiosqlite.Row
+        await conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        await conn.execute("PRAGMA foreign_keys = ON")
+        await conn.execute("PRAGMA synchronous = NORMAL")  # safe with WAL: a crash loses no commit
+    except BaseException:
+        await conn.close()  # its thread would otherwise keep the process alive
+        raise
     return conn
 
 
@@ -68,18 +86,30 @@ class Database:
         self._write_lock = asyncio.Lock()
 
     async def open(self) -> Database:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer = await _connect(self.path, self.busy_timeout_ms)
-        await self._writer.execute("PRAGMA journal_mode = WAL")
-        await self._migrate()
-        self._reader = await _connect(self.path, self.busy_timeout_ms)
+        """Open and migrate, or raise StorageError with a sentence naming the problem. Nothing is left
+        open on failure: an aiosqlite connection's thread would keep the process from exiting."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._writer = await _connect(self.path, OPEN_BUSY_TIMEOUT_MS)
+            await self._writer.execute("PRAGMA journal_mode = WAL")
+            await self._migrate()
+            self._reader = await _connect(self.path, self.busy_timeout_ms)
+            await self._writer.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+        except BaseException as exc:
+            await self.close()
+            if isinstance(exc, OSError | sqlite3.Error):
+                raise StorageError(f"could not open the database {self.path}: {_open_problem(exc)}") from exc
+            raise
         return self
 
     async def close(self) -> None:
-        for conn in (self._reader, self._writer):
+        connections, self._reader, self._writer = (self._reader, self._writer), None, None
+        for conn in connections:
             if conn is not None:
-                await conn.close()
-        self._reader = self._writer = None
+                try:
+                    await conn.close()
+                except sqlite3.Error as exc:  # closing must not stop the rest of the shutdown
+                    log.warning("closing the database: %s", exc)
 
     async def __aenter__(self) -> Database:
         return await self.open()
@@ -102,7 +132,7 @@ class Database:
                 await self._writer.execute(f"PRAGMA user_version = {version}")
                 await self._writer.execute("COMMIT")
             except BaseException:
-                await self._writer.execute("ROLLBACK")
+                await _rollback(self._writer)
                 raise
             log.info("database migrated to version %d", version)
 
@@ -121,14 +151,16 @@ class Database:
             conn = self._writer
             try:
                 await conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                raise StorageError(f"database unavailable: {exc}") from exc
+            except sqlite3.Error as exc:
+                if is_storage_fault(exc):
+                    raise StorageError(f"database unavailable: {exc}") from exc
+                raise
             try:
                 yield conn
                 await conn.execute("COMMIT")
             except BaseException as exc:
-                await conn.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.OperationalError):
+                await _rollback(conn)
+                if is_storage_fault(exc):
                     raise StorageError(f"database write failed: {exc}") from exc
                 raise
 
@@ -142,8 +174,39 @@ class Database:
     # steps, concurrent readers interleave and some statement is nearly always open on the reader,
     # which pins it to an old snapshot: it would not see rows the writer just committed.
     async def fetchone(self, sql: str, params: tuple[object, ...] = ()) -> aiosqlite.Row | None:
-        rows = await self.reader.execute_fetchall(sql, params)
-        return next(iter(rows), None)
+        return next(iter(await self.fetchall(sql, params)), None)
 
     async def fetchall(self, sql: str, params: tuple[object, ...] = ()) -> list[aiosqlite.Row]:
-        return list(await self.reader.execute_fetchall(sql, params))
+        try:
+            return list(await self.reader.execute_fetchall(sql, params))
+        except sqlite3.Error as exc:
+            if is_storage_fault(exc):
+                raise StorageError(f"database read failed: {exc}") from exc
+            raise
+
+
+async def _rollback(conn: aiosqlite.Connection) -> None:
+    """Roll back what is still open. SQLite has often rolled back by itself already (a full disk, an
+    I/O error): a ROLLBACK then fails with "no transaction is active" and would hide the real error."""
+    if not conn.in_transaction:
+        return
+    try:
+        await conn.execute("ROLLBACK")
+    except sqlite3.Error as exc:
+        log.warning("rollback failed: %s", exc)
+
+
+def _open_problem(exc: BaseException) -> str:
+    """What went wrong opening the database, in words an operator can act on."""
+    text = str(exc)
+    if isinstance(exc, sqlite3.Error):
+        lowered = text.lower()
+        if "locked" in lowered or "busy" in lowered:
+            return f"{text} (another process holds it: is a second copy of the bot running?)"
+        if "not a database" in lowered or "malformed" in lowered:
+            return f"{text} (the file is damaged: restore it from a backup or move it away)"
+        if "readonly" in lowered or "read-only" in lowered or "unable to open" in lowered:
+            return f"{text} (check that bot.data_dir is on a writable disk)"
+    elif isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror} (check bot.data_dir)"
+    return text
