@@ -13,9 +13,14 @@ import logging
 import discord
 from discord import app_commands
 
+from core.errors import StorageError
+
 log = logging.getLogger("cogs")
 
 APOLOGY = "Sorry, something went wrong on our side (reference {reference}). Nothing was charged."
+DATABASE_BUSY = (
+    "The bot's database is busy or unavailable right now. Nothing was charged: please try again in a minute."
+)
 BAD_CHOICE = "That isn't one of the offered choices for an option. Pick one from the list."
 
 
@@ -32,6 +37,10 @@ class ErrorFunnel:
 
     async def report(self, interaction: discord.Interaction, error: BaseException, what: str) -> None:
         """Log `error` with the interaction as reference, and apologise privately to the member."""
+        if isinstance(error, StorageError):  # the database is sick, not the code: no traceback
+            log.warning("%s failed (interaction %d): %s", what, interaction.id, error)
+            await reply_privately(interaction, DATABASE_BUSY)
+            return
         log.error("%s failed (interaction %d)", what, interaction.id, exc_info=error)
         await reply_privately(interaction, APOLOGY.format(reference=interaction.id))
 

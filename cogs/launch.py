@@ -29,7 +29,10 @@ RESERVED_DURING_RESTART = (
     "when the bot is back (usually within a minute)."
 )
 COULD_NOT_POST = "Sorry, I could not post your job. Nothing was charged."
-COULD_NOT_RECORD = "Sorry, I could not record your request. Nothing was charged."
+COULD_NOT_RECORD = (
+    "The bot's database is busy or unavailable right now, so I could not record your request. "
+    "Nothing was charged: please try again in a minute."
+)
 RESTARTING = "The bot is restarting and not taking new videos for a moment. Please try again in a minute."
 NEEDED_PERMISSIONS = {
     "view_channel": "View Channel",
@@ -94,8 +97,8 @@ class JobLauncher:
         except UserError as exc:
             await interaction.edit_original_response(content=exc.message)
             return
-        except StorageError:
-            log.exception("could not record a new job for user %d", interaction.user.id)
+        except StorageError as exc:
+            log.warning("could not record a new job for user %d: %s", interaction.user.id, exc)
             await interaction.edit_original_response(content=COULD_NOT_RECORD)
             return
         if not self.jobs.accepting:

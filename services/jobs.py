@@ -18,6 +18,7 @@ from services.cancelling import CancelOutcome, cancel_running
 from services.endings import refund
 from services.inputs import InputImages
 from services.intake import JobIntake, Requester
+from services.patience import PatientStore
 from services.pricing import PriceTable
 from services.progress import JobCard
 from services.quotas import QuotaPolicy
@@ -46,18 +47,25 @@ def build_job_services(
     *,
     callbacks_live: Callable[[str], bool] = lambda provider: False,
 ) -> tuple[JobService, JobRunner]:
-    """The job API and the runner behind it, sharing one store, router and price table."""
-    crew = Crew(store, router, prices, settings, callbacks_live=callbacks_live)
+    """The job API and the runner behind it, sharing one store, router and price table. Running jobs
+    see the store through `PatientStore`: they wait out a sick database instead of ending on it."""
+    patient = PatientStore(
+        store, first_delay=settings.storage_retry_seconds, max_delay=settings.storage_retry_max_seconds
+    )
+    crew = Crew(patient, router, prices, settings, callbacks_live=callbacks_live)
     inputs = InputImages(settings.inputs_dir)
     runner = JobRunner(crew, inputs)
-    return JobService(JobIntake(store, router, prices, quotas, inputs), runner), runner
+    return JobService(JobIntake(store, router, prices, quotas, inputs), runner, patient), runner
 
 
 class JobService:
-    def __init__(self, intake: JobIntake, runner: JobRunner) -> None:
+    def __init__(self, intake: JobIntake, runner: JobRunner, patient: PatientStore) -> None:
         self._intake = intake
         self._runner = runner
+        # Lookups for a member who is waiting fail fast (StorageError); writes for a job whose card is
+        # already out wait out a sick database, like the job's own steps.
         self._store = intake.store
+        self._patient = patient
 
     # ----- asking -------------------------------------------------------------------------------------
 
@@ -94,7 +102,7 @@ class JobService:
 
     async def attach_card(self, job_id: int, message_id: int) -> None:
         """The public card of the job is this message (posted, or posted anew after a deletion)."""
-        await self._store.update(job_id, message_id=message_id)
+        await self._patient.update(job_id, message_id=message_id)
 
     def start(self, job: JobRecord, reporter: JobReporter) -> None:
         """Run the job in the background; it can be cancelled from the moment this returns."""
@@ -106,7 +114,7 @@ class JobService:
 
     async def abandon(self, job: JobRecord, reason: str) -> None:
         """End a reserved job that never reached a provider (its card could not be posted), refunding it."""
-        await refund(self._store, job, JobStatus.FAILED, FailureKind.INTERNAL, reason)
+        await refund(self._patient, job, JobStatus.FAILED, FailureKind.INTERNAL, reason)
 
     async def cancel(self, job_id: int) -> CancelOutcome:
         """The member pressed Cancel. Returns what happened, to tell them."""

@@ -40,6 +40,10 @@ class JobSettings:
     # so they get their own, much smaller, limit.
     max_concurrent_deliveries: int = 32
     max_concurrent_reencodes: int = 2
+    # A running job whose database write failed (locked, full, read-only) retries it after this many
+    # seconds, doubling up to the maximum (services.patience).
+    storage_retry_seconds: float = 0.25
+    storage_retry_max_seconds: float = 15.0
 
     @property
     def inputs_dir(self) -> Path:

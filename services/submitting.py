@@ -31,14 +31,18 @@ async def submit(crew: Crew, run: JobRun, spec: GenerationSpec) -> bool:
     reserved = (await crew.store.ledger_totals(run.job.id)).reserved
     affordable = [name for name in candidates if crew.prices.price_micros(name, spec) <= reserved]
     for index, name in enumerate(affordable):
+        await _use_provider(crew, run, name, crew.prices.price_micros(name, spec))
+        # Cancel and submit exclude each other: the last look at the flag and `submitting` going up
+        # happen with no await between them, so a Cancel either stops the job here (and was told
+        # "before it started") or finds the submit in flight (and was told what that means).
         if run.cancel_requested:
             await end_cancelled(crew.store, run, "cancelled before submit")
             return False
-        await _use_provider(crew, run, name, crew.prices.price_micros(name, spec))
         run.submitting = True
         try:
             run.task_id = await crew.router.providers[name].submit(spec)
         except ProviderError as exc:
+            run.submitting = False
             crew.router.record_failure(name, exc.kind)
             if exc.maybe_created:
                 # The task may exist and may be billed; we cannot find it again, so we stop here
@@ -49,15 +53,36 @@ async def submit(crew: Crew, run: JobRun, spec: GenerationSpec) -> bool:
                 continue
             await fail(crew.store, run, exc.kind, str(exc))
             return False
-        finally:
+        except BaseException:
             run.submitting = False
+            raise
         crew.router.record_success(name)
-        await record_status(
-            crew.store, run, JobStatus.SUBMITTED, run.task_id, provider_task_id=run.task_id, submitted_at=iso_now()
-        )
+        await _store_task_id(crew, run, name, run.task_id)
         return True
     await fail(crew.store, run, FailureKind.UNAVAILABLE, "no provider could take the job")
     return False
+
+
+async def _store_task_id(crew: Crew, run: JobRun, provider: str, task_id: str) -> None:
+    """Store the new task's id before anything else happens to the job. The store waits out a sick
+    database; meanwhile the job still counts as submitting, so a graceful stop waits for it too. If the
+    bot is stopped before the id is stored, the job resumes as an interrupted submit (refunded, with a
+    warning), and this line tells the admin which task to look for."""
+    try:
+        await record_status(
+            crew.store, run, JobStatus.SUBMITTED, task_id, provider_task_id=task_id, submitted_at=iso_now()
+        )
+    except BaseException:
+        log.warning(
+            "job %d: %s created task %s, but the bot stopped before storing its id: check it on the provider's "
+            "dashboard",
+            run.job.id,
+            provider,
+            task_id,
+        )
+        raise
+    finally:
+        run.submitting = False
 
 
 async def _use_provider(crew: Crew, run: JobRun, name: str, price: int) -> None:
