@@ -7,6 +7,7 @@ first: delivered). Where the provider cannot cancel, the job is already paid for
 
 from __future__ import annotations
 
+from dataclasses import replace
 from enum import StrEnum
 
 from core.provider import ProviderError
@@ -16,6 +17,7 @@ from services.run import Crew, JobRun
 
 class CancelOutcome(StrEnum):
     STOPPED = "stopped"  # before the provider was called: refunded
+    IN_FLIGHT = "in_flight"  # the submit is on its way to a provider that can cancel: asked once it answers
     REQUESTED = "requested"  # the provider accepted a cancel; refunded when it confirms
     NOT_POSSIBLE = "not_possible"  # the provider cannot cancel a started task: it will be delivered
     TOO_LATE = "too_late"  # already finished (or finishing)
@@ -26,26 +28,53 @@ class CancelOutcome(StrEnum):
         return MESSAGES[self]
 
 
+# Each says what will actually happen, including the outcome the member may not hope for.
 MESSAGES = {
     CancelOutcome.STOPPED: "Cancelled before it started. You were not charged.",
-    CancelOutcome.REQUESTED: "Cancel requested. You will be refunded as soon as the video service confirms it stopped.",
+    CancelOutcome.IN_FLIGHT: "Your request is reaching the video service right now. I will ask it to stop as "
+    "soon as it answers: if it stops, you are refunded; if the video is already made, it is posted here and "
+    "charged. The card will say which.",
+    CancelOutcome.REQUESTED: "Cancel requested. If the video service confirms it stopped, you are refunded; "
+    "if the video finishes first, it is posted here and charged. The card will say which.",
     CancelOutcome.NOT_POSSIBLE: "This video service cannot stop a video once it has started, and it is "
     "already paid for, so it will still be posted here.",
     CancelOutcome.TOO_LATE: "Too late to cancel: this video has already finished.",
     CancelOutcome.UNKNOWN: "That job is not running any more.",
 }
+# On the card when a Cancel pressed during the submit could not stop the task once it existed.
+CANCEL_FAILED_NOTICE = (
+    "Cancel was not possible: the video service had already taken the request. It will be posted here."
+)
 
 
 async def cancel_running(crew: Crew, run: JobRun) -> CancelOutcome:
     """The member pressed Cancel on a job this process is running."""
     if run.card.stage in ("downloading", "posting", "done"):
         return CancelOutcome.TOO_LATE
-    if run.task_id is None:
-        # Not at the provider yet (or the submit is in flight: then it is cancelled there once it returns).
+    if run.task_id is not None:
+        return await cancel_at_provider(crew, run)
+    if not run.submitting:
+        # Not at a provider yet: the submit checks this flag right before the paid call.
         run.cancel_requested = True
         run.wakeup.set()
-        return CancelOutcome.REQUESTED if run.submitting else CancelOutcome.STOPPED
-    return await cancel_at_provider(crew, run)
+        return CancelOutcome.STOPPED
+    # The paid request is in flight: its answer decides. Where the provider cannot cancel, say so now.
+    if not crew.router.providers[run.job.provider].capabilities.can_cancel:
+        log.info(
+            "job %d: cancel during submit on %s, which cannot cancel; keeping the job", run.job.id, run.job.provider
+        )
+        return CancelOutcome.NOT_POSSIBLE
+    run.cancel_requested = True
+    return CancelOutcome.IN_FLIGHT
+
+
+async def cancel_after_submit(crew: Crew, run: JobRun) -> None:
+    """A Cancel came while the submit was in flight: ask the provider now that the task exists, and if
+    it cannot stop it, say so on the card (the member was told this could happen)."""
+    outcome = await cancel_at_provider(crew, run)
+    if outcome is not CancelOutcome.REQUESTED:
+        run.card = replace(run.card, notice=CANCEL_FAILED_NOTICE)
+        await run.updater.update(run.card)
 
 
 async def cancel_at_provider(crew: Crew, run: JobRun) -> CancelOutcome:
@@ -58,9 +87,11 @@ async def cancel_at_provider(crew: Crew, run: JobRun) -> CancelOutcome:
     try:
         accepted = await provider.cancel(run.task_id)
     except ProviderError as exc:
+        run.cancel_requested = False
         log.warning("job %d: cancel failed on %s: %s", run.job.id, run.job.provider, exc)
         return CancelOutcome.NOT_POSSIBLE
     if not accepted:
+        run.cancel_requested = False
         return CancelOutcome.TOO_LATE
     # Money follows what the provider finally reports: cancelled → refund; completed → delivered.
     run.cancel_requested = True

@@ -14,7 +14,7 @@ from core.clock import iso_now, unix
 from core.jobs import JobStatus
 from core.provider import Provider
 from core.tasks import FailureKind
-from services.cancelling import cancel_at_provider
+from services.cancelling import cancel_after_submit
 from services.delivery import deliver
 from services.endings import fail, log, settle
 from services.inputs import InputImages
@@ -60,7 +60,7 @@ async def carry_on(crew: Crew, run: JobRun, inputs: InputImages) -> None:
         if not await submit(crew, run, inputs.spec_for(job)):
             return
         if run.cancel_requested:  # the member pressed Cancel while the submit was in flight
-            await cancel_at_provider(crew, run)
+            await cancel_after_submit(crew, run)
         submitted = time.time()
     else:
         run.task_id = job.provider_task_id

@@ -16,7 +16,7 @@ from core.tasks import FailureKind
 from providers.preview import PreviewProvider
 from providers.seaart import SeaArtProvider
 from providers.wavespeed import WaveSpeedProvider
-from services.cancelling import CancelOutcome
+from services.cancelling import CANCEL_FAILED_NOTICE, CancelOutcome
 from services.intake import Requester
 from services.polling import PollPolicy
 from services.routing import ProviderRouter
@@ -24,6 +24,7 @@ from tests.builders import Services, built_services
 from tests.fakes.seaart_server import FakeSeaArt
 from tests.fakes.wavespeed_server import FakeWaveSpeed
 from tests.test_job_service import RecordingReporter
+from tests.test_storage_faults import holding_the_database
 
 SPEC = GenerationSpec(mode="t2v", quality="standard", duration=6, prompt="a cat")
 # Two independent accounts behind the same wire format; "second" is cheaper.
@@ -202,8 +203,61 @@ async def test_cancel_pressed_while_the_submit_is_in_flight_cancels_at_the_provi
             job = await service.jobs.create(SPEC, Requester(1, 10, 20), command="video")
             task = service.runner.start(job, RecordingReporter())
             await wait_until(lambda: (run := service.runner.running(job.id)) is not None and run.submitting)
-            assert await service.jobs.cancel(job.id) == CancelOutcome.REQUESTED
+            assert await service.jobs.cancel(job.id) == CancelOutcome.IN_FLIGHT
             final = await asyncio.wait_for(task, 10)
             assert final is not None and final.status == "cancelled"
             assert len(seaart.submits) == 1 and len(seaart.cancel_requests) == 1
             assert (await service.store.ledger_totals(job.id)).refunded == 280_000
+
+
+async def test_cancel_during_a_submit_to_a_provider_that_cannot_cancel_says_it_will_be_posted(
+    service: Services, fakes: tuple[FakeWaveSpeed, FakeWaveSpeed]
+) -> None:
+    fakes[0].slow_next_submit(0.5)
+    job = await service.jobs.create(SPEC, Requester(1, 10, 20), command="video")
+    task = service.runner.start(job, RecordingReporter())
+    await wait_until(lambda: (run := service.runner.running(job.id)) is not None and run.submitting)
+    # Not "you will be refunded": WaveSpeed cannot stop a task, and the request is already on its way.
+    outcome = await service.jobs.cancel(job.id)
+    assert outcome == CancelOutcome.NOT_POSSIBLE and "will still be posted" in outcome.message
+    final = await task
+    assert final is not None and final.status == "delivered"
+    assert (await service.store.ledger_totals(job.id)).settled == 490_000
+
+
+async def test_a_cancel_that_loses_the_race_with_the_submit_says_so_on_the_card(tmp_path: Path) -> None:
+    prices = {"seaart": {"hailuo-2.3": {"t2v-standard-6s": 280_000}}}
+    policy = PollPolicy(dense=0.05, sparse_cap=0.2, error_first=0.05)
+    async with FakeSeaArt(duration_s=0.0) as seaart:
+        provider = SeaArtProvider(seaart.api_key, seaart.base_url, timeout=5)
+        built = built_services(tmp_path, {"seaart": provider}, prices, edit_interval=0, poll_policy=policy)
+        async with built as service:
+            seaart.slow_next_submit(0.5)  # the task is finished by the time its submit is answered
+            job = await service.jobs.create(SPEC, Requester(1, 10, 20), command="video")
+            reporter = RecordingReporter()
+            task = service.runner.start(job, reporter)
+            await wait_until(lambda: (run := service.runner.running(job.id)) is not None and run.submitting)
+            outcome = await service.jobs.cancel(job.id)
+            assert outcome == CancelOutcome.IN_FLIGHT and "posted here and charged" in outcome.message
+            final = await asyncio.wait_for(task, 10)
+            assert final is not None and final.status == "delivered"
+            assert len(seaart.cancel_requests) == 1
+            assert any(card.notice == CANCEL_FAILED_NOTICE for card in reporter.cards)
+            assert reporter.delivered[-1][0].notice == CANCEL_FAILED_NOTICE
+            assert (await service.store.ledger_totals(job.id)).settled == 280_000
+
+
+async def test_cancel_while_the_submitting_write_waits_stops_the_job_before_any_submit(
+    service: Services, fakes: tuple[FakeWaveSpeed, FakeWaveSpeed]
+) -> None:
+    await service.store.db.set_busy_timeout(20)
+    job = await service.jobs.create(SPEC, Requester(1, 10, 20), command="video")
+    with holding_the_database(service.store.db.path):
+        task = service.runner.start(job, RecordingReporter())
+        await wait_until(lambda: service.crew.store.waiting > 0)  # the "submitting" write waits on the lock
+        assert await service.jobs.cancel(job.id) == CancelOutcome.STOPPED
+    final = await asyncio.wait_for(task, 10)
+    assert final is not None and final.status == "cancelled"
+    assert fakes[0].submits == [] and fakes[1].submits == []
+    totals = await service.store.ledger_totals(job.id)
+    assert totals.refunded == totals.reserved and totals.settled == 0
