@@ -11,11 +11,13 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import discord
+from discord import app_commands
 from discord.ext import commands
 
 from cogs.buttons import JobButton
 from cogs.card_actions import CardActionsCog
 from cogs.context import CogContext
+from cogs.funnel import reply_privately
 from cogs.generate import GenerateCog
 from cogs.quota import QuotaCog
 from cogs.reporter import reporter_for_resumed
@@ -40,6 +42,22 @@ class CommandHashes(Protocol):
     async def set_meta(self, key: str, value: str) -> None: ...
 
 
+GUILD_ONLY = "This bot works in servers only: use its commands in a server channel."
+
+
+class GuildOnlyTree(app_commands.CommandTree["HailuoBot"]):
+    """The commands are registered for server contexts only, so Discord's clients do not offer them in
+    DMs; a DM interaction that arrives anyway (an old registration, a modified client) is refused here.
+    In a DM no server budget or provider pin applies, so a DM job would escape them."""
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        if interaction.guild_id is not None:
+            return True
+        log.info("interaction %d: refused a command outside a server (user %d)", interaction.id, interaction.user.id)
+        await reply_privately(interaction, GUILD_ONLY)
+        return False
+
+
 class HailuoBot(commands.Bot):
     def __init__(
         self,
@@ -57,6 +75,8 @@ class HailuoBot(commands.Bot):
             intents=discord.Intents.default(),  # no privileged intents needed
             allowed_mentions=discord.AllowedMentions.none(),
             help_command=None,
+            tree_cls=GuildOnlyTree,
+            allowed_contexts=app_commands.AppCommandContext(guild=True, dm_channel=False, private_channel=False),
             **options,
         )
         self.context = context

@@ -360,11 +360,13 @@ class FakeDiscord:
         permissions: int = DEFAULT_PERMISSIONS,
         roles: list[int] | None = None,
         attachment_size_limit: int | None = None,
+        dm: bool = False,
     ) -> FakeInteraction:
-        """Run a synced chat-input command ("name" or "group sub"); attachment options take add_attachment()."""
+        """Run a synced chat-input command ("name" or "group sub"); attachment options take add_attachment().
+        `dm=True` sends it from the member's DM with the bot (as a client would if the command allowed it)."""
         data = self._command_data(name, options or {}, focused=None)
         return await self._interact(2, data, user_id=user_id, user_name=user_name, permissions=permissions,
-                                    roles=roles, attachment_size_limit=attachment_size_limit)  # fmt: skip
+                                    roles=roles, attachment_size_limit=attachment_size_limit, dm=dm)  # fmt: skip
 
     async def autocomplete(
         self,
@@ -541,6 +543,7 @@ class FakeDiscord:
         roles: list[int] | None = None,
         attachment_size_limit: int | None = None,
         message: FakeMessage | None = None,
+        dm: bool = False,
     ) -> FakeInteraction:
         conn = self._live()
         for role_id in roles or []:
@@ -561,6 +564,13 @@ class FakeDiscord:
             "attachment_size_limit": limit,  # discord.py raises KeyError without it (trap 3)
             "data": data,
         }  # fmt: skip
+        if dm:  # a DM: no guild, no member (the user instead), a DM channel, context 1 (BOT_DM)
+            for key in ("guild_id", "guild", "member", "guild_locale"):
+                del payload[key]
+            dm_channel = self.channel_id + 1
+            payload.update(user=user, channel_id=str(dm_channel), context=1,
+                           channel={"id": str(dm_channel), "type": 1, "recipients": [user]},
+                           authorizing_integration_owners={"1": str(user_id)})  # fmt: skip
         if message is not None:
             payload["message"] = self._message_json(message)
         it = FakeInteraction(id=iid, token=token, type=itype, payload=payload, attachment_size_limit=limit,
