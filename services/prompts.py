@@ -1,10 +1,15 @@
 """Prompt validation, quality/duration checks, and making user text safe to show in Discord.
 
-Cleaning (in this order): line breaks are unified to `\\n`; invisible and bidi control characters
-(U+200B–U+200F, U+202A–U+202E, U+2060–U+2064, U+2066–U+2069, U+061C, U+FEFF) are removed, except a
-zero-width joiner between two emoji (it glues 👩‍💻-style sequences and is not a spoofing risk there);
-tabs become spaces; every other control character is removed; whitespace-only runs of 3+ line breaks
-become one blank line; the ends are stripped. Nothing else about the text is changed.
+Cleaning (in this order): line breaks are unified to `\\n`; every invisible format character (Unicode
+category Cf: zero-width spaces and joiners, bidi controls, the soft hyphen, word joiners, the BOM, tag
+characters U+E0000–U+E007F, interlinear annotation marks...) is removed, except a zero-width joiner
+between two emoji (it glues 👩‍💻-style sequences and is not a spoofing risk there); variation selectors
+are removed too (U+FE00–U+FE0E, U+E0100–U+E01EF: invisible, they can smuggle data past a reader),
+except U+FE0F, which asks for an emoji's colour form; blank "filler" letters (the Hangul fillers
+U+115F, U+1160, U+3164, U+FFA0, and the blank Braille pattern U+2800) become spaces, so they can never
+pass for words; tabs become spaces; every other control character is removed; whitespace-only runs of
+3+ line breaks become one blank line; the ends are stripped. Nothing else about the text is changed.
+Flags made of tag sequences (England, Scotland, Wales) lose their tags and show as a plain black flag.
 
 The 2000-character limit (upstream, docs/providers/minimax.md §4) is checked on what the provider will receive,
 i.e. after cleaning and after camera moves are written canonically (`[左摇]` becomes `[Pan left]`).
@@ -33,9 +38,8 @@ from core.spec import (
 MAX_PROMPT_CHARS = 2000
 EXAMPLE = "`A lighthouse in a storm at night [Push in]`"
 
-_INVISIBLE = frozenset(
-    [*range(0x200B, 0x2010), *range(0x202A, 0x202F), *range(0x2060, 0x2065), *range(0x2066, 0x206A), 0x061C, 0xFEFF]
-)
+_VARIATION_SELECTORS = frozenset([*range(0xFE00, 0xFE0F), *range(0xE0100, 0xE01F0)])  # not U+FE0F
+_FILLERS = frozenset([0x115F, 0x1160, 0x3164, 0xFFA0, 0x2800])  # letters (or a symbol) that draw nothing
 _ZWJ = "\u200d"
 _LINE_BREAKS = re.compile(r"\r\n|[\r\x85\u2028\u2029]")
 _BLANK_RUN = re.compile(r"\n(?:[^\S\n]*\n){2,}")  # 3+ line breaks with only spaces between them
@@ -53,10 +57,11 @@ def _is_emoji_part(char: str) -> bool:
 
 def _keep(text: str, index: int, out: list[str]) -> bool:
     char = text[index]
-    if ord(char) in _INVISIBLE:
+    category = unicodedata.category(char)
+    if category == "Cf":
         following = text[index + 1] if index + 1 < len(text) else ""
         return char == _ZWJ and bool(out) and _is_emoji_part(out[-1]) and bool(following) and _is_emoji_part(following)
-    return char == "\n" or unicodedata.category(char) != "Cc"
+    return (char == "\n" or category != "Cc") and ord(char) not in _VARIATION_SELECTORS
 
 
 def clean(raw: str) -> str:
@@ -64,7 +69,9 @@ def clean(raw: str) -> str:
     text = _LINE_BREAKS.sub("\n", raw).replace("\t", " ")
     out: list[str] = []
     for index in range(len(text)):
-        if _keep(text, index, out):
+        if ord(text[index]) in _FILLERS:
+            out.append(" ")
+        elif _keep(text, index, out):
             out.append(text[index])
     return _BLANK_RUN.sub("\n\n", "".join(out)).strip()
 
