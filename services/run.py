@@ -112,7 +112,9 @@ class Crew:
         self.delivery_slots = asyncio.Semaphore(settings.max_concurrent_deliveries)
         self.reencode_slots = asyncio.Semaphore(settings.max_concurrent_reencodes)
 
-    async def wait_for_poll_budget(self, provider: str) -> None:
+    async def wait_for_poll_budget(self, provider: str, until: float) -> None:
+        """Wait for the provider's next free poll slot, but never past `until` (wall clock: the job's
+        deadline), so a budget far behind cannot keep a job polling past its deadline."""
         pacer = self.pacers.get(provider)
         if pacer is not None and (delay := pacer.reserve(time.monotonic())) > 0:
-            await asyncio.sleep(delay)
+            await asyncio.sleep(min(delay, max(until - time.time(), 0.0)))

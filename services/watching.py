@@ -32,8 +32,8 @@ async def watch(crew: Crew, run: JobRun, submitted: float) -> TaskStatus | None:
     previous: tuple[str, int | None, float | None] | None = None
     errors = 0
     while True:
+        await crew.wait_for_poll_budget(job.provider, until=deadline)
         last_look = time.time() >= deadline  # one more poll past the deadline before giving up
-        await crew.wait_for_poll_budget(job.provider)
         try:
             status = await provider.poll(task_id)
         except ProviderError as exc:

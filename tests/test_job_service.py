@@ -183,3 +183,15 @@ async def test_progress_goes_through_the_stages_in_order(service: Services, wave
     assert stages[0] == "queued"
     assert stages.index("generating") < stages.index("downloading") < stages.index("posting")
     assert reporter.delivered[0][0].stage == "done"
+
+
+async def test_a_poll_budget_far_behind_cannot_keep_a_job_past_its_deadline(
+    tmp_path: Path, wavespeed: FakeWaveSpeed
+) -> None:
+    # One poll per ~30 years: the pacer's next slot is far beyond the job's deadline.
+    wavespeed.next_scenario(outcome="never")
+    async with wavespeed_service(tmp_path, wavespeed, deadline_seconds=1, polls_per_second={"wavespeed": 1e-9}) as svc:
+        job = await svc.jobs.create(SPEC, Requester(1, 10, 20), command="video")
+        final = await asyncio.wait_for(svc.runner.run(job, RecordingReporter()), 30)
+        assert final is not None and final.status == "failed" and final.error_kind == "timeout"
+        assert (await svc.store.ledger_totals(job.id)).refunded == final.cost_micros

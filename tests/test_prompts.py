@@ -223,7 +223,7 @@ INVISIBLE_ONLY = {
 
 @pytest.mark.parametrize("raw", INVISIBLE_ONLY.values(), ids=INVISIBLE_ONLY.keys())
 def test_a_prompt_of_invisible_characters_has_no_words(raw: str) -> None:
-    with pytest.raises(UserError, match="no words|empty"):
+    with pytest.raises(UserError, match=r"no words|empty"):
         validate_prompt(raw, required=True)
 
 
