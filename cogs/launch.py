@@ -99,7 +99,12 @@ class JobLauncher:
             return
         except StorageError as exc:
             log.warning("could not record a new job for user %d: %s", interaction.user.id, exc)
-            await interaction.edit_original_response(content=COULD_NOT_RECORD)
+            try:
+                await interaction.edit_original_response(content=COULD_NOT_RECORD)
+            except (discord.HTTPException, RuntimeError):
+                # The bot stopped while the database kept this command waiting (its HTTP session is
+                # closed then); nothing was reserved, so there is nothing to undo.
+                log.info("interaction %d: could not say that nothing was recorded", interaction.id)
             return
         if not self.jobs.accepting:
             # The bot began stopping while this was being reserved: the job stays reserved (it never

@@ -111,7 +111,8 @@ class Provider(Protocol):
     async def download(self, url: str, dest: Path, max_bytes: int) -> int:
         """Stream the output at `url` into `dest` (never whole in memory); return the size in bytes.
 
-        Raises ProviderError(OUTPUT_INVALID) when it is missing, too large, or cannot be fetched."""
+        Raises ProviderError(OUTPUT_INVALID) when it is missing, too large, or cannot be fetched, and
+        OSError when the local disk cannot take it (full, read-only): that is not the output's fault."""
         ...
 
     async def cancel(self, task_id: str) -> bool:

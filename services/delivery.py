@@ -26,6 +26,8 @@ from services.run import Crew, JobRun
 
 log = logging.getLogger(__name__)
 
+# How long a clip waits for room on a full disk before the job gives up on it (outputs live >= 1 hour).
+DISK_PATIENCE_S = 600.0
 # How long providers keep outputs (docs/providers/); unknown ones get a cautious wording.
 LINK_LIFETIME = {"minimax": "about 1 hour", "toapis": "24 hours"}
 
@@ -44,7 +46,7 @@ async def _deliver_now(crew: Crew, run: JobRun, url: str) -> None:
     fitted = tmp / f"job-{job.id}-fitted.mp4"
     try:
         try:
-            size = await crew.router.providers[job.provider].download(url, raw, crew.settings.max_output_bytes)
+            size = await _download(crew, run, url, raw)
             await ffmpeg.probe(raw)
         except (ProviderError, ffmpeg.MediaError) as exc:
             await fail(crew.store, run, FailureKind.OUTPUT_INVALID, str(exc))
@@ -63,6 +65,26 @@ async def _deliver_now(crew: Crew, run: JobRun, url: str) -> None:
         await fail(crew.store, run, FailureKind.UNDELIVERABLE, "no way to post the clip")
         return
     await settle(crew.store, job, delivered_as)
+
+
+async def _download(crew: Crew, run: JobRun, url: str, raw: Path) -> int:
+    """Download the clip; when the local disk cannot take it (full, read-only), wait for room with backoff
+    rather than refund a clip that was made and paid for, within DISK_PATIENCE_S (the provider keeps
+    its output at least that long)."""
+    provider = crew.router.providers[run.job.provider]
+    delay, waited = crew.settings.storage_retry_seconds, 0.0
+    while True:
+        try:
+            return await provider.download(url, raw, crew.settings.max_output_bytes)
+        except OSError as exc:
+            if waited >= DISK_PATIENCE_S:
+                raise ProviderError(
+                    FailureKind.OUTPUT_INVALID, f"no room on disk for the clip ({exc.strerror})"
+                ) from exc
+            log.warning("job %d: cannot write the clip to disk (%s); trying again in %.1f s", run.job.id, exc, delay)
+        await asyncio.sleep(delay)
+        waited += delay
+        delay = min(delay * 2, crew.settings.storage_retry_max_seconds)
 
 
 def link_note(provider: str) -> str:

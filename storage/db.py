@@ -13,6 +13,7 @@ from "the job failed" by that type alone. Bugs (a constraint violated, bad SQL) 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 from collections.abc import AsyncIterator
@@ -64,7 +65,16 @@ def is_storage_fault(exc: BaseException) -> bool:
 
 
 async def _connect(path: Path, busy_timeout_ms: int) -> aiosqlite.Connection:
-    conn = await aiosqlite.connect(path, isolation_level=None)  # we issue BEGIN/COMMIT ourselves
+    conn = aiosqlite.connect(path, isolation_level=None)  # we issue BEGIN/COMMIT ourselves
+    try:
+        await conn
+    except BaseException:
+        # aiosqlite stops its thread after a failed connect without waiting for it; the thread's last
+        # word then lands on a closed event loop (a traceback at exit). Let it finish while the loop runs.
+        thread = getattr(conn, "_thread", None)
+        if thread is not None:
+            await asyncio.to_thread(thread.join, 2.0)
+        raise
     try:
         conn.row_factory = aiosqlite.Row
         await conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
@@ -144,25 +154,44 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        """The single writer, in an IMMEDIATE transaction; rolled back on any error."""
+        """The single writer, in an IMMEDIATE transaction; rolled back on any error.
+
+        Waiting for the writer counts against the busy timeout too: when another process holds the
+        file's lock, every queued write would otherwise wait its own full timeout in turn, and the last
+        of a hundred would hear "busy" minutes later. So no write waits more than twice the timeout."""
         if self._writer is None:
             raise StorageError("database is not open")
-        async with self._write_lock:
+        try:
+            await asyncio.wait_for(self._write_lock.acquire(), self.busy_timeout_ms / 1000)
+        except TimeoutError:
+            raise StorageError("database unavailable: busy (other writes have been waiting for it)") from None
+        try:
             conn = self._writer
+            if conn is None:  # closed while this write waited (the bot is stopping)
+                raise StorageError("database is not open")
             try:
-                await conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                if is_storage_fault(exc):
+                await _begin(conn)
+            except (sqlite3.Error, ValueError) as exc:
+                if is_storage_fault(exc) or self._closed_under(exc):
                     raise StorageError(f"database unavailable: {exc}") from exc
                 raise
             try:
                 yield conn
                 await conn.execute("COMMIT")
             except BaseException as exc:
+                if self._closed_under(exc):
+                    raise StorageError("database is not open (closed during the write)") from exc
                 await _rollback(conn)
                 if is_storage_fault(exc):
                     raise StorageError(f"database write failed: {exc}") from exc
                 raise
+        finally:
+            self._write_lock.release()
+
+    def _closed_under(self, exc: BaseException) -> bool:
+        """The bot stopped and closed the database while this call waited on it: aiosqlite then raises
+        ValueError ("no active connection") or sqlite3's "closed database" ProgrammingError."""
+        return self._writer is None and isinstance(exc, ValueError | sqlite3.ProgrammingError)
 
     @property
     def reader(self) -> aiosqlite.Connection:
@@ -179,10 +208,24 @@ class Database:
     async def fetchall(self, sql: str, params: tuple[object, ...] = ()) -> list[aiosqlite.Row]:
         try:
             return list(await self.reader.execute_fetchall(sql, params))
-        except sqlite3.Error as exc:
-            if is_storage_fault(exc):
+        except (sqlite3.Error, ValueError) as exc:
+            if is_storage_fault(exc) or self._closed_under(exc):
                 raise StorageError(f"database read failed: {exc}") from exc
             raise
+
+
+async def _begin(conn: aiosqlite.Connection) -> None:
+    """BEGIN IMMEDIATE, which may wait out the busy timeout on the database thread. When the caller is
+    cancelled meanwhile (a stop), that BEGIN still runs to its end there: wait for it and undo it, or the
+    writer would be left inside a transaction and every later write refused."""
+    begin = asyncio.ensure_future(conn.execute("BEGIN IMMEDIATE"))
+    try:
+        await asyncio.shield(begin)
+    except asyncio.CancelledError:
+        with contextlib.suppress(sqlite3.Error):
+            await begin
+        await _rollback(conn)
+        raise
 
 
 async def _rollback(conn: aiosqlite.Connection) -> None:

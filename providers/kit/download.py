@@ -48,8 +48,8 @@ async def stream_download(
 
     Writes to `<dest>.part` and renames on success, so `dest` never holds a partial file; the part file is
     deleted on any failure. Raises ProviderError(OUTPUT_INVALID) when the output is missing, larger than
-    `max_bytes`, empty, or still unreachable after `attempts` tries. `client=None` uses a throwaway
-    credential-free client.
+    `max_bytes`, empty, or still unreachable after `attempts` tries; OSError when the local disk cannot take
+    it. `client=None` uses a throwaway credential-free client.
     """
     if urlsplit(url).scheme not in ("http", "https"):
         raise _invalid("unsupported output URL scheme")
@@ -115,17 +115,16 @@ def _check_response(response: httpx.Response, max_bytes: int) -> None:
 
 
 async def _write_body(response: httpx.Response, part: Path, max_bytes: int) -> int:
+    """Write the body to `part`. A local disk error (full, read-only) is raised as the OSError it is: it
+    says nothing about the provider's output, and the caller may wait for room and try again."""
     size = 0
-    try:
-        with part.open("wb") as handle:
-            # aiter_bytes yields decoded bytes, so a compressed body cannot smuggle in more than max_bytes.
-            # Chunks come as the transport reads them (up to 1 MiB), and are written from a worker thread:
-            # written on the event loop, clips cost it ~0.7 ms per MiB (bench, 1,000 jobs in flight).
-            async for chunk in response.aiter_bytes():
-                size += len(chunk)
-                if size > max_bytes:
-                    raise _invalid(f"output too large (over {max_bytes} bytes)", response.status_code)
-                await asyncio.to_thread(handle.write, chunk)
-    except OSError as exc:
-        raise ProviderError(FailureKind.INTERNAL, f"could not write the output ({exc.strerror or exc})") from exc
+    with part.open("wb") as handle:
+        # aiter_bytes yields decoded bytes, so a compressed body cannot smuggle in more than max_bytes.
+        # Chunks come as the transport reads them (up to 1 MiB), and are written from a worker thread:
+        # written on the event loop, clips cost it ~0.7 ms per MiB (bench, 1,000 jobs in flight).
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > max_bytes:
+                raise _invalid(f"output too large (over {max_bytes} bytes)", response.status_code)
+            await asyncio.to_thread(handle.write, chunk)
     return size
