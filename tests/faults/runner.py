@@ -6,7 +6,10 @@ injects faults at points chosen by a seeded `random.Random`: providers refusing 
 rate-limiting or answering garbage, tasks that never finish, outputs that 404, crawl, are too large or are
 not videos, ambiguous submits, failover, Discord rate limits and 5xx, deleted job cards, refused uploads,
 expired tokens, gateway reconnects, a failed receipt, and the bot itself stopped with SIGTERM or killed
-with SIGKILL and started again. Then it waits for every job to end and checks the promise: each job
+with SIGKILL and started again. In storage-fault mode (`RunSize.storage_faults`) the database is sick too:
+its write lock held by another process past the bot's busy timeout, the disk full (the data directory is
+a small tmpfs that a filler file fills up), and a start on a read-only file system.
+Then it waits for every job to end and checks the promise: each job
 delivered or refunded and the user shown which, nothing charged or posted twice, no one charged after
 being told otherwise, the ledger balanced, no provider task without its job, no temporary file left.
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import io
 import itertools
 import os
@@ -26,6 +30,7 @@ import re
 import signal
 import socket
 import sqlite3
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -89,6 +94,10 @@ STEP_FAULTS = (
 )
 # Faults carried by a provider task (queued on FakeWaveSpeed just before the job that should meet it).
 TASK_FAULTS = ("never", "output_404", "output_5xx", "output_slow", "not_video", "output_too_big", "gen_failed", "nsfw")
+# Storage faults (storage-fault mode only): see the `_fault_<name>` methods.
+STORAGE_FAULTS = ("db_locked", "disk_full", "read_only_start")
+DATA_TMPFS_SIZE = "64m"  # the data directory's file system in storage-fault mode
+START_FAILURE_LIMIT_S = 5.0  # a start on a read-only database must end this quickly, with exit code 2
 MAX_OUTPUT_MIB = 1  # bot.max_output_mib: the stand-in's clips are ~7 KB, "output_too_big" is just over
 CRASH_STATES = ("reserved", "submitting", "running", "downloading", "posting")
 
@@ -107,6 +116,7 @@ class RunSize:
     faults: int  # from STEP_FAULTS
     task_faults: int  # from TASK_FAULTS
     deadline_s: int = 30  # bot.job_deadline_seconds (the bot's minimum)
+    storage_faults: int = 0  # from STORAGE_FAULTS (0: the database stays healthy)
 
 
 @dataclass(frozen=True)
@@ -164,6 +174,8 @@ def make_plan(size: RunSize, rng: random.Random) -> list[Step]:
     slots: list[list[Step]] = [[] for _ in range(size.bursts + 1)]  # slot i runs after burst i (0: before any)
     for name in _cycle(STEP_FAULTS, size.faults, rng):
         slots[rng.randrange(size.bursts + 1)].append(_fault(name, rng))
+    for name in _cycle(STORAGE_FAULTS, size.storage_faults, rng):  # after a burst: jobs are in flight
+        slots[rng.randrange(1, size.bursts + 1)].append(_storage_fault(name, rng))
     stops: list[Signal] = ["KILL"] * size.kills + ["TERM"] * size.terms
     rng.shuffle(stops)
     for sig in stops:
@@ -243,6 +255,12 @@ def _fault(name: str, rng: random.Random) -> Fault:
         pick=rng.random(),
         request=_job_request(rng) if name == "receipt_outage" else None,
     )
+
+
+def _storage_fault(name: str, rng: random.Random) -> Fault:
+    # A lock must outlast the bot's 5 s busy timeout to be felt; a full disk lasts a few seconds.
+    seconds = rng.uniform(6.0, 9.0) if name == "db_locked" else rng.uniform(2.0, 5.0)
+    return Fault(name, seconds=round(seconds, 2), pick=rng.random())
 
 
 def _stop(sig: Signal, rng: random.Random) -> Stop:
@@ -603,6 +621,7 @@ class Figures:
     kills: int = 0
     terms: list[float] = field(default_factory=list)  # seconds from SIGTERM to exit
     term_failures: list[str] = field(default_factory=list)
+    start_failures: list[str] = field(default_factory=list)  # starts on a sick database that did not end right
     restart_notices: tuple[int, int] = (0, 0)  # jobs in flight at SIGTERM told "restarting" / all of them
     untold: list[str] = field(default_factory=list)  # those not told, with their state then
     faults: Counter[str] = field(default_factory=Counter)
@@ -643,7 +662,7 @@ class Figures:
                          "submits of unknown outcome to explain them (a job was submitted twice)")  # fmt: skip
         if self.started != self.delivered_total + self.refunded_total + len(self.lost):
             found.append("started != delivered + refunded + lost")
-        found += self.term_failures
+        found += self.term_failures + self.start_failures
         return found
 
     def render(self) -> str:
@@ -720,6 +739,8 @@ class FaultRun:
         self._image = jpeg()
         self.trace: list[str] = []
         self.bot: BotProcess
+        self.data_tmpfs: Path | None = None  # the data directory's own small file system (storage-fault mode)
+        self._sick_database = asyncio.Lock()  # one storage fault at a time: each must be seen for what it is
         self.wavespeed_gate: ProviderGate
         self.seaart_gate: ProviderGate
 
@@ -758,6 +779,10 @@ class FaultRun:
             for gate in (self.wavespeed_gate, self.seaart_gate):
                 stack.callback(gate.release)
                 await gate.open()
+            if self.size.storage_faults:
+                self.data_tmpfs = mount_tmpfs(self.workdir / "data", DATA_TMPFS_SIZE)
+                if self.data_tmpfs is not None:
+                    stack.callback(unmount, self.data_tmpfs)
             self.bot = BotProcess(self._environment(), self.workdir)
             stack.push_async_callback(self._cancel_background)
             stack.push_async_callback(self.bot.kill)
@@ -1002,6 +1027,72 @@ user_max_in_flight = 1000000
         self.discord.refuse_next_uploads(1 if step.n <= 2 else 2)
         return True
 
+    # ----- storage faults --------------------------------------------------------------------------------
+
+    async def _fault_db_locked(self, step: Fault) -> bool:
+        """Another process (a backup, a second copy of the bot) holds the database's write lock for longer
+        than the bot's busy timeout: running jobs must wait and carry on, commands be told, nothing lost."""
+        self._spawn(self._hold_write_lock(step.seconds))
+        return True
+
+    async def _hold_write_lock(self, seconds: float) -> None:
+        async with self._sick_database:
+            holder = sqlite3.connect(self.db.path, isolation_level=None, timeout=30, check_same_thread=False)
+            try:
+                await asyncio.to_thread(holder.execute, "BEGIN IMMEDIATE")
+                self.note(f"database write lock held for {seconds} s")
+                await asyncio.sleep(seconds)
+                holder.execute("ROLLBACK")
+            finally:
+                holder.close()
+                self.note("database write lock released")
+
+    async def _fault_disk_full(self, step: Fault) -> bool:
+        """The data directory's disk fills up for a few seconds, then space is freed."""
+        if self.data_tmpfs is None:
+            return False
+        self._spawn(self._fill_disk(self.data_tmpfs / "filler", step.seconds))
+        return True
+
+    async def _fill_disk(self, filler: Path, seconds: float) -> None:
+        async with self._sick_database:
+            try:
+                await asyncio.to_thread(fill_until_full, filler)
+                self.note(f"disk full for {seconds} s")
+                await asyncio.sleep(seconds)
+            finally:
+                filler.unlink(missing_ok=True)
+                self.note("disk space freed")
+
+    async def _fault_read_only_start(self, step: Fault) -> bool:
+        """The bot stops (SIGTERM) and is started on a read-only file system: it must say so in one line
+        and exit with code 2 at once, not hang; once the file system is writable again it resumes its jobs."""
+        if self.data_tmpfs is None:
+            return False
+        async with self._sick_database:
+            await self._start_read_only(self.data_tmpfs)
+        await self._start_bot()
+        return True
+
+    async def _start_read_only(self, data: Path) -> None:
+        self.bot.terminate()
+        if (code := await self.bot.wait_exit(timeout=TERM_LIMIT_S + 20)) != 0:
+            self.figures.start_failures.append(f"SIGTERM before a read-only start: exit code {code}")
+        remount(data, "ro")
+        try:
+            started = time.monotonic()
+            await self.bot.start()
+            code = await self.bot.wait_exit(timeout=30)
+            took = time.monotonic() - started
+            said = [line for line in self.bot.log_lines()[-5:] if "could not open the database" in line]
+            if code != 2 or took > START_FAILURE_LIMIT_S or not said:
+                self.figures.start_failures.append(
+                    f"read-only start: exit code {code} after {took:.1f} s, said {said or 'nothing'}"
+                )
+            self.note(f"read-only start ended with exit code {code} after {took:.1f} s")
+        finally:
+            remount(data, "rw")
+
     # ----- ending ----------------------------------------------------------------------------------------
 
     async def _wait_until_all_ended(self) -> None:
@@ -1129,5 +1220,39 @@ user_max_in_flight = 1000000
 
 
 FAULTS: dict[str, Callable[[FaultRun, Fault], Awaitable[bool]]] = {
-    name: getattr(FaultRun, f"_fault_{name}") for name in STEP_FAULTS
+    name: getattr(FaultRun, f"_fault_{name}") for name in (*STEP_FAULTS, *STORAGE_FAULTS)
 }
+
+
+# ----- a data directory on its own file system ---------------------------------------------------------------
+
+
+def mount_tmpfs(folder: Path, size: str) -> Path | None:
+    """Mount a small tmpfs on `folder`, or None where this machine does not let the tests mount one (the
+    disk and read-only faults are then reported as having had no target)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True)
+    return folder if made.returncode == 0 else None
+
+
+def remount(folder: Path, mode: Literal["ro", "rw"]) -> None:
+    subprocess.run(["mount", "-o", f"remount,{mode}", str(folder)], check=True, capture_output=True)
+
+
+def unmount(folder: Path) -> None:
+    subprocess.run(["umount", "--lazy", str(folder)], check=False, capture_output=True)
+
+
+def fill_until_full(filler: Path) -> None:
+    """Write zeros until the file system refuses more (ENOSPC)."""
+    chunk = bytes(1024 * 1024)
+    with filler.open("wb", buffering=0) as handle:
+        try:
+            while True:
+                handle.write(chunk)
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+        while chunk := chunk[: len(chunk) // 2]:  # and the last crumbs, so not even a page is left
+            with contextlib.suppress(OSError):
+                handle.write(chunk)
