@@ -33,6 +33,7 @@ from aiohttp import web
 from core.provider import ProviderError, WebhookProvider, WebhookRejected, WebhookSignal
 from providers.kit.http import sanitize
 from providers.kit.json_limits import JsonTooComplex, check_structure
+from settings import WebhooksSection
 from webhook_guard import ConnectionGuard, ConnectionLimits, ConnectionStats, LogThrottle
 
 log = logging.getLogger("hailuo.webhooks")
@@ -346,6 +347,16 @@ class WebhookReceiver:
         log.info("%s webhooks ready", name)
         self._prepared.add(name)
         return True
+
+
+def connection_limits(section: WebhooksSection) -> ConnectionLimits:
+    """The guard's limits from `[webhooks]`."""
+    return ConnectionLimits(
+        max_connections=section.max_connections,
+        header_timeout=section.header_timeout_seconds,
+        idle_timeout=section.idle_timeout_seconds,
+        body_timeout=section.body_timeout_seconds,
+    )
 
 
 def _loopback(host: str) -> bool:

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from settings import SettingsError, WebhooksSection, load_config
+from webhook_guard import ConnectionLimits
+from webhooks import connection_limits
 
 
 def config(tmp_path: Path, body: str) -> Path:
@@ -59,3 +61,13 @@ def test_a_direct_http_url_on_the_listen_port_needs_an_explicit_listen_host(tmp_
 )
 def test_a_proxy_or_local_url_keeps_the_loopback_default(tmp_path: Path, url: str) -> None:
     assert load_config(config(tmp_path, f'public_base_url = "{url}"')).webhooks.listen_host == "127.0.0.1"
+
+
+def test_the_receiver_gets_its_limits_from_the_section() -> None:
+    section = WebhooksSection(
+        max_connections=3, header_timeout_seconds=1, idle_timeout_seconds=2, body_timeout_seconds=4
+    )
+    assert connection_limits(section) == ConnectionLimits(
+        max_connections=3, header_timeout=1, idle_timeout=2, body_timeout=4
+    )
+    assert connection_limits(WebhooksSection()) == ConnectionLimits()  # one set of defaults
