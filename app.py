@@ -26,7 +26,7 @@ from services.runner import JobRunner
 from settings import Config, QuotasSection, Settings, check_prices
 from storage.db import Database
 from storage.jobs import SqliteJobStore
-from webhooks import WebhookReceiver
+from webhooks import WebhookReceiver, connection_limits
 
 log = logging.getLogger("hailuo")
 
@@ -104,6 +104,7 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
                 host=cfg.webhooks.listen_host,
                 port=cfg.webhooks.listen_port,
                 max_body=CALLBACK_MAX_BODY,
+                limits=connection_limits(cfg.webhooks),
             )
             await receiver.start()  # a provider that is down is retried later; it never stops the bot
         log.info("providers in use: %s", ", ".join(providers) or "none")

@@ -139,8 +139,35 @@ class WebhooksSection(_Section):
     # Off unless set: the public https base URL that reaches `listen_host:listen_port` (e.g. through a
     # reverse proxy). Polling keeps working without it.
     public_base_url: str = Field("", pattern="^(https?://.*)?$")
-    listen_host: str = "0.0.0.0"
+    # Loopback by default: a reverse proxy on this machine (TLS, its own limits) is the way in. "0.0.0.0"
+    # takes callbacks directly, and is needed inside a container (the proxy is then outside it).
+    listen_host: str = "127.0.0.1"
     listen_port: int = Field(8080, ge=0, le=65535)
+    # Open connections at most; the rest of the process's file descriptors stay for the bot's own sockets.
+    max_connections: int = Field(64, ge=1, le=4096)
+    # A new connection must send a complete request head within this; later requests on a kept-alive
+    # connection within `idle_timeout_seconds` of the previous answer. Slow or silent clients are closed.
+    header_timeout_seconds: float = Field(5.0, ge=0.1, le=60)
+    idle_timeout_seconds: float = Field(15.0, ge=0.1, le=300)
+    # The whole body must arrive within this (a body can be up to 32 MiB: WaveSpeed echoes the inputs).
+    body_timeout_seconds: float = Field(30.0, ge=0.1, le=600)
+
+    def model_post_init(self, _context: Any) -> None:
+        # The default listen_host was "0.0.0.0" until the receiver moved behind a reverse proxy by default.
+        # A config that relied on it and hands providers this very port over plain http at a public address
+        # would go quiet (callbacks refused, jobs slowly polled), so it fails loudly here instead.
+        if "listen_host" in self.model_fields_set or not self.public_base_url:
+            return
+        from urllib.parse import urlsplit  # local: only this check needs it
+
+        url = urlsplit(self.public_base_url)
+        local = url.hostname in (None, "localhost", "::1") or (url.hostname or "").startswith("127.")
+        if url.scheme == "http" and not local and (url.port or 80) == self.listen_port:
+            raise ValueError(
+                f"public_base_url reaches port {self.listen_port} directly, but listen_host now defaults to "
+                '127.0.0.1 (this machine only): set listen_host = "0.0.0.0" to take callbacks directly, '
+                "or point public_base_url at your reverse proxy"
+            )
 
 
 class Config(_Section):

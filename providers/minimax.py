@@ -15,7 +15,6 @@ the bot poll early, because a callback is only a hint and the poll is the truth.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 
 import httpx
@@ -28,6 +27,7 @@ from providers.kit.base import HttpProvider
 from providers.kit.entry import PaidSection, ProviderEntry, Wiring
 from providers.kit.http import BALANCE_RE, MODERATION_RE, body_message, parse_retry_after, request_id, sanitize
 from providers.kit.images import data_url
+from providers.kit.json_limits import JsonTooComplex, loads
 
 DEFAULT_BASE_URL = "https://api.minimax.io"
 SUBMIT_PATH = "/v1/video_generation"
@@ -194,8 +194,10 @@ class MiniMaxProvider(HttpProvider):
         trusted beyond "poll this task now". Raises WebhookRejected for malformed bodies.
         """
         try:
-            payload = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+            payload = loads(body)  # structure checked first: a deep body is refused, never a RecursionError
+        except JsonTooComplex:
+            raise WebhookRejected("callback body too complex") from None
+        except ValueError:  # JSONDecodeError and UnicodeDecodeError
             raise WebhookRejected("callback body is not JSON") from None
         if not isinstance(payload, dict):
             raise WebhookRejected("callback body is not a JSON object")

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import math
 from collections.abc import Mapping
 
 from core.provider import WebhookRejected, WebhookSignal
+from providers.kit.json_limits import JsonTooComplex, loads
 
 WEBHOOK_TOLERANCE = 300.0  # seconds of clock skew accepted on a delivery
 MAX_EVENT_ID = 128
@@ -68,7 +68,9 @@ def _signature_candidates(header: str) -> list[bytes]:
 
 def _signal(event_id: str, body: bytes) -> WebhookSignal:
     try:
-        event = json.loads(body)
+        event = loads(body)  # structure checked first: a deep body is refused, never a RecursionError
+    except JsonTooComplex:
+        raise WebhookRejected("JSON body too complex") from None
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
         raise WebhookRejected("malformed JSON body") from exc
     if not isinstance(event, dict) or not isinstance(event.get("type"), str):

@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import logging
+import resource
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+import webhook_guard
 import webhooks
 from core.provider import Capabilities, ProviderError, WebhookProvider, WebhookSignal
 from core.spec import GenerationSpec
@@ -394,3 +396,48 @@ async def test_a_callback_echoing_a_large_input_is_lost_to_a_small_cap(fake: Fak
             await client.aclose()
 
     assert delivery.status == 413 and signals.calls == []
+
+
+# ----- listen address and descriptors ------------------------------------------------------------------
+
+
+def test_the_receiver_listens_on_loopback_unless_told_otherwise(signals: Signals) -> None:
+    assert WebhookReceiver({}, signals, path_token=TOKEN).host == "127.0.0.1"
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [("127.0.0.1", True), ("127.0.0.2", True), ("::1", True), ("localhost", True), ("0.0.0.0", False), ("::", False)],
+)
+def test_loopback_hosts_are_recognised(host: str, loopback: bool) -> None:
+    assert webhooks._loopback(host) is loopback
+
+
+@pytest.mark.parametrize("in_container", [True, False])
+async def test_loopback_inside_a_container_is_warned_about(
+    signals: Signals,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    in_container: bool,
+) -> None:
+    marker = tmp_path / ".dockerenv"
+    if in_container:
+        marker.touch()
+    monkeypatch.setattr(webhooks, "CONTAINER_MARKERS", (str(marker),))
+    caplog.set_level(logging.WARNING, logger=LOGGER)
+    async with WebhookReceiver({}, signals, path_token=TOKEN, host="127.0.0.1", port=0):
+        pass
+    warned = [r for r in caplog.records if "inside a container" in r.getMessage()]
+    assert len(warned) == (1 if in_container else 0)
+
+
+@pytest.mark.parametrize(("soft", "warned"), [(256, False), (255, True), (resource.RLIM_INFINITY, False)])
+def test_a_cap_above_a_quarter_of_the_descriptor_limit_is_warned_about(
+    monkeypatch: pytest.MonkeyPatch, soft: int, warned: bool
+) -> None:
+    monkeypatch.setattr(webhook_guard.resource, "getrlimit", lambda _which: (soft, resource.RLIM_INFINITY))
+    warning = webhook_guard.descriptor_warning(64)
+    assert (warning is not None) is warned
+    if warning:
+        assert "255 files" in warning and "max_connections is 64" in warning
