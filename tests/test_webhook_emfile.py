@@ -115,6 +115,6 @@ async def test_out_of_descriptors_the_accept_errors_are_logged_once_then_counted
     assert accept_lines[1][1] == "ERROR" and accept_lines[1][2].startswith(
         f"{report['stats']['accept_errors'] - 1} more failed accepts"
     )
-    assert len(report["lines"]) <= 5
+    assert len(report["lines"]) <= 8, report["lines"]  # bounded: a few start-up and stop lines, not one per accept
     assert report["failed_accepts"] >= 100 and report["stats"]["admitted"] == 1
     assert report["stats"]["accept_errors"] == report["failed_accepts"]
