@@ -178,6 +178,11 @@ class _SecretsBase(BaseSettings):
         value = getattr(self, variable.lower(), None)
         return value.get_secret_value() if isinstance(value, SecretStr) else None
 
+    def secret_values(self) -> list[str]:
+        """Every secret that is set (the bot token, provider keys, webhook secrets): what logs must never show."""
+        found = (getattr(self, name) for name in type(self).model_fields)
+        return [value.get_secret_value() for value in found if isinstance(value, SecretStr)]
+
 
 # Every provider's key variable and the other secrets its entry reads (e.g. TOAPIS_WEBHOOK_SECRET).
 _PROVIDER_SECRETS = [entry.key_variable for entry in ENTRIES if entry.key_variable] + [
