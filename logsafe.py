@@ -18,6 +18,8 @@ Secrets learned after start (the callback path token, read from the database) ar
 from __future__ import annotations
 
 import logging
+import sys
+import traceback
 from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any
@@ -30,27 +32,36 @@ REDACTOR = Redactor()
 _MARK = "_hailuo_redacted_msg"
 _TRACEBACKS = logging.Formatter()
 _previous_factory: Callable[..., logging.LogRecord] | None = None
+_previous_excepthook = sys.excepthook
 
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None] | tuple[None, None, None]
 
 
 def install(secrets: Iterable[str | None] = ()) -> Redactor:
-    """Redact every log record from now on; `secrets` are the values known at start (None or "" skipped)."""
-    global _previous_factory
+    """Redact every log record from now on, and the traceback of an exception nothing caught (Python prints
+    it to stderr itself); `secrets` are the values known at start (None or "" skipped)."""
+    global _previous_factory, _previous_excepthook
     for secret in secrets:
         REDACTOR.register(secret)
     if _previous_factory is None:
         _previous_factory = logging.getLogRecordFactory()
         logging.setLogRecordFactory(_make_record)
+        _previous_excepthook = sys.excepthook
+        sys.excepthook = _print_redacted
     return REDACTOR
 
 
 def uninstall() -> None:
-    """Put the record factory back as it was (for tests: logging is process-wide)."""
+    """Put the record factory and the exception hook back as they were (for tests: both are process-wide)."""
     global _previous_factory
     if _previous_factory is not None:
         logging.setLogRecordFactory(_previous_factory)
+        sys.excepthook = _previous_excepthook
         _previous_factory = None
+
+
+def _print_redacted(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
+    sys.stderr.write(REDACTOR.redact("".join(traceback.format_exception(kind, value, tb))))
 
 
 def register(secret: str | None) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -96,3 +97,12 @@ def test_settings_list_every_secret_that_is_set() -> None:
         toapis_webhook_secret=SecretStr(LATE),
     )
     assert sorted(secrets.secret_values()) == sorted([BOT_TOKEN, KEY, LATE])
+
+
+def test_an_uncaught_exception_is_printed_masked(captured: io.StringIO, capsys: pytest.CaptureFixture[str]) -> None:
+    try:
+        raise RuntimeError(f"startup failed with {KEY.upper()}")
+    except RuntimeError as exc:
+        sys.excepthook(type(exc), exc, exc.__traceback__)
+    err = capsys.readouterr().err
+    assert "RuntimeError: startup failed with ***" in err and echoes(err, KEY) == []
