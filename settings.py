@@ -81,7 +81,7 @@ class _Section(BaseModel):
 # Every number has bounds (README "Config ranges"); integers are strict (`true` is not 1), floats finite.
 class BotSection(_Section):
     dev_guild_id: Count = Field(0, ge=0, lt=2**63)
-    data_dir: Path = Path("data")  # must be a directory we can write, or create: checked by load_settings
+    data_dir: Path = Path("data")
     log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
     job_deadline_seconds: Count = Field(900, ge=30, le=86_400)
     max_output_mib: Count = Field(200, ge=1, le=2048)
@@ -178,7 +178,8 @@ class Config(_Section):
 class _SecretsBase(BaseSettings):
     """Secrets, only ever from the environment (or .env). Never logged: SecretStr hides them."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+    # No .env unless one is named: load_settings reads the one beside config.toml.
+    model_config = SettingsConfigDict(env_file=None, extra="ignore")
 
     discord_token: SecretStr | None = None
     # Not secrets, but environment by design: point discord.py at a proxy or a local stand-in.
@@ -276,6 +277,8 @@ def load_config(path: Path) -> Config:
         raise SettingsError(f"{path}: config file not found (set HAILUO_CONFIG or create it)") from None
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(f"{path}: not valid TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"{path}: cannot read it ({_reason(exc)})") from None
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:
@@ -284,12 +287,22 @@ def load_config(path: Path) -> Config:
 
 
 def load_settings(config_path: str | Path | None = None, *, env_file: str | Path | None = ".env") -> Settings:
-    path = Path(config_path or os.environ.get("HAILUO_CONFIG") or "config.toml")
+    """config.toml (the argument, else HAILUO_CONFIG, else ./config.toml) and the secrets.
+
+    Secrets come from the environment and from `env_file`, read from the directory of config.toml (as
+    the token help says: "a .env file next to config.toml"), wherever the bot is started from; a variable
+    set in the environment wins over the file. No other .env is read: a stray one in the working directory
+    (another project's DISCORD_TOKEN) is never picked up. `bot.data_dir` is relative to config.toml too."""
+    path = Path(config_path or os.environ.get("HAILUO_CONFIG") or "config.toml").absolute()
     config = load_config(path)
     try:
-        secrets = Secrets(_env_file=env_file)
+        secrets = Secrets(_env_file=path.parent / env_file if env_file is not None else None)
     except ValidationError as exc:
         raise SettingsError(_describe(exc, "environment", show_input=False)) from None
     if not config.bot.data_dir.is_absolute():
         config.bot.data_dir = (path.parent / config.bot.data_dir).resolve()
     return Settings(config=config, secrets=secrets, config_path=path)
+
+
+def _reason(exc: Exception) -> str:
+    return exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__

@@ -1,4 +1,4 @@
-"""settings: absurd values refused with the key named."""
+"""settings: absurd values refused with the key named, the .env beside config.toml."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from settings import SettingsError, load_config
+from settings import SettingsError, load_config, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
+SECRET_VARIABLES = ("DISCORD_TOKEN", "WAVESPEED_API_KEY", "SEAART_API_KEY", "MINIMAX_API_KEY", "TOAPIS_API_KEY")
 
 
 def refusal(tmp_path: Path, text: str) -> str:
@@ -82,3 +83,45 @@ def test_sane_values_still_load_and_integers_are_welcome_where_seconds_are_float
 
 def test_the_shipped_config_loads() -> None:
     load_config(ROOT / "config.toml")
+
+
+def write_config(directory: Path, data_dir: str = "data") -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "config.toml"
+    path.write_text(f'[bot]\ndata_dir = "{data_dir}"\n', encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for variable in (*SECRET_VARIABLES, "HAILUO_CONFIG"):
+        monkeypatch.delenv(variable, raising=False)
+    return monkeypatch
+
+
+def test_the_env_file_beside_config_is_read_from_any_directory(
+    tmp_path: Path, clean_environment: pytest.MonkeyPatch
+) -> None:
+    config = write_config(tmp_path / "conf")
+    (tmp_path / "conf" / ".env").write_text("DISCORD_TOKEN=beside-config\nWAVESPEED_API_KEY=ws-key\n", encoding="utf-8")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / ".env").write_text("DISCORD_TOKEN=from-the-working-directory\nSEAART_API_KEY=sa\n", encoding="utf-8")
+    clean_environment.chdir(elsewhere)
+
+    for settings in (load_settings(config), load_settings(Path("..") / "conf" / "config.toml")):
+        assert settings.secrets.secret("DISCORD_TOKEN") == "beside-config"
+        assert settings.api_key("wavespeed") == "ws-key" and settings.api_key("seaart") is None
+        assert settings.config.bot.data_dir == tmp_path / "conf" / "data"
+
+    clean_environment.setenv("HAILUO_CONFIG", str(config))
+    clean_environment.setenv("DISCORD_TOKEN", "from-the-environment")
+    settings = load_settings()
+    assert settings.secrets.secret("DISCORD_TOKEN") == "from-the-environment"  # the environment wins
+    assert settings.api_key("wavespeed") == "ws-key" and settings.config_path == config
+
+
+def test_an_unreadable_config_is_one_line(tmp_path: Path, clean_environment: object) -> None:
+    (tmp_path / "config.toml").mkdir()
+    with pytest.raises(SettingsError, match=r"config.toml: cannot read it \(Is a directory\)"):
+        load_settings(tmp_path / "config.toml")
