@@ -81,7 +81,7 @@ class _Section(BaseModel):
 # Every number has bounds (README "Config ranges"); integers are strict (`true` is not 1), floats finite.
 class BotSection(_Section):
     dev_guild_id: Count = Field(0, ge=0, lt=2**63)
-    data_dir: Path = Path("data")
+    data_dir: Path = Path("data")  # must be a directory we can write, or create: checked by load_settings
     log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
     job_deadline_seconds: Count = Field(900, ge=30, le=86_400)
     max_output_mib: Count = Field(200, ge=1, le=2048)
@@ -301,7 +301,25 @@ def load_settings(config_path: str | Path | None = None, *, env_file: str | Path
         raise SettingsError(_describe(exc, "environment", show_input=False)) from None
     if not config.bot.data_dir.is_absolute():
         config.bot.data_dir = (path.parent / config.bot.data_dir).resolve()
+    check_data_dir(config.bot.data_dir, path.name)
     return Settings(config=config, secrets=secrets, config_path=path)
+
+
+def check_data_dir(data_dir: Path, source: str) -> None:
+    """`bot.data_dir` must be a directory we can write in, or one we can create (the database creates
+    it): one line naming the key otherwise, never a traceback at the first write."""
+    existing = data_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    problem = None
+    if existing == data_dir and not data_dir.is_dir():
+        problem = f"{data_dir} is a file, not a directory"
+    elif not existing.is_dir():
+        problem = f"cannot create {data_dir}: {existing} is a file"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        problem = f"{data_dir} is not writable" if existing == data_dir else f"cannot create {data_dir} in {existing}"
+    if problem:
+        raise SettingsError(f"{source}: bot.data_dir: {problem}")
 
 
 def _reason(exc: Exception) -> str:

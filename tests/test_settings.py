@@ -1,7 +1,8 @@
-"""settings: absurd values refused with the key named, the .env beside config.toml."""
+"""settings: absurd values refused with the key named, data_dir checked at load, the .env beside config.toml."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -97,6 +98,35 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     for variable in (*SECRET_VARIABLES, "HAILUO_CONFIG"):
         monkeypatch.delenv(variable, raising=False)
     return monkeypatch
+
+
+def test_a_data_dir_that_is_a_file_is_one_line_naming_the_key(tmp_path: Path, clean_environment: object) -> None:
+    (tmp_path / "data").write_text("not a directory", encoding="utf-8")
+    with pytest.raises(SettingsError) as info:
+        load_settings(write_config(tmp_path))
+    assert str(info.value) == f"config.toml: bot.data_dir: {tmp_path / 'data'} is a file, not a directory"
+    with pytest.raises(SettingsError) as info:
+        load_settings(write_config(tmp_path, "data/db"))
+    expected = f"config.toml: bot.data_dir: cannot create {tmp_path / 'data/db'}: {tmp_path / 'data'} is a file"
+    assert str(info.value) == expected
+
+
+def test_a_data_dir_that_does_not_exist_yet_is_fine_and_not_created_by_loading(
+    tmp_path: Path, clean_environment: object
+) -> None:
+    settings = load_settings(write_config(tmp_path, "deep/er/data"))
+    assert settings.config.bot.data_dir == tmp_path / "deep/er/data" and not (tmp_path / "deep").exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
+def test_a_read_only_data_dir_is_refused(tmp_path: Path, clean_environment: object) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data").chmod(0o500)
+    try:
+        with pytest.raises(SettingsError, match=r"bot\.data_dir: .* is not writable"):
+            load_settings(write_config(tmp_path))
+    finally:
+        (tmp_path / "data").chmod(0o700)
 
 
 def test_the_env_file_beside_config_is_read_from_any_directory(
