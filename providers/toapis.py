@@ -308,7 +308,7 @@ def parse_task(
     payload: Mapping[str, object], *, retry_after: float | None = None, secrets: tuple[str, ...] = ()
 ) -> TaskStatus:
     """Map a `generation.task` object onto a TaskStatus. Unknown words keep polling."""
-    raw = sanitize(payload.get("status"), limit=40)
+    raw = sanitize(payload.get("status"), limit=40, secrets=secrets)
     word = raw.lower()
     progress = _progress(payload.get("progress"))
     if word in QUEUED_WORDS:
