@@ -8,9 +8,10 @@ into `exc_text` and `stack_info` and redacted there (formatters use `exc_text` a
 
 Why at creation and not as a filter on our handlers: records also reach handlers we never installed
 (pytest's capture, a handler a library or an operator adds later), which a filter on ours would not
-cover. Only records that pass their logger's level are created at
-all, so DEBUG chatter costs nothing at INFO. `RedactingFormatter`, on the handler `bot.configure_logging`
-installs, redacts what is formatted later (a traceback formatted again, a record from before `install`).
+cover. Only records that pass their logger's level are created at all, so DEBUG chatter costs nothing
+at INFO. `RedactingFormatter`, on the handler `bot.configure_logging` installs, redacts what is
+formatted later (a traceback formatted again, a record whose message was replaced after it was made).
+An exception nothing caught is printed by Python itself, not logged: `install` redacts that too.
 
 Secrets learned after start (the callback path token, read from the database) are added with `register`.
 """
