@@ -81,7 +81,7 @@ class _Section(BaseModel):
 # Every number has bounds (README "Config ranges"); integers are strict (`true` is not 1), floats finite.
 class BotSection(_Section):
     dev_guild_id: Count = Field(0, ge=0, lt=2**63)
-    data_dir: Path = Path("data")  # must be a directory we can write, or create: checked by load_settings
+    data_dir: Path = Path("data")  # must be a directory, or a path to create one: checked by load_settings
     log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
     job_deadline_seconds: Count = Field(900, ge=30, le=86_400)
     max_output_mib: Count = Field(200, ge=1, le=2048)
@@ -306,20 +306,16 @@ def load_settings(config_path: str | Path | None = None, *, env_file: str | Path
 
 
 def check_data_dir(data_dir: Path, source: str) -> None:
-    """`bot.data_dir` must be a directory we can write in, or one we can create (the database creates
-    it): one line naming the key otherwise, never a traceback at the first write."""
+    """`bot.data_dir` must be a directory, or a path where one can be created (the database creates it):
+    a file there, or in its way, is one line naming the key. Whether it can be written is the database's
+    to say when it opens it (a read-only disk, permissions): that check is the real one."""
     existing = data_dir
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
-    problem = None
     if existing == data_dir and not data_dir.is_dir():
-        problem = f"{data_dir} is a file, not a directory"
-    elif not existing.is_dir():
-        problem = f"cannot create {data_dir}: {existing} is a file"
-    elif not os.access(existing, os.W_OK | os.X_OK):
-        problem = f"{data_dir} is not writable" if existing == data_dir else f"cannot create {data_dir} in {existing}"
-    if problem:
-        raise SettingsError(f"{source}: bot.data_dir: {problem}")
+        raise SettingsError(f"{source}: bot.data_dir: {data_dir} is a file, not a directory")
+    if not existing.is_dir():
+        raise SettingsError(f"{source}: bot.data_dir: cannot create {data_dir}: {existing} is a file")
 
 
 def _reason(exc: Exception) -> str:
