@@ -11,7 +11,8 @@ Why at creation and not as a filter on our handlers: records also reach handlers
 cover. Only records that pass their logger's level are created at all, so DEBUG chatter costs nothing
 at INFO. `RedactingFormatter`, on the handler `bot.configure_logging` installs, redacts what is
 formatted later (a traceback formatted again, a record whose message was replaced after it was made).
-An exception nothing caught is printed by Python itself, not logged: `install` redacts that too.
+An exception nothing caught (in the main thread or another) is printed by Python itself, not logged:
+`install` redacts that too.
 
 Secrets learned after start (the callback path token, read from the database) are added with `register`.
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Iterable
 from types import TracebackType
@@ -34,21 +36,22 @@ _MARK = "_hailuo_redacted_msg"
 _TRACEBACKS = logging.Formatter()
 _previous_factory: Callable[..., logging.LogRecord] | None = None
 _previous_excepthook = sys.excepthook
+_previous_thread_hook = threading.excepthook
 
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None] | tuple[None, None, None]
 
 
 def install(secrets: Iterable[str | None] = ()) -> Redactor:
-    """Redact every log record from now on, and the traceback of an exception nothing caught (Python prints
-    it to stderr itself); `secrets` are the values known at start (None or "" skipped)."""
-    global _previous_factory, _previous_excepthook
+    """Redact every log record from now on, and the traceback of an exception nothing caught in any thread
+    (Python prints it to stderr itself); `secrets` are the values known at start (None or "" skipped)."""
+    global _previous_factory, _previous_excepthook, _previous_thread_hook
     for secret in secrets:
         REDACTOR.register(secret)
     if _previous_factory is None:
         _previous_factory = logging.getLogRecordFactory()
         logging.setLogRecordFactory(_make_record)
-        _previous_excepthook = sys.excepthook
-        sys.excepthook = _print_redacted
+        _previous_excepthook, _previous_thread_hook = sys.excepthook, threading.excepthook
+        sys.excepthook, threading.excepthook = _print_redacted, _print_thread_redacted
     return REDACTOR
 
 
@@ -57,12 +60,20 @@ def uninstall() -> None:
     global _previous_factory
     if _previous_factory is not None:
         logging.setLogRecordFactory(_previous_factory)
-        sys.excepthook = _previous_excepthook
+        sys.excepthook, threading.excepthook = _previous_excepthook, _previous_thread_hook
         _previous_factory = None
 
 
 def _print_redacted(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
     sys.stderr.write(REDACTOR.redact("".join(traceback.format_exception(kind, value, tb))))
+
+
+def _print_thread_redacted(args: threading.ExceptHookArgs) -> None:
+    if args.exc_type is SystemExit:  # as the default hook: a thread's SystemExit is silent
+        return
+    name = args.thread.name if args.thread is not None else "?"
+    text = "".join(traceback.format_exception(args.exc_type, args.exc_value, args.exc_traceback))
+    sys.stderr.write(REDACTOR.redact(f"Exception in thread {name}:\n{text}"))
 
 
 def register(secret: str | None) -> None:

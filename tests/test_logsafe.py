@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import logging
 import sys
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -107,3 +108,17 @@ def test_an_uncaught_exception_is_printed_masked(captured: io.StringIO, capsys: 
         sys.excepthook(type(exc), exc, exc.__traceback__)
     err = capsys.readouterr().err
     assert "RuntimeError: startup failed with ***" in err and echoes(err, KEY) == []
+
+
+def test_an_uncaught_exception_in_a_thread_is_printed_masked(
+    captured: io.StringIO, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def fail() -> None:
+        raise RuntimeError(f"worker failed with {KEY.lower()}")
+
+    worker = threading.Thread(target=fail, name="db-worker")
+    worker.start()
+    worker.join()
+    err = capsys.readouterr().err
+    assert "Exception in thread db-worker" in err and "RuntimeError: worker failed with ***" in err
+    assert echoes(err, KEY) == []
