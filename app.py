@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import logsafe
 from core.provider import Provider, WebhookProvider
 from core.store import JobStore
 from providers.kit.entry import PaidSection
@@ -151,9 +152,11 @@ def quota_policy(quotas: QuotasSection) -> QuotaPolicy:
 async def webhook_path_token(store: JobStore) -> str:
     """A secret path segment for callback URLs, made once and kept: it guards providers that do not
     sign their callbacks (MiniMax), and makes every other URL unguessable too."""
-    token = await store.get_meta("webhook_path_token")
-    if token is None:
-        token = secrets.token_urlsafe(24)
+    stored = await store.get_meta("webhook_path_token")
+    token = stored or secrets.token_urlsafe(24)
+    # Masked in every log line from here on: before it is stored, since the database driver logs parameters.
+    logsafe.register(token)
+    if stored is None:
         await store.set_meta("webhook_path_token", token)
     return token
 

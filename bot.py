@@ -17,12 +17,15 @@ import errno
 import logging
 import signal
 import sys
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TextIO
 
 import aiohttp
 import discord
 import yarl
 
+import logsafe
 from app import App, open_app
 from cogs.buttons import ButtonRouter
 from cogs.client import HailuoBot
@@ -49,11 +52,24 @@ class StartupError(Exception):
     """A start-up problem the operator can fix; its message is the one sentence they see."""
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+def configure_logging(
+    level: str, secrets: Iterable[str | None] = (), *, stream: TextIO | None = None
+) -> logging.Handler:
+    """Log to `stream` (stderr) at `level`, with secrets masked in every record, whichever handler gets it
+    (logsafe.py says how). `secrets` are those known at start; the path token is registered once read."""
+    logsafe.install(secrets)
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logsafe.RedactingFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(level)
     # httpx logs every request line at INFO; provider URLs are harmless but noisy.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("discord.http").setLevel(logging.WARNING)
+    # aiosqlite logs every statement with its parameters at DEBUG, the path token among them: never useful.
+    # (Redaction would mask it all the same; this only keeps DEBUG readable.)
+    logging.getLogger("aiosqlite").setLevel(logging.INFO)
+    return handler
 
 
 def point_discord_at(api_base: str | None, gateway_url: str | None) -> None:
@@ -161,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"Invalid configuration:\n{exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.config.bot.log_level)
+    configure_logging(settings.config.bot.log_level, settings.secrets.secret_values())
     try:
         if args.command == "generate":
             return asyncio.run(generate_from_terminal(settings, args))

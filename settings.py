@@ -6,6 +6,7 @@ problem, e.g. `config.toml: quotas.user_daily_usd: not a dollar amount ("two")`.
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from decimal import Decimal, InvalidOperation
@@ -24,7 +25,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from providers.kit.entry import ProviderSection
+from providers.kit.entry import Count, FiniteFloat, ProviderSection
 from providers.registry import BY_NAME, ENTRIES
 
 MICROS_PER_USD = 1_000_000
@@ -36,8 +37,17 @@ class SettingsError(Exception):
     pass
 
 
-def usd_to_micros(value: Any) -> int | None:
-    """'0.28' -> 280000. Strings (or numbers) in dollars; '' or None disables a limit."""
+# The largest dollar amounts accepted: far above any real price or budget, far below what would overflow
+# the database's 64-bit integers (micro-dollars), and low enough that a slipped digit ("1e30") is refused.
+MAX_PRICE_USD = Decimal(10_000)  # one clip
+MAX_LIMIT_USD = Decimal(1_000_000)  # a quota
+# Discord ids (snowflakes) are positive 64-bit integers.
+Snowflake = Annotated[int, Field(gt=0, lt=2**63)]
+Seconds = Annotated[FiniteFloat, Field(ge=0)]
+
+
+def usd_to_micros(value: Any, *, cap: Decimal = MAX_LIMIT_USD) -> int | None:
+    """'0.28' -> 280000. Strings (or numbers) in dollars, at most `cap`; '' or None disables a limit."""
     if value is None or value == "":
         return None
     if isinstance(value, bool):
@@ -48,46 +58,53 @@ def usd_to_micros(value: Any) -> int | None:
         raise ValueError(f"not a dollar amount ({value!r})") from None
     if not amount.is_finite() or amount < 0:
         raise ValueError(f"must be a positive dollar amount ({value!r})")
+    if amount > cap:
+        raise ValueError(f"more than ${cap:,} ({value!r})")
     micros = amount * MICROS_PER_USD
     if micros != micros.to_integral_value():
         raise ValueError(f"has more than 6 decimal places ({value!r})")
     return int(micros)
 
 
-Micros = Annotated[int | None, BeforeValidator(usd_to_micros)]
-RequiredMicros = Annotated[int, BeforeValidator(usd_to_micros)]
+def _price_to_micros(value: Any) -> int | None:
+    return usd_to_micros(value, cap=MAX_PRICE_USD)
+
+
+Micros = Annotated[int | None, BeforeValidator(usd_to_micros)]  # a limit, up to MAX_LIMIT_USD
+RequiredMicros = Annotated[int, BeforeValidator(_price_to_micros)]  # a price, up to MAX_PRICE_USD
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# Every number has bounds (README "Config ranges"); integers are strict (`true` is not 1), floats finite.
 class BotSection(_Section):
-    dev_guild_id: int = Field(0, ge=0)
-    data_dir: Path = Path("data")
+    dev_guild_id: Count = Field(0, ge=0, lt=2**63)
+    data_dir: Path = Path("data")  # must be a directory, or a path to create one: checked by load_settings
     log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
-    job_deadline_seconds: int = Field(900, ge=30)
-    max_output_mib: int = Field(200, ge=1, le=2048)
-    progress_edit_interval: float = Field(2.0, ge=0.0)
-    progress_edits_per_second: float = Field(50.0, gt=0.0)
-    token_handover_seconds: int = Field(840, ge=0, le=900)
+    job_deadline_seconds: Count = Field(900, ge=30, le=86_400)
+    max_output_mib: Count = Field(200, ge=1, le=2048)
+    progress_edit_interval: Seconds = Field(2.0, le=60)
+    progress_edits_per_second: FiniteFloat = Field(50.0, ge=0.1, le=1000)
+    token_handover_seconds: Count = Field(840, ge=0, le=900)
     # Polling: every `poll_dense_seconds` around where jobs of the same kind usually finish, at most
     # every `poll_sparse_cap_seconds` before that (services/polling.py explains the schedule).
-    poll_dense_seconds: float = Field(1.5, gt=0, le=60)
-    poll_sparse_cap_seconds: float = Field(15.0, gt=0, le=300)
+    poll_dense_seconds: FiniteFloat = Field(1.5, ge=0.1, le=60)
+    poll_sparse_cap_seconds: FiniteFloat = Field(15.0, ge=0.1, le=300)
     # Finished clips downloaded and uploaded at the same time (the rest wait their turn).
-    max_concurrent_deliveries: int = Field(32, ge=1, le=256)
+    max_concurrent_deliveries: Count = Field(32, ge=1, le=256)
     # Of those, clips being re-encoded to fit the upload limit at the same time (CPU-bound: ~ cores).
-    max_concurrent_reencodes: int = Field(2, ge=1, le=64)
+    max_concurrent_reencodes: Count = Field(2, ge=1, le=64)
     # Seconds between two "event-loop lag" log lines (0 = never).
-    health_log_seconds: float = Field(60, ge=0)
+    health_log_seconds: Seconds = Field(60, le=86_400)
 
 
 class _ProvidersBase(_Section):
     order: list[str] = Field(default_factory=lambda: list(KNOWN_PROVIDERS), min_length=1)
     # Consecutive outage-type failures after which a provider is rested for `cooldown_seconds`.
-    failure_threshold: int = Field(3, ge=1)
-    cooldown_seconds: float = Field(300, ge=0)
+    failure_threshold: Count = Field(3, ge=1, le=1000)
+    cooldown_seconds: Seconds = Field(300, le=86_400)
 
     def model_post_init(self, _context: Any) -> None:
         unknown = [name for name in self.order if name not in KNOWN_PROVIDERS]
@@ -111,18 +128,18 @@ ProvidersSection = create_model(
 class Limits(_Section):
     """Quota limits; None means no limit."""
 
-    user_daily_videos: int | None = Field(None, ge=0)
+    user_daily_videos: Count | None = Field(None, ge=0, le=1_000_000)
     user_daily_usd: Micros = None
     user_monthly_usd: Micros = None
     guild_monthly_usd: Micros = None
     global_monthly_usd: Micros = None
-    user_max_in_flight: int | None = Field(None, ge=1)
+    user_max_in_flight: Count | None = Field(None, ge=1, le=1_000_000)
 
 
 class QuotasSection(Limits):
-    user_daily_videos: int | None = Field(10, ge=0)
-    user_max_in_flight: int | None = Field(2, ge=1)
-    roles: dict[int, Limits] = Field(default_factory=dict)
+    user_daily_videos: Count | None = Field(10, ge=0, le=1_000_000)
+    user_max_in_flight: Count | None = Field(2, ge=1, le=1_000_000)
+    roles: dict[Snowflake, Limits] = Field(default_factory=dict)
 
 
 class GuildSection(_Section):
@@ -172,7 +189,7 @@ class WebhooksSection(_Section):
 
 class Config(_Section):
     bot: BotSection = Field(default_factory=BotSection)
-    guilds: dict[int, GuildSection] = Field(default_factory=dict)
+    guilds: dict[Snowflake, GuildSection] = Field(default_factory=dict)
     webhooks: WebhooksSection = Field(default_factory=WebhooksSection)
     providers: _ProvidersBase = Field(default_factory=ProvidersSection)
     prices: dict[str, dict[str, dict[str, RequiredMicros]]] = Field(default_factory=dict)
@@ -188,7 +205,8 @@ class Config(_Section):
 class _SecretsBase(BaseSettings):
     """Secrets, only ever from the environment (or .env). Never logged: SecretStr hides them."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+    # No .env unless one is named: load_settings reads the one beside config.toml.
+    model_config = SettingsConfigDict(env_file=None, extra="ignore")
 
     discord_token: SecretStr | None = None
     # Not secrets, but environment by design: point discord.py at a proxy or a local stand-in.
@@ -204,6 +222,11 @@ class _SecretsBase(BaseSettings):
     def secret(self, variable: str) -> str | None:
         value = getattr(self, variable.lower(), None)
         return value.get_secret_value() if isinstance(value, SecretStr) else None
+
+    def secret_values(self) -> list[str]:
+        """Every secret that is set (the bot token, provider keys, webhook secrets): what logs must never show."""
+        found = (getattr(self, name) for name in type(self).model_fields)
+        return [value.get_secret_value() for value in found if isinstance(value, SecretStr)]
 
 
 # Every provider's key variable and the other secrets its entry reads (e.g. TOAPIS_WEBHOOK_SECRET).
@@ -235,13 +258,31 @@ class Settings(BaseModel):
         return [p for p in self.config.providers.order if not BY_NAME[p].paid or self.api_key(p)]
 
 
-def _describe(error: ValidationError, source: str) -> str:
+def _describe(error: ValidationError, source: str, *, show_input: bool = True) -> str:
+    """One line per problem, naming the key: `config.toml: bot.max_output_mib: Input should be a valid
+    integer (got true)`. `show_input=False` for the environment, whose values may be secrets."""
     lines = []
     for item in error.errors():
-        key = ".".join(str(part) for part in item["loc"])
+        loc = [str(part) for part in item["loc"]]
         message = item["msg"].removeprefix("Value error, ")
+        if loc[-1:] == ["[key]"]:  # a table key (a server or role id), not a value
+            loc, message = loc[:-1], f"not an id: {message}"
+        elif show_input and _is_scalar(item.get("input")) and "(" not in message:
+            message = f"{message} (got {_toml(item['input'])})"
+        key = ".".join(loc)
         lines.append(f"{source}: {key}: {message}" if key else f"{source}: {message}")
     return "\n".join(lines)
+
+
+def _is_scalar(value: object) -> bool:
+    return isinstance(value, bool | int | float) or (isinstance(value, str) and len(value) <= 60)
+
+
+def _toml(value: object) -> str:
+    """A value as it was written in config.toml (`true`, not `True`)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return json.dumps(value) if isinstance(value, str) else repr(value)
 
 
 def check_prices(config: Config, offers: dict[str, frozenset[tuple[str, str]]], source: str) -> None:
@@ -263,6 +304,8 @@ def load_config(path: Path) -> Config:
         raise SettingsError(f"{path}: config file not found (set HAILUO_CONFIG or create it)") from None
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(f"{path}: not valid TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"{path}: cannot read it ({_reason(exc)})") from None
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:
@@ -271,12 +314,36 @@ def load_config(path: Path) -> Config:
 
 
 def load_settings(config_path: str | Path | None = None, *, env_file: str | Path | None = ".env") -> Settings:
-    path = Path(config_path or os.environ.get("HAILUO_CONFIG") or "config.toml")
+    """config.toml (the argument, else HAILUO_CONFIG, else ./config.toml) and the secrets.
+
+    Secrets come from the environment and from `env_file`, read from the directory of config.toml (as
+    the token help says: "a .env file next to config.toml"), wherever the bot is started from; a variable
+    set in the environment wins over the file. No other .env is read: a stray one in the working directory
+    (another project's DISCORD_TOKEN) is never picked up. `bot.data_dir` is relative to config.toml too."""
+    path = Path(config_path or os.environ.get("HAILUO_CONFIG") or "config.toml").absolute()
     config = load_config(path)
     try:
-        secrets = Secrets(_env_file=env_file)
+        secrets = Secrets(_env_file=path.parent / env_file if env_file is not None else None)
     except ValidationError as exc:
-        raise SettingsError(_describe(exc, "environment")) from None
+        raise SettingsError(_describe(exc, "environment", show_input=False)) from None
     if not config.bot.data_dir.is_absolute():
         config.bot.data_dir = (path.parent / config.bot.data_dir).resolve()
+    check_data_dir(config.bot.data_dir, path.name)
     return Settings(config=config, secrets=secrets, config_path=path)
+
+
+def check_data_dir(data_dir: Path, source: str) -> None:
+    """`bot.data_dir` must be a directory, or a path where one can be created (the database creates it):
+    a file there, or in its way, is one line naming the key. Whether it can be written is the database's
+    to say when it opens it (a read-only disk, permissions): that check is the real one."""
+    existing = data_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing == data_dir and not data_dir.is_dir():
+        raise SettingsError(f"{source}: bot.data_dir: {data_dir} is a file, not a directory")
+    if not existing.is_dir():
+        raise SettingsError(f"{source}: bot.data_dir: cannot create {data_dir}: {existing} is a file")
+
+
+def _reason(exc: Exception) -> str:
+    return exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__

@@ -25,7 +25,7 @@ from core.provider import Capabilities, ProviderError, offers
 from core.spec import DURATIONS_BY_RESOLUTION, MODEL_HAILUO_02, MODEL_HAILUO_23, GenerationSpec
 from core.tasks import FailureKind, TaskState, TaskStatus
 from media import ffmpeg
-from providers.kit.entry import ProviderEntry, ProviderSection, Wiring
+from providers.kit.entry import Count, FiniteFloat, ProviderEntry, ProviderSection, TypicalSeconds, Wiring
 from providers.preview_render import plan_render, render_args, write_stills
 
 log = logging.getLogger(__name__)
@@ -254,10 +254,10 @@ def _log_crash(task: asyncio.Task[None]) -> None:
 
 
 class PreviewSection(ProviderSection):
-    typical_seconds: float = Field(8, gt=0)
-    fps: int = Field(24, ge=1, le=60)
+    typical_seconds: TypicalSeconds = 8
+    fps: Count = Field(24, ge=1, le=60)
     # Each preview takes at least this long (to try the progress card); 0 = as fast as ffmpeg renders.
-    min_runtime_seconds: float = Field(0, ge=0)
+    min_runtime_seconds: FiniteFloat = Field(0, ge=0, le=3600)
 
 
 def _build(section: PreviewSection, wiring: Wiring) -> PreviewProvider:

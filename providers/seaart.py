@@ -13,7 +13,7 @@ nothing here ever sends one. Camera directives go out in the Chinese forms SeaAr
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from urllib.parse import quote
 
 import httpx
@@ -106,14 +106,14 @@ class SeaArtProvider(HttpProvider):
         base = _task_path(task_id)
         response = await self._request("GET", f"{base}/status", not_found="unknown task")
         retry_after = parse_retry_after(response.headers)
-        status = parse_status(self._object(response), retry_after=retry_after)
+        status = parse_status(self._object(response), retry_after=retry_after, secrets=self._secrets)
         if status is not None:
             return status
         # COMPLETED without an error: the output URL lives on /response.
         result = await self._request("GET", f"{base}/response", not_found="unknown task")
         if result.status_code == 202:  # stored result not ready yet (docs/providers/seaart.md)
             return TaskStatus("running", retry_after=retry_after, raw_status="COMPLETED")
-        return parse_result(self._object(result))
+        return parse_result(self._object(result), secrets=self._secrets)
 
     # ----- cancel ------------------------------------------------------------------------------------
 
@@ -140,12 +140,12 @@ class SeaArtProvider(HttpProvider):
         """Map an error answer; SeaArt's `error.code` and `detail` refine what the HTTP status says."""
         payload = json_or_none(response)
         message = self._message(response)
-        code = _error_code(payload)
+        code = _error_code(payload, self._secrets)
         shown = f"{code}: {message}" if code and message else code or message
         error = error_from_response(response, message=shown, creating=creating)
         kind = _refined_kind(code, message)
         if kind is None or kind is error.kind or response.status_code >= 500:
-            return _with_body_request_id(error, payload)
+            return _with_body_request_id(error, payload, self._secrets)
         return _with_body_request_id(
             ProviderError(
                 kind,
@@ -156,6 +156,7 @@ class SeaArtProvider(HttpProvider):
                 maybe_created=error.maybe_created,
             ),
             payload,
+            self._secrets,
         )
 
 
@@ -223,25 +224,30 @@ def imagedata_url(image: ImageInput) -> str:
 # ----- status mapping (pure) ---------------------------------------------------------------------------
 
 
-def parse_status(payload: Mapping[str, object], *, retry_after: float | None = None) -> TaskStatus | None:
+def parse_status(
+    payload: Mapping[str, object], *, retry_after: float | None = None, secrets: Iterable[str] = ()
+) -> TaskStatus | None:
     """Map a `/status` body onto a TaskStatus; None means COMPLETED without an error (fetch `/response`).
 
-    Unknown status words keep polling until the job's deadline."""
-    raw = sanitize(payload.get("status"), limit=40)
+    Unknown status words keep polling until the job's deadline. Every provider string is sanitised with
+    our `secrets`: the error text is stored with the job, and it may quote our key (in any case, cut short)."""
+    raw = sanitize(payload.get("status"), limit=40, secrets=secrets)
     word = raw.upper()
     if word == "IN_QUEUE":
         position = _position(payload.get("queue_position"))
         return TaskStatus("queued", queue_position=position, retry_after=retry_after, raw_status=raw)
     if word == "COMPLETED":
-        return completed_failure(payload, raw)
+        return completed_failure(payload, raw, secrets=secrets)
     # IN_PROGRESS and anything new.
     return TaskStatus("running", retry_after=retry_after, raw_status=raw)
 
 
-def completed_failure(payload: Mapping[str, object], raw: str = "COMPLETED") -> TaskStatus | None:
+def completed_failure(
+    payload: Mapping[str, object], raw: str = "COMPLETED", *, secrets: Iterable[str] = ()
+) -> TaskStatus | None:
     """The terminal status of a COMPLETED body that carries `error`/`error_type`; None when it has neither."""
-    error_type = sanitize(payload.get("error_type"), limit=40).upper()
-    error = sanitize(payload.get("error"))
+    error_type = sanitize(payload.get("error_type"), limit=40, secrets=secrets).upper()
+    error = sanitize(payload.get("error"), secrets=secrets)
     if not error_type and not error:
         return None
     detail = f"{error_type}: {error}" if error_type and error else error_type or error
@@ -253,9 +259,9 @@ def completed_failure(payload: Mapping[str, object], raw: str = "COMPLETED") -> 
     return TaskStatus("failed", failure=kind, failure_detail=detail, raw_status=raw)
 
 
-def parse_result(payload: Mapping[str, object]) -> TaskStatus:
+def parse_result(payload: Mapping[str, object], *, secrets: Iterable[str] = ()) -> TaskStatus:
     """Map a `/response` body (HTTP 200) onto a terminal TaskStatus."""
-    failure = completed_failure(payload)
+    failure = completed_failure(payload, secrets=secrets)
     if failure is not None:
         return failure
     outputs = payload.get("outputs")
@@ -275,10 +281,10 @@ def _position(value: object) -> int | None:
 # ----- error bodies (pure) -----------------------------------------------------------------------------
 
 
-def _error_code(payload: object) -> str:
+def _error_code(payload: object, secrets: Iterable[str]) -> str:
     error = payload.get("error") if isinstance(payload, dict) else None
     code = error.get("code") if isinstance(error, dict) else None
-    return sanitize(code, limit=40).upper() if isinstance(code, str) else ""
+    return sanitize(code, limit=40, secrets=secrets).upper() if isinstance(code, str) else ""
 
 
 def _refined_kind(code: str, message: str) -> FailureKind | None:
@@ -304,10 +310,10 @@ def _words(payload: object) -> set[str]:
     return {value.strip().upper() for value in values if isinstance(value, str)}
 
 
-def _with_body_request_id(error: ProviderError, payload: object) -> ProviderError:
+def _with_body_request_id(error: ProviderError, payload: object, secrets: Iterable[str]) -> ProviderError:
     """SeaArt puts `request_id` in error bodies; keep it when no header carried one."""
     if error.request_id is None and isinstance(payload, dict):
-        error.request_id = sanitize(payload.get("request_id"), limit=64) or None
+        error.request_id = sanitize(payload.get("request_id"), limit=64, secrets=secrets) or None
     return error
 
 

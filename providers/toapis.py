@@ -27,7 +27,7 @@ from core.provider import Capabilities, ProviderError, WebhookSignal
 from core.spec import DURATIONS_BY_RESOLUTION, MODEL_HAILUO_02, MODEL_HAILUO_23, GenerationSpec, ImageInput
 from core.tasks import FailureKind, TaskStatus
 from providers.kit.base import HttpProvider
-from providers.kit.entry import PaidSection, ProviderEntry, Wiring
+from providers.kit.entry import PaidSection, PollRate, ProviderEntry, Wiring
 from providers.kit.http import MODERATION_RE, json_or_none, kind_for_status, parse_retry_after, request_id, sanitize
 from providers.kit.images import shrink_to_jpeg
 from providers.toapis_callbacks import verify_delivery
@@ -73,7 +73,7 @@ WEBHOOK_NOT_CONFIGURED = "the ToAPIs API token has no task webhook configured (s
 
 class ToApisSection(PaidSection):
     base_url: str = Field(DEFAULT_BASE_URL, pattern="^https?://")
-    max_polls_per_second: float = Field(40, gt=0)  # its default tier allows 50 queries a second
+    max_polls_per_second: PollRate = 40  # its default tier allows 50 queries a second
 
 
 class ToApisProvider(HttpProvider):
@@ -308,7 +308,7 @@ def parse_task(
     payload: Mapping[str, object], *, retry_after: float | None = None, secrets: tuple[str, ...] = ()
 ) -> TaskStatus:
     """Map a `generation.task` object onto a TaskStatus. Unknown words keep polling."""
-    raw = sanitize(payload.get("status"), limit=40)
+    raw = sanitize(payload.get("status"), limit=40, secrets=secrets)
     word = raw.lower()
     progress = _progress(payload.get("progress"))
     if word in QUEUED_WORDS:

@@ -17,7 +17,7 @@ import asyncio
 import hashlib
 import hmac
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -131,7 +131,7 @@ class WaveSpeedProvider(HttpProvider):
             raise ProviderError(FailureKind.BAD_REQUEST, "empty task id")
         path = f"/api/v3/predictions/{quote(task_id, safe='')}/result"
         data, response = await self._get_data(path, not_found="unknown task")
-        return parse_prediction(data, retry_after=parse_retry_after(response.headers))
+        return parse_prediction(data, retry_after=parse_retry_after(response.headers), secrets=self._secrets)
 
     async def _get_data(self, path: str, *, not_found: str) -> tuple[dict[str, object], httpx.Response]:
         """One GET of an enveloped resource; its `data` object, or a ProviderError."""
@@ -234,16 +234,21 @@ async def imagedata_url(image: ImageInput) -> str:
 # ----- status mapping (pure) --------------------------------------------------------------------------
 
 
-def parse_prediction(data: Mapping[str, object], *, retry_after: float | None = None) -> TaskStatus:
-    """Map a prediction object (`data` of the envelope) onto a TaskStatus. Unknown words keep polling."""
-    raw = sanitize(data.get("status"), limit=40)
+def parse_prediction(
+    data: Mapping[str, object], *, retry_after: float | None = None, secrets: Iterable[str] = ()
+) -> TaskStatus:
+    """Map a prediction object (`data` of the envelope) onto a TaskStatus. Unknown words keep polling.
+
+    Every provider string is sanitised with our `secrets`: the error text is stored with the job, and a
+    task's error may quote our request back (its key included, in any case or cut short)."""
+    raw = sanitize(data.get("status"), limit=40, secrets=secrets)
     word = raw.lower()
     if word in QUEUED_WORDS:
         return TaskStatus("queued", retry_after=retry_after, raw_status=raw)
     if word == "completed":
         return _completed(data, raw)
     if word in FAILED_WORDS:
-        error = sanitize(data.get("error"))
+        error = sanitize(data.get("error"), secrets=secrets)
         kind = FailureKind.MODERATION if MODERATION_RE.search(error) else FailureKind.GENERATION_FAILED
         return TaskStatus("failed", failure=kind, failure_detail=error or f"task {word}", raw_status=raw)
     if word in CANCELLED_WORDS:

@@ -85,6 +85,27 @@ def test_an_empty_token_copied_from_env_example_counts_as_not_set(tmp_path: Path
     assert "DISCORD_TOKEN is not set" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_the_env_file_beside_config_is_read_when_started_from_elsewhere(tmp_path: Path) -> None:
+    with socket.socket() as sock:  # a port nothing listens on: reaching for it proves the token was read
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    conf, elsewhere = tmp_path / "conf", tmp_path / "elsewhere"
+    conf.mkdir(), elsewhere.mkdir()
+    (conf / "config.toml").write_text('[bot]\ndata_dir = "data"\n', encoding="utf-8")
+    (conf / ".env").write_text(f"DISCORD_TOKEN=t\nDISCORD_API_BASE=http://127.0.0.1:{closed}\n", encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bot.py")],
+        cwd=elsewhere,
+        env={**clean_env(tmp_path), "HAILUO_CONFIG": str(conf / "config.toml")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "Could not reach Discord" in result.stderr and "DISCORD_TOKEN is not set" not in result.stderr
+    assert (conf / "data" / "hailuo.db").exists()
+
+
 def test_a_wrong_token_is_one_sentence(tmp_path: Path) -> None:
     async def run() -> subprocess.CompletedProcess[str]:
         fake = FakeDiscord()  # refuses any token but its own, as Discord does (401)

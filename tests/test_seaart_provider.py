@@ -19,6 +19,7 @@ from core.tasks import FailureKind
 from providers.kit.transport import AiohttpTransport
 from providers.seaart import SeaArtProvider, parse_result, parse_status, split_task_id
 from tests.fakes.seaart_server import UNKNOWN_STATUS_WORD, FakeSeaArt, default_mp4, validate_body, webhook_fields
+from tests.leaks import echoes, key_echoes
 
 KEY = "sa-test-key"
 T2V = "minimax_hailuo_23_t2v"
@@ -714,3 +715,29 @@ async def test_fake_create_answer_urls_work_and_response_is_202_until_done(fake:
     assert missing.status_code == 404 and missing.json() == {"detail": "App not found: no_such_app"}
     assert sync.status_code == 404 and sync.json() == {"detail": "Not Found"}
     assert stream.json() == {"detail": "SSE streaming not supported"}
+
+
+ECHO_KEY = "sa_live_7Hq2Lx9Pz4Rt8Vb3Nc6Kd1"
+
+
+async def test_a_failed_task_quoting_the_key_keeps_no_part_of_it() -> None:
+    upper, short, middle, _ = key_echoes(ECHO_KEY)
+    async with FakeSeaArt(ECHO_KEY, duration_s=0.2) as server:
+        client = local(ECHO_KEY, server.base_url)
+        try:
+            error_text = f"auth {upper} failed; retried with {short}… and {middle}"
+            server.next_scenario(queued_polls=0, processing_polls=0, outcome="failed", error_text=error_text)
+            status = await client.poll(await client.submit(t2v()))
+            server.fail_next_submit(400, {"error": {"code": ECHO_KEY[:12].upper(), "message": error_text}})
+            exc = await submit_error(client, t2v())
+        finally:
+            await client.aclose()
+    assert status.state == "failed" and status.failure_detail.startswith("INFERENCE_FAILURE: auth ***")
+    assert echoes(status.failure_detail, ECHO_KEY) == [] and echoes(status.raw_status, ECHO_KEY) == []
+    assert echoes(str(exc), ECHO_KEY) == [] and "***" in exc.detail
+
+
+def test_status_parsers_mask_the_key_wherever_seaart_puts_it() -> None:
+    body = {"status": "COMPLETED", "error_type": ECHO_KEY[4:16], "error": ECHO_KEY.swapcase()}
+    for status in (parse_status(body, secrets=[ECHO_KEY]), parse_result(body, secrets=[ECHO_KEY])):
+        assert status is not None and echoes(status.failure_detail, ECHO_KEY) == []

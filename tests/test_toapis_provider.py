@@ -37,6 +37,7 @@ from tests.fakes.toapis_server import (
     default_mp4,
     sign,
 )
+from tests.leaks import echoes
 
 KEY = "ta-test-key"
 SECRET = "whsec-current-0123456789abcdef0123456789"
@@ -1073,3 +1074,10 @@ async def test_fake_refuses_a_small_uploaded_image_when_it_is_used(fake: FakeToA
     exc = await submit_error(provider, i2v(img=image(size=(300, 300))))
     assert exc.kind is FailureKind.BAD_REQUEST and "short side" in exc.detail
     assert len(fake.uploads) == 1 and fake.tasks == {}
+
+
+def test_a_status_word_or_error_quoting_the_key_keeps_no_part_of_it() -> None:
+    key = "sk-toapis-7Hq2Lx9Pz4Rt8Vb3Nc6K"
+    running = parse_task({"status": key.upper()[:30]}, secrets=(key,))
+    failed = parse_task({"status": "failed", "error": {"message": f"key {key[3:15].lower()} refused"}}, secrets=(key,))
+    assert echoes(running.raw_status, key) == [] and failed.failure_detail == "key *** refused"

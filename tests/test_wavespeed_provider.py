@@ -22,6 +22,7 @@ from core.spec import GenerationSpec, ImageInput
 from core.tasks import FailureKind
 from providers.wavespeed import WaveSpeedProvider, parse_prediction, verify_callback
 from tests.fakes.wavespeed_server import UNKNOWN_STATUS_WORD, FakeWaveSpeed, default_mp4, validate_body
+from tests.leaks import echoes, key_echoes
 
 KEY = "ws-test-key"
 
@@ -937,3 +938,27 @@ async def test_the_fake_can_repeat_an_event_id_and_records_unreachable_receivers
 
     fake.tasks[task_id].webhook_url = "http://127.0.0.1:9/nowhere"  # discard port: nobody listens
     assert (await fake.send_webhook(task_id)).status == 0
+
+
+ECHO_KEY = "wsk_live_4Tq8Lm2Xz7Pb9Rv3Nc5Kd6"
+
+
+async def test_a_failed_task_quoting_the_key_keeps_no_part_of_it() -> None:
+    upper, short, middle, _ = key_echoes(ECHO_KEY)
+    async with FakeWaveSpeed(ECHO_KEY, duration_s=0.2) as server:
+        client = WaveSpeedProvider(ECHO_KEY, server.base_url, timeout=2.0)
+        try:
+            error_text = f"auth {upper} failed; retried with {short}… and {middle}"
+            server.next_scenario(queued_polls=0, processing_polls=0, outcome="failed", error_text=error_text)
+            status = await client.poll(await client.submit(t2v()))
+        finally:
+            await client.aclose()
+    assert status.state == "failed" and status.failure_detail.startswith("auth *** failed")
+    assert echoes(status.failure_detail, ECHO_KEY) == []
+
+
+def test_parse_prediction_masks_the_key_in_the_status_and_the_error() -> None:
+    data = {"status": ECHO_KEY.upper(), "error": f"bad key {ECHO_KEY[2:14].lower()}"}
+    assert echoes(parse_prediction(data, secrets=[ECHO_KEY]).raw_status, ECHO_KEY) == []
+    failed = parse_prediction({"status": "failed", "error": data["error"]}, secrets=[ECHO_KEY])
+    assert failed.failure_detail == "bad key ***"

@@ -12,11 +12,23 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Annotated, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AllowInfNan, BaseModel, ConfigDict, Field, Strict, StrictInt
 
 from core.provider import Provider
+
+# The number types of config.toml sections. TOML gives native types, so strict parsing costs an operator
+# nothing and refuses `true` where a number belongs (pydantic would read it as 1) or "30" for seconds. A
+# float field still takes an integer (`timeout = 30`). Infinity and NaN are refused, and every field has
+# bounds besides, so a typo cannot make a job poll forever or fail at once (README "Config ranges").
+FiniteFloat = Annotated[float, Strict(), AllowInfNan(False)]
+Count = StrictInt
+TypicalSeconds = Annotated[FiniteFloat, Field(ge=0.1, le=3600)]  # a generation takes up to an hour
+CallTimeout = Annotated[FiniteFloat, Field(ge=1, le=600)]  # one API call: a second to ten minutes
+# At least one status poll every 100 s across all jobs (1e-300 left jobs unpolled past their deadline),
+# at most far above any provider's limit.
+PollRate = Annotated[FiniteFloat, Field(ge=0.01, le=10_000)]
 
 
 class ProviderSection(BaseModel):
@@ -25,16 +37,16 @@ class ProviderSection(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    typical_seconds: float = Field(75, gt=0)
+    typical_seconds: TypicalSeconds = 75
 
 
 class PaidSection(ProviderSection):
     """The section of a paid HTTP provider. Subclasses give `base_url` its default."""
 
     base_url: str = Field(pattern="^https?://")
-    timeout: float = Field(30.0, gt=0)  # seconds for one API call
+    timeout: CallTimeout = 30.0  # seconds for one API call
     # Status polls of all jobs together, at most this many per second (services.polling.PollPacer).
-    max_polls_per_second: float = Field(250, gt=0)
+    max_polls_per_second: PollRate = 250
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from email.utils import parsedate_to_datetime
 import httpx
 
 from core.provider import ProviderError
+from core.redaction import redact_secrets
 from core.tasks import FailureKind
 from providers.kit.transport import AiohttpTransport
 
@@ -129,12 +130,12 @@ def request_id(headers: httpx.Headers) -> str | None:
 
 
 def sanitize(text: object, *, limit: int = MESSAGE_LIMIT, secrets: Iterable[str] = ()) -> str:
-    """A provider-supplied string made safe for logs: no secrets, no control characters, bounded length."""
+    """A provider-supplied string made safe for logs and the database: no secrets, no control characters,
+    bounded length. Any run of 8+ characters of a secret is masked in any letter case (core.redaction), so
+    a key the provider echoes upper-cased or cut short is caught too."""
     if not isinstance(text, str):
         return ""
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "***")
+    text = redact_secrets(text, secrets)
     text = _CREDENTIAL_RE.sub(lambda m: f"{m.group(1)}{m.group(2)}***", text)
     text = _CONTROL_RE.sub(" ", text).strip()
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"

@@ -13,6 +13,7 @@ logged as ``/attachments/...``.
 from __future__ import annotations
 
 import asyncio
+import base64
 import inspect
 import json
 import mimetypes
@@ -43,6 +44,12 @@ JOINED_AT = "2024-01-01T00:00:00+00:00"
 
 def _now_iso() -> str:
     return datetime.now(UTC).isoformat()
+
+
+def interaction_token(interaction_id: int) -> str:
+    """Shaped like Discord's: base64 of "interaction:<id>:<random>", so it starts "aW50ZXJhY3Rpb246"."""
+    raw = f"interaction:{interaction_id}:{secrets.token_urlsafe(48)}"
+    return base64.b64encode(raw.encode()).decode().rstrip("=")
 
 
 def _json(obj: object, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -551,7 +558,8 @@ class FakeDiscord:
                 self._roles[role_id] = self._role_json(role_id, f"role-{role_id}", 0)
                 await conn.dispatch("GUILD_ROLE_CREATE", {"guild_id": str(self.guild_id), "role": self._roles[role_id]})
         limit = self.upload_limit if attachment_size_limit is None else attachment_size_limit
-        iid, token = self._snowflake(), f"itoken-{secrets.token_urlsafe(24)}"
+        iid = self._snowflake()
+        token = interaction_token(iid)
         user = {"id": str(user_id), "username": user_name, "discriminator": "0", "avatar": None, "global_name": None}
         payload: JSON = {
             "id": str(iid), "application_id": str(self.application_id), "type": itype, "version": 1, "token": token,

@@ -99,6 +99,7 @@ class Scenario:
     processing_polls: int | None = None
     outcome: Outcome = "completed"
     error_type: str = ""
+    error_text: str = ""  # the `error` of a failed task ("" → SeaArt's usual text)
     queue_position: int = 0
     response_pending: int = 0
     output_bytes: bytes | None = None  # None → a small valid mp4
@@ -156,7 +157,7 @@ class FakeTask:
         """`(error, error_type)` of a finished task, None when it succeeded."""
         outcome = "cancelled" if self.cancelled_at is not None else self.scenario.outcome
         if outcome == "failed":
-            return FAILURE_TEXT["failed"], self.scenario.error_type or "INFERENCE_FAILURE"
+            return self.scenario.error_text or FAILURE_TEXT["failed"], self.scenario.error_type or "INFERENCE_FAILURE"
         if outcome == "blocked":
             return FAILURE_TEXT["blocked"], "CONTENT_BLOCKED"
         if outcome == "cancelled":
