@@ -159,15 +159,15 @@ class WebhooksSection(_Section):
     # Loopback by default: a reverse proxy on this machine (TLS, its own limits) is the way in. "0.0.0.0"
     # takes callbacks directly, and is needed inside a container (the proxy is then outside it).
     listen_host: str = "127.0.0.1"
-    listen_port: int = Field(8080, ge=0, le=65535)
+    listen_port: Count = Field(8080, ge=0, le=65535)
     # Open connections at most; the rest of the process's file descriptors stay for the bot's own sockets.
-    max_connections: int = Field(64, ge=1, le=4096)
+    max_connections: Count = Field(64, ge=1, le=4096)
     # A new connection must send a complete request head within this; later requests on a kept-alive
     # connection within `idle_timeout_seconds` of the previous answer. Slow or silent clients are closed.
-    header_timeout_seconds: float = Field(5.0, ge=0.1, le=60)
-    idle_timeout_seconds: float = Field(15.0, ge=0.1, le=300)
+    header_timeout_seconds: FiniteFloat = Field(5.0, ge=0.1, le=60)
+    idle_timeout_seconds: FiniteFloat = Field(15.0, ge=0.1, le=300)
     # The whole body must arrive within this (a body can be up to 32 MiB: WaveSpeed echoes the inputs).
-    body_timeout_seconds: float = Field(30.0, ge=0.1, le=600)
+    body_timeout_seconds: FiniteFloat = Field(30.0, ge=0.1, le=600)
 
     def model_post_init(self, _context: Any) -> None:
         # The default listen_host was "0.0.0.0" until the receiver moved behind a reverse proxy by default.

@@ -121,9 +121,9 @@ class MiniMaxProvider(HttpProvider):
         retry_after = parse_retry_after(response.headers)
         code = base_resp_code(payload)
         if code in (INPUT_SENSITIVE, OUTPUT_SENSITIVE):
-            return _moderated(code, sanitize(payload.get("status"), limit=40))
+            return _moderated(code, sanitize(payload.get("status"), limit=40, secrets=self._secrets))
         self._raise_for_base_resp(response, payload, polling=True)
-        status = parse_query(payload, retry_after=retry_after)
+        status = parse_query(payload, retry_after=retry_after, secrets=self._secrets)
         if status.state != "succeeded":
             return status
         raw = status.raw_status
@@ -278,11 +278,13 @@ def base_resp_code(payload: Mapping[str, object]) -> int | None:
     return None
 
 
-def parse_query(payload: Mapping[str, object], *, retry_after: float | None = None) -> TaskStatus:
+def parse_query(
+    payload: Mapping[str, object], *, retry_after: float | None = None, secrets: tuple[str, ...] = ()
+) -> TaskStatus:
     """Map a Query answer (base_resp already checked) onto a TaskStatus. Unknown words keep polling.
 
     `succeeded` here carries no URL yet: the caller still has to retrieve the file."""
-    raw = sanitize(payload.get("status"), limit=40)
+    raw = sanitize(payload.get("status"), limit=40, secrets=secrets)  # stored with the job's history
     word = raw.lower()
     if word in QUEUED_WORDS:
         return TaskStatus("queued", retry_after=retry_after, raw_status=raw)
