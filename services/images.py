@@ -31,6 +31,7 @@ worker process with CPU, memory and wall-clock limits on top: `services.image_po
 from __future__ import annotations
 
 import io
+import mmap
 import struct
 
 from PIL import Image, UnidentifiedImageError
@@ -279,11 +280,42 @@ def _webp_canvas(data: bytes) -> tuple[int, int] | None:
     return None
 
 
+def _decoder_memory(layout: JpegLayout | PngLayout | None, canvas: tuple[int, int] | None) -> int:
+    """Roughly what the decoder allocates at once: libjpeg's coefficient buffer, libwebp's canvas."""
+    if isinstance(layout, JpegLayout):
+        return layout.coefficient_bytes if layout.buffered else 0
+    if layout is None and canvas is not None:
+        return canvas[0] * canvas[1] * 4
+    return 0
+
+
+def _could_map(size: int) -> bool:
+    """Whether `size` bytes of address space can be had now (reserved, never touched)."""
+    if size <= 0:
+        return True
+    try:
+        with mmap.mmap(-1, size):
+            return True
+    except OSError:
+        return False
+
+
 def _open_and_check(data: bytes, mime: str, budget: Budget) -> ImageInput:
     layout = _walk(data, mime, budget)  # before any parser that loops in Python over what it finds
     canvas = _webp_canvas(data) if mime == "image/webp" else None
     if canvas is not None:
         _check_pixels(*canvas)
+    try:
+        return _parse_and_decode(data, mime, layout, budget)
+    except OSError:
+        # libjpeg and libwebp report a failed allocation as a broken stream. Under the worker's memory
+        # limit (services.image_pool) that is the limit speaking, not damage: say so.
+        if not _could_map(_decoder_memory(layout, canvas)):
+            raise TooComplex("decoder out of memory") from None
+        raise
+
+
+def _parse_and_decode(data: bytes, mime: str, layout: JpegLayout | PngLayout | None, budget: Budget) -> ImageInput:
     with Image.open(io.BytesIO(data), formats=[_PIL_FORMAT[mime]]) as img:
         _check_pixels(*img.size)  # before anything that could decode pixels
         width, height = _oriented(img)
