@@ -145,9 +145,10 @@ def walk_jpeg(data: bytes, budget: Budget) -> JpegLayout:
         # The next marker. What comes before it (junk bytes, extra 0xFF fill bytes, stray 0xFF00 pairs)
         # libjpeg skips with a warning and Pillow's header parser one Python loop turn per byte, so it
         # has a small budget. Normal files have none.
-        found = _NEXT_MARKER.search(data, pos)
+        window = min(n, pos + budget.padding_bytes - padding + 2)  # never scan further than the budget
+        found = _NEXT_MARKER.search(data, pos, window)
         if found is None:
-            raise Damaged("no end-of-image marker")
+            raise TooComplex("padding bytes") if window < n else Damaged("no end-of-image marker")
         padding += found.start() - pos
         if padding > budget.padding_bytes:
             raise TooComplex("padding bytes")
@@ -187,7 +188,7 @@ def walk_jpeg(data: bytes, budget: Budget) -> JpegLayout:
             if found is None:
                 raise Damaged("scan data runs to the end of the file")
             # Restart markers come at most once per MCU; millions of them are an attack, not an image.
-            if sum(data.count(rst, pos, found.start()) for rst in _RESTARTS) > mcu_count:
+            if _more_restarts_than(data, pos, found.start(), mcu_count):
                 raise TooComplex("restart markers")
             pos = found.start()
     if not scans:
@@ -196,6 +197,20 @@ def walk_jpeg(data: bytes, budget: Budget) -> JpegLayout:
         _ceil_div(c.blocks_wide, c.h) * c.h * _ceil_div(c.blocks_high, c.v) * c.v * 128 for c in components
     )
     return JpegLayout(segments, progressive, scans, block_passes, coefficients)
+
+
+def _more_restarts_than(data: bytes, start: int, end: int, limit: int) -> bool:
+    """Whether data[start:end] holds more than `limit` restart markers, counted at C speed, in 1 MiB
+    steps so a flood is caught in its first step. Most scans have fewer 0xFF bytes than MCUs at all."""
+    if data.count(b"\xff", start, end) <= limit:
+        return False
+    found = 0
+    for step in range(start, end, MIB):
+        stop = min(end, step + MIB + 1)  # one byte of overlap: a marker across the seam counts once
+        found += sum(data.count(marker, step, stop) for marker in _RESTARTS)
+        if found > limit:
+            return True
+    return False
 
 
 def check_jpeg_work(layout: JpegLayout, budget: Budget) -> None:

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image, JpegImagePlugin
 
 from core.errors import UserError
-from services.image_structure import Budget, walk_jpeg
+from services.image_structure import MIB, Budget, _more_restarts_than, walk_jpeg
 from services.images import TOO_COMPLEX, inspect_image
 from tests import hostile_images as hostile
 from tests.test_images import encode
@@ -235,3 +235,13 @@ def test_png_chunk_lengths_and_crcs_are_still_checked() -> None:
     for data in (bad_crc, claims_more, good[:-12]):  # (the last one has no IEND)
         with pytest.raises(UserError, match=DAMAGED):
             inspect_image(data)
+
+
+@pytest.mark.parametrize("at", [0, MIB - 2, MIB - 1, MIB, 2 * MIB - 1])
+def test_restart_markers_are_counted_once_wherever_they_fall(at: int) -> None:
+    data = bytearray(3 * MIB)
+    data[at : at + 2] = b"\xff\xd3"
+    data[-2:] = b"\xff\xd7"
+    data[2 * MIB + 100 : 2 * MIB + 110] = b"\xff\x00" * 5  # stuffed bytes: 0xFF that are not markers
+    assert not _more_restarts_than(bytes(data), 0, len(data), 2)
+    assert _more_restarts_than(bytes(data), 0, len(data), 1)
