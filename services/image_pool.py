@@ -66,6 +66,13 @@ _PRELOAD = ["services.image_pool", "PIL.JpegImagePlugin", "PIL.PngImagePlugin", 
 _real_preparation_data = spawn.get_preparation_data
 
 
+def worker_context() -> multiprocessing.context.BaseContext:
+    """The fork server context, set up for image workers (also used by bench/images.py)."""
+    _CONTEXT.set_forkserver_preload(_PRELOAD)  # read when the fork server starts (once per process)
+    spawn.get_preparation_data = _preparation_data
+    return _CONTEXT
+
+
 def _preparation_data(name: str) -> dict[str, Any]:
     """multiprocessing makes every child re-import the parent's main module before it runs: for
     `python bot.py` that is all of discord.py, ~0.4 s of CPU and ~40 MB in every worker, i.e. for every
@@ -273,14 +280,12 @@ class ImageChecker:
             return self._pool
 
     def _new_pool(self) -> ProcessPool:
-        _CONTEXT.set_forkserver_preload(_PRELOAD)  # read when the fork server starts (once per process)
-        spawn.get_preparation_data = _preparation_data
         pool = ProcessPool(
             max_workers=self._workers,
             max_tasks=1,
             initializer=limit_worker,
             initargs=self._limits,
-            context=_CONTEXT,
+            context=worker_context(),
         )
         _ = pool.active  # starts the pool (and the fork server, the first time): blocking, hence a thread
         return pool
