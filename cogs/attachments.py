@@ -61,8 +61,8 @@ class AttachmentFetcher:
             self._http = None
 
     async def image(self, attachment: discord.Attachment, label: str = "image") -> ImageInput:
+        data = await self._download(attachment.url)
         try:
-            data = await self._download(attachment.url)
             return await self.checker.check(data)
         except UserError as exc:
             if label == "image":
