@@ -27,6 +27,7 @@ import yarl
 
 import logsafe
 from app import App, open_app
+from cogs.attachments import cdn_origins
 from cogs.buttons import ButtonRouter
 from cogs.client import HailuoBot
 from cogs.context import CogContext
@@ -91,6 +92,7 @@ def build_bot(app: App, *, force_sync: bool = False, **options: object) -> Hailu
         buttons=ButtonRouter(funnel),
         funnel=funnel,
         handover_seconds=app.settings.config.bot.token_handover_seconds,
+        cdn_origins=cdn_origins(app.settings.secrets.discord_api_base),
     )
     bot = app.settings.config.bot
     return HailuoBot(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cogs.attachments import DISCORD_CDN
 from cogs.buttons import ButtonRouter
 from cogs.funnel import ErrorFunnel
 from services.jobs import JobService
@@ -19,3 +20,5 @@ class CogContext:
     # After this many seconds a job's card is edited with the bot token instead of the interaction's
     # (which Discord expires at 15 minutes: docs/discord.md).
     handover_seconds: float = 840
+    # Where attachments may be downloaded from (cogs.attachments.cdn_origins).
+    cdn_origins: tuple[str, ...] = DISCORD_CDN

@@ -35,7 +35,7 @@ from services.images import check_declared
 class GenerateCog(commands.Cog):
     def __init__(self, bot: commands.Bot, context: CogContext) -> None:
         self.launcher = JobLauncher(context)
-        self.attachments = AttachmentFetcher()
+        self.attachments = AttachmentFetcher(context.cdn_origins)
         offer = context.jobs.offer()
         offer_only_what_is_served([self.video, self.animate], self.animate, offer.models, offer.end_frames)
 
@@ -43,7 +43,7 @@ class GenerateCog(commands.Cog):
         await self.attachments.open()
 
     async def cog_unload(self) -> None:
-        await self.attachments.close()
+        await self.attachments.close()  # kills image checks in flight: a shutdown never waits for them
 
     # ----- commands --------------------------------------------------------------------------------
 

@@ -4,18 +4,25 @@ Rules (docs/providers/minimax.md §4): JPEG, PNG or WebP; at most 20 MB; short s
 from 2:5 to 5:2, both ends included (some resellers say strictly between; we follow the official
 "2:5…5:2"). "MB" here is MiB (20 × 1024 × 1024 bytes), the same number the download cap uses.
 
-Safety, since the bytes come from strangers:
+Safety, since the bytes come from strangers (every check below has bounded cost; the bot runs it in a
+worker process with CPU, memory and wall-clock limits on top: `services.image_pool`):
 - The format comes from magic bytes only; the file name and content type are never trusted.
+- The structure is walked first (`services.image_structure`), with a `Budget` on every count: JPEG
+  segments, scans, fill bytes and decode work; PNG and WebP chunks. Floods of tiny structures (4,000
+  progressive scans in 0.4 MB, millions of empty COM segments or PNG chunks) are refused as "too
+  complex" before any decoder sees them, and a missing end marker or a bad chunk CRC as damaged.
 - Dimensions come from Pillow's lazy header parse (`Image.open` without `load()`), and the image is
   refused above MAX_PIXELS (50 MP) or MAX_SIDE (16384 px) before any pixel is decoded. WebP's canvas
   size is read from its first 30 bytes *before* Pillow opens it, because Pillow's WebP open already
   allocates the canvas. Pillow's global
   `MAX_IMAGE_PIXELS` is left alone (it is process-wide); its DecompressionBombError (for headers claiming
   more than ~179 MP) is caught and given the same message. For 90–179 MP Pillow may log its warning first.
-- Integrity is checked with bounded work: PNG with `verify()` (chunk CRCs up to IEND, no decoding);
-  JPEG by decoding at 1/8 scale (`draft`), which still reads every byte of the scan; WebP through
-  libwebp's demuxer, which Pillow runs on open and which refuses incomplete chunks, plus a full decode
-  up to DECODE_BUDGET_PIXELS (16 MP; WebP has no reduced-scale decode in Pillow).
+- Pillow parses the file once; the pixels are then really decoded, at bounded cost: JPEG at 1/8 scale
+  (`draft`), which still reads every byte of every scan, after the walk's estimate of libjpeg's work and
+  coefficient memory passed the budget; PNG by inflating the whole IDAT stream in 1 MiB steps and
+  checking its length and every row's filter byte (no bitmap is built, so memory stays flat); WebP
+  through libwebp's demuxer, which Pillow runs on open and which refuses incomplete chunks, plus a full
+  decode up to DECODE_BUDGET_PIXELS (16 MP; WebP has no reduced-scale decode in Pillow).
 - Animated PNG (APNG) and animated WebP are refused: the provider wants a single first frame. A JPEG
   with extra MPO frames (phone depth/preview images) is a normal still photo and is accepted.
 - Reported width × height follow the EXIF orientation, i.e. what the user sees.
@@ -24,12 +31,25 @@ Safety, since the bytes come from strangers:
 from __future__ import annotations
 
 import io
+import mmap
 import struct
 
 from PIL import Image, UnidentifiedImageError
 
 from core.errors import UserError
 from core.spec import ImageInput
+from services.image_structure import (
+    Budget,
+    Damaged,
+    JpegLayout,
+    PngLayout,
+    TooComplex,
+    check_jpeg_work,
+    check_png_pixels,
+    walk_jpeg,
+    walk_png,
+    walk_webp,
+)
 
 MAX_DECLARED_BYTES = 20 * 1024 * 1024
 MIN_SHORT_SIDE = 300  # exclusive: the short side must be more than this
@@ -43,6 +63,11 @@ _PIL_FORMAT = {"image/jpeg": "JPEG", "image/png": "PNG", "image/webp": "WEBP"}
 _DAMAGED = (
     "The image file is damaged or incomplete. Export it again (or take a screenshot of it) and upload the new file."
 )
+TOO_COMPLEX = (
+    "This image is too complex to process. Save it again as a normal JPEG or PNG (or take a screenshot of it) "
+    "and upload the new file."
+)
+DEFAULT_BUDGET = Budget()
 # Everything Pillow's parsers are known to raise on hostile or broken input.
 _PIL_ERRORS: tuple[type[BaseException], ...] = (
     OSError,  # includes UnidentifiedImageError and "image file is truncated"
@@ -213,17 +238,24 @@ def _oriented(img: Image.Image) -> tuple[int, int]:
     return (height, width) if orientation in _ROTATED else (width, height)
 
 
-def _verify(data: bytes, mime: str) -> None:
-    """Bounded integrity check on a fresh parse (verify() and load() leave the parser unusable)."""
-    with Image.open(io.BytesIO(data), formats=[_PIL_FORMAT[mime]]) as img:
-        width, height = img.size
-        if mime == "image/png":
-            img.verify()
-        elif mime == "image/jpeg":
-            img.draft("RGB", (max(width // 8, 1), max(height // 8, 1)))
-            img.load()
-        elif width * height <= DECODE_BUDGET_PIXELS:
-            img.load()
+def _walk(data: bytes, mime: str, budget: Budget) -> JpegLayout | PngLayout | None:
+    if mime == "image/jpeg":
+        return walk_jpeg(data, budget)
+    if mime == "image/png":
+        return walk_png(data, budget)
+    walk_webp(data, budget)
+    return None
+
+
+def _decode(img: Image.Image, layout: JpegLayout | PngLayout | None, budget: Budget) -> None:
+    """Decode what Pillow can decode cheaply, on the parse that read the header (PNG: see below)."""
+    width, height = img.size
+    if isinstance(layout, JpegLayout):
+        check_jpeg_work(layout, budget)
+        img.draft("RGB", (max(width // 8, 1), max(height // 8, 1)))
+        img.load()
+    elif layout is None and width * height <= DECODE_BUDGET_PIXELS:  # WebP
+        img.load()
 
 
 def _is_animated(img: Image.Image, mime: str) -> bool:
@@ -248,10 +280,42 @@ def _webp_canvas(data: bytes) -> tuple[int, int] | None:
     return None
 
 
-def _open_and_check(data: bytes, mime: str) -> ImageInput:
+def _decoder_memory(layout: JpegLayout | PngLayout | None, canvas: tuple[int, int] | None) -> int:
+    """Roughly what the decoder allocates at once: libjpeg's coefficient buffer, libwebp's canvas."""
+    if isinstance(layout, JpegLayout):
+        return layout.coefficient_bytes if layout.buffered else 0
+    if layout is None and canvas is not None:
+        return canvas[0] * canvas[1] * 4
+    return 0
+
+
+def _could_map(size: int) -> bool:
+    """Whether `size` bytes of address space can be had now (reserved, never touched)."""
+    if size <= 0:
+        return True
+    try:
+        with mmap.mmap(-1, size):
+            return True
+    except OSError:
+        return False
+
+
+def _open_and_check(data: bytes, mime: str, budget: Budget) -> ImageInput:
+    layout = _walk(data, mime, budget)  # before any parser that loops in Python over what it finds
     canvas = _webp_canvas(data) if mime == "image/webp" else None
     if canvas is not None:
         _check_pixels(*canvas)
+    try:
+        return _parse_and_decode(data, mime, layout, budget)
+    except OSError:
+        # libjpeg and libwebp report a failed allocation as a broken stream. Under the worker's memory
+        # limit (services.image_pool) that is the limit speaking, not damage: say so.
+        if not _could_map(_decoder_memory(layout, canvas)):
+            raise TooComplex("decoder out of memory") from None
+        raise
+
+
+def _parse_and_decode(data: bytes, mime: str, layout: JpegLayout | PngLayout | None, budget: Budget) -> ImageInput:
     with Image.open(io.BytesIO(data), formats=[_PIL_FORMAT[mime]]) as img:
         _check_pixels(*img.size)  # before anything that could decode pixels
         width, height = _oriented(img)
@@ -260,13 +324,16 @@ def _open_and_check(data: bytes, mime: str) -> ImageInput:
                 "Animated images can't be used as the first frame. Upload a still JPEG, PNG or WebP "
                 "(e.g. export the frame you want)."
             )
-    check_rules(width, height)
-    _verify(data, mime)
+        check_rules(width, height)
+        _decode(img, layout, budget)
+    if isinstance(layout, PngLayout):
+        check_png_pixels(data, layout)
     return ImageInput(data=data, mime=mime, width=width, height=height)
 
 
-def inspect_image(data: bytes) -> ImageInput:
-    """Validate an uploaded image and describe it; every problem is a UserError, never a traceback."""
+def inspect_image(data: bytes, budget: Budget = DEFAULT_BUDGET) -> ImageInput:
+    """Validate an uploaded image and describe it; every problem is a UserError, never a traceback.
+    The work is bounded by `budget` (and by the file size); see the module docstring."""
     if not data:
         raise UserError("The image file is empty (0 bytes). Upload the image again.")
     if len(data) > MAX_DECLARED_BYTES:
@@ -277,7 +344,11 @@ def inspect_image(data: bytes) -> ImageInput:
     if mime is None:
         raise _refuse_format(data)
     try:
-        return _open_and_check(data, mime)
+        return _open_and_check(data, mime, budget)
+    except TooComplex:
+        raise UserError(TOO_COMPLEX) from None
+    except Damaged:
+        raise UserError(_DAMAGED) from None
     except Image.DecompressionBombError:
         raise UserError(
             f"The image claims to be enormous (over {MAX_PIXELS // 1_000_000} megapixels). "
@@ -285,7 +356,7 @@ def inspect_image(data: bytes) -> ImageInput:
         ) from None
     except UnidentifiedImageError:
         raise UserError(_DAMAGED) from None
-    except MemoryError:
-        raise UserError("The image is too large to check. Resize it and upload it again.") from None
+    except MemoryError:  # the worker's memory limit (or this machine's) was reached
+        raise UserError(TOO_COMPLEX) from None
     except _PIL_ERRORS:
         raise UserError(_DAMAGED) from None

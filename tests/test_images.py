@@ -323,9 +323,11 @@ def test_webp_canvas_checked_before_pillow_allocates_it(width: int, height: int,
             inspect_image(webp_vp8x_header(width, height))
 
 
-def test_png_pixels_are_never_decoded(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_png_pixels_are_checked_without_pillow_building_a_bitmap(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The pixel data is inflated and checked in steps (tests/test_image_limits.py); a full-size bitmap,
+    # up to 50 MP × 8 bytes, is never built.
     def refuse_decoding(self: Image.Image) -> None:
-        raise AssertionError("PNG pixels were decoded")
+        raise AssertionError("Pillow decoded the PNG into a bitmap")
 
     monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", refuse_decoding)
     exif = Image.Exif()

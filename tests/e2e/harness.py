@@ -167,6 +167,7 @@ async def running_bot(
         secrets=Secrets(
             _env_file=None,  # type: ignore[call-arg]
             discord_token=SecretStr(fake.bot_token),
+            discord_api_base=fake.base_url,  # as in production: attachments are fetched from this origin only
             **keys,
             **{name: SecretStr(value) for name, value in (secrets or {}).items()},
         ),

@@ -12,6 +12,8 @@ A case that fails is reported by its name together with every other failing case
 
 from __future__ import annotations
 
+import asyncio
+import multiprocessing
 import random
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -19,9 +21,14 @@ from pathlib import Path
 from typing import Literal
 
 import pytest
+from pebble.pool.process import WORKERS_NAME
 
+from cogs.attachments import AttachmentFetcher
 from core.jobs import LedgerTotals
+from services.image_pool import ImageChecker
+from services.image_structure import Budget
 from services.images import MAX_DECLARED_BYTES
+from tests import hostile_images as hostile
 from tests.e2e.harness import BotUnderTest, running_bot
 from tests.e2e.test_generation_flows import cards, finished, jpeg
 from tests.fakes.discord_server import LOADING, FakeDiscord, FakeInteraction, FakeMessage
@@ -72,6 +79,7 @@ class Upload:
     content_type: str | None
     declared_size: int | None = None
     gone_from_cdn: bool = False  # the attachment URL answers 404
+    off_the_cdn: bool = False  # a forged attachment whose URL points at another host
 
 
 @dataclass(frozen=True)
@@ -235,6 +243,7 @@ def image_cases() -> list[Refused]:
     """/animate refused for its image (or end image). Built when the test runs: some inputs are big."""
     size = ("the short side must be more than 300 px",)
     damaged = ("damaged or incomplete", "Export it again")
+    complex_ = ("too complex to process", "screenshot")
     wrong = ("JPEG, PNG or WebP", "Convert it to")
     over = MAX_DECLARED_BYTES + 1
 
@@ -327,6 +336,37 @@ def image_cases() -> list[Refused]:
             Upload(webp_vp8x_header(16_384, 16_384), "bomb.webp", "image/webp"),
             ("268 megapixels", "the limit is 50 megapixels"),
         ),
+        # Issue rows 1 and 14: the attacks seen, refused privately within the worker's limits.
+        case(
+            "observed-progressive-jpeg-one-scan-repeated-4000-times",
+            Upload(hostile.progressive_scan_repeat(), "bomb.jpg", "image/jpeg"),
+            (*complex_, "normal JPEG or PNG"),
+        ),
+        case(
+            "observed-jpeg-of-20-mib-of-empty-comment-segments",
+            Upload(hostile.jpeg_comment_flood(), "comments.jpg", "image/jpeg"),
+            complex_,
+        ),
+        case(
+            "observed-png-of-20-mib-of-empty-ancillary-chunks",
+            Upload(hostile.png_empty_chunk_flood(), "chunks.png", "image/png"),
+            complex_,
+        ),
+        case(
+            "observed-bomb-corrupted-at-its-end",
+            Upload(hostile.bomb_corrupted_at_end(), "corrupt.jpg", "image/jpeg"),
+            damaged,
+        ),
+        case(
+            "observed-png-with-valid-crcs-and-garbage-pixels",
+            Upload(hostile.png_garbage_pixels(), "garbage.png", "image/png"),
+            damaged,
+        ),
+        case(
+            "attachment-url-on-another-host",
+            Upload(jpeg(), "elsewhere.jpg", "image/jpeg", off_the_cdn=True),
+            ("could not download your image", "upload it again"),
+        ),
         case(
             "attachment-gone-from-the-cdn",
             Upload(jpeg(), "gone.jpg", "image/jpeg", gone_from_cdn=True),
@@ -371,6 +411,10 @@ def attach(fake: FakeDiscord, upload: Upload) -> dict[str, object]:
     )
     if upload.gone_from_cdn:
         attachment["url"] = attachment["proxy_url"] = str(attachment["url"]) + "-deleted"
+    if upload.off_the_cdn:
+        attachment["url"] = attachment["proxy_url"] = str(attachment["url"]).replace(
+            fake.base_url, "https://cdn.discordapp.com.attacker.example"
+        )
     return attachment
 
 
@@ -519,6 +563,73 @@ async def test_hostile_prompts_and_options_are_refused_privately_and_free(
 async def test_hostile_images_are_refused_privately_and_free(bot: BotUnderTest, wavespeed: FakeWaveSpeed) -> None:
     await run_table(bot, wavespeed, image_cases(), first_user=6000)
     await next_user_is_served(bot, wavespeed, user_id=5999)
+
+
+# ----- a bomb in the worker pool holds up no one else ------------------------------------------------------
+
+
+def lift_the_structure_budget(bot: BotUnderTest, **limits: object) -> AttachmentFetcher:
+    """Make the bot's checker let bombs reach the decoder, so that only the worker's own limits (CPU,
+    memory, wall clock) stop them: the second line of defence, under test here."""
+    fetcher = bot.bot.get_cog("GenerateCog").attachments  # type: ignore[union-attr]
+    assert isinstance(fetcher, AttachmentFetcher)
+    budget = Budget(segments=10**6, jpeg_scans=10**6, jpeg_block_passes=10**12, jpeg_coefficient_bytes=10**12)
+    fetcher.checker = ImageChecker(budget=budget, **limits)  # type: ignore[arg-type]
+    return fetcher
+
+
+def first_request(fake: FakeDiscord, method: str, fragment: str) -> int:
+    """The index of the first request to the stand-in with this method whose path contains `fragment`."""
+    return next(i for i, r in enumerate(fake.requests) if r.method == method and fragment in r.path)
+
+
+async def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                if condition():
+                    return
+                await asyncio.sleep(0.02)
+    except TimeoutError:
+        raise AssertionError(f"never happened: {what}") from None
+
+
+async def test_bombs_being_decoded_do_not_hold_up_another_members_video(bot: BotUnderTest) -> None:
+    fake = bot.discord
+    checker = lift_the_structure_budget(bot).checker  # default limits: 2 s of CPU, then the kernel kills
+    bomb = hostile.progressive_scan_repeat()  # needs ~20-46 s of CPU to decode
+    bombs = [
+        await fake.invoke("animate", {"image": attach(fake, Upload(bomb, "bomb.jpg", "image/jpeg"))}, user_id=uid)
+        for uid in (8100, 8101)
+    ]
+    await wait_for(lambda: checker.running == 2, "both workers are decoding a bomb")
+    video = await fake.invoke("video", {"prompt": "a lighthouse in a storm"}, user_id=8102)
+    await fake.wait_until(answered(video), timeout=30)
+    for interaction in bombs:
+        await fake.wait_until(answered(interaction), timeout=60)
+        reply = interaction.original()
+        assert reply is not None and reply.ephemeral and "too complex to process" in reply.content, reply
+    receipt = video.original()
+    assert receipt is not None and "accepted" in receipt.content, receipt
+    assert not video.dead and video.response_type == 5  # deferred within Discord's 3 s
+    # The /video was acknowledged while both bombs were still being decoded: its defer reached the
+    # stand-in before either bomb's refusal did.
+    refusals = [first_request(fake, "PATCH", f"/{i.token}/messages/@original") for i in bombs]
+    assert first_request(fake, "POST", f"/interactions/{video.id}/") < min(refusals)
+    await bot.wait_jobs_done()
+
+
+async def test_stopping_the_bot_during_an_image_check_kills_the_worker_at_once(bot: BotUnderTest) -> None:
+    fake = bot.discord
+    # No CPU limit and no timeout to speak of: only the shutdown can end this check.
+    checker = lift_the_structure_budget(bot, cpu_seconds=3600, timeout=3600).checker
+    upload = Upload(hostile.progressive_scan_repeat(), "bomb.jpg", "image/jpeg")
+    await fake.invoke("animate", {"image": attach(fake, upload)}, user_id=8200)
+    await wait_for(lambda: checker.running == 1, "a worker is decoding the bomb")
+    async with asyncio.timeout(10):  # what SIGTERM allows the whole bot
+        await bot.bot.close()  # what stop_gracefully ends with: it unloads the cogs
+    assert checker.pending == 0
+    assert [p for p in multiprocessing.active_children() if p.name == WORKERS_NAME] == []
 
 
 @dataclass(frozen=True)

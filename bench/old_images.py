@@ -1,0 +1,293 @@
+# A frozen copy of services/images.py as it was before issue rows 1 and 14 (main at e7ed020): the "old"
+# check that bench/images.py measures against. Not used by the bot.
+"""Input images for image-to-video: real format from the bytes, header dimensions, provider rules.
+
+Rules (docs/providers/minimax.md §4): JPEG, PNG or WebP; at most 20 MB; short side more than 300 px; aspect ratio
+from 2:5 to 5:2, both ends included (some resellers say strictly between; we follow the official
+"2:5…5:2"). "MB" here is MiB (20 × 1024 × 1024 bytes), the same number the download cap uses.
+
+Safety, since the bytes come from strangers:
+- The format comes from magic bytes only; the file name and content type are never trusted.
+- Dimensions come from Pillow's lazy header parse (`Image.open` without `load()`), and the image is
+  refused above MAX_PIXELS (50 MP) or MAX_SIDE (16384 px) before any pixel is decoded. WebP's canvas
+  size is read from its first 30 bytes *before* Pillow opens it, because Pillow's WebP open already
+  allocates the canvas. Pillow's global
+  `MAX_IMAGE_PIXELS` is left alone (it is process-wide); its DecompressionBombError (for headers claiming
+  more than ~179 MP) is caught and given the same message. For 90–179 MP Pillow may log its warning first.
+- Integrity is checked with bounded work: PNG with `verify()` (chunk CRCs up to IEND, no decoding);
+  JPEG by decoding at 1/8 scale (`draft`), which still reads every byte of the scan; WebP through
+  libwebp's demuxer, which Pillow runs on open and which refuses incomplete chunks, plus a full decode
+  up to DECODE_BUDGET_PIXELS (16 MP; WebP has no reduced-scale decode in Pillow).
+- Animated PNG (APNG) and animated WebP are refused: the provider wants a single first frame. A JPEG
+  with extra MPO frames (phone depth/preview images) is a normal still photo and is accepted.
+- Reported width × height follow the EXIF orientation, i.e. what the user sees.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+
+from PIL import Image, UnidentifiedImageError
+
+from core.errors import UserError
+from core.spec import ImageInput
+
+MAX_DECLARED_BYTES = 20 * 1024 * 1024
+MIN_SHORT_SIDE = 300  # exclusive: the short side must be more than this
+MAX_PIXELS = 50_000_000
+MAX_SIDE = 16_384
+DECODE_BUDGET_PIXELS = 16_000_000  # full WebP decode only up to here (≈64 MB of RGBA)
+ACCEPTED = "JPEG, PNG or WebP"
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PIL_FORMAT = {"image/jpeg": "JPEG", "image/png": "PNG", "image/webp": "WEBP"}
+_DAMAGED = (
+    "The image file is damaged or incomplete. Export it again (or take a screenshot of it) and upload the new file."
+)
+# Everything Pillow's parsers are known to raise on hostile or broken input.
+_PIL_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,  # includes UnidentifiedImageError and "image file is truncated"
+    SyntaxError,
+    ValueError,
+    struct.error,
+    EOFError,
+    IndexError,
+    KeyError,
+    TypeError,
+    ZeroDivisionError,
+)
+# EXIF orientations 5–8 are rotated by 90°: the displayed width and height are swapped.
+_ROTATED = frozenset({5, 6, 7, 8})
+_EXIF_ORIENTATION = 0x0112
+
+# ISO-BMFF brands (bytes 8–12 after "ftyp") that we can name in the refusal.
+_FTYP_BRANDS = {
+    b"heic": "a HEIC photo",
+    b"heix": "a HEIC photo",
+    b"heim": "a HEIC photo",
+    b"heis": "a HEIC photo",
+    b"hevc": "a HEIC photo",
+    b"mif1": "a HEIF photo",
+    b"msf1": "a HEIF photo",
+    b"avif": "an AVIF image",
+    b"avis": "an AVIF image",
+    b"qt  ": "a QuickTime video",
+}
+
+
+def _size_mb(size: int) -> str:
+    return f"{size / (1024 * 1024):.1f} MB"
+
+
+def _name(filename: str) -> str:
+    flat = " ".join(filename.replace("`", "'").split()) or "file"
+    return flat if len(flat) <= 60 else flat[:59] + "…"
+
+
+def check_declared(size: int | None, filename: str) -> None:
+    """Refuse before downloading when Discord's declared size is already wrong. None = unknown, allowed:
+    the download itself is capped at MAX_DECLARED_BYTES."""
+    if size is None:
+        return
+    if size <= 0:
+        raise UserError(f"`{_name(filename)}` is empty (0 bytes). Upload the image again.")
+    if size > MAX_DECLARED_BYTES:
+        raise UserError(
+            f"`{_name(filename)}` is {_size_mb(size)}; the limit is 20 MB. "
+            f"Upload a smaller image, or save it as JPEG to make it lighter."
+        )
+
+
+# ----- format ------------------------------------------------------------------------------------------
+
+
+def sniff(data: bytes) -> str | None:
+    """The MIME type from magic bytes, or None if it is not one of the accepted formats."""
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if data.startswith(_PNG_SIGNATURE):
+        return "image/png"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
+def _cut_inside_signature(data: bytes) -> bool:
+    """A file so short that it ends inside an accepted format's magic bytes: damaged, not foreign."""
+    return len(data) < 12 and any(
+        signature.startswith(data[: len(signature)]) for signature in (_PNG_SIGNATURE, b"\xff\xd8\xff", b"RIFF")
+    )
+
+
+def _looks_like_text(data: bytes) -> bool:
+    head = data[:512]
+    try:
+        decoded = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return all(char.isprintable() or char in "\r\n\t" for char in decoded)
+
+
+def _what_it_seems(data: bytes) -> str:
+    """A human name for a file we do not accept, so the refusal says what we saw."""
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "a GIF image"
+    if data[4:8] == b"ftyp":
+        return _FTYP_BRANDS.get(data[8:12], "an MP4 video")
+    if data[:4] == b"RIFF":
+        return {b"AVI ": "an AVI video", b"WAVE": "a WAV sound file"}.get(data[8:12], "a RIFF file that is not WebP")
+    simple = [
+        (b"\x1aE\xdf\xa3", "a WebM/MKV video"),
+        (b"BM", "a BMP image"),
+        (b"II*\x00", "a TIFF image"),
+        (b"MM\x00*", "a TIFF image"),
+        (b"%PDF", "a PDF document"),
+        (b"\xff\x0a", "a JPEG XL image"),
+        (b"\x00\x00\x00\x0cJXL ", "a JPEG XL image"),
+        (b"\x00\x00\x01\x00", "an ICO icon"),
+        (b"8BPS", "a Photoshop file"),
+        (b"PK\x03\x04", "a ZIP archive (or an Office document)"),
+    ]
+    for magic, name in simple:
+        if data.startswith(magic):
+            return name
+    if data.lstrip()[:5].lower() in (b"<svg ", b"<?xml"):
+        return "an SVG drawing"
+    if _looks_like_text(data):
+        return "a text file"
+    return "not an image format I recognise"
+
+
+def _refuse_format(data: bytes) -> UserError:
+    return UserError(
+        f"This file looks like {_what_it_seems(data)}, not a {ACCEPTED} image. "
+        f"Convert it to {ACCEPTED} (a screenshot works too) and upload it again."
+    )
+
+
+# ----- checks ------------------------------------------------------------------------------------------
+
+
+def _check_pixels(width: int, height: int) -> None:
+    if width <= 0 or height <= 0:
+        raise UserError(_DAMAGED)
+    if width * height > MAX_PIXELS:
+        raise UserError(
+            f"Your image is {width}×{height} ({width * height / 1e6:.0f} megapixels); the limit is "
+            f"{MAX_PIXELS // 1_000_000} megapixels. Resize it (e.g. to 1920 px on the long side) and upload it again."
+        )
+    if max(width, height) > MAX_SIDE:
+        raise UserError(
+            f"Your image is {width}×{height}; each side must be at most {MAX_SIDE} px. Resize it and upload it again."
+        )
+
+
+def check_rules(width: int, height: int) -> None:
+    """The provider's size rules: short side > 300 px, aspect ratio from 2:5 to 5:2 inclusive."""
+    if min(width, height) <= MIN_SHORT_SIDE:
+        raise UserError(
+            f"Your image is {width}×{height}; the short side must be more than {MIN_SHORT_SIDE} px. "
+            f"Upload a larger image."
+        )
+    # Integer arithmetic so exactly 2:5 and 5:2 are accepted without float rounding.
+    if 2 * width > 5 * height:
+        raise UserError(
+            f"Your image is {width}×{height}, wider than 5:2. Crop it to at most {5 * height // 2}×{height} "
+            f"(or anything closer to square) and upload it again."
+        )
+    if 2 * height > 5 * width:
+        raise UserError(
+            f"Your image is {width}×{height}, taller than 2:5. Crop it to at most {width}×{5 * width // 2} "
+            f"(or anything closer to square) and upload it again."
+        )
+
+
+def _oriented(img: Image.Image) -> tuple[int, int]:
+    width, height = img.size
+    if "exif" not in img.info:
+        # No EXIF in the header. (PNG's getexif() would decode the whole image to look after IDAT.)
+        return width, height
+    try:
+        orientation = img.getexif().get(_EXIF_ORIENTATION)
+    except _PIL_ERRORS:
+        orientation = None  # a broken EXIF block is not our problem; the pixels are checked below
+    return (height, width) if orientation in _ROTATED else (width, height)
+
+
+def _verify(data: bytes, mime: str) -> None:
+    """Bounded integrity check on a fresh parse (verify() and load() leave the parser unusable)."""
+    with Image.open(io.BytesIO(data), formats=[_PIL_FORMAT[mime]]) as img:
+        width, height = img.size
+        if mime == "image/png":
+            img.verify()
+        elif mime == "image/jpeg":
+            img.draft("RGB", (max(width // 8, 1), max(height // 8, 1)))
+            img.load()
+        elif width * height <= DECODE_BUDGET_PIXELS:
+            img.load()
+
+
+def _is_animated(img: Image.Image, mime: str) -> bool:
+    if mime == "image/jpeg":
+        return False  # MPO "frames" are depth maps/previews, not animation
+    return bool(getattr(img, "is_animated", False)) or getattr(img, "n_frames", 1) > 1
+
+
+def _webp_canvas(data: bytes) -> tuple[int, int] | None:
+    """WebP canvas size from the first 30 bytes (VP8 / VP8L / VP8X), or None if it cannot be read.
+
+    Needed because Pillow's WebP plugin creates libwebp's decoder, which allocates the whole canvas,
+    inside Image.open: a 40-byte file claiming 16383×16383 would cost gigabytes before we see its size."""
+    chunk = data[12:16]
+    if chunk == b"VP8 " and len(data) >= 30 and data[23:26] == b"\x9d\x01\x2a":
+        return int.from_bytes(data[26:28], "little") & 0x3FFF, int.from_bytes(data[28:30], "little") & 0x3FFF
+    if chunk == b"VP8X" and len(data) >= 30:
+        return int.from_bytes(data[24:27], "little") + 1, int.from_bytes(data[27:30], "little") + 1
+    if chunk == b"VP8L" and len(data) >= 25 and data[20] == 0x2F:
+        bits = int.from_bytes(data[21:25], "little")
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    return None
+
+
+def _open_and_check(data: bytes, mime: str) -> ImageInput:
+    canvas = _webp_canvas(data) if mime == "image/webp" else None
+    if canvas is not None:
+        _check_pixels(*canvas)
+    with Image.open(io.BytesIO(data), formats=[_PIL_FORMAT[mime]]) as img:
+        _check_pixels(*img.size)  # before anything that could decode pixels
+        width, height = _oriented(img)
+        if _is_animated(img, mime):
+            raise UserError(
+                "Animated images can't be used as the first frame. Upload a still JPEG, PNG or WebP "
+                "(e.g. export the frame you want)."
+            )
+    check_rules(width, height)
+    _verify(data, mime)
+    return ImageInput(data=data, mime=mime, width=width, height=height)
+
+
+def inspect_image(data: bytes) -> ImageInput:
+    """Validate an uploaded image and describe it; every problem is a UserError, never a traceback."""
+    if not data:
+        raise UserError("The image file is empty (0 bytes). Upload the image again.")
+    if len(data) > MAX_DECLARED_BYTES:
+        raise UserError(f"The image is {_size_mb(len(data))}; the limit is 20 MB. Upload a smaller image.")
+    mime = sniff(data)
+    if mime is None and _cut_inside_signature(data):
+        raise UserError(_DAMAGED)
+    if mime is None:
+        raise _refuse_format(data)
+    try:
+        return _open_and_check(data, mime)
+    except Image.DecompressionBombError:
+        raise UserError(
+            f"The image claims to be enormous (over {MAX_PIXELS // 1_000_000} megapixels). "
+            f"Resize it (e.g. to 1920 px on the long side) and upload it again."
+        ) from None
+    except UnidentifiedImageError:
+        raise UserError(_DAMAGED) from None
+    except MemoryError:
+        raise UserError("The image is too large to check. Resize it and upload it again.") from None
+    except _PIL_ERRORS:
+        raise UserError(_DAMAGED) from None
