@@ -30,7 +30,7 @@ RESERVED_DURING_RESTART = (
 )
 COULD_NOT_POST = "Sorry, I could not post your job. Nothing was charged."
 COULD_NOT_RECORD = (
-    "The bot's database is busy or unavailable right now, so I could not record your request. "
+    "The bot's database or disk is busy or full right now, so I could not record your request. "
     "Nothing was charged: please try again in a minute."
 )
 RESTARTING = "The bot is restarting and not taking new videos for a moment. Please try again in a minute."

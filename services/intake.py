@@ -10,8 +10,9 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from core.errors import StorageError
 from core.jobs import JobRecord, NewJob
-from core.spec import GenerationSpec
+from core.spec import GenerationSpec, ImageInput
 from core.store import JobStore
 from services.inputs import InputImages
 from services.pricing import PriceTable
@@ -50,7 +51,8 @@ class JobIntake:
     async def create(
         self, spec: GenerationSpec, requester: Requester, *, command: str, parent_job_id: int | None = None
     ) -> JobRecord:
-        """Reserve the cost and record the job. Raises QuotaExceeded or UserError (nothing charged)."""
+        """Reserve the cost and record the job. Raises QuotaExceeded or UserError (nothing charged), and
+        StorageError when the database or the disk cannot record it (nothing charged either)."""
         provider, reserve = self.quote(spec, requester.guild_id)
         limits = self.quotas.for_member(requester.role_ids)
         now = datetime.now(UTC)
@@ -67,8 +69,8 @@ class JobIntake:
                 optimize_prompt=spec.optimize_prompt,
                 model=spec.model,
                 prompt=spec.prompt,
-                input_image=self.inputs.keep(spec.image) if spec.image else None,
-                end_image=self.inputs.keep(spec.end_image) if spec.end_image else None,
+                input_image=self._keep(spec.image),
+                end_image=self._keep(spec.end_image),
                 provider=provider,
                 cost_micros=reserve,
                 parent_job_id=parent_job_id,
@@ -79,3 +81,13 @@ class JobIntake:
         )
         log.info("job %d: reserved %d micros (%s first) for user %d", job.id, reserve, provider, requester.user_id)
         return job
+
+    def _keep(self, image: ImageInput | None) -> str | None:
+        """Store an input image for re-rolls and restarts. A full or read-only disk is a storage fault
+        like a sick database: the member is told nothing could be recorded, and nothing is charged."""
+        if image is None:
+            return None
+        try:
+            return self.inputs.keep(image)
+        except OSError as exc:
+            raise StorageError(f"could not keep the input image: {exc.strerror or exc}") from exc

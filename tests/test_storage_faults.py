@@ -25,7 +25,7 @@ from tests.fakes.wavespeed_server import FakeWaveSpeed
 from tests.test_job_service import RecordingReporter
 
 SPEC = GenerationSpec(mode="t2v", quality="standard", duration=6, prompt="a lighthouse in a storm")
-PRICES = {"wavespeed": {"hailuo-2.3": {"t2v-standard-6s": 280_000}}}
+PRICES = {"wavespeed": {"hailuo-2.3": {"t2v-standard-6s": 280_000, "i2v-standard-6s": 280_000}}}
 BUSY_TIMEOUT_MS = 20  # how long the bot's writes wait for a lock before counting as "database busy"
 
 
@@ -197,3 +197,20 @@ async def test_a_command_on_a_locked_database_is_refused_at_once_with_nothing_ch
         with holding_the_database(built.store.db.path), pytest.raises(StorageError):
             await built.jobs.create(SPEC, Requester(1, 10, 20), command="video")
         assert (await built.store.ledger_totals()).reserved == 0
+
+
+async def test_an_input_image_that_cannot_be_kept_is_a_storage_fault_with_nothing_charged(tmp_path: Path) -> None:
+    from core.spec import ImageInput
+
+    async with FakeWaveSpeed("ws-test-key", duration_s=0.1) as fake, services(tmp_path, fake) as built:
+        inputs = tmp_path / "inputs"
+        for leftover in inputs.iterdir():
+            leftover.unlink()
+        inputs.rmdir()
+        inputs.write_bytes(b"")  # where the images go, the disk refuses (as full or read-only would)
+        image = ImageInput(data=b"\xff\xd8\xff" + bytes(100), mime="image/jpeg", width=640, height=480)
+        spec = GenerationSpec(mode="i2v", quality="standard", duration=6, prompt="", image=image)
+        with pytest.raises(StorageError, match="input image"):
+            await built.jobs.create(spec, Requester(1, 10, 20), command="animate")
+        assert (await built.store.ledger_totals()).reserved == 0
+        assert fake.submits == []
