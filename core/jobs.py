@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal, TypedDict
 
+from core.admin import PoolDraw
+
 
 class JobStatus(StrEnum):
     """Where a job is. Stored as these words; the resume table in the README is keyed by them."""
@@ -54,6 +56,9 @@ class NewJob:
     parent_job_id: int | None = None
     end_image: str | None = None
     upload_limit: int | None = None
+    # The pool that may pay for it (its channel's or one of the member's roles'); the reservation check
+    # decides whether it does (core.store.ReservationCheck).
+    pool: PoolDraw | None = None
 
 
 @dataclass(frozen=True)
@@ -123,6 +128,8 @@ class Usage:
     user_month_micros: int
     guild_month_micros: int
     global_month_micros: int
+    user_month_grants: int = 0  # credits an admin granted this month, on top of user_monthly_usd
+    pool_micros: int = 0  # spent from the job's candidate pool in its current period
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,12 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Protocol, Unpack
 
+from core.admin import PoolDraw
 from core.jobs import JobChanges, JobRecord, JobStatus, LedgerTotals, NewJob, Outcome, Usage
 
-ReservationCheck = Callable[[Usage], None]  # raises core.errors.QuotaExceeded to refuse
+# Raises core.errors.QuotaExceeded to refuse; returns the pool draw that pays for the job, or None when
+# the member's own allowance does.
+ReservationCheck = Callable[[Usage], PoolDraw | None]
 
 
 class JobStore(Protocol):
@@ -56,7 +59,9 @@ class JobStore(Protocol):
         """(median, ~p05, ~p95) generation seconds of recent jobs of this kind, or None."""
         ...
 
-    async def usage(self, user_id: int, guild_id: int | None, now: datetime | None = None) -> Usage: ...
+    async def usage(
+        self, user_id: int, guild_id: int | None, now: datetime | None = None, pool: PoolDraw | None = None
+    ) -> Usage: ...
 
     async def ledger_totals(self, job_id: int | None = None) -> LedgerTotals: ...
 

@@ -10,13 +10,15 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from core.errors import StorageError
+from core.admin import POOL_ALERT_PERCENTS, AdminStore, Pool, PoolDraw, ServerState
+from core.errors import StorageError, UserError
 from core.jobs import JobRecord, NewJob
 from core.spec import GenerationSpec, ImageInput
 from core.store import JobStore
 from services.inputs import InputImages
-from services.pricing import PriceTable
-from services.quotas import QuotaPolicy, check_fits
+from services.notices import LogChannel
+from services.pricing import PriceTable, format_usd
+from services.quotas import Funding, Limits, QuotaPolicy, check_fits, effective_limits, period_key, pick_pool
 from services.routing import ProviderRouter
 
 log = logging.getLogger("services.jobs")  # one log for a job's whole life
@@ -32,15 +34,34 @@ class Requester:
     upload_limit: int | None = None
 
 
+FROZEN = "An admin has paused your access: {reason}"
+PAUSED = "An admin has paused new videos on this server: {reason}"
+
+
+@dataclass(frozen=True)
+class Reservation:
+    job: JobRecord
+    note: str = ""  # what the member should know about how it is paid (e.g. their pool was empty)
+
+
 class JobIntake:
     def __init__(
-        self, store: JobStore, router: ProviderRouter, prices: PriceTable, quotas: QuotaPolicy, inputs: InputImages
+        self,
+        store: JobStore,
+        router: ProviderRouter,
+        prices: PriceTable,
+        quotas: QuotaPolicy,
+        inputs: InputImages,
+        admin: AdminStore | None = None,
+        notices: LogChannel | None = None,
     ) -> None:
         self.store = store
         self.router = router
         self.prices = prices
         self.quotas = quotas
         self.inputs = inputs
+        self.admin = admin
+        self.notices = notices or LogChannel()
 
     def quote(self, spec: GenerationSpec, guild_id: int | None) -> tuple[str, int]:
         """The preferred provider, and the amount to reserve: the highest price among the providers
@@ -48,14 +69,30 @@ class JobIntake:
         candidates = self.router.candidates(spec, guild_id)
         return candidates[0], max(self.prices.price_micros(name, spec) for name in candidates)
 
+    async def limits_for(self, requester: Requester) -> tuple[Limits, ServerState | None]:
+        """The member's limits as config.toml and this server's admins set them, and the server's state.
+        A paused server or a frozen member is refused here (UserError), before anything is reserved."""
+        state = None
+        if self.admin is not None and requester.guild_id is not None:
+            state = await self.admin.server_state(requester.guild_id, requester.user_id)
+            if state.frozen_reason is not None:
+                raise UserError(FROZEN.format(reason=state.frozen_reason or "no reason given"))
+            if state.controls.paused:
+                raise UserError(PAUSED.format(reason=state.controls.pause_reason or "no reason given"))
+        overrides = state.overrides if state else ()
+        limits, _ = effective_limits(self.quotas, overrides, requester.role_ids, requester.user_id)
+        return limits, state
+
     async def create(
         self, spec: GenerationSpec, requester: Requester, *, command: str, parent_job_id: int | None = None
-    ) -> JobRecord:
+    ) -> Reservation:
         """Reserve the cost and record the job. Raises QuotaExceeded or UserError (nothing charged), and
         StorageError when the database or the disk cannot record it (nothing charged either)."""
         provider, reserve = self.quote(spec, requester.guild_id)
-        limits = self.quotas.for_member(requester.role_ids)
+        limits, state = await self.limits_for(requester)
         now = datetime.now(UTC)
+        pool = pick_pool(state.pools, requester.channel_id, requester.role_ids) if state else None
+        funding = Funding()
         job = await self.store.reserve(
             NewJob(
                 user_id=requester.user_id,
@@ -75,12 +112,41 @@ class JobIntake:
                 cost_micros=reserve,
                 parent_job_id=parent_job_id,
                 upload_limit=requester.upload_limit,
+                pool=PoolDraw(pool.id, period_key(pool.period, now)) if pool else None,
             ),
-            check_fits(limits, reserve, now),
+            check_fits(limits, reserve, now, pool, funding),
             now=now,
         )
-        log.info("job %d: reserved %d micros (%s first) for user %d", job.id, reserve, provider, requester.user_id)
-        return job
+        paid_by = f"pool {funding.pool.name}" if funding.pool else "own allowance"
+        log.info(
+            "job %d: reserved %d micros (%s first, %s) for user %d",
+            job.id,
+            reserve,
+            provider,
+            paid_by,
+            requester.user_id,
+        )
+        if funding.pool is not None and state is not None:
+            await self._pool_alerts(funding.pool, state.controls.log_channel_id, now)
+        return Reservation(job, funding.note)
+
+    async def _pool_alerts(self, pool: Pool, log_channel: int | None, now: datetime) -> None:
+        """Tell the log channel, once per period, when a pool passes 50, 80 and 100 % of its budget."""
+        assert self.admin is not None
+        key = period_key(pool.period, now)
+        try:
+            spent = await self.admin.pool_spent(pool.id, key)
+            for percent in POOL_ALERT_PERCENTS:
+                if spent * 100 >= percent * pool.amount_micros and await self.admin.mark_pool_alert(
+                    pool.id, key, percent
+                ):
+                    await self.notices.post(
+                        log_channel,
+                        f"Budget pool **{pool.name}** has used {percent} % of its {format_usd(pool.amount_micros)} "
+                        f"this {pool.period} ({format_usd(spent)} spent).",
+                    )
+        except StorageError as exc:  # the job is reserved; an alert can wait for the next draw
+            log.warning("pool %d: could not check its alerts: %s", pool.id, exc)
 
     def _keep(self, image: ImageInput | None) -> str | None:
         """Store an input image for re-rolls and restarts. A full or read-only disk is a storage fault

@@ -9,6 +9,7 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from core.admin import AdminStore
 from core.errors import UserError
 from core.jobs import JobRecord, JobStatus
 from core.spec import GenerationSpec
@@ -17,7 +18,8 @@ from core.tasks import FailureKind
 from services.cancelling import CancelOutcome, cancel_running
 from services.endings import refund
 from services.inputs import InputImages
-from services.intake import JobIntake, Requester
+from services.intake import JobIntake, Requester, Reservation
+from services.notices import LogChannel
 from services.patience import PatientStore
 from services.pricing import PriceTable
 from services.progress import JobCard
@@ -28,6 +30,12 @@ from services.run import Crew, JobSettings
 from services.runner import JobRunner
 
 STORED_IMAGE_GONE = "The original image is no longer stored; start anew."
+
+
+@dataclass(frozen=True)
+class Quote:
+    price_micros: int
+    left_today_micros: int | None  # None: no daily dollar limit
 
 
 @dataclass(frozen=True)
@@ -46,6 +54,8 @@ def build_job_services(
     settings: JobSettings,
     *,
     callbacks_live: Callable[[str], bool] = lambda provider: False,
+    admin: AdminStore | None = None,
+    notices: LogChannel | None = None,
 ) -> tuple[JobService, JobRunner]:
     """The job API and the runner behind it, sharing one store, router and price table. Running jobs
     see the store through `PatientStore`: they wait out a sick database instead of ending on it."""
@@ -55,7 +65,8 @@ def build_job_services(
     crew = Crew(patient, router, prices, settings, callbacks_live=callbacks_live)
     inputs = InputImages(settings.inputs_dir)
     runner = JobRunner(crew, inputs)
-    return JobService(JobIntake(store, router, prices, quotas, inputs), runner, patient), runner
+    intake = JobIntake(store, router, prices, quotas, inputs, admin, notices)
+    return JobService(intake, runner, patient), runner
 
 
 class JobService:
@@ -98,7 +109,22 @@ class JobService:
     ) -> JobRecord:
         """Reserve the cost and record the job. Raises QuotaExceeded or UserError (nothing charged),
         StorageError when the store cannot record it (nothing charged either)."""
+        return (await self.reserve(spec, requester, command=command, parent_job_id=parent_job_id)).job
+
+    async def reserve(
+        self, spec: GenerationSpec, requester: Requester, *, command: str, parent_job_id: int | None = None
+    ) -> Reservation:
+        """`create`, and how the job is paid for (a note for the member when their pool was empty)."""
         return await self._intake.create(spec, requester, command=command, parent_job_id=parent_job_id)
+
+    async def quote(self, spec: GenerationSpec, requester: Requester) -> Quote:
+        """What the job would cost and what the member has left today, reserving nothing (a quote shown
+        before big jobs). Raises UserError for a paused server or a frozen member."""
+        _, price = self._intake.quote(spec, requester.guild_id)
+        limits, _ = await self._intake.limits_for(requester)
+        usage = await self._store.usage(requester.user_id, requester.guild_id)
+        left = None if limits.user_daily_usd is None else max(limits.user_daily_usd - usage.user_day_micros, 0)
+        return Quote(price, left)
 
     async def attach_card(self, job_id: int, message_id: int) -> None:
         """The public card of the job is this message (posted, or posted anew after a deletion)."""

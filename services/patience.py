@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TypeVar, Unpack
 
+from core.admin import PoolDraw
 from core.errors import StorageError
 from core.jobs import JobChanges, JobRecord, JobStatus, LedgerTotals, NewJob, Outcome, Usage
 from core.store import JobStore, ReservationCheck
@@ -126,8 +127,10 @@ class PatientStore:
             "generation_quantiles", lambda: self.store.generation_quantiles(provider, model, quality, duration)
         )
 
-    async def usage(self, user_id: int, guild_id: int | None, now: datetime | None = None) -> Usage:
-        return await self._patiently("usage", lambda: self.store.usage(user_id, guild_id, now))
+    async def usage(
+        self, user_id: int, guild_id: int | None, now: datetime | None = None, pool: PoolDraw | None = None
+    ) -> Usage:
+        return await self._patiently("usage", lambda: self.store.usage(user_id, guild_id, now, pool))
 
     async def ledger_totals(self, job_id: int | None = None) -> LedgerTotals:
         return await self._patiently("ledger_totals", lambda: self.store.ledger_totals(job_id))

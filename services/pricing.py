@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from decimal import Decimal, InvalidOperation
 
+from core.errors import UserError
 from core.spec import DURATIONS_BY_RESOLUTION, RESOLUTION_BY_QUALITY, GenerationSpec
 
 
@@ -39,3 +41,23 @@ def format_usd(micros: int) -> str:
     if rest % 10_000 == 0:
         return f"${dollars}.{rest // 10_000:02d}"
     return f"${dollars}.{rest:06d}".rstrip("0")
+
+
+MAX_ADMIN_USD = 1_000_000  # far above real use, far below overflow: catches a slipped "1e30"
+
+
+def parse_usd(text: str, *, what: str) -> int:
+    """An admin's dollar amount ("2", "0.28", "$1.50") in micros, or UserError naming `what`."""
+    cleaned = text.strip().removeprefix("$").strip()
+    try:
+        amount = Decimal(cleaned)
+    except InvalidOperation:
+        raise UserError(f"`{what}` must be a dollar amount like `2.50` (got `{text.strip()[:40]}`).") from None
+    if not amount.is_finite() or amount < 0:
+        raise UserError(f"`{what}` must be a positive dollar amount like `2.50`.")
+    if amount > MAX_ADMIN_USD:
+        raise UserError(f"`{what}` can be at most ${MAX_ADMIN_USD:,}.")
+    micros = amount * 1_000_000
+    if micros != micros.to_integral_value():
+        raise UserError(f"`{what}` has more than 6 decimal places.")
+    return int(micros)

@@ -6,13 +6,14 @@ serve the atomic reservation and the /quota summary.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
+from core.admin import LimitOverride, Period, Pool, PoolDraw
 from core.errors import QuotaExceeded
 from core.jobs import Usage
-from core.store import JobStore
+from core.store import JobStore, ReservationCheck
 from services.pricing import format_usd
 
 LIMIT_KEYS = (
@@ -56,6 +57,34 @@ class QuotaPolicy:
         return replace(self.base, **changes)
 
 
+def effective_limits(
+    policy: QuotaPolicy, overrides: Iterable[LimitOverride], role_ids: Iterable[int], user_id: int | None
+) -> tuple[Limits, dict[str, str]]:
+    """A member's limits and where each comes from: config.toml (with its role tables), then what admins
+    stored for the server, for the member's roles (the most generous among them, as in config) and for
+    the member, each overriding the one before."""
+    roles = set(role_ids)
+    limits = policy.for_member(roles)
+    sources = {key: "config role" if _set_by_role(policy, roles, key) else "config" for key in LIMIT_KEYS}
+    stored = list(overrides)
+    layers: tuple[tuple[str, list[LimitOverride]], ...] = (
+        ("server", [o for o in stored if o.scope == "server"]),
+        ("role", [o for o in stored if o.scope == "role" and o.target_id in roles]),
+        ("member", [o for o in stored if o.scope == "user" and o.target_id == user_id]),
+    )
+    changes: dict[str, int | None] = {}
+    for source, layer in layers:
+        for key in {o.key for o in layer}:
+            values = [o.value for o in layer if o.key == key]
+            changes[key] = None if None in values else max(v for v in values if v is not None)
+            sources[key] = source
+    return replace(limits, **changes), sources
+
+
+def _set_by_role(policy: QuotaPolicy, roles: set[int], key: str) -> bool:
+    return any(key in policy.roles[role] for role in roles if role in policy.roles)
+
+
 def next_day(now: datetime) -> datetime:
     return datetime(now.year, now.month, now.day, tzinfo=UTC) + timedelta(days=1)
 
@@ -71,8 +100,10 @@ class Refusal:
     resets_at: datetime | None
 
 
-def find_refusal(limits: Limits, usage: Usage, cost: int, now: datetime) -> Refusal | None:
-    """The first limit a new job of `cost` micros would break, or None if it fits."""
+def find_refusal(limits: Limits, usage: Usage, cost: int, now: datetime, *, personal: bool = True) -> Refusal | None:
+    """The first limit a new job of `cost` micros would break, or None if it fits. With `personal`
+    False (a pool pays), the member's own dollar limits are left out; counts and the server's and the
+    bot's budgets still apply."""
     day_end, month_end = next_day(now), next_month(now)
     if limits.user_max_in_flight is not None and usage.user_in_flight >= limits.user_max_in_flight:
         return Refusal(
@@ -87,9 +118,13 @@ def find_refusal(limits: Limits, usage: Usage, cost: int, now: datetime) -> Refu
             f"You have used your {limits.user_daily_videos} videos for today.",
             day_end,
         )
-    money_checks = (
+    monthly = None if limits.user_monthly_usd is None else limits.user_monthly_usd + usage.user_month_grants
+    personal_checks = (
         ("user_daily_usd", limits.user_daily_usd, usage.user_day_micros, "your daily budget", day_end),
-        ("user_monthly_usd", limits.user_monthly_usd, usage.user_month_micros, "your monthly budget", month_end),
+        ("user_monthly_usd", monthly, usage.user_month_micros, "your monthly budget", month_end),
+    )
+    money_checks = (
+        *(personal_checks if personal else ()),
         (
             "guild_monthly_usd",
             limits.guild_monthly_usd,
@@ -117,15 +152,79 @@ def find_refusal(limits: Limits, usage: Usage, cost: int, now: datetime) -> Refu
     return None
 
 
-def check_fits(limits: Limits, cost: int, now: datetime) -> Callable[[Usage], None]:
-    """A callback for `JobRepository.reserve` that raises QuotaExceeded when the job does not fit."""
+def check_fits(
+    limits: Limits, cost: int, now: datetime, pool: Pool | None = None, funding: Funding | None = None
+) -> ReservationCheck:
+    """The reservation check (`JobStore.reserve` runs it inside its transaction): raises QuotaExceeded
+    when the job does not fit. With a `pool`, the pool pays while it has room; an empty pool either
+    refuses or falls back to the member's own allowance (its `on_empty`). `funding` records which."""
 
-    def check(usage: Usage) -> None:
-        refusal = find_refusal(limits, usage, cost, now)
-        if refusal is not None:
-            raise QuotaExceeded(refusal.message, limit=refusal.limit, resets_at=refusal.resets_at)
+    def check(usage: Usage) -> PoolDraw | None:
+        if pool is not None:
+            draw = PoolDraw(pool.id, period_key(pool.period, now))
+            if usage.pool_micros + cost <= pool.amount_micros:
+                _raise_if(find_refusal(limits, usage, cost, now, personal=False))
+                if funding is not None:
+                    funding.pool = pool
+                return draw
+            left = max(pool.amount_micros - usage.pool_micros, 0)
+            empty = (
+                f"The {pool.name} budget has {format_usd(left)} left this {pool.period} and this video "
+                f"costs {format_usd(cost)}."
+            )
+            if pool.on_empty == "refuse":
+                raise QuotaExceeded(empty, limit="pool", resets_at=period_end(pool.period, now))
+            if funding is not None:
+                funding.note = f"{empty} This one comes from your own allowance."
+        _raise_if(find_refusal(limits, usage, cost, now))
+        return None
 
     return check
+
+
+def _raise_if(refusal: Refusal | None) -> None:
+    if refusal is not None:
+        raise QuotaExceeded(refusal.message, limit=refusal.limit, resets_at=refusal.resets_at)
+
+
+@dataclass
+class Funding:
+    """What paid for a reservation, filled in by its check: a pool, or the member's own allowance (and
+    why, when their pool was empty)."""
+
+    pool: Pool | None = None
+    note: str = ""
+
+
+def period_key(period: Period, now: datetime) -> str:
+    """The pool period `now` falls in: a UTC day, ISO week or month."""
+    if period == "day":
+        return now.strftime("%Y-%m-%d")
+    if period == "week":
+        year, week, _ = now.isocalendar()
+        return f"{year}-W{week:02d}"
+    return now.strftime("%Y-%m")
+
+
+def period_end(period: Period, now: datetime) -> datetime:
+    if period == "day":
+        return next_day(now)
+    if period == "week":
+        start = datetime(now.year, now.month, now.day, tzinfo=UTC) - timedelta(days=now.weekday())
+        return start + timedelta(days=7)
+    return next_month(now)
+
+
+def pick_pool(pools: Iterable[Pool], channel_id: int | None, role_ids: Iterable[int]) -> Pool | None:
+    """The pool that pays for a job: its channel's first, else one of the member's roles' (the first
+    made). Only one pool pays for a job."""
+    pools = list(pools)
+    by_channel = [pool for pool in pools if pool.channel_id is not None and pool.channel_id == channel_id]
+    if by_channel:
+        return by_channel[0]
+    roles = set(role_ids)
+    by_role = [pool for pool in pools if pool.role_id is not None and pool.role_id in roles]
+    return by_role[0] if by_role else None
 
 
 @dataclass(frozen=True)

@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, Unpack
 
 import aiosqlite
 
+from core.admin import PoolDraw
 from core.clock import iso, utcnow
 from core.errors import QuotaExceeded, StorageError
 from core.jobs import JobChanges, JobRecord, JobStatus, LedgerTotals, NewJob, Outcome, Usage
+from core.store import ReservationCheck
 from storage.db import Database
 from storage.ledger import TERMINAL_SQL, read_usage, totals_from_row, totals_query
 
@@ -38,7 +39,7 @@ def record_from_row(row: aiosqlite.Row) -> JobRecord:
 def _new_record(job_id: int, job: NewJob, stamp: str) -> JobRecord:
     """The row just inserted, built from what was written (no read-back round trip)."""
     return JobRecord(
-        **{f.name: getattr(job, f.name) for f in fields(NewJob)},
+        **{f.name: getattr(job, f.name) for f in fields(NewJob) if f.name != "pool"},
         id=job_id,
         created_at=stamp,
         updated_at=stamp,
@@ -60,7 +61,7 @@ def _new_record(job_id: int, job: NewJob, stamp: str) -> JobRecord:
 @dataclass
 class _Pending:
     job: NewJob
-    check: Callable[[Usage], None]
+    check: ReservationCheck
     now: datetime
     result: asyncio.Future[JobRecord]
 
@@ -73,7 +74,7 @@ class SqliteJobStore:
         self._queue: list[_Pending] = []
         self._writer_task: asyncio.Task[None] | None = None
 
-    async def reserve(self, job: NewJob, check: Callable[[Usage], None], *, now: datetime | None = None) -> JobRecord:
+    async def reserve(self, job: NewJob, check: ReservationCheck, *, now: datetime | None = None) -> JobRecord:
         """Create the job and its reservation atomically, if `check(usage)` does not raise; returns it.
 
         Reservations that arrive together are written in one transaction (group commit): each is
@@ -112,7 +113,7 @@ class SqliteJobStore:
     async def _reserve_one(self, conn: aiosqlite.Connection, pending: _Pending) -> JobRecord:
         job, now = pending.job, pending.now
         day, month = now.strftime("%Y-%m-%d"), now.strftime("%Y-%m")
-        pending.check(await read_usage(conn, job.user_id, job.guild_id, day, month))
+        draw = pending.check(await read_usage(conn, job.user_id, job.guild_id, day, month, job.pool))
         stamp = iso(now)
         cursor = await conn.execute(
             """INSERT INTO jobs (created_at, updated_at, user_id, guild_id, channel_id, interaction_id,
@@ -143,9 +144,19 @@ class SqliteJobStore:
         )
         job_id = int(cursor.lastrowid or 0)
         await conn.execute(
-            """INSERT INTO ledger (job_id, at, kind, amount_micros, user_id, guild_id, period_day, period_month)
-               VALUES (?, ?, 'reserve', ?, ?, ?, ?, ?)""",
-            (job_id, stamp, job.cost_micros, job.user_id, job.guild_id, day, month),
+            """INSERT INTO ledger (job_id, at, kind, amount_micros, user_id, guild_id, period_day, period_month,
+               pool_id, pool_period) VALUES (?, ?, 'reserve', ?, ?, ?, ?, ?, ?, ?)""",
+            (
+                job_id,
+                stamp,
+                job.cost_micros,
+                job.user_id,
+                job.guild_id,
+                day,
+                month,
+                draw.pool_id if draw else None,
+                draw.period_key if draw else None,
+            ),
         )
         await self._event(conn, job_id, "reserved", f"{job.cost_micros} micros", stamp)
         return _new_record(job_id, job, stamp)
@@ -209,9 +220,11 @@ class SqliteJobStore:
         if outcome == "settle":
             columns["final_shown"] = 1
         assignments = "".join(f", {name} = ?" for name in columns)
+        # Outcome rows count against the same windows (and pool period) as the reservation they close.
         copy_reservation = """INSERT INTO ledger (job_id, at, kind, amount_micros, user_id, guild_id, period_day,
-                              period_month)
-                              SELECT r.job_id, ?, ?, {amount}, r.user_id, r.guild_id, r.period_day, r.period_month
+                              period_month, pool_id, pool_period)
+                              SELECT r.job_id, ?, ?, {amount}, r.user_id, r.guild_id, r.period_day, r.period_month,
+                                     r.pool_id, r.pool_period
                               FROM ledger r JOIN jobs j ON j.id = r.job_id
                               WHERE r.job_id = ? AND r.kind = 'reserve'"""
         try:
@@ -259,9 +272,12 @@ class SqliteJobStore:
             return median, None, None
         return median, values[len(values) // 20], values[len(values) * 19 // 20]
 
-    async def usage(self, user_id: int, guild_id: int | None, now: datetime | None = None) -> Usage:
+    async def usage(
+        self, user_id: int, guild_id: int | None, now: datetime | None = None, pool: PoolDraw | None = None
+    ) -> Usage:
         now = now or utcnow()
-        return await read_usage(self.db.reader, user_id, guild_id, now.strftime("%Y-%m-%d"), now.strftime("%Y-%m"))
+        day, month = now.strftime("%Y-%m-%d"), now.strftime("%Y-%m")
+        return await read_usage(self.db.reader, user_id, guild_id, day, month, pool)
 
     async def ledger_totals(self, job_id: int | None = None) -> LedgerTotals:
         sql, params = totals_query(job_id)

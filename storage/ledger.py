@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import aiosqlite
 
+from core.admin import PoolDraw
 from core.jobs import TERMINAL_STATUSES, LedgerTotals, Usage
 
 _SPENT = (
@@ -16,13 +17,20 @@ _COUNTED = "COALESCE(SUM(CASE kind WHEN 'reserve' THEN 1 WHEN 'refund' THEN -1 E
 # The terminal statuses as an SQL list, for `status NOT IN (...)`.
 TERMINAL_SQL = ",".join(f"'{status.value}'" for status in sorted(TERMINAL_STATUSES))
 # Every figure a quota check needs, in one statement (one round trip to the database thread).
+# A member's own dollar limits count only what their own allowance paid (not pool draws); the video
+# count, the server's and the bot's budgets count everything.
 _USAGE_SQL = f"""SELECT
     (SELECT COUNT(*) FROM jobs WHERE user_id = :user AND status NOT IN ({TERMINAL_SQL})),
     (SELECT {_COUNTED} FROM ledger WHERE user_id = :user AND period_day = :day),
-    (SELECT {_SPENT} FROM ledger WHERE user_id = :user AND period_day = :day),
-    (SELECT {_SPENT} FROM ledger WHERE user_id = :user AND period_month = :month),
+    (SELECT {_SPENT} FROM ledger WHERE user_id = :user AND period_day = :day AND pool_id IS NULL),
+    (SELECT {_SPENT} FROM ledger WHERE user_id = :user AND period_month = :month AND pool_id IS NULL),
     (SELECT {_SPENT} FROM ledger WHERE guild_id = :guild AND period_month = :month),
-    (SELECT {_SPENT} FROM ledger WHERE period_month = :month)"""
+    (SELECT {_SPENT} FROM ledger WHERE period_month = :month),
+    (SELECT COALESCE(SUM(amount_micros), 0) FROM ledger
+     WHERE kind = 'grant' AND user_id = :user AND guild_id = :guild AND period_month = :month),
+    (SELECT {_SPENT} FROM ledger WHERE pool_id = :pool AND pool_period = :pool_period)"""
+# What a pool has spent in one of its periods.
+POOL_SPENT_SQL = f"SELECT {_SPENT} FROM ledger WHERE pool_id = ? AND pool_period = ?"
 _TOTALS_SQL = """SELECT COALESCE(SUM(CASE kind WHEN 'reserve' THEN amount_micros END), 0),
                         COALESCE(SUM(CASE kind WHEN 'settle' THEN amount_micros END), 0),
                         COALESCE(SUM(CASE kind WHEN 'refund' THEN amount_micros END), 0),
@@ -30,8 +38,17 @@ _TOTALS_SQL = """SELECT COALESCE(SUM(CASE kind WHEN 'reserve' THEN amount_micros
                  FROM ledger"""
 
 
-async def read_usage(conn: aiosqlite.Connection, user_id: int, guild_id: int | None, day: str, month: str) -> Usage:
-    params = {"user": user_id, "guild": guild_id, "day": day, "month": month}
+async def read_usage(
+    conn: aiosqlite.Connection, user_id: int, guild_id: int | None, day: str, month: str, pool: PoolDraw | None = None
+) -> Usage:
+    params = {
+        "user": user_id,
+        "guild": guild_id,
+        "day": day,
+        "month": month,
+        "pool": pool.pool_id if pool else None,
+        "pool_period": pool.period_key if pool else None,
+    }
     async with conn.execute(_USAGE_SQL, params) as cursor:
         row = await cursor.fetchone()
     assert row is not None
