@@ -17,7 +17,9 @@ from core.provider import Provider, WebhookProvider
 from core.store import JobStore
 from providers.kit.entry import PaidSection
 from providers.registry import build_providers
+from services.admin import AdminService
 from services.jobs import JobService, build_job_services
+from services.notices import LogChannel
 from services.polling import PollPolicy
 from services.pricing import PriceTable
 from services.quotas import LIMIT_KEYS, Limits, QuotaBook, QuotaPolicy
@@ -25,6 +27,7 @@ from services.routing import ProviderRouter
 from services.run import JobSettings
 from services.runner import JobRunner
 from settings import Config, QuotasSection, Settings, check_prices
+from storage.admin import SqliteAdminStore
 from storage.db import Database
 from storage.jobs import SqliteJobStore
 from webhooks import WebhookReceiver, connection_limits
@@ -46,6 +49,8 @@ class App:
     runner: JobRunner
     quotas: QuotaBook
     receiver: WebhookReceiver | None
+    admin: AdminService
+    notices: LogChannel  # the Discord client attaches how to post to a log channel
 
 
 @asynccontextmanager
@@ -88,6 +93,8 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
             and isinstance(provider, WebhookProvider)
         }
         policy = quota_policy(cfg.quotas)
+        admin_store = SqliteAdminStore(db)
+        notices = LogChannel()
         jobs, runner = build_job_services(
             store,
             router,
@@ -96,6 +103,8 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
             job_settings(cfg, providers),
             # Read at each job's start: a provider counts only once the receiver can verify its callbacks.
             callbacks_live=lambda name: receiver is not None and receiver.ready(name),
+            admin=admin_store,
+            notices=notices,
         )
         if with_callbacks and token is not None:
             receiver = WebhookReceiver(
@@ -109,7 +118,9 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
             )
             await receiver.start()  # a provider that is down is retried later; it never stops the bot
         log.info("providers in use: %s", ", ".join(providers) or "none")
-        yield App(settings, db, store, providers, jobs, runner, QuotaBook(store, policy), receiver)
+        quotas = QuotaBook(store, policy, admin_store)
+        admin = AdminService(admin_store, policy, notices)
+        yield App(settings, db, store, providers, jobs, runner, quotas, receiver, admin, notices)
     finally:
         if runner is not None:
             await runner.shutdown()  # jobs stop where they stand; the next start resumes them

@@ -93,6 +93,8 @@ def build_bot(app: App, *, force_sync: bool = False, **options: object) -> Hailu
         funnel=funnel,
         handover_seconds=app.settings.config.bot.token_handover_seconds,
         cdn_origins=cdn_origins(app.settings.secrets.discord_api_base),
+        admin=app.admin,
+        notices=app.notices,
     )
     bot = app.settings.config.bot
     return HailuoBot(

@@ -90,6 +90,8 @@ class HailuoBot(commands.Bot):
         self._background: list[asyncio.Task[None]] = []
 
     async def setup_hook(self) -> None:
+        if self.context.notices is not None:
+            self.context.notices.attach(self._post_notice)
         for make in COGS:
             await self.add_cog(make(self, self.context))
         self.add_dynamic_items(JobButton)
@@ -105,6 +107,13 @@ class HailuoBot(commands.Bot):
         if self.health_log_seconds:
             watch = LoopWatch(report_every=self.health_log_seconds)
             self._background.append(asyncio.create_task(watch.run(), name="loop-watch"))
+
+    async def _post_notice(self, channel_id: int, text: str) -> None:
+        """An admin notice in a server's log channel: never pings anyone it names."""
+        channel = self.get_channel(channel_id) or await self.fetch_channel(channel_id)
+        if not isinstance(channel, discord.abc.Messageable):
+            raise TypeError(f"channel {channel_id} cannot take messages")
+        await channel.send(text[:2000], allowed_mentions=discord.AllowedMentions.none())
 
     async def close(self) -> None:
         for task in self._background:

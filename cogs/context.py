@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from cogs.attachments import DISCORD_CDN
 from cogs.buttons import ButtonRouter
 from cogs.funnel import ErrorFunnel
+from services.admin import AdminService
 from services.jobs import JobService
+from services.notices import LogChannel
 from services.quotas import QuotaBook
 
 
@@ -17,6 +19,9 @@ class CogContext:
     quotas: QuotaBook
     buttons: ButtonRouter
     funnel: ErrorFunnel
+    admin: AdminService | None = None  # /admin (None: not offered, as in tests of other cogs)
+    notices: LogChannel | None = None  # the client attaches how to post to a server's log channel
+    admin_role_ids: frozenset[int] = frozenset()  # roles that may use /admin besides Manage Server
     # After this many seconds a job's card is edited with the bot token instead of the interaction's
     # (which Discord expires at 15 minutes: docs/discord.md).
     handover_seconds: float = 840

@@ -17,7 +17,9 @@ class QuotaCog(commands.Cog):
     async def quota(self, interaction: discord.Interaction) -> None:
         # One indexed read on the local database: fast enough to answer inside the 3 s window.
         roles = [role.id for role in getattr(interaction.user, "roles", [])]
-        summary = await self.quotas.summary(interaction.user.id, interaction.guild_id, roles)
+        summary = await self.quotas.summary(
+            interaction.user.id, interaction.guild_id, roles, channel_id=interaction.channel_id
+        )
         embed = discord.Embed(title="Your video quota", colour=0x3498DB)
         for line in summary.lines:
             if line.limit is None:

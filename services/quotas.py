@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
-from core.admin import LimitOverride, Period, Pool, PoolDraw
+from core.admin import AdminStore, LimitOverride, Period, Pool, PoolDraw
 from core.errors import QuotaExceeded
 from core.jobs import Usage
 from core.store import JobStore, ReservationCheck
@@ -270,17 +270,47 @@ class QuotaSummary:
 
 
 class QuotaBook:
-    """Reads a member's standing against their limits (what /quota shows)."""
+    """Reads a member's standing against their limits (what /quota shows): config.toml's limits with
+    what this server's admins stored, and the budget pool a job in this channel would draw from."""
 
-    def __init__(self, store: JobStore, policy: QuotaPolicy) -> None:
+    def __init__(self, store: JobStore, policy: QuotaPolicy, admin: AdminStore | None = None) -> None:
         self._store = store
         self._policy = policy
+        self._admin = admin
 
     async def summary(
-        self, user_id: int, guild_id: int | None, role_ids: Iterable[int], now: datetime | None = None
+        self,
+        user_id: int,
+        guild_id: int | None,
+        role_ids: Iterable[int],
+        now: datetime | None = None,
+        channel_id: int | None = None,
     ) -> QuotaSummary:
         now = now or datetime.now(UTC)
-        limits = self._policy.for_member(role_ids)
-        usage = await self._store.usage(user_id, guild_id, now)
-        lines = summarise(limits, usage, now, guild=guild_id is not None)
+        roles = tuple(role_ids)
+        state = await self._admin.server_state(guild_id, user_id) if self._admin and guild_id else None
+        limits, _ = effective_limits(self._policy, state.overrides if state else (), roles, user_id)
+        pool = pick_pool(state.pools, channel_id, roles) if state else None
+        draw = PoolDraw(pool.id, period_key(pool.period, now)) if pool else None
+        usage = await self._store.usage(user_id, guild_id, now, draw)
+        lines = summarise(
+            replace(limits, user_monthly_usd=_with_grants(limits, usage)), usage, now, guild=guild_id is not None
+        )
+        if pool is not None:
+            left = max(pool.amount_micros - usage.pool_micros, 0)
+            lines.insert(
+                0,
+                QuotaLine(
+                    f"Budget pool {pool.name} (pays for jobs here)",
+                    format_usd(usage.pool_micros),
+                    format_usd(pool.amount_micros),
+                    format_usd(left),
+                    period_end(pool.period, now),
+                ),
+            )
         return QuotaSummary(lines, usage.user_in_flight, limits.user_max_in_flight)
+
+
+def _with_grants(limits: Limits, usage: Usage) -> int | None:
+    monthly = limits.user_monthly_usd
+    return None if monthly is None else monthly + usage.user_month_grants
