@@ -15,6 +15,7 @@ import discord
 
 from cogs.cards import render
 from cogs.context import CogContext
+from cogs.quotes import confirmed
 from cogs.reporter import NO_PINGS, DiscordReporter
 from core.errors import QuotaExceeded, StorageError, UserError
 from core.jobs import JobRecord
@@ -89,8 +90,12 @@ class JobLauncher:
                 "Ask a moderator to grant them. Nothing was charged."
             )
             return
+        requester = requester_of(interaction)
         try:
-            job = await self.jobs.create(spec, requester_of(interaction), command=command, parent_job_id=parent_job_id)
+            quote = await self.jobs.quote(spec, requester)
+            if quote.needs_confirmation and not await confirmed(interaction, quote):
+                return
+            reservation = await self.jobs.reserve(spec, requester, command=command, parent_job_id=parent_job_id)
         except QuotaExceeded as exc:
             await interaction.edit_original_response(content=quota_text(exc))
             return
@@ -106,6 +111,7 @@ class JobLauncher:
                 # closed then); nothing was reserved, so there is nothing to undo.
                 log.info("interaction %d: could not say that nothing was recorded", interaction.id)
             return
+        job = reservation.job
         if not self.jobs.accepting:
             # The bot began stopping while this was being reserved: the job stays reserved (it never
             # reached a provider) and the next start carries it on, posting its card then.
@@ -113,7 +119,7 @@ class JobLauncher:
                 await interaction.edit_original_response(content=RESERVED_DURING_RESTART.format(job_id=job.id))
             return
         try:
-            message_id = await self._post_card(interaction, job)
+            message_id = await self._post_card(interaction, job, reservation.note)
         except Exception:
             # Reserved but never shown or started: give the money back before saying so.
             log.exception("job %d: could not post the job card", job.id)
@@ -133,10 +139,11 @@ class JobLauncher:
         )
         self.jobs.start(job, reporter)
 
-    async def _post_card(self, interaction: discord.Interaction, job: JobRecord) -> int:
+    async def _post_card(self, interaction: discord.Interaction, job: JobRecord, note: str = "") -> int:
         """The private receipt, then the public card (a new message: the deferred one is edited first)."""
         cost = "free preview" if job.cost_micros == 0 else format_usd(job.cost_micros)
-        await interaction.edit_original_response(content=f"Job #{job.id} accepted ({cost}). Follow it below.")
+        receipt = f"Job #{job.id} accepted ({cost}). Follow it below." + (f"\n{note}" if note else "")
+        await interaction.edit_original_response(content=receipt)
         card = self.jobs.card_for(job)
         message = await interaction.followup.send(embed=render(card), wait=True, allowed_mentions=NO_PINGS)
         await self.jobs.attach_card(job.id, message.id)

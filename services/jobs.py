@@ -36,6 +36,7 @@ STORED_IMAGE_GONE = "The original image is no longer stored; start anew."
 class Quote:
     price_micros: int
     left_today_micros: int | None  # None: no daily dollar limit
+    needs_confirmation: bool = False  # at or above the server's quote threshold
 
 
 @dataclass(frozen=True)
@@ -121,10 +122,13 @@ class JobService:
         """What the job would cost and what the member has left today, reserving nothing (a quote shown
         before big jobs). Raises UserError for a paused server or a frozen member."""
         _, price = self._intake.quote(spec, requester.guild_id)
-        limits, _ = await self._intake.limits_for(requester)
+        limits, state = await self._intake.limits_for(requester)
+        threshold = state.controls.quote_threshold_micros if state else None
+        if threshold is None or price < threshold:
+            return Quote(price, None)  # no question to ask: spare the usage read
         usage = await self._store.usage(requester.user_id, requester.guild_id)
         left = None if limits.user_daily_usd is None else max(limits.user_daily_usd - usage.user_day_micros, 0)
-        return Quote(price, left)
+        return Quote(price, left, needs_confirmation=True)
 
     async def attach_card(self, job_id: int, message_id: int) -> None:
         """The public card of the job is this message (posted, or posted anew after a deletion)."""
