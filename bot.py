@@ -34,6 +34,7 @@ from cogs.context import CogContext
 from cogs.funnel import ErrorFunnel
 from core.errors import StorageError, UserError
 from settings import Settings, SettingsError, load_settings
+from storage.reports import SqliteSpendReader
 
 log = logging.getLogger("hailuo")
 
@@ -95,6 +96,7 @@ def build_bot(app: App, *, force_sync: bool = False, **options: object) -> Hailu
         cdn_origins=cdn_origins(app.settings.secrets.discord_api_base),
         admin=app.admin,
         notices=app.notices,
+        spend=SqliteSpendReader(app.db),
     )
     bot = app.settings.config.bot
     return HailuoBot(
