@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from cogs.admin_views import render_audit
+from core.admin import AuditEntry, AuditLine
 from core.errors import QuotaExceeded
 from core.spec import GenerationSpec
 from providers.wavespeed import WaveSpeedProvider
@@ -173,3 +175,16 @@ async def test_the_audit_and_grants_are_append_only(tmp_path: Path) -> None:
         [granted, limited] = await rig.admin.audit(GUILD, 10)
         assert (limited.line.action, limited.line.before, limited.line.after) == ("set-limit", "inherited", "5")
         assert (granted.line.action, granted.line.after, granted.line.reason) == ("grant", "$1.00", "contest")
+
+
+def test_a_long_audit_fits_one_discord_message_and_says_what_it_left_out() -> None:
+    long_reason = "because " * 40
+    entries = [
+        AuditEntry(datetime.now(UTC), AuditLine(GUILD, ADMIN, "freeze", f"user {n}", "", "frozen", long_reason))
+        for n in range(50)
+    ]
+    text = render_audit(entries)
+    assert len(text) <= 2000
+    shown = text.count("**freeze**")
+    assert 0 < shown < 50 and text.endswith(f"… and {50 - shown} more.")
+    assert render_audit(entries[:2]).count("**freeze**") == 2
