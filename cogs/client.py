@@ -14,6 +14,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from cogs.admin import AdminCog
 from cogs.buttons import JobButton
 from cogs.card_actions import CardActionsCog
 from cogs.context import CogContext
@@ -27,7 +28,7 @@ from services.runner import JobRunner
 log = logging.getLogger("hailuo")
 
 # Every cog is built the same way, from the bot and the context: a new cog is one line here.
-COGS: tuple[Callable[[commands.Bot, CogContext], commands.Cog], ...] = (GenerateCog, CardActionsCog, QuotaCog)
+COGS: tuple[Callable[[commands.Bot, CogContext], commands.Cog], ...] = (GenerateCog, CardActionsCog, QuotaCog, AdminCog)
 
 RESTART_NOTICE = "The bot is restarting; this job will carry on when it is back (usually within a minute)."
 RESUMED_NOTICE = "The bot restarted while this job was running; it carried on."

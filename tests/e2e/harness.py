@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import socket
 import textwrap
 from collections.abc import AsyncIterator, Callable
@@ -145,9 +146,11 @@ async def running_bot(
     wavespeed_key: str | None = "ws-test-key",
     providers: dict[str, tuple[str, str]] | None = None,
     secrets: dict[str, str] | None = None,
+    admin_role_ids: frozenset[int] = frozenset(),
     **config: object,
 ) -> AsyncIterator[BotUnderTest]:
-    """`providers` adds other paid providers: name -> (base URL of its stand-in, API key)."""
+    """`providers` adds other paid providers: name -> (base URL of its stand-in, API key); `admin_role_ids`
+    are the roles that may use /admin besides Manage Server (set on the bot's context before it starts)."""
     saved = (discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY)
     providers = dict(providers or {})
     if "wavespeed" in providers:  # the template has its section already
@@ -177,6 +180,8 @@ async def running_bot(
     try:
         async with open_app(settings) as app:
             bot = build_bot(app, guild_ready_timeout=0.05, chunk_guilds_at_startup=False)
+            if admin_role_ids:
+                bot.context = dataclasses.replace(bot.context, admin_role_ids=admin_role_ids)
             task = asyncio.create_task(bot.start(fake.bot_token))
             try:
                 await fake.wait_ready(timeout=15)

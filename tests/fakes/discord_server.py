@@ -258,6 +258,8 @@ class FakeDiscord:
         self._by_token: dict[str, FakeInteraction] = {}
         self._blobs: dict[int, tuple[str, str, bytes]] = {}  # attachment id -> (filename, content type, data)
         self._roles: dict[int, JSON] = {}
+        # Each member's roles as last seen (an invoke's `roles`), for user options' resolved members.
+        self.member_roles: dict[int, list[int]] = {}
         self._injections: list[_Injection] = []
         self._conns: set[_Conn] = set()
         self._active: _Conn | None = None
@@ -510,6 +512,9 @@ class FakeDiscord:
                     raise TypeError(f"option {key!r} is type {spec['type']}, not an attachment")
                 resolved.setdefault("attachments", {})[value["id"]] = value
                 value = value["id"]
+            elif spec["type"] in (6, 7, 8):  # user, channel, role: an id, resolved as Discord does
+                value = str(value)
+                self._resolve(spec["type"], int(value), resolved)
             option: JSON = {"name": key, "type": spec["type"], "value": value}
             if key == focused:
                 option["focused"] = True
@@ -522,6 +527,25 @@ class FakeDiscord:
         if gid is not None:
             data["guild_id"] = str(gid)
         return data
+
+    def _resolve(self, option_type: int, snowflake: int, resolved: JSON) -> None:
+        """The `resolved` entry Discord sends with a user (a member of this guild), channel or role option."""
+        if option_type == 6:
+            user = {"id": str(snowflake), "username": f"user-{snowflake}", "discriminator": "0", "avatar": None,
+                    "global_name": None}  # fmt: skip
+            roles = [str(r) for r in self.member_roles.get(snowflake, [])]
+            member = {"roles": roles, "flags": 0, "joined_at": JOINED_AT, "permissions": str(DEFAULT_PERMISSIONS),
+                      "deaf": False, "mute": False}  # fmt: skip
+            resolved.setdefault("users", {})[str(snowflake)] = user
+            resolved.setdefault("members", {})[str(snowflake)] = member
+        elif option_type == 7:
+            if snowflake != self.channel_id:
+                raise LookupError(f"the fake has one channel ({self.channel_id}), not {snowflake}")
+            channel = {**self._channel_json(), "permissions": str(DEFAULT_PERMISSIONS)}
+            resolved.setdefault("channels", {})[str(snowflake)] = channel
+        else:
+            role = self._roles.get(snowflake) or self._role_json(snowflake, f"role-{snowflake}", 0)
+            resolved.setdefault("roles", {})[str(snowflake)] = role
 
     # ------------------------------------------------------------------ gateway
 
@@ -553,7 +577,11 @@ class FakeDiscord:
         dm: bool = False,
     ) -> FakeInteraction:
         conn = self._live()
-        for role_id in roles or []:
+        self.member_roles[user_id] = list(roles or [])
+        resolved = data.get("resolved") or {}
+        named = [int(r) for r in resolved.get("roles", {})]
+        named += [int(r) for member in resolved.get("members", {}).values() for r in member["roles"]]
+        for role_id in [*(roles or []), *named]:
             if role_id not in self._roles:  # make the role exist so Member.roles can resolve it
                 self._roles[role_id] = self._role_json(role_id, f"role-{role_id}", 0)
                 await conn.dispatch("GUILD_ROLE_CREATE", {"guild_id": str(self.guild_id), "role": self._roles[role_id]})
