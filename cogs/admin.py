@@ -13,19 +13,22 @@ load if one of its commands lacks the check.
 from __future__ import annotations
 
 import functools
+import io
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any, Concatenate, Literal, ParamSpec
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from cogs.admin_views import render_audit, render_limits, render_pools
+from cogs.admin_views import name_in, render_audit, render_limits, render_pools
 from cogs.context import CogContext
 from core.admin import OnEmpty, Period, Scope
 from core.errors import UserError
 from services.admin import AdminService
+from services.spend import spend_report
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +38,17 @@ NO_PINGS = discord.AllowedMentions.none()
 LimitKey = Literal["user_daily_videos", "user_daily_usd", "user_monthly_usd", "user_max_in_flight", "guild_monthly_usd"]
 
 P = ParamSpec("P")
-Body = Callable[Concatenate["AdminCog", discord.Interaction, P], Awaitable[str]]
+
+
+@dataclass(frozen=True)
+class AdminReply:
+    """An answer with attachments (a chart, a CSV); a plain str is an answer in text only."""
+
+    text: str
+    files: tuple[discord.File, ...] = ()
+
+
+Body = Callable[Concatenate["AdminCog", discord.Interaction, P], Awaitable[str | AdminReply]]
 Callback = Callable[Concatenate["AdminCog", discord.Interaction, P], Coroutine[Any, Any, None]]
 
 
@@ -63,10 +76,13 @@ def admin_only(body: Body[P]) -> Callback[P]:
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
         try:
-            text = await body(cog, interaction, *args, **kwargs)
+            answer = await body(cog, interaction, *args, **kwargs)
         except UserError as exc:
-            text = exc.message
-        await interaction.edit_original_response(content=text, allowed_mentions=NO_PINGS)
+            answer = exc.message
+        reply = answer if isinstance(answer, AdminReply) else AdminReply(answer)
+        await interaction.edit_original_response(
+            content=reply.text, attachments=list(reply.files), allowed_mentions=NO_PINGS
+        )
 
     command.__admin_guarded__ = True  # type: ignore[attr-defined]
     return command
@@ -94,6 +110,7 @@ class AdminCog(commands.Cog):
     def __init__(self, bot: commands.Bot, context: CogContext) -> None:
         self.admin = context.admin
         self.admin_role_ids = context.admin_role_ids
+        self.spend_reader = context.spend
         unguarded = [
             command.qualified_name
             for command in self.walk_app_commands()
@@ -222,6 +239,27 @@ class AdminCog(commands.Cog):
     @admin_only
     async def audit(self, interaction: discord.Interaction, count: app_commands.Range[int, 1, 50] = 10) -> str:
         return render_audit(await self.service.audit(_guild(interaction), count))
+
+    @admin_group.command(name="spend", description="Spend from the ledger: a table, a chart and a CSV.")
+    @app_commands.describe(period="Which window (UTC)", by="What to total by")
+    @admin_only
+    async def spend(
+        self,
+        interaction: discord.Interaction,
+        period: Literal["today", "7d", "30d", "month"],
+        by: Literal["user", "channel", "model", "provider", "day"],
+    ) -> AdminReply:
+        if self.spend_reader is None:
+            raise UserError(NOT_SET_UP)
+        guild = interaction.guild
+        report = await spend_report(
+            self.spend_reader, _guild(interaction), period, by, name_of=lambda key: name_in(guild, by, key)
+        )
+        files = (
+            discord.File(io.BytesIO(report.png), filename=f"{report.filename}.png"),
+            discord.File(io.BytesIO(report.csv), filename=f"{report.filename}.csv"),
+        )
+        return AdminReply(f"**{report.title}**\n{report.table}", files)
 
     # ----- pools ------------------------------------------------------------------------------------------
 

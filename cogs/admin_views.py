@@ -3,6 +3,8 @@ period, and the latest audit lines. Plain text within Discord's 2000 characters.
 
 from __future__ import annotations
 
+import discord
+
 from core.admin import AuditEntry
 from services.admin import LimitLine, PoolStanding
 from services.pricing import format_usd
@@ -62,3 +64,17 @@ def render_audit(entries: list[AuditEntry]) -> str:
             text += f" (reason: {line.reason[:200]})"
         lines.append(text)
     return fit(f"**Latest admin changes** (newest first, {len(entries)})", lines)
+
+
+def name_in(guild: discord.Guild | None, by: str, key: object) -> str | None:
+    """A spend report's row label from what the client knows (a member's or channel's name), or None
+    to keep the raw id."""
+    if guild is None or not isinstance(key, int):
+        return None
+    if by == "user":
+        member = guild.get_member(key)
+        return member.display_name if member else None
+    if by == "channel":
+        channel = guild.get_channel(key)
+        return f"#{channel.name}" if channel else None
+    return None

@@ -134,6 +134,7 @@ async def test_admin_is_registered_for_manage_server_in_servers_only(bot: BotUnd
             "quote-threshold",
             "log-channel",
             "audit",
+            "spend",
             "pool create",
             "pool list",
             "pool delete",
@@ -347,3 +348,26 @@ async def test_limits_show_each_value_and_where_it_comes_from(bot: BotUnderTest)
     assert (server["user_daily_usd"], server["user_monthly_usd"]) == ("$3.00 · server", "$20.00 · config.toml")
     # What /admin limits says is what the member's next command is checked against.
     assert (await video(bot)).startswith("Job #1 accepted")
+
+
+async def test_spend_answers_with_a_table_a_png_and_a_csv_that_match_the_ledger(bot: BotUnderTest) -> None:
+    import csv
+    import io
+
+    from PIL import Image
+
+    for _ in range(2):
+        assert "accepted" in await video(bot)
+    fake = bot.discord
+    interaction = await fake.invoke(
+        "admin spend", {"period": "today", "by": "user"}, user_id=ADMIN, permissions=DEFAULT_PERMISSIONS | MANAGE_SERVER
+    )
+    message = await reply(fake, interaction)
+    assert "$0.56" in message.content  # two $0.28 clips
+    files = {a["filename"].rsplit(".", 1)[1]: a["data"] for a in message.attachments}
+    with Image.open(io.BytesIO(files["png"])) as chart:
+        chart.verify()
+        assert chart.format == "PNG"
+    rows = list(csv.DictReader(io.StringIO(files["csv"].decode("utf-8"))))
+    settled = await bot.app.db.fetchone("SELECT SUM(amount_micros) FROM ledger WHERE kind = 'settle'")
+    assert sum(int(row["spend_micros"]) for row in rows) == settled[0] == 560_000
