@@ -140,6 +140,8 @@ class HailuoBot(commands.Bot):
             )
             if not access.allowed_guilds:
                 log.warning(OPEN_TO_ALL)
+                if access.leave_unlisted:  # a server list was meant, and is missing: say so, leave nothing
+                    log.warning("access.leave_unlisted has no effect while access.allowed_guilds is empty")
             elif self.dev_guild_id and not access.serves_guild(self.dev_guild_id):
                 log.warning(
                     "bot.dev_guild_id %d is not in access.allowed_guilds: commands there are refused", self.dev_guild_id

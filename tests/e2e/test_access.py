@@ -49,6 +49,16 @@ async def reply_of(fake: FakeDiscord, interaction: FakeInteraction) -> str:
     return reply.content
 
 
+async def served(fake: FakeDiscord, *, dm: bool = False) -> bool:
+    """/quota answers with its private embed (not a refusal) in the stand-in's server, or in a DM."""
+    quota = await fake.invoke("quota", dm=dm)
+    await fake.wait_until(lambda: (msg := quota.original()) is not None and (msg.embeds or msg.content), timeout=10)
+    reply = quota.original()
+    return (
+        reply is not None and reply.ephemeral and bool(reply.embeds) and reply.embeds[0]["title"] == "Your video quota"
+    )
+
+
 @pytest.fixture
 async def wavespeed() -> AsyncIterator[FakeWaveSpeed]:
     async with FakeWaveSpeed("ws-test-key", duration_s=0.2) as fake:
@@ -128,7 +138,7 @@ async def test_leave_unlisted_leaves_servers_at_start_and_when_added(
         assert fake.guild_id in fake.guilds  # the listed server stays
         left = warnings(caplog, "left server")
         assert len(left) == 2 and str(away) in left[0] and str(added) in left[1]
-        assert "accepted" in await reply_of(fake, await fake.invoke("video", PROMPT))
+        assert await served(fake)
 
 
 async def test_dms_are_refused_by_default_and_served_with_allow_dms(
@@ -147,9 +157,7 @@ async def test_dms_are_refused_by_default_and_served_with_allow_dms(
     async with running_bot(tmp_path / "on", fake, wavespeed_url=wavespeed.base_url, extra=config) as running:
         # Registered for DMs with the bot too (1 = BOT_DM); never group DMs (2 needs a user install).
         assert fake.commands and all(c.get("contexts") == [0, 1] for c in fake.commands)
-        quota = await fake.invoke("quota", dm=True)
-        await fake.wait_until(lambda: (msg := quota.original()) is not None and msg.embeds != [])
-        assert quota.original().ephemeral and quota.original().embeds[0]["title"] == "Your video quota"
+        assert await served(fake, dm=True)
         assert "accepted" in await reply_of(fake, await fake.invoke("video", PROMPT, dm=True))
         await fake.wait_until(lambda: len(finished(fake)) == 1)
         await running.assert_ledger_balanced()
@@ -174,3 +182,16 @@ async def test_start_up_says_who_the_bot_is_how_to_invite_it_and_whether_it_serv
     assert query["scope"] == ["bot applications.commands"]
     assert query["permissions"] == [str(INVITE_PERMISSIONS.value)]
     assert warnings(caplog, OPEN_TO_ALL) == ([] if listed else [OPEN_TO_ALL])
+
+
+async def test_leave_unlisted_without_a_server_list_leaves_nothing_and_says_so(
+    tmp_path: Path, discord_fake: FakeDiscord, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    fake = discord_fake
+    async with running_bot(tmp_path, fake, extra=access(leave_unlisted=True)):
+        await fake.wait_until(lambda: logged(caplog, "logged in as"))
+        await fake.join_guild()
+        await fake.wait_until(lambda: logged(caplog, "added to server"))
+        assert warnings(caplog, "access.leave_unlisted has no effect") and fake.left_guilds == []
+        assert await served(fake)
