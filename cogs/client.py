@@ -188,6 +188,12 @@ class HailuoBot(commands.Bot):
     async def close(self) -> None:
         for task in self._background:
             task.cancel()
+        # After READY discord.py waits for the servers (guild_ready_timeout) before dispatching on_ready, and
+        # close() does not stop that wait: it would then dispatch into the closed client (an AttributeError,
+        # and an on_ready coroutine never awaited). Cancelled, it dispatches nothing.
+        ready = self._connection._ready_task
+        if ready is not None:
+            ready.cancel()
         await super().close()
 
     async def _sweep_periodically(self) -> None:

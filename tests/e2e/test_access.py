@@ -151,7 +151,6 @@ async def test_dms_are_refused_by_default_and_served_with_allow_dms(
         assert [c.get("contexts") for c in fake.commands] == [[0]] * len(fake.commands)
         assert await reply_of(fake, await fake.invoke("quota", dm=True)) == GUILD_ONLY
         await assert_nothing_spent(running, wavespeed)
-        await running.bot.wait_until_ready()  # closing before READY is handled leaves discord.py complaining
 
     config = access(allow_dms=True)
     async with running_bot(tmp_path / "on", fake, wavespeed_url=wavespeed.base_url, extra=config) as running:
