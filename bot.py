@@ -27,6 +27,7 @@ import yarl
 
 import logsafe
 from app import App, open_app
+from cogs.access import Access, AccessGate
 from cogs.attachments import cdn_origins
 from cogs.buttons import ButtonRouter
 from cogs.client import HailuoBot
@@ -82,27 +83,36 @@ def point_discord_at(api_base: str | None, gateway_url: str | None) -> None:
         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
 
 
+def access_policy(settings: Settings) -> Access:
+    access = settings.config.access
+    return Access(frozenset(access.allowed_guilds), leave_unlisted=access.leave_unlisted, allow_dms=access.allow_dms)
+
+
 def build_bot(app: App, *, force_sync: bool = False, **options: object) -> HailuoBot:
     """The Discord client over the composed app."""
     # The bot never joins voice: discord.py's start-up warnings about voice libraries are only noise.
     discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
     funnel = ErrorFunnel()
+    # One gate for the command tree and the buttons: who may use the bot at all ([access] in config.toml).
+    gate = AccessGate(access_policy(app.settings))
     context = CogContext(
         jobs=app.jobs,
         quotas=app.quotas,
-        buttons=ButtonRouter(funnel),
+        buttons=ButtonRouter(funnel, gate),
         funnel=funnel,
         handover_seconds=app.settings.config.bot.token_handover_seconds,
         cdn_origins=cdn_origins(app.settings.secrets.discord_api_base),
         admin=app.admin,
         notices=app.notices,
         spend=SqliteSpendReader(app.db),
+        admin_role_ids=frozenset(app.settings.config.admin.role_ids),
     )
     bot = app.settings.config.bot
     return HailuoBot(
         context,
         app.runner,
         app.store,
+        gate=gate,
         dev_guild_id=bot.dev_guild_id,
         health_log_seconds=bot.health_log_seconds,
         force_sync=force_sync,

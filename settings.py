@@ -19,6 +19,8 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    StrictBool,
+    StrictInt,
     ValidationError,
     create_model,
     field_validator,
@@ -43,6 +45,17 @@ MAX_PRICE_USD = Decimal(10_000)  # one clip
 MAX_LIMIT_USD = Decimal(1_000_000)  # a quota
 # Discord ids (snowflakes) are positive 64-bit integers.
 Snowflake = Annotated[int, Field(gt=0, lt=2**63)]
+
+
+def _quoted_id(value: Any) -> Any:
+    # Table keys are strings in TOML (`[guilds."123…"]`), so an admin may quote ids in a list too: digits in
+    # quotes are an id. Anything else goes to the strict check, which refuses true/false and floats (a float
+    # loses the last digits of an 18-digit id, so it would name another server).
+    return int(value) if isinstance(value, str) and value.isascii() and value.isdigit() else value
+
+
+# An id as a value (not a table key): an integer, or its digits in quotes.
+SnowflakeValue = Annotated[StrictInt, BeforeValidator(_quoted_id), Field(gt=0, le=2**63 - 1)]
 Seconds = Annotated[FiniteFloat, Field(ge=0)]
 
 
@@ -187,8 +200,24 @@ class WebhooksSection(_Section):
             )
 
 
+class AccessSection(_Section):
+    # The servers the bot answers in; empty = every server it is added to (the start-up log warns).
+    allowed_guilds: list[SnowflakeValue] = Field(default_factory=list)
+    # Leave any server not in allowed_guilds, at start and when added to one.
+    leave_unlisted: StrictBool = False
+    # Serve commands in DMs with the bot (no server budget or provider pin applies there).
+    allow_dms: StrictBool = False
+
+
+class AdminSection(_Section):
+    # Roles whose members may use /admin, besides members with Manage Server.
+    role_ids: list[SnowflakeValue] = Field(default_factory=list)
+
+
 class Config(_Section):
     bot: BotSection = Field(default_factory=BotSection)
+    access: AccessSection = Field(default_factory=AccessSection)
+    admin: AdminSection = Field(default_factory=AdminSection)
     guilds: dict[Snowflake, GuildSection] = Field(default_factory=dict)
     webhooks: WebhooksSection = Field(default_factory=WebhooksSection)
     providers: _ProvidersBase = Field(default_factory=ProvidersSection)

@@ -13,6 +13,7 @@ from typing import Any
 
 import discord
 
+from cogs.access import AccessGate
 from cogs.funnel import ErrorFunnel, reply_privately
 
 log = logging.getLogger(__name__)
@@ -68,10 +69,15 @@ class JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=TEMPLAT
 
 
 class ButtonRouter:
-    """Actions → handlers. Cogs register theirs when they load; the bot holds the router as `buttons`."""
+    """Actions → handlers. Cogs register theirs when they load; the bot holds the router as `buttons`.
 
-    def __init__(self, funnel: ErrorFunnel) -> None:
+    Button presses do not pass the command tree, so the router asks the access gate itself: a card exists
+    only where a command ran, but a press can come from a server delisted since, or be a crafted payload.
+    The bot always passes its gate (bot.build_bot); without one (unit tests) every press is dispatched."""
+
+    def __init__(self, funnel: ErrorFunnel, gate: AccessGate | None = None) -> None:
         self.funnel = funnel
+        self.gate = gate
         self._handlers: dict[str, Handler] = {}
 
     def register(self, action: str, handler: Handler) -> None:
@@ -82,6 +88,8 @@ class ButtonRouter:
     async def dispatch(self, interaction: discord.Interaction, action: str, job_id: int) -> None:
         handler = self._handlers.get(action)
         try:
+            if self.gate is not None and not await self.gate.admit(interaction):
+                return
             if handler is None:
                 await reply_privately(interaction, GONE)
                 return

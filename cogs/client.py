@@ -14,12 +14,13 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from cogs.access import Access, AccessGate
 from cogs.admin import AdminCog
 from cogs.buttons import JobButton
 from cogs.card_actions import CardActionsCog
 from cogs.context import CogContext
-from cogs.funnel import reply_privately
 from cogs.generate import GenerateCog
+from cogs.launch import NEEDED_PERMISSIONS
 from cogs.quota import QuotaCog
 from cogs.reporter import reporter_for_resumed
 from services.loopwatch import LoopWatch, freeze_startup_objects
@@ -43,20 +44,27 @@ class CommandHashes(Protocol):
     async def set_meta(self, key: str, value: str) -> None: ...
 
 
-GUILD_ONLY = "This bot works in servers only: use its commands in a server channel."
+# The invite asks for exactly the channel permissions the bot checks before a job (cogs.launch), which
+# are the ones the README lists (a test holds the two together).
+INVITE_PERMISSIONS = discord.Permissions(**dict.fromkeys(NEEDED_PERMISSIONS, True))
+OPEN_TO_ALL = (
+    "access.allowed_guilds is empty: the bot serves every server it is added to "
+    "(anyone with the invite link can add it and spend your budget)"
+)
 
 
-class GuildOnlyTree(app_commands.CommandTree["HailuoBot"]):
-    """The commands are registered for server contexts only, so Discord's clients do not offer them in
-    DMs; a DM interaction that arrives anyway (an old registration, a modified client) is refused here.
-    In a DM no server budget or provider pin applies, so a DM job would escape them."""
+def invite_url(client_id: int) -> str:
+    return discord.utils.oauth_url(client_id, permissions=INVITE_PERMISSIONS, scopes=("bot", "applications.commands"))
+
+
+class AccessTree(app_commands.CommandTree["HailuoBot"]):
+    """Every command and autocomplete passes the bot's access gate first (cogs.access). The commands are
+    registered for server contexts (and DMs only with `access.allow_dms`), so Discord's clients do not offer
+    them elsewhere; what arrives anyway (an old registration, a modified client, a server that is not
+    listed) is refused here, before any cog sees it."""
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
-        if interaction.guild_id is not None:
-            return True
-        log.info("interaction %d: refused a command outside a server (user %d)", interaction.id, interaction.user.id)
-        await reply_privately(interaction, GUILD_ONLY)
-        return False
+        return await self.client.gate.admit(interaction)
 
 
 class HailuoBot(commands.Bot):
@@ -66,21 +74,28 @@ class HailuoBot(commands.Bot):
         runner: JobRunner,
         hashes: CommandHashes,
         *,
+        gate: AccessGate | None = None,
         dev_guild_id: int = 0,
         health_log_seconds: float = 0,
         force_sync: bool = False,
         **options: Any,
     ) -> None:
+        # The same gate as the button router's (bot.build_bot), so a server is warned about once.
+        gate = gate or AccessGate(Access())
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=discord.Intents.default(),  # no privileged intents needed
             allowed_mentions=discord.AllowedMentions.none(),
             help_command=None,
-            tree_cls=GuildOnlyTree,
-            allowed_contexts=app_commands.AppCommandContext(guild=True, dm_channel=False, private_channel=False),
+            tree_cls=AccessTree,
+            # Group DMs (private_channel) need a user install, which the bot does not offer.
+            allowed_contexts=app_commands.AppCommandContext(
+                guild=True, dm_channel=gate.access.allow_dms, private_channel=False
+            ),
             **options,
         )
         self.context = context
+        self.gate = gate
         self.runner = runner
         self.buttons = context.buttons  # JobButton finds the router here
         self.hashes = hashes
@@ -89,6 +104,7 @@ class HailuoBot(commands.Bot):
         self.force_sync = force_sync
         self.tree.error(context.funnel.command_error)
         self._background: list[asyncio.Task[None]] = []
+        self._announced = False
 
     async def setup_hook(self) -> None:
         if self.context.notices is not None:
@@ -116,9 +132,78 @@ class HailuoBot(commands.Bot):
             raise TypeError(f"channel {channel_id} cannot take messages")
         await channel.send(text[:2000], allowed_mentions=discord.AllowedMentions.none())
 
+    async def on_ready(self) -> None:
+        """Each READY (the first, and after a reconnect that could not resume): say who the bot is and how to
+        invite it (once), and apply the access policy to the servers it is in, including any it was added to
+        while it was away (discord.py reports those only here, not as a join)."""
+        access = self.gate.access
+        if not self._announced and self.user is not None:
+            self._announced = True
+            count = len(self.guilds)
+            log.info(
+                "logged in as %s (%d) in %d server%s; invite: %s",
+                self.user.name,
+                self.user.id,
+                count,
+                "" if count == 1 else "s",
+                invite_url(self.application_id or self.user.id),
+            )
+            if not access.allowed_guilds:
+                log.warning(OPEN_TO_ALL)
+                if access.leave_unlisted:  # a server list was meant, and is missing: say so, leave nothing
+                    log.warning("access.leave_unlisted has no effect while access.allowed_guilds is empty")
+            elif self.dev_guild_id and not access.serves_guild(self.dev_guild_id):
+                log.warning(
+                    "bot.dev_guild_id %d is not in access.allowed_guilds: commands there are refused", self.dev_guild_id
+                )
+        unlisted = [guild for guild in self.guilds if not access.serves_guild(guild.id)]
+        if not unlisted:
+            return
+        if not access.leave_unlisted:
+            log.info(
+                "in %d server(s) not in access.allowed_guilds, where every command is refused: %s "
+                "(access.leave_unlisted = true leaves them)",
+                len(unlisted),
+                ", ".join(str(guild.id) for guild in unlisted),
+            )
+            return
+        for guild in unlisted:
+            await self._leave(guild)
+
+    async def on_guild_join(self, guild: discord.Guild) -> None:
+        access = self.gate.access
+        if access.serves_guild(guild.id):
+            log.info("added to server %s (%d); now in %d servers", guild.name, guild.id, len(self.guilds))
+        elif access.leave_unlisted:
+            await self._leave(guild)
+        else:
+            log.info(
+                "added to server %s (%d), which is not in access.allowed_guilds: its commands are refused",
+                guild.name,
+                guild.id,
+            )
+
+    async def _leave(self, guild: discord.Guild) -> None:
+        try:
+            await guild.leave()
+        except discord.HTTPException as exc:  # it stays, and its commands are still refused
+            log.warning(
+                "could not leave server %s (%d), which is not in access.allowed_guilds: %s", guild.name, guild.id, exc
+            )
+            return
+        log.warning(
+            "left server %s (%d): not in access.allowed_guilds (access.leave_unlisted = true)", guild.name, guild.id
+        )
+
     async def close(self) -> None:
         for task in self._background:
             task.cancel()
+        # After READY discord.py waits for the servers (guild_ready_timeout) before dispatching on_ready, and
+        # close() does not stop that wait: it would then dispatch into the closed client (an AttributeError,
+        # and an on_ready coroutine never awaited). Cancelled, it dispatches nothing.
+        ready = self._connection._ready_task
+        if ready is not None:
+            ready.cancel()
         await super().close()
 
     async def _sweep_periodically(self) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cogs.client import GUILD_ONLY
+from cogs.access import GUILD_ONLY
 from core.jobs import LedgerTotals
 from tests.e2e.harness import BotUnderTest, running_bot
 from tests.fakes.discord_server import FakeDiscord

@@ -230,7 +230,7 @@ Handler = Callable[[_Call], Awaitable[web.Response]]
 
 
 class FakeDiscord:
-    """One application, one bot user, one guild with one text channel."""
+    """One application, one bot user, one guild with one text channel (more guilds join with `join_guild`)."""
 
     def __init__(
         self,
@@ -247,6 +247,8 @@ class FakeDiscord:
         self._last_id = 0
         self.application_id, self.bot_user_id = self._snowflake(), self._snowflake()
         self.guild_id, self.channel_id = self._snowflake(), self._snowflake()
+        self.guilds: dict[int, int] = {self.guild_id: self.channel_id}  # the guilds the bot is in -> their channel
+        self.left_guilds: list[int] = []  # guilds the bot left (DELETE /users/@me/guilds/{id}), in order
         self.base_url = self.gateway_url = ""
         self.sync_count = 0
         self.requests: list[RequestRecord] = []
@@ -270,6 +272,7 @@ class FakeDiscord:
             (m, re.compile(p), h, auth)
             for m, p, h, auth in [
                 ("GET", r"/users/@me", self._get_me, True),
+                ("DELETE", r"/users/@me/guilds/(?P<gid>\d+)", self._leave_guild, True),
                 ("GET", r"/oauth2/applications/@me", self._get_app, True),
                 ("GET", r"/gateway(?:/bot)?", self._get_gateway, False),
                 ("GET|PUT", r"/applications/(?P<app>\d+)(?:/guilds/(?P<gid>\d+))?/commands", self._commands, True),
@@ -370,12 +373,16 @@ class FakeDiscord:
         roles: list[int] | None = None,
         attachment_size_limit: int | None = None,
         dm: bool = False,
+        guild_id: int | None = None,
     ) -> FakeInteraction:
         """Run a synced chat-input command ("name" or "group sub"); attachment options take add_attachment().
-        `dm=True` sends it from the member's DM with the bot (as a client would if the command allowed it)."""
+        `dm=True` sends it from the member's DM with the bot (as a client would if the command allowed it);
+        `guild_id` from another guild's channel (one from `join_guild`, or any id: a guild that has the
+        commands but not the bot user, as an install with only the applications.commands scope)."""
         data = self._command_data(name, options or {}, focused=None)
         return await self._interact(2, data, user_id=user_id, user_name=user_name, permissions=permissions,
-                                    roles=roles, attachment_size_limit=attachment_size_limit, dm=dm)  # fmt: skip
+                                    roles=roles, attachment_size_limit=attachment_size_limit, dm=dm,
+                                    guild_id=guild_id)  # fmt: skip
 
     async def autocomplete(
         self,
@@ -419,6 +426,18 @@ class FakeDiscord:
         return await self._interact(3, data, user_id=user_id, user_name=user_name, permissions=permissions,
                                     roles=roles, message=msg)  # fmt: skip
 
+    async def join_guild(self) -> int:
+        """Someone adds the bot to another guild (one text channel, nothing else); returns the new guild's id
+        (pass it as `invoke(..., guild_id=)`). A connected bot hears GUILD_CREATE at once, as from Discord;
+        one that is not connected yet finds the guild in its READY (added while it was away)."""
+        gid, cid = self._snowflake(), self._snowflake()
+        self.guilds[gid] = cid
+        if self._active is not None and not self._active.ws.closed:
+            # No "unavailable" key: how a join differs from a guild back after an outage (false).
+            data = {k: v for k, v in self._guild_json(gid).items() if k != "unavailable"}
+            await self._active.dispatch("GUILD_CREATE", data)
+        return gid
+
     def expire_token(self, token: str) -> None:
         """From now on this interaction token's webhook routes answer 401 / 50027."""
         self._by_token[token].expired = True
@@ -453,8 +472,10 @@ class FakeDiscord:
         return {"id": str(self.bot_user_id), "username": "TestBot", "discriminator": "0", "avatar": None, "bot": True,
                 "global_name": None}  # fmt: skip
 
-    def _channel_json(self) -> JSON:
-        return {"id": str(self.channel_id), "type": 0, "guild_id": str(self.guild_id), "name": "general",
+    def _channel_json(self, guild_id: int | None = None) -> JSON:
+        gid = self.guild_id if guild_id is None else guild_id
+        cid = self.guilds.get(gid, self.channel_id)
+        return {"id": str(cid), "type": 0, "guild_id": str(gid), "name": "general",
                 "position": 0, "permission_overwrites": [], "nsfw": False, "topic": None, "parent_id": None,
                 "rate_limit_per_user": 0, "last_message_id": None}  # fmt: skip
 
@@ -463,11 +484,14 @@ class FakeDiscord:
         return {"id": str(role_id), "name": name, "permissions": str(permissions), "color": 0, "hoist": False,
                 "flags": 0, "position": pos, "managed": False, "mentionable": False}  # fmt: skip
 
-    def _guild_json(self) -> JSON:
-        roles = [self._role_json(self.guild_id, "@everyone", EVERYONE_PERMISSIONS), *self._roles.values()]
+    def _guild_json(self, guild_id: int | None = None) -> JSON:
+        gid = self.guild_id if guild_id is None else guild_id
+        everyone = self._role_json(gid, "@everyone", EVERYONE_PERMISSIONS) | {"position": 0}
+        roles = [everyone, *self._roles.values()] if gid == self.guild_id else [everyone]
         member = {"user": self._bot_user, "roles": [], "flags": 0, "joined_at": JOINED_AT, "deaf": False, "mute": False}
-        return {"id": str(self.guild_id), "name": "Test Guild", "unavailable": False, "member_count": 2, "large": False,
-                "owner_id": str(OWNER_ID), "roles": roles, "channels": [self._channel_json()], "members": [member],
+        name = "Test Guild" if gid == self.guild_id else f"Other Guild {gid}"
+        return {"id": str(gid), "name": name, "unavailable": False, "member_count": 2, "large": False,
+                "owner_id": str(OWNER_ID), "roles": roles, "channels": [self._channel_json(gid)], "members": [member],
                 "threads": [], "emojis": [], "stickers": [], "features": [], "premium_tier": self.premium_tier,
                 "voice_states": [], "presences": [], "stage_instances": [], "guild_scheduled_events": [],
                 "soundboard_sounds": [], "joined_at": JOINED_AT, "preferred_locale": "en-US"}  # fmt: skip
@@ -575,8 +599,11 @@ class FakeDiscord:
         attachment_size_limit: int | None = None,
         message: FakeMessage | None = None,
         dm: bool = False,
+        guild_id: int | None = None,
     ) -> FakeInteraction:
         conn = self._live()
+        gid = self.guild_id if guild_id is None else guild_id
+        cid = self.guilds.get(gid, self.channel_id + 2)  # a guild without the bot user: some channel of its own
         self.member_roles[user_id] = list(roles or [])
         resolved = data.get("resolved") or {}
         named = [int(r) for r in resolved.get("roles", {})]
@@ -591,12 +618,12 @@ class FakeDiscord:
         user = {"id": str(user_id), "username": user_name, "discriminator": "0", "avatar": None, "global_name": None}
         payload: JSON = {
             "id": str(iid), "application_id": str(self.application_id), "type": itype, "version": 1, "token": token,
-            "guild_id": str(self.guild_id), "channel_id": str(self.channel_id), "channel": self._channel_json(),
-            "guild": {"id": str(self.guild_id), "locale": "en-US", "features": []},
+            "guild_id": str(gid), "channel_id": str(cid), "channel": self._channel_json(gid) | {"id": str(cid)},
+            "guild": {"id": str(gid), "locale": "en-US", "features": []},
             "member": {"user": user, "roles": [str(r) for r in roles or []], "flags": 0, "joined_at": JOINED_AT,
                        "permissions": str(permissions), "deaf": False, "mute": False},
             "app_permissions": str(self.app_permissions), "locale": "en-US", "guild_locale": "en-US",
-            "entitlements": [], "authorizing_integration_owners": {"0": str(self.guild_id)}, "context": 0,
+            "entitlements": [], "authorizing_integration_owners": {"0": str(gid)}, "context": 0,
             "attachment_size_limit": limit,  # discord.py raises KeyError without it (trap 3)
             "data": data,
         }  # fmt: skip
@@ -645,12 +672,13 @@ class FakeDiscord:
             conn.session = session = _Session(secrets.token_hex(16))
             self._sessions[session.id] = session
             await conn.dispatch("READY", {
-                "v": 10, "user": self._bot_user, "guilds": [{"id": str(self.guild_id), "unavailable": True}],
+                "v": 10, "user": self._bot_user, "guilds": [{"id": str(g), "unavailable": True} for g in self.guilds],
                 "session_id": session.id, "resume_gateway_url": self.gateway_url.rstrip("/"),
                 "application": {"id": str(self.application_id), "flags": 0}, "private_channels": [],
                 "relationships": [], "presences": [],
             })  # fmt: skip
-            await conn.dispatch("GUILD_CREATE", self._guild_json())
+            for gid in self.guilds:
+                await conn.dispatch("GUILD_CREATE", self._guild_json(gid))
             self._active = conn
             self.ready_count += 1
         elif op == 6:
@@ -817,6 +845,16 @@ class FakeDiscord:
 
     async def _get_me(self, _c: _Call) -> web.Response:
         return _json(self._bot_user)
+
+    async def _leave_guild(self, c: _Call) -> web.Response:
+        gid = int(c.match["gid"])
+        if gid not in self.guilds:
+            raise DiscordError(404, 10004, "Unknown Guild")
+        del self.guilds[gid]
+        self.left_guilds.append(gid)
+        # As Discord: the bot's gateway hears GUILD_DELETE without "unavailable" (removed, not an outage).
+        await self._dispatch("GUILD_DELETE", {"id": str(gid)})
+        return web.Response(status=204)
 
     async def _get_app(self, _c: _Call) -> web.Response:
         owner = {"id": str(OWNER_ID), "username": "owner", "discriminator": "0", "avatar": None, "global_name": None}

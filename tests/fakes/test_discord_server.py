@@ -408,3 +408,31 @@ async def test_invoker_roles_and_permissions_reach_the_bot(env: Env) -> None:
     assert outcome == (77, [env.fake.guild_id, 555], False, True)
     _, outcome = await env.run(scenario)
     assert outcome[2:] == (False, True)  # default: every text permission, no administrator
+
+
+async def test_a_guild_joins_and_leaving_it_answers_204_as_discord_does(env: Env) -> None:
+    fake, bot = env.fake, env.bot
+    joined = asyncio.create_task(bot.wait_for("guild_join"))
+    other = await fake.join_guild()
+    guild = await asyncio.wait_for(joined, 5)
+    assert guild.id == other and bot.get_guild(other) is not None and len(bot.guilds) == 2
+    removed = asyncio.create_task(bot.wait_for("guild_remove"))
+    await guild.leave()  # DELETE /users/@me/guilds/{id}, then GUILD_DELETE on the gateway
+    assert (await asyncio.wait_for(removed, 5)).id == other
+    assert bot.get_guild(other) is None and fake.left_guilds == [other] and other not in fake.guilds
+    assert statuses(fake, "DELETE", f"/users/@me/guilds/{other}") == [204]
+    with pytest.raises(discord.NotFound) as info:  # not in it any more: Unknown Guild
+        await guild.leave()
+    assert info.value.code == 10004
+
+
+async def test_an_interaction_can_come_from_another_guild(env: Env) -> None:
+    async def scenario(interaction: discord.Interaction, image: discord.Attachment, frames: int) -> Any:
+        await interaction.response.send_message("ok", ephemeral=True)
+        return interaction.guild_id, interaction.channel_id
+
+    other = await env.fake.join_guild()
+    _, outcome = await env.run(scenario, guild_id=other)
+    assert outcome == (other, env.fake.guilds[other])
+    _, outcome = await env.run(scenario, guild_id=42)  # a guild the bot user is not in
+    assert outcome[0] == 42
