@@ -279,12 +279,15 @@ async def test_a_pool_pays_for_a_channels_jobs_and_alerts_once_at_each_threshold
     quota = await reply(fake, await fake.invoke("quota"))
     fields = {field["name"]: field["value"] for field in quota.embeds[0]["fields"]}
     assert fields["Your spend today"].startswith("**$2.00 left** of $2.00 (used $0.00)")
+    pool_line = "Budget pool brainstorm (pays for jobs here)"
+    assert fields[pool_line].startswith("**$0.00 left** of $1.40 (used $1.40)")  # /quota shows the pool
 
     # With on_empty personal, an empty pool's jobs come from the member's own allowance.
     assert "deleted" in await admin(fake, "pool delete", {"name": "brainstorm"})
     await admin(fake, "pool create", {"name": "small", "amount": "0.28", "period": "day", "channel": fake.channel_id})
     assert (await video(bot)).startswith("Job #6 accepted")  # from the pool
-    assert (await video(bot)).startswith("Job #7 accepted")  # from the member's allowance
+    own = await video(bot)  # from the member's allowance, and the receipt says why
+    assert own.startswith("Job #7 accepted") and "This one comes from your own allowance." in own
     usage = await bot.app.store.usage(MEMBER, fake.guild_id, datetime.now(UTC))
     assert usage.user_day_micros == 280_000
 
