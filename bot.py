@@ -34,6 +34,7 @@ from cogs.client import HailuoBot
 from cogs.context import CogContext
 from cogs.funnel import ErrorFunnel
 from core.errors import StorageError, UserError
+from core.spec import MODELS
 from settings import Settings, SettingsError, load_settings
 from storage.reports import SqliteSpendReader
 
@@ -160,14 +161,28 @@ async def run_until_signalled(bot: HailuoBot, token: str) -> None:
 
 
 async def generate_from_terminal(settings: Settings, args: argparse.Namespace) -> int:
-    from cli import run_generate
+    """`bot.py generate`: progress on stderr, log lines above it, a refusal as one sentence (exit 1)."""
+    from cli import run_generate, terminal_console
 
-    async with open_app(settings) as app:
-        try:
-            return await run_generate(app.jobs, args)
-        except UserError as exc:
-            print(exc.message, file=sys.stderr)
-            return 1
+    with terminal_console(verbose=args.verbose) as progress:
+        async with open_app(settings) as app:
+            try:
+                return await run_generate(
+                    app.jobs, args, clips=settings.config.bot.data_dir / "clips", progress=progress
+                )
+            except UserError as exc:
+                progress.line(exc.message)
+                return 1
+
+
+def _variants(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if not 1 <= count <= 4:
+        raise argparse.ArgumentTypeError(f"choose 1 to 4 clips, not {text!r}")
+    return count
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -175,14 +190,26 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("run", help="run the bot (the default)")
     sub.add_parser("sync", help="sync slash commands to Discord now and exit")
-    gen = sub.add_parser("generate", help="run one job from the terminal (no Discord)")
+    gen = sub.add_parser(
+        "generate",
+        help="run one job (or a few variants) from the terminal (no Discord)",
+        description="Make a clip as /video (or /animate, with --image) would: same checks, provider, charges.",
+    )
     gen.add_argument("--prompt", default="")
     gen.add_argument("--image", type=Path, help="first frame (makes it an /animate job)")
+    gen.add_argument("--end-image", type=Path, help="last frame (with --image; Hailuo 02 only)")
+    gen.add_argument("--model", choices=list(MODELS), help="default hailuo-2.3; only the models a provider serves")
     gen.add_argument("--quality", default="standard", choices=["standard", "pro", "fast", "fast-pro"])
     gen.add_argument("--duration", type=int, default=6, choices=[6, 10])
+    gen.add_argument("--camera", help='camera moves put before the prompt, e.g. "Pan left, Tilt up" (up to 3)')
+    gen.add_argument("--variants", type=_variants, default=1, metavar="N", help="N clips (1-4), each charged")
     gen.add_argument("--no-optimize", action="store_true", help="turn the provider's prompt optimizer off")
-    gen.add_argument("--out", type=Path, default=Path("clip.mp4"))
+    gen.add_argument(
+        "--out", type=Path, help="where to save the clip (default: <data_dir>/clips/<time>-<job id>.mp4); "
+        "with --variants, NAME-1.mp4, NAME-2.mp4..."
+    )  # fmt: skip
     gen.add_argument("--upload-limit-mib", type=float, help="fit the clip under this size, as Discord would")
+    gen.add_argument("--verbose", action="store_true", help="show the log's INFO lines too, above the progress")
     return parser.parse_args(argv)
 
 
