@@ -30,7 +30,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TextIO, cast
 
-from core.errors import UserError
+from core.errors import QuotaExceeded, UserError
 from core.jobs import JobRecord
 from core.spec import END_FRAME_MODELS, MODEL_HAILUO_23, MODEL_LABELS, GenerationSpec, ImageInput, Mode, Quality
 from services.image_pool import ImageChecker
@@ -47,6 +47,7 @@ MAX_VARIANTS = 4
 END_FRAME_NEEDS_02 = "An end frame needs the Hailuo 02 model. Choose `model: Hailuo 02`."
 END_FRAME_NEEDS_IMAGE = "--end-image needs --image: the clip moves from the first frame to the last."
 CLEAR_LINE = "\r\x1b[K"
+IN_FLIGHT_LIMIT = "user_max_in_flight"  # QuotaExceeded.limit of "too many at a time"
 
 
 # ----- stderr: progress and log lines -----------------------------------------------------------------
@@ -280,6 +281,34 @@ def build_spec(args: argparse.Namespace, models: tuple[str, ...]) -> GenerationS
     )
 
 
+async def _reserve(
+    jobs: JobService,
+    spec: GenerationSpec,
+    command: str,
+    running: set[asyncio.Task[JobRecord | None]],
+    progress: Progress,
+    label: str,
+    refused: list[str],
+) -> JobRecord | None:
+    """Reserve one variant like any job. Refused for the in-flight limit while other variants run, it
+    waits for one of them to end and asks again (the limit holds); any other refusal is final for this
+    variant only, noted in `refused`."""
+    while True:
+        try:
+            return await jobs.create(spec, Requester(TERMINAL_USER_ID, None, None), command=command)
+        except QuotaExceeded as exc:
+            if exc.limit != IN_FLIGHT_LIMIT or not running:
+                refused.append(f"{label}{exc.message}")
+                progress.line(refused[-1])
+                return None
+            progress.line(f"{label}waits for another to finish ({exc.message})")
+            await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+        except UserError as exc:
+            refused.append(f"{label}{exc.message}")
+            progress.line(refused[-1])
+            return None
+
+
 def _short(text: str, limit: int = 80) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
@@ -298,19 +327,21 @@ async def run_generate(jobs: JobService, args: argparse.Namespace, *, clips: Pat
         progress.line(f"prompt: {_short(spec.prompt)}")
     limit = int(args.upload_limit_mib * 1024 * 1024) if args.upload_limit_mib else None
     command = "animate" if first else "video"
-    started: list[tuple[JobRecord, TerminalReporter]] = []
+    started: list[tuple[JobRecord, asyncio.Task[JobRecord | None]]] = []
+    running: set[asyncio.Task[JobRecord | None]] = set()
     refused: list[str] = []
     for number in range(1, count + 1):
-        try:
-            job = await jobs.create(spec, Requester(TERMINAL_USER_ID, None, None), command=command)
-        except UserError as exc:  # a quota reached by the earlier variants, say: the others still run
-            label = f"variant {number}: " if count > 1 else ""
-            refused.append(f"{label}{exc.message}")
-            progress.line(refused[-1])
+        label = f"variant {number}: " if count > 1 else ""
+        job = await _reserve(jobs, spec, command, running, progress, label, refused)
+        if job is None:
             continue
         progress.line(f"job #{job.id}: {job.provider}, {format_usd(job.cost_micros)}")
-        started.append((job, TerminalReporter(outputs.path(job.id, number), limit, progress)))
-    finals = await asyncio.gather(*(jobs.run(job, reporter) for job, reporter in started))
+        reporter = TerminalReporter(outputs.path(job.id, number), limit, progress)
+        task = asyncio.create_task(jobs.run(job, reporter), name=f"job-{job.id}")
+        running.add(task)
+        task.add_done_callback(running.discard)
+        started.append((job, task))
+    finals = await asyncio.gather(*(task for _, task in started))
     progress.finish()
     failed = [
         f"job #{job.id} ({final.status.value if final is not None else 'not finished'})"
@@ -318,6 +349,6 @@ async def run_generate(jobs: JobService, args: argparse.Namespace, *, clips: Pat
         if final is None or final.status != "delivered"
     ]
     if count > 1 and (failed or refused):
-        parts = [*failed, *(f"{len(refused)} not started" for _ in refused[:1])]
+        parts = [*failed, *(f"{why.split(':', 1)[0]} (not started)" for why in refused)]
         progress.line(f"{len(failed) + len(refused)} of {count} variants did not finish: {', '.join(parts)}.")
     return 1 if failed or refused else 0
