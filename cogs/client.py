@@ -115,6 +115,7 @@ class HailuoBot(commands.Bot):
         await self.sync_commands_if_changed()
         log.debug("froze %d start-up objects out of garbage collection", freeze_startup_objects())
         self.runner.sweep_tmp(older_than=0)  # nothing runs yet: every leftover is an orphan
+        await self.runner.sweep_outputs()
         resumed = await self.runner.resume(
             lambda job: reporter_for_resumed(self, self.context.jobs, job), RESUMED_NOTICE
         )
@@ -210,6 +211,7 @@ class HailuoBot(commands.Bot):
         while True:
             await asyncio.sleep(TMP_SWEEP_SECONDS)
             self.runner.sweep_tmp(older_than=TMP_SWEEP_SECONDS)
+            await self.runner.sweep_outputs()
 
     async def stop_gracefully(self) -> None:
         """SIGTERM / Ctrl-C: stop taking commands, tell users in flight, persist, close (within 10 s)."""
