@@ -5,16 +5,18 @@ WaveSpeedAI stand-ins. Every answer is private and pings no one; a member sees t
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from cogs.history import NOT_YOUR_BUTTONS, NOT_YOUR_JOB, NOT_YOURS, page_custom_id
 from core.clock import utcnow
 from core.jobs import JobStatus, NewJob
-from tests.e2e.harness import BotUnderTest
+from tests.e2e.harness import BotUnderTest, running_bot
 from tests.e2e.test_admin import reply
 from tests.e2e.test_generation_flows import finished
 from tests.e2e.test_outputs import bot, deliver_one, wavespeed
-from tests.fakes.discord_server import DEFAULT_PERMISSIONS, FakeMessage
+from tests.fakes.discord_server import DEFAULT_PERMISSIONS, FakeDiscord, FakeMessage
+from tests.fakes.wavespeed_server import FakeWaveSpeed
 
 __all__ = ["bot", "wavespeed"]  # the fixtures, shared with test_outputs
 
@@ -136,3 +138,23 @@ async def test_history_pages_are_private_and_only_mods_see_others(bot: BotUnderT
     assert "prompt number 1" in description(seen) and f"<@{OTHER}>" in description(seen)
     assert seen.embeds[0]["footer"]["text"] == "Page 1 of 1 · 1 job"
     assert seen.allowed_mentions == {"parse": []}
+
+
+async def test_page_buttons_keep_working_after_a_restart(
+    tmp_path: Path, discord_fake: FakeDiscord, wavespeed: FakeWaveSpeed
+) -> None:
+    async with running_bot(tmp_path, discord_fake, wavespeed_url=wavespeed.base_url) as running:
+        await add_jobs(running, MEMBER, 11)
+        message = await reply(discord_fake, await discord_fake.invoke("history", permissions=PLAIN))
+        assert message.embeds[0]["footer"]["text"] == "Page 1 of 2 · 11 jobs"
+
+    def footer() -> str:
+        return str(message.embeds[0]["footer"]["text"])
+
+    async with running_bot(tmp_path, discord_fake, wavespeed_url=wavespeed.base_url) as running:
+        await discord_fake.click(message.id, page_custom_id(MEMBER, 2, MEMBER), permissions=PLAIN)
+        await discord_fake.wait_until(lambda: footer().startswith("Page 2 of 2"))
+        assert "**#1**" in description(message) and "**#2**" not in description(message)
+        await discord_fake.click(message.id, page_custom_id(MEMBER, 1, MEMBER), permissions=PLAIN)  # ◀ Newer
+        await discord_fake.wait_until(lambda: footer().startswith("Page 1 of 2"))
+        await running.assert_ledger_balanced()
