@@ -68,7 +68,7 @@ async def test_show_posts_the_stored_clip_rerolls_and_says_when_it_is_gone(bot: 
     assert gone.custom_ids() == ["hailuo:reroll:1"]
 
 
-async def add_jobs(running: BotUnderTest, user_id: int, count: int) -> list[int]:
+async def add_jobs(running: BotUnderTest, user_id: int, count: int, outcome: str = "settle") -> list[int]:
     """Delivered jobs written straight to the store (running twelve real ones adds nothing here)."""
     store, fake = running.app.store, running.discord
     ids = []
@@ -93,7 +93,10 @@ async def add_jobs(running: BotUnderTest, user_id: int, count: int) -> list[int]
             lambda usage: None,
         )
         await store.update(job.id, message_id=900_000 + job.id)
-        await store.finish(job.id, JobStatus.DELIVERED, "settle", delivered_as="file")
+        if outcome == "settle":
+            await store.finish(job.id, JobStatus.DELIVERED, "settle", delivered_as="file")
+        else:
+            await store.finish(job.id, JobStatus.FAILED, "refund", error_kind="generation_failed")
         ids.append(job.id)
     return ids
 
@@ -158,3 +161,13 @@ async def test_page_buttons_keep_working_after_a_restart(
         await discord_fake.click(message.id, page_custom_id(MEMBER, 1, MEMBER), permissions=PLAIN)  # ◀ Newer
         await discord_fake.wait_until(lambda: footer().startswith("Page 1 of 2"))
         await running.assert_ledger_balanced()
+
+
+async def test_show_of_a_refunded_job_says_why_and_offers_a_re_roll(bot: BotUnderTest) -> None:
+    [job_id] = await add_jobs(bot, MEMBER, 1, outcome="refund")
+    message = await show(bot, job_id, permissions=PLAIN)
+    assert message.embeds[0]["title"] == f"Failed · job #{job_id}" and not message.attachments
+    assert "You were not charged." in description(message)
+    assert message.custom_ids() == [f"hailuo:reroll:{job_id}"]
+    missing = await show(bot, 99, permissions=PLAIN)
+    assert missing.content == "You have no job #99."
