@@ -29,6 +29,7 @@ from services.runner import JobRunner
 from settings import Config, QuotasSection, Settings, check_prices
 from storage.admin import SqliteAdminStore
 from storage.db import Database
+from storage.history import SqliteHistory
 from storage.jobs import SqliteJobStore
 from webhooks import WebhookReceiver, connection_limits
 
@@ -51,6 +52,7 @@ class App:
     receiver: WebhookReceiver | None
     admin: AdminService
     notices: LogChannel  # the Discord client attaches how to post to a log channel
+    history: SqliteHistory  # /history's queries and the kept clips' rows (for /show)
 
 
 @asynccontextmanager
@@ -95,6 +97,7 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
         policy = quota_policy(cfg.quotas)
         admin_store = SqliteAdminStore(db)
         notices = LogChannel()
+        history = SqliteHistory(db)
         jobs, runner = build_job_services(
             store,
             router,
@@ -105,6 +108,7 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
             callbacks_live=lambda name: receiver is not None and receiver.ready(name),
             admin=admin_store,
             notices=notices,
+            output_records=history,
         )
         if with_callbacks and token is not None:
             receiver = WebhookReceiver(
@@ -120,7 +124,7 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
         log.info("providers in use: %s", ", ".join(providers) or "none")
         quotas = QuotaBook(store, policy, admin_store)
         admin = AdminService(admin_store, policy, notices)
-        yield App(settings, db, store, providers, jobs, runner, quotas, receiver, admin, notices)
+        yield App(settings, db, store, providers, jobs, runner, quotas, receiver, admin, notices, history)
     finally:
         if runner is not None:
             await runner.shutdown()  # jobs stop where they stand; the next start resumes them
@@ -147,6 +151,8 @@ def job_settings(cfg: Config, providers: dict[str, Provider]) -> JobSettings:
         },
         max_concurrent_deliveries=bot.max_concurrent_deliveries,
         max_concurrent_reencodes=bot.max_concurrent_reencodes,
+        keep_outputs_days=cfg.storage.keep_outputs_days,
+        max_outputs_bytes=int(cfg.storage.max_outputs_gib * 1024**3),
     )
 
 

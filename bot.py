@@ -107,6 +107,8 @@ def build_bot(app: App, *, force_sync: bool = False, **options: object) -> Hailu
         notices=app.notices,
         spend=SqliteSpendReader(app.db),
         admin_role_ids=frozenset(app.settings.config.admin.role_ids),
+        history=app.history,
+        outputs=app.runner.crew.outputs,
     )
     bot = app.settings.config.bot
     return HailuoBot(

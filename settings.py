@@ -214,8 +214,16 @@ class AdminSection(_Section):
     role_ids: list[SnowflakeValue] = Field(default_factory=list)
 
 
+class StorageSection(_Section):
+    # Delivered clips (and their first frames) kept under data_dir/outputs for /show: this many days
+    # (0 = keep none), within this many GiB, the oldest deleted first when over.
+    keep_outputs_days: Count = Field(30, ge=0, le=3650)
+    max_outputs_gib: FiniteFloat = Field(5.0, ge=0, le=16_384)
+
+
 class Config(_Section):
     bot: BotSection = Field(default_factory=BotSection)
+    storage: StorageSection = Field(default_factory=StorageSection)
     access: AccessSection = Field(default_factory=AccessSection)
     admin: AdminSection = Field(default_factory=AdminSection)
     guilds: dict[Snowflake, GuildSection] = Field(default_factory=dict)

@@ -20,6 +20,7 @@ from cogs.buttons import JobButton
 from cogs.card_actions import CardActionsCog
 from cogs.context import CogContext
 from cogs.generate import GenerateCog
+from cogs.history import HistoryCog
 from cogs.launch import NEEDED_PERMISSIONS
 from cogs.quota import QuotaCog
 from cogs.reporter import reporter_for_resumed
@@ -29,7 +30,13 @@ from services.runner import JobRunner
 log = logging.getLogger("hailuo")
 
 # Every cog is built the same way, from the bot and the context: a new cog is one line here.
-COGS: tuple[Callable[[commands.Bot, CogContext], commands.Cog], ...] = (GenerateCog, CardActionsCog, QuotaCog, AdminCog)
+COGS: tuple[Callable[[commands.Bot, CogContext], commands.Cog], ...] = (
+    GenerateCog,
+    CardActionsCog,
+    QuotaCog,
+    AdminCog,
+    HistoryCog,
+)
 
 RESTART_NOTICE = "The bot is restarting; this job will carry on when it is back (usually within a minute)."
 RESUMED_NOTICE = "The bot restarted while this job was running; it carried on."
@@ -115,6 +122,7 @@ class HailuoBot(commands.Bot):
         await self.sync_commands_if_changed()
         log.debug("froze %d start-up objects out of garbage collection", freeze_startup_objects())
         self.runner.sweep_tmp(older_than=0)  # nothing runs yet: every leftover is an orphan
+        await self.runner.sweep_outputs()
         resumed = await self.runner.resume(
             lambda job: reporter_for_resumed(self, self.context.jobs, job), RESUMED_NOTICE
         )
@@ -210,6 +218,7 @@ class HailuoBot(commands.Bot):
         while True:
             await asyncio.sleep(TMP_SWEEP_SECONDS)
             self.runner.sweep_tmp(older_than=TMP_SWEEP_SECONDS)
+            await self.runner.sweep_outputs()
 
     async def stop_gracefully(self) -> None:
         """SIGTERM / Ctrl-C: stop taking commands, tell users in flight, persist, close (within 10 s)."""

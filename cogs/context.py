@@ -7,10 +7,12 @@ from dataclasses import dataclass
 from cogs.attachments import DISCORD_CDN
 from cogs.buttons import ButtonRouter
 from cogs.funnel import ErrorFunnel
+from core.history import HistoryReader
 from core.reports import SpendReader
 from services.admin import AdminService
 from services.jobs import JobService
 from services.notices import LogChannel
+from services.outputs import OutputKeeper
 from services.quotas import QuotaBook
 
 
@@ -29,3 +31,5 @@ class CogContext:
     handover_seconds: float = 840
     # Where attachments may be downloaded from (cogs.attachments.cdn_origins).
     cdn_origins: tuple[str, ...] = DISCORD_CDN
+    history: HistoryReader | None = None  # /history and /show (None: not offered)
+    outputs: OutputKeeper | None = None  # the kept clips /show posts again (None: none kept)

@@ -44,6 +44,7 @@ async def _deliver_now(crew: Crew, run: JobRun, url: str) -> None:
     await run.updater.update(run.card)
     raw = tmp / f"job-{job.id}-output.mp4"
     fitted = tmp / f"job-{job.id}-fitted.mp4"
+    kept: Path | None = None
     try:
         try:
             size = await _download(crew, run, url, raw)
@@ -58,6 +59,10 @@ async def _deliver_now(crew: Crew, run: JobRun, url: str) -> None:
         delivered_as = await post_clip(
             job.id, job.provider, raw, fitted, done, url, run.reporter, reencode_slots=crew.reencode_slots
         )
+        # Keep the clip as it was delivered (for /show) before its temporary file goes: a failure to
+        # is a warning, never the job's.
+        if delivered_as is not None and crew.outputs is not None:
+            kept = await crew.outputs.stash(job.id, fitted if delivered_as == "reencoded" else raw)
     finally:
         for path in (raw, fitted):
             path.unlink(missing_ok=True)
@@ -65,6 +70,8 @@ async def _deliver_now(crew: Crew, run: JobRun, url: str) -> None:
         await fail(crew.store, run, FailureKind.UNDELIVERABLE, "no way to post the clip")
         return
     await settle(crew.store, job, delivered_as)
+    if kept is not None and crew.outputs is not None:
+        await crew.outputs.record(job.id, kept)
 
 
 async def _download(crew: Crew, run: JobRun, url: str, raw: Path) -> int:

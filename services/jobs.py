@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from core.admin import AdminStore
 from core.errors import UserError
+from core.history import OutputRecords
 from core.jobs import JobRecord, JobStatus
 from core.spec import GenerationSpec
 from core.store import JobStore
@@ -57,13 +58,14 @@ def build_job_services(
     callbacks_live: Callable[[str], bool] = lambda provider: False,
     admin: AdminStore | None = None,
     notices: LogChannel | None = None,
+    output_records: OutputRecords | None = None,
 ) -> tuple[JobService, JobRunner]:
     """The job API and the runner behind it, sharing one store, router and price table. Running jobs
     see the store through `PatientStore`: they wait out a sick database instead of ending on it."""
     patient = PatientStore(
         store, first_delay=settings.storage_retry_seconds, max_delay=settings.storage_retry_max_seconds
     )
-    crew = Crew(patient, router, prices, settings, callbacks_live=callbacks_live)
+    crew = Crew(patient, router, prices, settings, callbacks_live=callbacks_live, output_records=output_records)
     inputs = InputImages(settings.inputs_dir)
     runner = JobRunner(crew, inputs)
     intake = JobIntake(store, router, prices, quotas, inputs, admin, notices)

@@ -13,8 +13,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.history import OutputRecords
 from core.jobs import JobRecord
 from core.store import JobStore
+from services.outputs import OutputKeeper
 from services.polling import PollPacer, PollPolicy
 from services.pricing import PriceTable
 from services.progress import CardUpdater, JobCard
@@ -44,6 +46,10 @@ class JobSettings:
     # seconds, doubling up to the maximum (services.patience).
     storage_retry_seconds: float = 0.25
     storage_retry_max_seconds: float = 15.0
+    # Delivered clips (and their thumbnails) kept under outputs/ for /show: this many days, within this
+    # many bytes, the oldest deleted first when over (services.outputs). 0 keeps none.
+    keep_outputs_days: float = 30
+    max_outputs_bytes: int = 5 * 1024**3
 
     @property
     def inputs_dir(self) -> Path:
@@ -99,6 +105,7 @@ class Crew:
         settings: JobSettings,
         *,
         callbacks_live: Callable[[str], bool] = lambda provider: False,
+        output_records: OutputRecords | None = None,
     ) -> None:
         self.store = store
         self.router = router
@@ -111,6 +118,18 @@ class Crew:
         self.pacers = {name: PollPacer(rate) for name, rate in settings.polls_per_second.items()}
         self.delivery_slots = asyncio.Semaphore(settings.max_concurrent_deliveries)
         self.reencode_slots = asyncio.Semaphore(settings.max_concurrent_reencodes)
+        # Where delivered clips are kept for /show (None: nowhere to list them, so none are kept).
+        self.outputs = (
+            OutputKeeper(
+                settings.outputs_dir,
+                output_records,
+                keep_days=settings.keep_outputs_days,
+                max_bytes=settings.max_outputs_bytes,
+                slots=self.reencode_slots,
+            )
+            if output_records is not None
+            else None
+        )
 
     async def wait_for_poll_budget(self, provider: str, until: float) -> None:
         """Wait for the provider's next free poll slot, but never past `until` (wall clock: the job's

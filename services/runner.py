@@ -147,6 +147,11 @@ class JobRunner:
             log.info("removed %d leftover temporary file(s)", removed)
         return removed
 
+    async def sweep_outputs(self, now: datetime | None = None) -> int:
+        """Delete kept clips past their time or over the cap (services.outputs); returns how many."""
+        outputs = self.crew.outputs
+        return 0 if outputs is None else await outputs.sweep(now)
+
     # ----- stopping -------------------------------------------------------------------------------
 
     async def shutdown(self) -> None:
