@@ -35,6 +35,7 @@ from cogs.context import CogContext
 from cogs.funnel import ErrorFunnel
 from core.errors import StorageError, UserError
 from settings import Settings, SettingsError, load_settings
+from storage.defaults import SqliteDefaultsStore
 from storage.reports import SqliteSpendReader
 
 log = logging.getLogger("hailuo")
@@ -105,6 +106,7 @@ def build_bot(app: App, *, force_sync: bool = False, **options: object) -> Hailu
         admin=app.admin,
         notices=app.notices,
         spend=SqliteSpendReader(app.db),
+        defaults=SqliteDefaultsStore(app.db),
         admin_role_ids=frozenset(app.settings.config.admin.role_ids),
     )
     bot = app.settings.config.bot

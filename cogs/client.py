@@ -21,6 +21,7 @@ from cogs.card_actions import CardActionsCog
 from cogs.context import CogContext
 from cogs.generate import GenerateCog
 from cogs.launch import NEEDED_PERMISSIONS
+from cogs.member_settings import MemberSettingsCog
 from cogs.quota import QuotaCog
 from cogs.reporter import reporter_for_resumed
 from services.loopwatch import LoopWatch, freeze_startup_objects
@@ -29,7 +30,13 @@ from services.runner import JobRunner
 log = logging.getLogger("hailuo")
 
 # Every cog is built the same way, from the bot and the context: a new cog is one line here.
-COGS: tuple[Callable[[commands.Bot, CogContext], commands.Cog], ...] = (GenerateCog, CardActionsCog, QuotaCog, AdminCog)
+COGS: tuple[Callable[[commands.Bot, CogContext], commands.Cog], ...] = (
+    GenerateCog,
+    CardActionsCog,
+    QuotaCog,
+    AdminCog,
+    MemberSettingsCog,
+)
 
 RESTART_NOTICE = "The bot is restarting; this job will carry on when it is back (usually within a minute)."
 RESUMED_NOTICE = "The bot restarted while this job was running; it carried on."
