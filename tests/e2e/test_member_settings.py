@@ -138,8 +138,8 @@ async def test_a_default_model_the_servers_providers_do_not_make_falls_back(tmp_
                 assert "Your default model `Hailuo 02` is not offered here; used `Hailuo 2.3`." in receipt
                 assert wavespeed.submits == [] and len(seaart.submits) == 1
                 assert field(embed, "Your defaults") is None
-                job = await running.app.store.get(1)
-                assert job is not None and job.model == "hailuo-2.3" and job.status == "delivered"
+                job = await running.wait_for_job(1, lambda j: j.terminal)  # the card shows before the status
+                assert job.model == "hailuo-2.3" and job.status == "delivered"
                 await running.assert_ledger_balanced()
     finally:
         await fake.stop()
