@@ -36,6 +36,7 @@ from cogs.funnel import ErrorFunnel
 from core.errors import StorageError, UserError
 from core.spec import MODELS
 from settings import Settings, SettingsError, load_settings
+from storage.defaults import SqliteDefaultsStore
 from storage.reports import SqliteSpendReader
 
 log = logging.getLogger("hailuo")
@@ -106,6 +107,7 @@ def build_bot(app: App, *, force_sync: bool = False, **options: object) -> Hailu
         admin=app.admin,
         notices=app.notices,
         spend=SqliteSpendReader(app.db),
+        defaults=SqliteDefaultsStore(app.db),
         admin_role_ids=frozenset(app.settings.config.admin.role_ids),
         history=app.history,
         outputs=app.runner.crew.outputs,

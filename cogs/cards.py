@@ -75,6 +75,8 @@ def render(card: JobCard) -> discord.Embed:
         lines += ["", f"*{card.notice}*"]
     embed.description = "\n".join(line for line in lines if line is not None).strip()
     embed.add_field(name="Settings", value=settings_line(card), inline=False)
+    if card.defaults:
+        embed.add_field(name="Your defaults", value=card.defaults, inline=False)
     cost = "free" if card.cost_micros == 0 else format_usd(card.cost_micros)
     charged = " (refunded)" if card.stage in ("failed", "cancelled") else ""
     embed.add_field(name="Cost", value=f"{cost}{charged}")

@@ -22,6 +22,7 @@ from cogs.context import CogContext
 from cogs.generate import GenerateCog
 from cogs.history import HistoryCog
 from cogs.launch import NEEDED_PERMISSIONS
+from cogs.member_settings import MemberSettingsCog
 from cogs.quota import QuotaCog
 from cogs.reporter import reporter_for_resumed
 from services.loopwatch import LoopWatch, freeze_startup_objects
@@ -36,6 +37,7 @@ COGS: tuple[Callable[[commands.Bot, CogContext], commands.Cog], ...] = (
     QuotaCog,
     AdminCog,
     HistoryCog,
+    MemberSettingsCog,
 )
 
 RESTART_NOTICE = "The bot is restarting; this job will carry on when it is back (usually within a minute)."

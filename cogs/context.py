@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from cogs.attachments import DISCORD_CDN
 from cogs.buttons import ButtonRouter
 from cogs.funnel import ErrorFunnel
+from core.defaults import DefaultsStore
 from core.history import HistoryReader
 from core.reports import SpendReader
 from services.admin import AdminService
@@ -26,6 +27,7 @@ class CogContext:
     notices: LogChannel | None = None  # the client attaches how to post to a server's log channel
     admin_role_ids: frozenset[int] = frozenset()  # roles that may use /admin besides Manage Server
     spend: SpendReader | None = None  # the ledger as /admin spend reads it
+    defaults: DefaultsStore | None = None  # members' /settings (None: not offered, the commands use built-ins)
     # After this many seconds a job's card is edited with the bot token instead of the interaction's
     # (which Discord expires at 15 minutes: docs/discord.md).
     handover_seconds: float = 840

@@ -7,6 +7,7 @@ reserves the cost and only then posts the public job card. So a problem found la
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 
 import discord
@@ -27,14 +28,19 @@ from cogs.options import (
     with_camera,
 )
 from core import camera
-from core.errors import UserError
-from core.spec import END_FRAME_MODELS
+from core.defaults import DefaultsStore, MemberDefaults, Merged
+from core.errors import StorageError, UserError
+from core.spec import END_FRAME_MODELS, Mode
 from services.images import check_declared
+
+log = logging.getLogger(__name__)
 
 
 class GenerateCog(commands.Cog):
     def __init__(self, bot: commands.Bot, context: CogContext) -> None:
         self.launcher = JobLauncher(context)
+        self.jobs = context.jobs
+        self.defaults: DefaultsStore | None = context.defaults
         self.attachments = AttachmentFetcher(context.cdn_origins)
         offer = context.jobs.offer()
         offer_only_what_is_served([self.video, self.animate], self.animate, offer.models, offer.end_frames)
@@ -45,6 +51,17 @@ class GenerateCog(commands.Cog):
     async def cog_unload(self) -> None:
         await self.attachments.close()  # kills image checks in flight: a shutdown never waits for them
 
+    async def _merged(self, interaction: discord.Interaction, mode: Mode, options: Options) -> Merged:
+        """The options with the member's /settings defaults filled in. One indexed local read; a sick
+        database only means no defaults this time, never a refused command."""
+        found = MemberDefaults()
+        if self.defaults is not None:
+            try:
+                found = await self.defaults.get(interaction.user.id)
+            except StorageError as exc:
+                log.warning("could not read the defaults of user %d: %s", interaction.user.id, exc)
+        return options.merged(mode, found, self.jobs.models_for(interaction.guild_id))
+
     # ----- commands --------------------------------------------------------------------------------
 
     @app_commands.command(name="video", description="Generate a video from a text prompt (Hailuo).")
@@ -52,9 +69,9 @@ class GenerateCog(commands.Cog):
         prompt="What should happen in the video (up to 2000 characters; camera moves like [Pan left] allowed)",
         quality="standard = 768P, pro = 1080P (6 s only)",
         duration="Length of the clip; 10 s only at 768P",
-        optimize_prompt="Let the service expand and refine your prompt (default: on)",
+        optimize_prompt="Let the service expand and refine your prompt (default: on, or your /settings)",
         camera="Optional camera moves, up to 3 (e.g. Push in, Pan left) — start typing to see them",
-        model="Which Hailuo model (default: Hailuo 2.3)",
+        model="Which Hailuo model (default: Hailuo 2.3, or your /settings)",
     )
     @app_commands.choices(quality=QUALITY_T2V, model=MODELS)
     @app_commands.choices(duration=DURATIONS)
@@ -64,18 +81,19 @@ class GenerateCog(commands.Cog):
         prompt: app_commands.Range[str, 1, 2000],
         quality: app_commands.Choice[str] | None = None,
         duration: app_commands.Choice[int] | None = None,
-        optimize_prompt: bool = True,
+        optimize_prompt: bool | None = None,
         camera: str | None = None,
         model: app_commands.Choice[str] | None = None,
     ) -> None:
+        options = Options(quality, duration, model, optimize_prompt)
+        merged = await self._merged(interaction, "t2v", options)
         try:
-            options = Options(quality, duration, model, optimize_prompt)
-            spec = options.spec("t2v", with_camera(prompt, camera), required=True)
+            spec = options.spec("t2v", with_camera(prompt, camera), required=True, merged=merged)
         except UserError as exc:
             await interaction.response.send_message(exc.message, ephemeral=True)
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
-        await self.launcher.launch(interaction, spec, command="video")
+        await self.launcher.launch(interaction, spec, command="video", defaults=merged)
 
     @app_commands.command(name="animate", description="Animate an image into a video (Hailuo).")
     @app_commands.describe(
@@ -83,9 +101,9 @@ class GenerateCog(commands.Cog):
         prompt="Optional: what should happen (camera moves like [Push in] allowed)",
         quality="standard/pro = 768P/1080P; fast/fast-pro = cheaper variants (Hailuo 2.3)",
         duration="Length of the clip; 10 s only at 768P",
-        optimize_prompt="Let the service expand and refine your prompt (default: on)",
+        optimize_prompt="Let the service expand and refine your prompt (default: on, or your /settings)",
         camera="Optional camera moves, up to 3 (e.g. Push in, Pan left) — start typing to see them",
-        model="Which Hailuo model (default: Hailuo 2.3)",
+        model="Which Hailuo model (default: Hailuo 2.3, or your /settings)",
         end_image="Optional last frame (Hailuo 02 only): the clip moves from image to end_image",
     )
     @app_commands.choices(quality=QUALITY_I2V, model=MODELS)
@@ -97,14 +115,15 @@ class GenerateCog(commands.Cog):
         prompt: app_commands.Range[str, 0, 2000] | None = None,
         quality: app_commands.Choice[str] | None = None,
         duration: app_commands.Choice[int] | None = None,
-        optimize_prompt: bool = True,
+        optimize_prompt: bool | None = None,
         camera: str | None = None,
         model: app_commands.Choice[str] | None = None,
         end_image: discord.Attachment | None = None,
     ) -> None:
+        options = Options(quality, duration, model, optimize_prompt)
+        merged = await self._merged(interaction, "i2v", options)
         try:
-            options = Options(quality, duration, model, optimize_prompt)
-            spec = options.spec("i2v", with_camera(prompt, camera), required=False)
+            spec = options.spec("i2v", with_camera(prompt, camera), required=False, merged=merged)
             check_declared(image.size, image.filename)
             if end_image is not None:
                 if spec.model not in END_FRAME_MODELS:
@@ -120,7 +139,9 @@ class GenerateCog(commands.Cog):
         except UserError as exc:
             await interaction.edit_original_response(content=exc.message)
             return
-        await self.launcher.launch(interaction, replace(spec, image=first, end_image=last), command="animate")
+        await self.launcher.launch(
+            interaction, replace(spec, image=first, end_image=last), command="animate", defaults=merged
+        )
 
     @video.autocomplete("camera")
     @animate.autocomplete("camera")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+from dataclasses import replace
 
 import discord
 
@@ -17,6 +18,7 @@ from cogs.cards import render
 from cogs.context import CogContext
 from cogs.quotes import confirmed
 from cogs.reporter import NO_PINGS, DiscordReporter
+from core.defaults import Merged
 from core.errors import QuotaExceeded, StorageError, UserError
 from core.jobs import JobRecord
 from core.spec import GenerationSpec
@@ -75,9 +77,17 @@ class JobLauncher:
         self.handover_seconds = context.handover_seconds
 
     async def launch(
-        self, interaction: discord.Interaction, spec: GenerationSpec, *, command: str, parent_job_id: int | None = None
+        self,
+        interaction: discord.Interaction,
+        spec: GenerationSpec,
+        *,
+        command: str,
+        parent_job_id: int | None = None,
+        defaults: Merged | None = None,
     ) -> None:
-        """Reserve, post the public card, and run the job in the background. The interaction is deferred."""
+        """Reserve, post the public card, and run the job in the background. The interaction is deferred.
+        `defaults`: which of the member's /settings defaults applied (on the card) and why some did not
+        (in the private receipt)."""
         if not self.jobs.accepting:
             await interaction.edit_original_response(content=RESTARTING)
             return
@@ -119,7 +129,9 @@ class JobLauncher:
                 await interaction.edit_original_response(content=RESERVED_DURING_RESTART.format(job_id=job.id))
             return
         try:
-            message_id = await self._post_card(interaction, job, reservation.note)
+            notes = [*(defaults.notes if defaults else ()), reservation.note]
+            line = defaults.card_line if defaults else ""
+            message_id = await self._post_card(interaction, job, "\n".join(n for n in notes if n), line)
         except Exception:
             # Reserved but never shown or started: give the money back before saying so.
             log.exception("job %d: could not post the job card", job.id)
@@ -136,15 +148,18 @@ class JobLauncher:
             upload_limit=interaction.filesize_limit,
             handover_seconds=self.handover_seconds,
             on_new_message=functools.partial(self.jobs.attach_card, job.id),
+            defaults=line,
         )
         self.jobs.start(job, reporter)
 
-    async def _post_card(self, interaction: discord.Interaction, job: JobRecord, note: str = "") -> int:
+    async def _post_card(
+        self, interaction: discord.Interaction, job: JobRecord, note: str = "", defaults: str = ""
+    ) -> int:
         """The private receipt, then the public card (a new message: the deferred one is edited first)."""
         cost = "free preview" if job.cost_micros == 0 else format_usd(job.cost_micros)
         receipt = f"Job #{job.id} accepted ({cost}). Follow it below." + (f"\n{note}" if note else "")
         await interaction.edit_original_response(content=receipt)
-        card = self.jobs.card_for(job)
+        card = replace(self.jobs.card_for(job), defaults=defaults)
         message = await interaction.followup.send(embed=render(card), wait=True, allowed_mentions=NO_PINGS)
         await self.jobs.attach_card(job.id, message.id)
         return message.id

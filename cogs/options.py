@@ -3,15 +3,16 @@ autocomplete. Pure apart from discord.py's option types."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 from discord import app_commands
 
 from core import camera
+from core.defaults import NOTIFY_CHOICES, Chosen, MemberDefaults, Merged, merge
 from core.errors import UserError
-from core.spec import MODEL_HAILUO_23, MODEL_LABELS, GenerationSpec, Quality
+from core.spec import MODEL_LABELS, GenerationSpec, Mode, Quality
 from services.prompts import validate_combination, validate_prompt
 
 QUALITY_T2V = [
@@ -28,30 +29,42 @@ DURATIONS = [
     app_commands.Choice(name="10 seconds (768P only)", value=10),
 ]
 MODELS = [app_commands.Choice(name=label, value=model) for model, label in MODEL_LABELS.items()]
+NOTIFY = [app_commands.Choice(name=value, value=value) for value in NOTIFY_CHOICES]
 
 
 @dataclass(frozen=True)
 class Options:
-    """The common options of /video and /animate, as the user chose them."""
+    """The common options of /video and /animate, as the user chose them (None: left out)."""
 
     quality: app_commands.Choice[str] | None
     duration: app_commands.Choice[int] | None
     model: app_commands.Choice[str] | None
-    optimize_prompt: bool
+    optimize_prompt: bool | None = None
 
-    def spec(self, mode: Literal["t2v", "i2v"], prompt: str | None, *, required: bool) -> GenerationSpec:
-        """Checks that need no I/O: the combination, then the prompt."""
-        quality = self.quality.value if self.quality else "standard"
-        duration = self.duration.value if self.duration else 6
-        model = self.model.value if self.model else MODEL_HAILUO_23
-        validate_combination(mode, quality, duration, model)  # so the quality is one of `Quality`
+    def chosen(self) -> Chosen:
+        return Chosen(
+            quality=self.quality.value if self.quality else None,
+            duration=self.duration.value if self.duration else None,
+            model=self.model.value if self.model else None,
+            optimize_prompt=self.optimize_prompt,
+        )
+
+    def merged(self, mode: Mode, defaults: MemberDefaults, served_models: Collection[str]) -> Merged:
+        """These options, with what was left out filled from the member's defaults (`core.defaults.merge`)."""
+        return merge(mode, self.chosen(), defaults, served_models)
+
+    def spec(self, mode: Mode, prompt: str | None, *, required: bool, merged: Merged | None = None) -> GenerationSpec:
+        """Checks that need no I/O: the combination, then the prompt. `merged`: the options with the
+        member's defaults applied (without it, what was left out takes the built-in defaults)."""
+        merged = merged or self.merged(mode, MemberDefaults(), ())
+        validate_combination(mode, merged.quality, merged.duration, merged.model)  # so it is one of `Quality`
         return GenerationSpec(
             mode=mode,
-            quality=cast(Quality, quality),
-            duration=duration,
+            quality=cast(Quality, merged.quality),
+            duration=merged.duration,
             prompt=validate_prompt(prompt, required=required),
-            optimize_prompt=self.optimize_prompt,
-            model=model,
+            optimize_prompt=merged.optimize_prompt,
+            model=merged.model,
         )
 
 

@@ -12,6 +12,7 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,7 @@ class DiscordReporter:
         interaction: discord.Interaction | None = None,
         handover_seconds: float = 840,
         mention_on_delivery: int | None = None,
+        defaults: str = "",
     ) -> None:
         self.interaction = interaction
         self.channel = channel
@@ -57,17 +59,21 @@ class DiscordReporter:
         self._handover_at = interaction.created_at.timestamp() + handover_seconds if interaction else 0.0
         self._on_new_message = on_new_message
         self._mention = mention_on_delivery
+        self._defaults = defaults  # shown on every card of the job (not kept over a restart)
+
+    def _labelled(self, card: JobCard) -> JobCard:
+        return replace(card, defaults=self._defaults) if self._defaults else card
 
     def _token_usable(self) -> bool:
         return self.interaction is not None and time.time() < self._handover_at and not self.interaction.is_expired()
 
     async def show(self, card: JobCard) -> None:
-        await self._edit(embed=render(card), view=None if card.final else progress_view(card.job_id))
+        await self._edit(embed=render(self._labelled(card)), view=None if card.final else progress_view(card.job_id))
 
     async def deliver(self, card: JobCard, clip: Path | None) -> None:
         try:
             upload = (clip, f"hailuo-{card.job_id}.mp4") if clip is not None else None
-            await self._edit(upload, embed=render(card), view=result_view(card.job_id))
+            await self._edit(upload, embed=render(self._labelled(card)), view=result_view(card.job_id))
         except discord.HTTPException as exc:
             if exc.status == 413 or exc.code == TOO_LARGE:
                 raise UploadTooLarge from exc

@@ -87,6 +87,10 @@ class JobService:
         router = self._intake.router
         return Offer(tuple(router.offered_models()), router.end_frames_possible())
 
+    def models_for(self, guild_id: int | None) -> tuple[str, ...]:
+        """The models this server's providers can make (a member's default model must be one of them)."""
+        return tuple(self._intake.router.models_for(guild_id))
+
     @property
     def accepting(self) -> bool:
         """False while the bot stops: new commands are turned away (nothing is reserved)."""

@@ -47,6 +47,7 @@ class JobCard:
     link: str | None = None  # provider link when the clip could not be uploaded
     notice: str = ""  # e.g. "the bot restarted" or "continued after the 15-minute limit"
     free: bool = False  # made by a free provider (the local preview): not a real generation
+    defaults: str = ""  # which of the member's /settings defaults applied, e.g. "quality pro, duration 10 s"
 
     @property
     def final(self) -> bool:

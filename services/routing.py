@@ -107,5 +107,9 @@ class ProviderRouter:
         """Models some usable provider can make (what the commands' `model` option offers)."""
         return sorted({model for p in self._reachable() for model in p.capabilities.models})
 
+    def models_for(self, guild_id: int | None) -> list[str]:
+        """Models the providers this server may use can make (its pin, or the default providers)."""
+        return sorted({model for name in self._allowed(guild_id) for model in self.providers[name].capabilities.models})
+
     def end_frames_possible(self) -> bool:
         return any(p.capabilities.end_frame_models for p in self._reachable())
