@@ -5,9 +5,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
 
 # ffmpeg from Debian keeps the image smaller than the one bundled in imageio-ffmpeg, and the bot
-# prefers a system ffmpeg when one is on PATH.
+# prefers a system ffmpeg when one is on PATH. The CJK font lets the preview renderer draw Chinese
+# prompts (without it they show as empty boxes).
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ffmpeg \
+    && apt-get install -y --no-install-recommends ffmpeg fonts-wqy-microhei \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --create-home --uid 10001 hailuo
 

@@ -27,8 +27,9 @@ LABEL_RGB = (220, 38, 38)
 CARD_TOP_RGB = (12, 16, 38)
 CARD_BOTTOM_RGB = (46, 18, 64)
 # Pillow's built-in font is ASCII-only; a system font (looked up in the usual font folders) shows
-# accents, Cyrillic and, with Noto CJK installed, Chinese prompts instead of empty boxes.
-FONT_CANDIDATES = ("NotoSansCJK-Regular.ttc", "NotoSans-Regular.ttf", "DejaVuSans.ttf")
+# accents and Cyrillic, and a CJK one Chinese prompts instead of empty boxes. The CJK fonts come first
+# (they have Latin too); scripts/setup.sh and the Docker image install WenQuanYi Micro Hei (~5 MB).
+FONT_CANDIDATES = ("NotoSansCJK-Regular.ttc", "wqy-microhei.ttc", "NotoSans-Regular.ttf", "DejaVuSans.ttf")
 # A system font when one is found, else Pillow's own (both draw and measure text alike).
 Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
 _BRACKETS = re.compile(r"[\[［【][^\]］】]*[\]］】]")
