@@ -36,7 +36,7 @@ class CardActionsCog(commands.Cog):
         except UserError as exc:
             await interaction.edit_original_response(content=exc.message)
             return
-        await self.launcher.launch(interaction, spec, command=job.command, parent_job_id=job.id)
+        await self.launcher.launch(interaction, spec, command=job.command, parent_job_id=job.id, parent_kind="reroll")
 
     async def cancel(self, interaction: discord.Interaction, job_id: int) -> None:
         if not await self._may_manage(interaction, job_id, "cancel"):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from core.admin import AdminStore
 from core.errors import UserError
 from core.history import OutputRecords
-from core.jobs import JobRecord, JobStatus
+from core.jobs import JobRecord, JobStatus, ParentKind
 from core.spec import GenerationSpec
 from core.store import JobStore
 from core.tasks import FailureKind
@@ -112,17 +112,33 @@ class JobService:
     # ----- doing --------------------------------------------------------------------------------------
 
     async def create(
-        self, spec: GenerationSpec, requester: Requester, *, command: str, parent_job_id: int | None = None
+        self,
+        spec: GenerationSpec,
+        requester: Requester,
+        *,
+        command: str,
+        parent_job_id: int | None = None,
+        parent_kind: ParentKind | None = None,
     ) -> JobRecord:
         """Reserve the cost and record the job. Raises QuotaExceeded or UserError (nothing charged),
         StorageError when the store cannot record it (nothing charged either)."""
-        return (await self.reserve(spec, requester, command=command, parent_job_id=parent_job_id)).job
+        return (
+            await self.reserve(spec, requester, command=command, parent_job_id=parent_job_id, parent_kind=parent_kind)
+        ).job
 
     async def reserve(
-        self, spec: GenerationSpec, requester: Requester, *, command: str, parent_job_id: int | None = None
+        self,
+        spec: GenerationSpec,
+        requester: Requester,
+        *,
+        command: str,
+        parent_job_id: int | None = None,
+        parent_kind: ParentKind | None = None,
     ) -> Reservation:
         """`create`, and how the job is paid for (a note for the member when their pool was empty)."""
-        return await self._intake.create(spec, requester, command=command, parent_job_id=parent_job_id)
+        return await self._intake.create(
+            spec, requester, command=command, parent_job_id=parent_job_id, parent_kind=parent_kind
+        )
 
     async def quote(self, spec: GenerationSpec, requester: Requester) -> Quote:
         """What the job would cost and what the member has left today, reserving nothing (a quote shown
