@@ -178,7 +178,7 @@ LINEAGE = {"reroll": "Re-roll of #{}", "remix": "Remix of #{}", "continue": "Con
 
 
 def lineage(job: JobRecord) -> str:
-    """"Remix of #41" and the like, or "" for a job made from scratch."""
+    """ "Remix of #41" and the like, or "" for a job made from scratch."""
     if job.parent_job_id is None:
         return ""
     return LINEAGE.get(job.parent_kind or "reroll", "Re-roll of #{}").format(job.parent_job_id)
