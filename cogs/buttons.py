@@ -36,6 +36,9 @@ class Look:
 LOOKS = {
     "cancel": Look("Cancel", "✖️", discord.ButtonStyle.secondary),
     "reroll": Look("Re-roll", "🎲", discord.ButtonStyle.primary),
+    "remix": Look("Remix", "✏️", discord.ButtonStyle.secondary),
+    "continue": Look("Continue", "⏭️", discord.ButtonStyle.secondary),
+    "retry": Look("Retry", "🔁", discord.ButtonStyle.primary),
     "delete": Look("Delete", "🗑️", discord.ButtonStyle.secondary),
 }
 
@@ -111,4 +114,9 @@ def progress_view(job_id: int) -> discord.ui.View:
 
 
 def result_view(job_id: int) -> discord.ui.View:
-    return job_view(job_id, "reroll", "delete")
+    return job_view(job_id, "reroll", "remix", "continue", "delete")
+
+
+def ended_view(job_id: int) -> discord.ui.View:
+    """A failed or cancelled job's card (refunded): make it again, or with an edited prompt, or remove it."""
+    return job_view(job_id, "retry", "remix", "delete")

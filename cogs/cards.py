@@ -69,6 +69,8 @@ def render(card: JobCard) -> discord.Embed:
     embed = discord.Embed(title=title, colour=COLOURS[card.stage])
     prompt = display_safe(card.prompt, 1000) if card.prompt else "*(no prompt)*"
     lines = [f"> {prompt}", "", status_line(card)]
+    if card.lineage:
+        lines += ["", f"↪ {card.lineage}"]
     if card.link:
         lines += ["", f"{card.message}\n{card.link}"]
     if card.notice:

@@ -20,7 +20,7 @@ from cogs.quotes import confirmed
 from cogs.reporter import NO_PINGS, DiscordReporter
 from core.defaults import Merged
 from core.errors import QuotaExceeded, StorageError, UserError
-from core.jobs import JobRecord
+from core.jobs import JobRecord, ParentKind
 from core.spec import GenerationSpec
 from services.intake import Requester
 from services.pricing import format_usd
@@ -83,6 +83,7 @@ class JobLauncher:
         *,
         command: str,
         parent_job_id: int | None = None,
+        parent_kind: ParentKind | None = None,
         defaults: Merged | None = None,
     ) -> None:
         """Reserve, post the public card, and run the job in the background. The interaction is deferred.
@@ -105,7 +106,9 @@ class JobLauncher:
             quote = await self.jobs.quote(spec, requester)
             if quote.needs_confirmation and not await confirmed(interaction, quote):
                 return
-            reservation = await self.jobs.reserve(spec, requester, command=command, parent_job_id=parent_job_id)
+            reservation = await self.jobs.reserve(
+                spec, requester, command=command, parent_job_id=parent_job_id, parent_kind=parent_kind
+            )
         except QuotaExceeded as exc:
             await interaction.edit_original_response(content=quota_text(exc))
             return

@@ -18,7 +18,7 @@ from typing import Any
 
 import discord
 
-from cogs.buttons import custom_id, progress_view, result_view
+from cogs.buttons import custom_id, ended_view, progress_view, result_view
 from cogs.cards import render
 from core.jobs import JobRecord
 from services.jobs import JobService
@@ -68,7 +68,11 @@ class DiscordReporter:
         return self.interaction is not None and time.time() < self._handover_at and not self.interaction.is_expired()
 
     async def show(self, card: JobCard) -> None:
-        await self._edit(embed=render(self._labelled(card)), view=None if card.final else progress_view(card.job_id))
+        if not card.final:
+            view = progress_view(card.job_id)
+        else:
+            view = result_view(card.job_id) if card.stage == "done" else ended_view(card.job_id)
+        await self._edit(embed=render(self._labelled(card)), view=view)
 
     async def deliver(self, card: JobCard, clip: Path | None) -> None:
         try:

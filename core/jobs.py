@@ -35,6 +35,8 @@ class JobStatus(StrEnum):
 TERMINAL_STATUSES = frozenset({JobStatus.DELIVERED, JobStatus.FAILED, JobStatus.CANCELLED})
 REFUNDED_STATUSES = frozenset({JobStatus.FAILED, JobStatus.CANCELLED})
 Outcome = Literal["settle", "refund"]
+# How a job came from its parent (`parent_job_id`): the card says "Re-roll of #N", "Remix of #N", …
+ParentKind = Literal["reroll", "remix", "continue", "retry"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,7 @@ class NewJob:
     parent_job_id: int | None = None
     end_image: str | None = None
     upload_limit: int | None = None
+    parent_kind: ParentKind | None = None
     # The pool that may pay for it (its channel's or one of the member's roles'); the reservation check
     # decides whether it does (core.store.ReservationCheck).
     pool: PoolDraw | None = None
@@ -95,6 +98,7 @@ class JobRecord:
     parent_job_id: int | None
     end_image: str | None
     upload_limit: int | None
+    parent_kind: ParentKind | None = None
 
     @property
     def terminal(self) -> bool:

@@ -254,3 +254,25 @@ def encode_args(src: Path, dest: Path, info: VideoInfo, plan: EncodePlan) -> lis
     else:
         args += ["-an"]
     return [*args, "-sn", "-dn", "-movflags", "+faststart", "-f", "mp4", str(dest)]
+
+
+LAST_FRAME_TIMEOUT_S = 30.0
+
+
+async def last_frame(clip: Path, dest: Path) -> None:
+    """The clip's very last frame, at full size, as a PNG at `dest`. Raises MediaError (or OSError).
+
+    ffmpeg seeks to about a second before the end and writes every frame from there over the same
+    file (`-update 1`), so what stays is the last one, whatever the frame rate or the final timestamp."""
+    partial = dest.with_name(dest.name + ".part")
+    try:
+        await run_ffmpeg(
+            ["-loglevel", "error", "-y", "-sseof", "-1", "-i", str(clip), "-an", "-update", "1",
+             "-f", "image2", "-c:v", "png", str(partial)],
+            time_limit_s=LAST_FRAME_TIMEOUT_S,
+        )  # fmt: skip
+        if not partial.is_file() or partial.stat().st_size == 0:
+            raise MediaError("ffmpeg wrote no frame")
+        partial.replace(dest)
+    finally:
+        partial.unlink(missing_ok=True)

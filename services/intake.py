@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 from core.admin import POOL_ALERT_PERCENTS, AdminStore, Pool, PoolDraw, ServerState
 from core.errors import StorageError, UserError
-from core.jobs import JobRecord, NewJob
+from core.jobs import JobRecord, NewJob, ParentKind
 from core.spec import GenerationSpec, ImageInput
 from core.store import JobStore
 from services.inputs import InputImages
@@ -84,7 +84,13 @@ class JobIntake:
         return limits, state
 
     async def create(
-        self, spec: GenerationSpec, requester: Requester, *, command: str, parent_job_id: int | None = None
+        self,
+        spec: GenerationSpec,
+        requester: Requester,
+        *,
+        command: str,
+        parent_job_id: int | None = None,
+        parent_kind: ParentKind | None = None,
     ) -> Reservation:
         """Reserve the cost and record the job. Raises QuotaExceeded or UserError (nothing charged), and
         StorageError when the database or the disk cannot record it (nothing charged either)."""
@@ -111,6 +117,7 @@ class JobIntake:
                 provider=provider,
                 cost_micros=reserve,
                 parent_job_id=parent_job_id,
+                parent_kind=parent_kind,
                 upload_limit=requester.upload_limit,
                 pool=PoolDraw(pool.id, period_key(pool.period, now)) if pool else None,
             ),

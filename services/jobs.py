@@ -8,22 +8,25 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 from core.admin import AdminStore
 from core.errors import UserError
 from core.history import OutputRecords
-from core.jobs import JobRecord, JobStatus
-from core.spec import GenerationSpec
+from core.jobs import JobRecord, JobStatus, ParentKind
+from core.spec import DURATIONS, QUALITIES_BY_MODEL, GenerationSpec, Quality
 from core.store import JobStore
 from core.tasks import FailureKind
 from services.cancelling import CancelOutcome, cancel_running
 from services.endings import refund
+from services.images import inspect_image
 from services.inputs import InputImages
 from services.intake import JobIntake, Requester, Reservation
 from services.notices import LogChannel
 from services.patience import PatientStore
 from services.pricing import PriceTable
 from services.progress import JobCard
+from services.prompts import validate_combination
 from services.quotas import QuotaPolicy
 from services.reporter import JobReporter
 from services.routing import ProviderRouter
@@ -109,20 +112,57 @@ class JobService:
         except (OSError, UserError):
             raise UserError(STORED_IMAGE_GONE) from None
 
+    async def continue_spec(self, job: JobRecord, prompt: str, frame: bytes) -> GenerationSpec:
+        """An image → video request whose first frame is `frame` (the last of `job`'s clip), with the
+        job's model, quality and duration where image → video offers them. The frame is checked like an
+        upload: UserError when it does not pass."""
+        image = await asyncio.to_thread(inspect_image, frame)
+        quality = job.quality if job.quality in QUALITIES_BY_MODEL.get(job.model, {}).get("i2v", ()) else "standard"
+        duration = job.duration
+        try:
+            validate_combination("i2v", quality, duration, job.model)
+        except UserError:
+            duration = DURATIONS[0]
+        return GenerationSpec(
+            mode="i2v",
+            quality=cast(Quality, quality),
+            duration=duration,
+            prompt=prompt,
+            optimize_prompt=job.optimize_prompt,
+            model=job.model,
+            image=image,
+        )
+
     # ----- doing --------------------------------------------------------------------------------------
 
     async def create(
-        self, spec: GenerationSpec, requester: Requester, *, command: str, parent_job_id: int | None = None
+        self,
+        spec: GenerationSpec,
+        requester: Requester,
+        *,
+        command: str,
+        parent_job_id: int | None = None,
+        parent_kind: ParentKind | None = None,
     ) -> JobRecord:
         """Reserve the cost and record the job. Raises QuotaExceeded or UserError (nothing charged),
         StorageError when the store cannot record it (nothing charged either)."""
-        return (await self.reserve(spec, requester, command=command, parent_job_id=parent_job_id)).job
+        return (
+            await self.reserve(spec, requester, command=command, parent_job_id=parent_job_id, parent_kind=parent_kind)
+        ).job
 
     async def reserve(
-        self, spec: GenerationSpec, requester: Requester, *, command: str, parent_job_id: int | None = None
+        self,
+        spec: GenerationSpec,
+        requester: Requester,
+        *,
+        command: str,
+        parent_job_id: int | None = None,
+        parent_kind: ParentKind | None = None,
     ) -> Reservation:
         """`create`, and how the job is paid for (a note for the member when their pool was empty)."""
-        return await self._intake.create(spec, requester, command=command, parent_job_id=parent_job_id)
+        return await self._intake.create(
+            spec, requester, command=command, parent_job_id=parent_job_id, parent_kind=parent_kind
+        )
 
     async def quote(self, spec: GenerationSpec, requester: Requester) -> Quote:
         """What the job would cost and what the member has left today, reserving nothing (a quote shown

@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import shutil
+import tempfile
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -134,6 +135,18 @@ class OutputKeeper:
             return None
         thumb = self.folder / output.thumbnail if output.thumbnail else None
         return output, self.folder / output.clip, thumb if thumb is not None and thumb.is_file() else None
+
+    async def last_frame(self, job_id: int) -> bytes | None:
+        """The kept clip's last frame as PNG bytes (for Continue), or None when the clip is no longer
+        kept. Raises MediaError (or OSError) when ffmpeg cannot read it."""
+        stored = await self.stored(job_id)
+        if stored is None:
+            return None
+        with tempfile.TemporaryDirectory(prefix="hailuo-frame-") as tmp:
+            dest = Path(tmp) / "last.png"
+            async with self.slots:
+                await ffmpeg.last_frame(stored[1], dest)
+            return await asyncio.to_thread(dest.read_bytes)
 
     async def sweep(self, now: datetime | None = None) -> int:
         """Delete kept clips older than `keep_days`, then the oldest while the rest take more than

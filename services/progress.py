@@ -48,6 +48,7 @@ class JobCard:
     notice: str = ""  # e.g. "the bot restarted" or "continued after the 15-minute limit"
     free: bool = False  # made by a free provider (the local preview): not a real generation
     defaults: str = ""  # which of the member's /settings defaults applied, e.g. "quality pro, duration 10 s"
+    lineage: str = ""  # where the job came from, e.g. "Remix of #41"
 
     @property
     def final(self) -> bool:
@@ -169,4 +170,15 @@ def card_for(job: JobRecord, *, free: bool = False) -> JobCard:
         provider=job.provider,
         requester_id=job.user_id,
         free=free,
+        lineage=lineage(job),
     )
+
+
+LINEAGE = {"reroll": "Re-roll of #{}", "remix": "Remix of #{}", "continue": "Continues #{}", "retry": "Retry of #{}"}
+
+
+def lineage(job: JobRecord) -> str:
+    """ "Remix of #41" and the like, or "" for a job made from scratch."""
+    if job.parent_job_id is None:
+        return ""
+    return LINEAGE.get(job.parent_kind or "reroll", "Re-roll of #{}").format(job.parent_job_id)

@@ -118,8 +118,8 @@ class SqliteJobStore:
         cursor = await conn.execute(
             """INSERT INTO jobs (created_at, updated_at, user_id, guild_id, channel_id, interaction_id,
                command, mode, quality, duration, optimize_prompt, model, prompt, input_image, provider,
-               status, cost_micros, parent_job_id, end_image, upload_limit)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'reserved', ?, ?, ?, ?)""",
+               status, cost_micros, parent_job_id, end_image, upload_limit, parent_kind)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'reserved', ?, ?, ?, ?, ?)""",
             (
                 stamp,
                 stamp,
@@ -140,6 +140,7 @@ class SqliteJobStore:
                 job.parent_job_id,
                 job.end_image,
                 job.upload_limit,
+                job.parent_kind,
             ),
         )
         job_id = int(cursor.lastrowid or 0)

@@ -78,7 +78,12 @@ async def test_expired_token_hands_over_to_the_bot_token(
         discord_fake.expire_token(interaction.token)  # the 15 minutes are up mid-job
         await discord_fake.wait_until(lambda: len(finished(discord_fake)) == 1, timeout=30)
         card = finished(discord_fake)[0]
-        assert card.attachments and card.custom_ids() == ["hailuo:reroll:1", "hailuo:delete:1"]
+        assert card.attachments and card.custom_ids() == [
+            "hailuo:reroll:1",
+            "hailuo:remix:1",
+            "hailuo:continue:1",
+            "hailuo:delete:1",
+        ]
         channel_edits = [
             r
             for r in discord_fake.requests

@@ -100,7 +100,8 @@ async def test_cancel_button_on_seaart_refunds_once_the_provider_confirms(
             await discord_fake.wait_until(lambda: click.original() is not None and bool(click.original().content))
             assert "Cancel requested" in click.original().content
             await discord_fake.wait_until(lambda: cards(discord_fake)[0].embeds[0]["title"].startswith("Cancelled"))
-            assert cards(discord_fake)[0].custom_ids() == []  # no buttons left on a cancelled card
+            # A cancelled card offers Retry, Remix and Delete (no Cancel any more).
+            assert cards(discord_fake)[0].custom_ids() == ["hailuo:retry:1", "hailuo:remix:1", "hailuo:delete:1"]
             await bot.wait_jobs_done()
             assert len(seaart.cancel_requests) == 1
             totals = await bot.app.store.ledger_totals()

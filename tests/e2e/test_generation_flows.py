@@ -72,7 +72,7 @@ async def test_video_goes_from_command_to_posted_mp4(bot: BotUnderTest, wavespee
     card = finished(fake)[0]
     assert card.embeds[0]["title"] == "Done · job #1"
     assert card.attachments and card.attachments[0]["data"][4:8] == MP4_MAGIC
-    assert card.custom_ids() == ["hailuo:reroll:1", "hailuo:delete:1"]
+    assert card.custom_ids() == ["hailuo:reroll:1", "hailuo:remix:1", "hailuo:continue:1", "hailuo:delete:1"]
     assert card.allowed_mentions == {"parse": []}
     assert "[Push in]" in card.embeds[0]["description"].replace("\\", "")
 

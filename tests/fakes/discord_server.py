@@ -426,6 +426,46 @@ class FakeDiscord:
         return await self._interact(3, data, user_id=user_id, user_name=user_name, permissions=permissions,
                                     roles=roles, message=msg)  # fmt: skip
 
+    async def submit_modal(
+        self,
+        opened: FakeInteraction,
+        values: dict[str, str] | None = None,
+        *,
+        user_id: int = 1001,
+        user_name: str = "alice",
+        permissions: int = DEFAULT_PERMISSIONS,
+    ) -> FakeInteraction:
+        """Submit the modal the bot answered `opened` with (a type 9 response), as Discord does: a type 5
+        interaction whose `data.components` mirror the modal's, each text input carrying its value —
+        `values[custom_id]` when given, else the prefilled one. From a component, it carries the message."""
+        if opened.modal is None:
+            raise LookupError(f"interaction {opened.id} was not answered with a modal")
+        values = values or {}
+
+        def answered(component: JSON) -> JSON:
+            if component.get("type") == 4:  # a text input
+                cid = component["custom_id"]
+                return {"type": 4, "id": component.get("id", 0), "custom_id": cid,
+                        "value": values.get(cid, component.get("value") or "")}  # fmt: skip
+            if "component" in component:  # a label (type 18) holding one component
+                return {"type": component["type"], "id": component.get("id", 0),
+                        "component": answered(component["component"])}  # fmt: skip
+            if "components" in component:  # an action row
+                return {"type": component["type"], "id": component.get("id", 0),
+                        "components": [answered(c) for c in component["components"]]}  # fmt: skip
+            return component
+
+        data: JSON = {"custom_id": opened.modal["custom_id"],
+                      "components": [answered(c) for c in opened.modal.get("components", [])]}  # fmt: skip
+        message = self.messages.get(opened.message_id) if opened.message_id is not None else None
+        return await self._interact(5, data, user_id=user_id, user_name=user_name, permissions=permissions,
+                                    message=message)  # fmt: skip
+
+    def modal_inputs(self, opened: FakeInteraction) -> dict[str, str]:
+        """The text inputs of the modal the bot answered `opened` with: custom_id -> prefilled value."""
+        found = _walk_components((opened.modal or {}).get("components", []))
+        return {c["custom_id"]: c.get("value") or "" for c in found if c.get("type") == 4}
+
     async def join_guild(self) -> int:
         """Someone adds the bot to another guild (one text channel, nothing else); returns the new guild's id
         (pass it as `invoke(..., guild_id=)`). A connected bot hears GUILD_CREATE at once, as from Discord;
