@@ -39,7 +39,7 @@ from services.intake import Requester
 from services.jobs import JobService
 from services.pricing import format_usd
 from services.progress import JobCard
-from services.prompts import validate_combination, validate_prompt
+from services.prompts import validate_combination, validate_prompt, with_camera
 
 TERMINAL_USER_ID = 0
 MAX_VARIANTS = 4
@@ -210,14 +210,6 @@ class Outputs:
             raise UserError(f"--out: {self.out} is a folder; give a file name, e.g. {self.out / 'clip.mp4'}")
         if not self.out.parent.is_dir():
             raise UserError(f"--out: no such folder: {self.out.parent}")
-
-
-def with_camera(prompt: str | None, moves: str | None) -> str | None:
-    """`--camera` is a convenience, as the commands' `camera` option: its moves become a bracket at the
-    start of the prompt (then checked like any camera bracket)."""
-    if not moves:
-        return prompt
-    return f"[{moves}] {prompt or ''}".strip()
 
 
 def _read_image(path: Path, flag: str) -> bytes:

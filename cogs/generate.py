@@ -25,13 +25,13 @@ from cogs.options import (
     Options,
     offer_only_what_is_served,
     suggest_moves,
-    with_camera,
 )
 from core import camera
 from core.defaults import DefaultsStore, MemberDefaults, Merged
 from core.errors import StorageError, UserError
 from core.spec import END_FRAME_MODELS, Mode
 from services.images import check_declared
+from services.prompts import with_camera
 
 log = logging.getLogger(__name__)
 

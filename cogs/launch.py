@@ -107,7 +107,7 @@ class JobLauncher:
             if quote.needs_confirmation and not await confirmed(interaction, quote):
                 return
             reservation = await self.jobs.reserve(
-                spec, requester, command=command, parent_job_id=parent_job_id, parent_kind=parent_kind
+                spec, requester, command=command, parent_job_id=parent_job_id, parent_kind=parent_kind, quote=quote
             )
         except QuotaExceeded as exc:
             await interaction.edit_original_response(content=quota_text(exc))

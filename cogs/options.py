@@ -88,13 +88,6 @@ def offer_only_what_is_served(
         with_end_image._params.pop("end_image", None)
 
 
-def with_camera(prompt: str | None, moves: str | None) -> str | None:
-    """The `camera` option is a convenience: its moves become a bracket at the start of the prompt."""
-    if not moves:
-        return prompt
-    return f"[{moves}] {prompt or ''}".strip()
-
-
 def suggest_moves(current: str, limit: int = 25) -> list[str]:
     """Autocomplete for the `camera` option: complete the last of the comma-separated moves.
 

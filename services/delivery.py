@@ -20,6 +20,7 @@ from core.provider import ProviderError
 from core.tasks import FailureKind
 from media import ffmpeg
 from services.endings import fail, record_status, settle
+from services.outputs import LINK_LIFETIME
 from services.progress import JobCard
 from services.reporter import DeliveryFailed, JobReporter, UploadTooLarge
 from services.run import Crew, JobRun
@@ -28,8 +29,6 @@ log = logging.getLogger(__name__)
 
 # How long a clip waits for room on a full disk before the job gives up on it (outputs live >= 1 hour).
 DISK_PATIENCE_S = 600.0
-# How long providers keep outputs (docs/providers/); unknown ones get a cautious wording.
-LINK_LIFETIME = {"minimax": "about 1 hour", "toapis": "24 hours"}
 
 
 async def deliver(crew: Crew, run: JobRun, url: str) -> None:
@@ -95,7 +94,7 @@ async def _download(crew: Crew, run: JobRun, url: str, raw: Path) -> int:
 
 
 def link_note(provider: str) -> str:
-    lifetime = LINK_LIFETIME.get(provider)
+    _, lifetime = LINK_LIFETIME.get(provider, (None, ""))
     when = f"it expires in {lifetime}" if lifetime else "the provider keeps it for a limited time"
     return f"The clip is too large to upload here, so here is the provider's link ({when}: save it soon)."
 

@@ -34,6 +34,9 @@ class Requester:
     upload_limit: int | None = None
 
 
+# A member's limits and the server's state, read once per command (None outside a server or without admins).
+Checked = tuple[Limits, ServerState | None]
+
 FROZEN = "An admin has paused your access: {reason}"
 PAUSED = "An admin has paused new videos on this server: {reason}"
 
@@ -69,7 +72,7 @@ class JobIntake:
         candidates = self.router.candidates(spec, guild_id)
         return candidates[0], max(self.prices.price_micros(name, spec) for name in candidates)
 
-    async def limits_for(self, requester: Requester) -> tuple[Limits, ServerState | None]:
+    async def limits_for(self, requester: Requester) -> Checked:
         """The member's limits as config.toml and this server's admins set them, and the server's state.
         A paused server or a frozen member is refused here (UserError), before anything is reserved."""
         state = None
@@ -91,11 +94,13 @@ class JobIntake:
         command: str,
         parent_job_id: int | None = None,
         parent_kind: ParentKind | None = None,
+        checked: Checked | None = None,
     ) -> Reservation:
-        """Reserve the cost and record the job. Raises QuotaExceeded or UserError (nothing charged), and
+        """Reserve the cost and record the job (with `checked`: the limits and server state just read for
+        this request, else read now). Raises QuotaExceeded or UserError (nothing charged), and
         StorageError when the database or the disk cannot record it (nothing charged either)."""
         provider, reserve = self.quote(spec, requester.guild_id)
-        limits, state = await self.limits_for(requester)
+        limits, state = checked or await self.limits_for(requester)
         now = datetime.now(UTC)
         pool = pick_pool(state.pools, requester.channel_id, requester.role_ids) if state else None
         funding = Funding()

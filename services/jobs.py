@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import cast
 
 from core.admin import AdminStore
@@ -21,7 +21,7 @@ from services.cancelling import CancelOutcome, cancel_running
 from services.endings import refund
 from services.images import inspect_image
 from services.inputs import InputImages
-from services.intake import JobIntake, Requester, Reservation
+from services.intake import Checked, JobIntake, Requester, Reservation
 from services.notices import LogChannel
 from services.patience import PatientStore
 from services.pricing import PriceTable
@@ -41,6 +41,9 @@ class Quote:
     price_micros: int
     left_today_micros: int | None  # None: no daily dollar limit
     needs_confirmation: bool = False  # at or above the server's quote threshold
+    # The member's limits and the server's state as the quote read them: a reservation made at once (no
+    # question asked) uses them instead of reading them again; after a Confirm they are read afresh.
+    checked: Checked | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -158,20 +161,27 @@ class JobService:
         command: str,
         parent_job_id: int | None = None,
         parent_kind: ParentKind | None = None,
+        quote: Quote | None = None,
     ) -> Reservation:
-        """`create`, and how the job is paid for (a note for the member when their pool was empty)."""
+        """`create`, and how the job is paid for (a note for the member when their pool was empty). A
+        `quote` just made (and not waited on) spares reading the member's limits again."""
         return await self._intake.create(
-            spec, requester, command=command, parent_job_id=parent_job_id, parent_kind=parent_kind
+            spec,
+            requester,
+            command=command,
+            parent_job_id=parent_job_id,
+            parent_kind=parent_kind,
+            checked=quote.checked if quote and not quote.needs_confirmation else None,
         )
 
     async def quote(self, spec: GenerationSpec, requester: Requester) -> Quote:
         """What the job would cost and what the member has left today, reserving nothing (a quote shown
         before big jobs). Raises UserError for a paused server or a frozen member."""
         _, price = self._intake.quote(spec, requester.guild_id)
-        limits, state = await self._intake.limits_for(requester)
+        limits, state = checked = await self._intake.limits_for(requester)
         threshold = state.controls.quote_threshold_micros if state else None
         if threshold is None or price < threshold:
-            return Quote(price, None)  # no question to ask: spare the usage read
+            return Quote(price, None, checked=checked)  # no question to ask: spare the usage read
         usage = await self._store.usage(requester.user_id, requester.guild_id)
         left = None if limits.user_daily_usd is None else max(limits.user_daily_usd - usage.user_day_micros, 0)
         return Quote(price, left, needs_confirmation=True)

@@ -35,7 +35,9 @@ ORPHAN_AGE_S = 3600.0
 _KEPT_NAME = re.compile(r"(?P<job>[0-9]+)\.(?:mp4|jpg)(?:\.part)?")
 # How long providers keep an output at its link (docs/providers/), with a margin: /show offers a
 # job's link again only within this time of its delivery; other providers' links are never offered.
-LINK_LIFETIME_SECONDS = {"minimax": 3600.0, "toapis": 86_400.0}
+# How long providers keep an output link valid (docs/providers/): seconds, and as the card says it.
+# Providers not listed document no lifetime: their links are never offered again.
+LINK_LIFETIME: dict[str, tuple[float, str]] = {"minimax": (3600.0, "about 1 hour"), "toapis": (86_400.0, "24 hours")}
 LINK_MARGIN_S = 300.0
 
 
@@ -57,7 +59,7 @@ async def make_thumbnail(clip: Path, dest: Path, width: int = THUMBNAIL_WIDTH) -
 
 def fresh_link(job: JobRecord, now: datetime | None = None) -> str | None:
     """The provider's link to a delivered job's clip while it is surely still valid, else None."""
-    lifetime = LINK_LIFETIME_SECONDS.get(job.provider)
+    lifetime, _ = LINK_LIFETIME.get(job.provider, (None, ""))
     if lifetime is None or job.status != JobStatus.DELIVERED or not job.output_url or not job.finished_at:
         return None
     if not job.output_url.startswith(("https://", "http://")):

@@ -88,6 +88,14 @@ def _has_words(text: str) -> bool:
     return any(char.isalnum() for char in _GROUP.sub(" ", text))
 
 
+def with_camera(prompt: str | None, moves: str | None) -> str | None:
+    """The commands' `camera` option (and `--camera`) is a convenience: its moves become a bracket at the
+    start of the prompt, then checked like any camera bracket."""
+    if not moves:
+        return prompt
+    return f"[{moves}] {prompt or ''}".strip()
+
+
 def validate_prompt(raw: str | None, *, required: bool, chinese_directives: bool = False) -> str:
     """The cleaned prompt with camera moves normalised, or UserError saying what to change.
 

@@ -100,6 +100,12 @@ class Refusal:
     resets_at: datetime | None
 
 
+def monthly_allowance(limits: Limits, usage: Usage) -> int | None:
+    """The member's monthly dollar limit with this month's grants on top (None: no limit)."""
+    monthly = limits.user_monthly_usd
+    return None if monthly is None else monthly + usage.user_month_grants
+
+
 def find_refusal(limits: Limits, usage: Usage, cost: int, now: datetime, *, personal: bool = True) -> Refusal | None:
     """The first limit a new job of `cost` micros would break, or None if it fits. With `personal`
     False (a pool pays), the member's own dollar limits are left out; counts and the server's and the
@@ -118,7 +124,7 @@ def find_refusal(limits: Limits, usage: Usage, cost: int, now: datetime, *, pers
             f"You have used your {limits.user_daily_videos} videos for today.",
             day_end,
         )
-    monthly = None if limits.user_monthly_usd is None else limits.user_monthly_usd + usage.user_month_grants
+    monthly = monthly_allowance(limits, usage)
     personal_checks = (
         ("user_daily_usd", limits.user_daily_usd, usage.user_day_micros, "your daily budget", day_end),
         ("user_monthly_usd", monthly, usage.user_month_micros, "your monthly budget", month_end),
@@ -294,7 +300,7 @@ class QuotaBook:
         draw = PoolDraw(pool.id, period_key(pool.period, now)) if pool else None
         usage = await self._store.usage(user_id, guild_id, now, draw)
         lines = summarise(
-            replace(limits, user_monthly_usd=_with_grants(limits, usage)), usage, now, guild=guild_id is not None
+            replace(limits, user_monthly_usd=monthly_allowance(limits, usage)), usage, now, guild=guild_id is not None
         )
         if pool is not None:
             left = max(pool.amount_micros - usage.pool_micros, 0)
@@ -309,8 +315,3 @@ class QuotaBook:
                 ),
             )
         return QuotaSummary(lines, usage.user_in_flight, limits.user_max_in_flight)
-
-
-def _with_grants(limits: Limits, usage: Usage) -> int | None:
-    monthly = limits.user_monthly_usd
-    return None if monthly is None else monthly + usage.user_month_grants
