@@ -162,7 +162,10 @@ class Database:
         if self._writer is None:
             raise StorageError("database is not open")
         try:
-            await asyncio.wait_for(self._write_lock.acquire(), self.busy_timeout_ms / 1000)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for returns an acquire that completed as
+            # the caller was cancelled and drops the cancellation, so a stopped job would run on.
+            async with asyncio.timeout(self.busy_timeout_ms / 1000):
+                await self._write_lock.acquire()
         except TimeoutError:
             raise StorageError("database unavailable: busy (other writes have been waiting for it)") from None
         try:

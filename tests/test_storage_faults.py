@@ -214,3 +214,22 @@ async def test_an_input_image_that_cannot_be_kept_is_a_storage_fault_with_nothin
             await built.jobs.create(spec, Requester(1, 10, 20), command="animate")
         assert (await built.store.ledger_totals()).reserved == 0
         assert fake.submits == []
+
+
+async def test_a_write_cancelled_while_it_waits_for_the_writer_stops(tmp_path: Path) -> None:
+    # A stop cancels job tasks mid-write; a cancellation lost there leaves a job running after the stop.
+    async with Database(tmp_path / "jobs.db") as db:
+        for _ in range(50):
+
+            async def write_forever() -> None:
+                while True:
+                    async with db.transaction() as conn:
+                        await conn.execute(
+                            "INSERT INTO meta (key, value) VALUES ('k', 'v') ON CONFLICT(key) DO UPDATE SET value = 'w'"
+                        )
+
+            task = asyncio.create_task(write_forever())
+            await asyncio.sleep(0)  # let it start
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await asyncio.wait_for(task, 30)  # the bound only turns a lost cancellation into a failure
