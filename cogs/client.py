@@ -25,6 +25,7 @@ from cogs.launch import NEEDED_PERMISSIONS
 from cogs.member_settings import MemberSettingsCog
 from cogs.quota import QuotaCog
 from cogs.reporter import reporter_for_resumed
+from cogs.translator import CatalogueTranslator
 from services.loopwatch import LoopWatch, freeze_startup_objects
 from services.runner import JobRunner
 
@@ -121,6 +122,7 @@ class HailuoBot(commands.Bot):
         for make in COGS:
             await self.add_cog(make(self, self.context))
         self.add_dynamic_items(JobButton)
+        await self.tree.set_translator(CatalogueTranslator())
         await self.sync_commands_if_changed()
         log.debug("froze %d start-up objects out of garbage collection", freeze_startup_objects())
         self.runner.sweep_tmp(older_than=0)  # nothing runs yet: every leftover is an orphan
@@ -233,7 +235,9 @@ class HailuoBot(commands.Bot):
         guild = discord.Object(self.dev_guild_id) if self.dev_guild_id else None
         if guild is not None:
             self.tree.copy_global_to(guild=guild)
-        payload = [command.to_dict(self.tree) for command in self.tree.get_commands()]
+        # The translated payload, so a change to the catalogue syncs the new names and descriptions too.
+        translator = CatalogueTranslator()
+        payload = [await command.get_translated_payload(self.tree, translator) for command in self.tree.get_commands()]
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
         key = f"commands_hash:{self.dev_guild_id or 'global'}"
         if not self.force_sync and await self.hashes.get_meta(key) == digest:

@@ -13,15 +13,17 @@ import logging
 import discord
 from discord import app_commands
 
+from cogs.speech import to_member
 from core.errors import StorageError
+from core.text import N_, tr
 
 log = logging.getLogger("cogs")
 
-APOLOGY = "Sorry, something went wrong on our side (reference {reference}). Nothing was charged."
-DATABASE_BUSY = (
+APOLOGY = N_("Sorry, something went wrong on our side (reference {reference}). Nothing was charged.")
+DATABASE_BUSY = N_(
     "The bot's database is busy or unavailable right now. Nothing was charged: please try again in a minute."
 )
-BAD_CHOICE = "That isn't one of the offered choices for an option. Pick one from the list."
+BAD_CHOICE = N_("That isn't one of the offered choices for an option. Pick one from the list.")
 
 
 class ErrorFunnel:
@@ -30,7 +32,7 @@ class ErrorFunnel:
         if isinstance(error, app_commands.TransformerError):
             # A value outside the offered choices (a modified client): say what to fix, no alarm.
             log.info("interaction %d: refused option value (%s)", interaction.id, type(error).__name__)
-            await reply_privately(interaction, BAD_CHOICE)
+            await reply_privately(interaction, tr(BAD_CHOICE))
             return
         what = f"command {getattr(interaction.command, 'name', '?')}"
         await self.report(interaction, error.__cause__ if isinstance(error.__cause__, Exception) else error, what)
@@ -39,10 +41,10 @@ class ErrorFunnel:
         """Log `error` with the interaction as reference, and apologise privately to the member."""
         if isinstance(error, StorageError):  # the database is sick, not the code: no traceback
             log.warning("%s failed (interaction %d): %s", what, interaction.id, error)
-            await reply_privately(interaction, DATABASE_BUSY)
+            await reply_privately(interaction, tr(DATABASE_BUSY))
             return
         log.error("%s failed (interaction %d)", what, interaction.id, exc_info=error)
-        await reply_privately(interaction, APOLOGY.format(reference=interaction.id))
+        await reply_privately(interaction, tr(APOLOGY, reference=interaction.id))
 
 
 class FunnelModal(discord.ui.Modal):
@@ -57,7 +59,9 @@ class FunnelModal(discord.ui.Modal):
 
 
 async def reply_privately(interaction: discord.Interaction, text: str) -> None:
-    """Answer with a private message, whether or not the interaction was answered (deferred) already."""
+    """Answer with a private message in the member's language, whether or not the interaction was answered
+    (deferred) already."""
+    text = to_member(interaction, text)
     try:
         if interaction.response.is_done():
             await interaction.followup.send(text, ephemeral=True)

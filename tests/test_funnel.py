@@ -39,12 +39,13 @@ class Answers:
 class Interaction:
     def __init__(self, deferred: bool = False) -> None:
         self.id = 123456789
+        self.locale = discord.Locale.american_english
         self.answers = Answers(done=deferred)
         self.response = self.followup = self.answers
 
 
 def as_discord(interaction: Interaction) -> discord.Interaction:
-    return interaction  # type: ignore[return-value]  # duck-typed: the funnel uses id, response, followup
+    return interaction  # type: ignore[return-value]  # duck-typed: the funnel uses id, locale, response, followup
 
 
 @pytest.mark.parametrize("deferred", [False, True])

@@ -248,6 +248,7 @@ class FakeDiscord:
         self.application_id, self.bot_user_id = self._snowflake(), self._snowflake()
         self.guild_id, self.channel_id = self._snowflake(), self._snowflake()
         self.guilds: dict[int, int] = {self.guild_id: self.channel_id}  # the guilds the bot is in -> their channel
+        self.guild_locales: dict[int, str] = {}  # a guild's community language (preferred_locale), en-US unless set
         self.left_guilds: list[int] = []  # guilds the bot left (DELETE /users/@me/guilds/{id}), in order
         self.base_url = self.gateway_url = ""
         self.sync_count = 0
@@ -286,6 +287,9 @@ class FakeDiscord:
                 ("GET|PATCH|DELETE", r"/channels/(?P<cid>\d+)/messages/(?P<mid>\d+)", self._channel_message, True),
             ]
         ]  # fmt: skip
+
+    def guild_locale(self, guild_id: int) -> str:
+        return self.guild_locales.get(guild_id, "en-US")
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -374,6 +378,7 @@ class FakeDiscord:
         attachment_size_limit: int | None = None,
         dm: bool = False,
         guild_id: int | None = None,
+        locale: str = "en-US",
     ) -> FakeInteraction:
         """Run a synced chat-input command ("name" or "group sub"); attachment options take add_attachment().
         `dm=True` sends it from the member's DM with the bot (as a client would if the command allowed it);
@@ -382,7 +387,7 @@ class FakeDiscord:
         data = self._command_data(name, options or {}, focused=None)
         return await self._interact(2, data, user_id=user_id, user_name=user_name, permissions=permissions,
                                     roles=roles, attachment_size_limit=attachment_size_limit, dm=dm,
-                                    guild_id=guild_id)  # fmt: skip
+                                    guild_id=guild_id, locale=locale)  # fmt: skip
 
     async def autocomplete(
         self,
@@ -412,6 +417,7 @@ class FakeDiscord:
         permissions: int = DEFAULT_PERMISSIONS,
         roles: list[int] | None = None,
         values: list[str] | None = None,
+        locale: str = "en-US",
     ) -> FakeInteraction:
         """Click a button (or pick `values` in a select) on a stored message; the custom_id must be on it."""
         msg = self.messages.get(message_id)
@@ -424,7 +430,7 @@ class FakeDiscord:
         if values is not None:
             data["values"] = values
         return await self._interact(3, data, user_id=user_id, user_name=user_name, permissions=permissions,
-                                    roles=roles, message=msg)  # fmt: skip
+                                    roles=roles, message=msg, locale=locale)  # fmt: skip
 
     async def submit_modal(
         self,
@@ -434,6 +440,7 @@ class FakeDiscord:
         user_id: int = 1001,
         user_name: str = "alice",
         permissions: int = DEFAULT_PERMISSIONS,
+        locale: str = "en-US",
     ) -> FakeInteraction:
         """Submit the modal the bot answered `opened` with (a type 9 response), as Discord does: a type 5
         interaction whose `data.components` mirror the modal's, each text input carrying its value —
@@ -459,7 +466,7 @@ class FakeDiscord:
                       "components": [answered(c) for c in opened.modal.get("components", [])]}  # fmt: skip
         message = self.messages.get(opened.message_id) if opened.message_id is not None else None
         return await self._interact(5, data, user_id=user_id, user_name=user_name, permissions=permissions,
-                                    message=message)  # fmt: skip
+                                    message=message, locale=locale)  # fmt: skip
 
     def modal_inputs(self, opened: FakeInteraction) -> dict[str, str]:
         """The text inputs of the modal the bot answered `opened` with: custom_id -> prefilled value."""
@@ -534,7 +541,8 @@ class FakeDiscord:
                 "owner_id": str(OWNER_ID), "roles": roles, "channels": [self._channel_json(gid)], "members": [member],
                 "threads": [], "emojis": [], "stickers": [], "features": [], "premium_tier": self.premium_tier,
                 "voice_states": [], "presences": [], "stage_instances": [], "guild_scheduled_events": [],
-                "soundboard_sounds": [], "joined_at": JOINED_AT, "preferred_locale": "en-US"}  # fmt: skip
+                "soundboard_sounds": [], "joined_at": JOINED_AT,
+                "preferred_locale": self.guild_locale(gid)}  # fmt: skip
 
     def _message_json(self, m: FakeMessage) -> JSON:
         data: JSON = {"id": str(m.id), "channel_id": str(m.channel_id), "guild_id": str(self.guild_id),
@@ -640,6 +648,7 @@ class FakeDiscord:
         message: FakeMessage | None = None,
         dm: bool = False,
         guild_id: int | None = None,
+        locale: str = "en-US",
     ) -> FakeInteraction:
         conn = self._live()
         gid = self.guild_id if guild_id is None else guild_id
@@ -659,10 +668,10 @@ class FakeDiscord:
         payload: JSON = {
             "id": str(iid), "application_id": str(self.application_id), "type": itype, "version": 1, "token": token,
             "guild_id": str(gid), "channel_id": str(cid), "channel": self._channel_json(gid) | {"id": str(cid)},
-            "guild": {"id": str(gid), "locale": "en-US", "features": []},
+            "guild": {"id": str(gid), "locale": self.guild_locale(gid), "features": []},
             "member": {"user": user, "roles": [str(r) for r in roles or []], "flags": 0, "joined_at": JOINED_AT,
                        "permissions": str(permissions), "deaf": False, "mute": False},
-            "app_permissions": str(self.app_permissions), "locale": "en-US", "guild_locale": "en-US",
+            "app_permissions": str(self.app_permissions), "locale": locale, "guild_locale": self.guild_locale(gid),
             "entitlements": [], "authorizing_integration_owners": {"0": str(gid)}, "context": 0,
             "attachment_size_limit": limit,  # discord.py raises KeyError without it (trap 3)
             "data": data,
@@ -914,6 +923,8 @@ class FakeDiscord:
             return _json(self._scopes.get(gid, []))
         if not isinstance(c.payload, list):
             raise DiscordError(400, 50035, "Invalid Form Body")
+        for item in c.payload:
+            _check_command(item)
         previous = {(cmd["name"], cmd.get("type", 1)): cmd for cmd in self._scopes.get(gid, [])}
         synced: list[JSON] = []
         for item in c.payload:
@@ -1053,3 +1064,40 @@ class FakeDiscord:
             self._validate(c.body, c.files, self.upload_limit)
             self._edit(msg, c.body, c.files)
         return _json(self._message_json(msg))
+
+
+# Discord's rules for a command's names and descriptions, and their translations (a 400 otherwise).
+_LOCALE_CODES = "id da de en-GB en-US es-ES es-419 fr hr it lt hu nl no pl pt-BR ro fi sv-SE vi tr cs el bg ru uk hi th"
+LOCALES = frozenset([*_LOCALE_CODES.split(), "zh-CN", "ja", "zh-TW", "ko"])
+NAME = re.compile(r"^[-_'\w\u0900-\u097F\u0E00-\u0E7F]{1,32}$")
+
+
+def _check_command(command: JSON, top: bool = True) -> None:
+    def invalid(why: str) -> DiscordError:
+        return DiscordError(400, 50035, f"Invalid Form Body: {why}")
+
+    names = [command.get("name", ""), *(command.get("name_localizations") or {}).values()]
+    descriptions = [command.get("description", ""), *(command.get("description_localizations") or {}).values()]
+    for key in ("name_localizations", "description_localizations"):
+        for locale in command.get(key) or {}:
+            if locale not in LOCALES:
+                raise invalid(f"{key}: {locale!r} is not a valid locale")
+    chat_input = command.get("type", 1) == 1 or not top
+    for name in names:
+        if chat_input and (not NAME.match(name) or name != name.lower()):
+            raise invalid(f"name {name!r}: must be 1-32 lowercase letters, digits, - or _")
+    for text in descriptions:
+        if chat_input and not 1 <= len(text) <= 100:
+            raise invalid(f"description {text!r}: must be 1-100 characters")
+    for option in command.get("options") or []:
+        _check_command(option, top=False)
+        for choice in option.get("choices") or []:
+            for name in [choice.get("name", ""), *(choice.get("name_localizations") or {}).values()]:
+                if not 1 <= len(name) <= 100:
+                    raise invalid(f"choice name {name!r}: must be 1-100 characters")
+    if command.get("options"):
+        for locale in ["", *LOCALES]:
+            seen = [(o.get("name_localizations") or {}).get(locale, o["name"]) if locale else o["name"]
+                    for o in command["options"]]  # fmt: skip
+            if len(seen) != len(set(seen)):
+                raise invalid(f"options: duplicate names in {locale or 'default'}")
