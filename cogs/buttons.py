@@ -15,31 +15,33 @@ import discord
 
 from cogs.access import AccessGate
 from cogs.funnel import ErrorFunnel, reply_privately
+from core.text import N_, tr
+from services.i18n import localise
 
 log = logging.getLogger(__name__)
 
 PREFIX = "hailuo"
 # Discord allows 100 characters in a custom_id: the prefix, a short word and a snowflake-sized id fit.
 TEMPLATE = rf"{PREFIX}:(?P<action>[a-z][a-z-]{{0,30}}):(?P<job_id>[0-9]{{1,20}})"
-GONE = "This button no longer does anything."
+GONE = N_("This button no longer does anything.")
 
 Handler = Callable[[discord.Interaction, int], Awaitable[None]]
 
 
 @dataclass(frozen=True)
 class Look:
-    label: str
+    label: str  # a catalogue template (N_): the card's buttons speak the server's language
     emoji: str
     style: discord.ButtonStyle
 
 
 LOOKS = {
-    "cancel": Look("Cancel", "✖️", discord.ButtonStyle.secondary),
-    "reroll": Look("Re-roll", "🎲", discord.ButtonStyle.primary),
-    "remix": Look("Remix", "✏️", discord.ButtonStyle.secondary),
-    "continue": Look("Continue", "⏭️", discord.ButtonStyle.secondary),
-    "retry": Look("Retry", "🔁", discord.ButtonStyle.primary),
-    "delete": Look("Delete", "🗑️", discord.ButtonStyle.secondary),
+    "cancel": Look(N_("Cancel"), "✖️", discord.ButtonStyle.secondary),
+    "reroll": Look(N_("Re-roll"), "🎲", discord.ButtonStyle.primary),
+    "remix": Look(N_("Remix"), "✏️", discord.ButtonStyle.secondary),
+    "continue": Look(N_("Continue"), "⏭️", discord.ButtonStyle.secondary),
+    "retry": Look(N_("Retry"), "🔁", discord.ButtonStyle.primary),
+    "delete": Look(N_("Delete"), "🗑️", discord.ButtonStyle.secondary),
 }
 
 
@@ -48,10 +50,17 @@ def custom_id(action: str, job_id: int) -> str:
 
 
 class JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=TEMPLATE):
-    def __init__(self, action: str, job_id: int) -> None:
-        look = LOOKS.get(action, Look(action, "", discord.ButtonStyle.secondary))
+    """A job card's button, labelled in `locale` (the server's language on a public card, the member's on
+    a private reply); English when None. A press is dispatched by its custom_id, whatever its label."""
+
+    def __init__(self, action: str, job_id: int, locale: str | None = None) -> None:
+        look = LOOKS.get(action)
+        label = localise(tr(look.label), locale) if look is not None else action
         button: discord.ui.Button[Any] = discord.ui.Button(
-            label=look.label, emoji=look.emoji or None, style=look.style, custom_id=custom_id(action, job_id)
+            label=label,
+            emoji=(look.emoji if look is not None else "") or None,
+            style=look.style if look is not None else discord.ButtonStyle.secondary,
+            custom_id=custom_id(action, job_id),
         )
         super().__init__(button)
         self.action = action
@@ -94,29 +103,31 @@ class ButtonRouter:
             if self.gate is not None and not await self.gate.admit(interaction):
                 return
             if handler is None:
-                await reply_privately(interaction, GONE)
+                await reply_privately(interaction, tr(GONE))
                 return
             await handler(interaction, job_id)
         except Exception as exc:
             await self.funnel.report(interaction, exc, f"button {action} on job {job_id}")
 
 
-def job_view(job_id: int, *actions: str) -> discord.ui.View:
-    """A persistent view of these buttons for one job (the router dispatches them, whatever process)."""
+def job_view(job_id: int, *actions: str, locale: str | None = None) -> discord.ui.View:
+    """A persistent view of these buttons for one job (the router dispatches them, whatever process),
+    labelled in `locale`: `cogs.speech.server_locale` for a public card, `member_locale` for a private
+    reply; English when None."""
     view = discord.ui.View(timeout=None)
     for action in actions:
-        view.add_item(JobButton(action, job_id))
+        view.add_item(JobButton(action, job_id, locale))
     return view
 
 
-def progress_view(job_id: int) -> discord.ui.View:
-    return job_view(job_id, "cancel")
+def progress_view(job_id: int, locale: str | None = None) -> discord.ui.View:
+    return job_view(job_id, "cancel", locale=locale)
 
 
-def result_view(job_id: int) -> discord.ui.View:
-    return job_view(job_id, "reroll", "remix", "continue", "delete")
+def result_view(job_id: int, locale: str | None = None) -> discord.ui.View:
+    return job_view(job_id, "reroll", "remix", "continue", "delete", locale=locale)
 
 
-def ended_view(job_id: int) -> discord.ui.View:
+def ended_view(job_id: int, locale: str | None = None) -> discord.ui.View:
     """A failed or cancelled job's card (refunded): make it again, or with an edited prompt, or remove it."""
-    return job_view(job_id, "retry", "remix", "delete")
+    return job_view(job_id, "retry", "remix", "delete", locale=locale)

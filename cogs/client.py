@@ -26,6 +26,7 @@ from cogs.member_settings import MemberSettingsCog
 from cogs.quota import QuotaCog
 from cogs.reporter import reporter_for_resumed
 from cogs.translator import CatalogueTranslator
+from core.text import N_, tr
 from services.loopwatch import LoopWatch, freeze_startup_objects
 from services.runner import JobRunner
 
@@ -41,8 +42,9 @@ COGS: tuple[Callable[[commands.Bot, CogContext], commands.Cog], ...] = (
     MemberSettingsCog,
 )
 
-RESTART_NOTICE = "The bot is restarting; this job will carry on when it is back (usually within a minute)."
-RESUMED_NOTICE = "The bot restarted while this job was running; it carried on."
+# Notices on the cards of running jobs (the server's language).
+RESTART_NOTICE = N_("The bot is restarting; this job will carry on when it is back (usually within a minute).")
+RESUMED_NOTICE = N_("The bot restarted while this job was running; it carried on.")
 TMP_SWEEP_SECONDS = 3600
 
 
@@ -128,7 +130,7 @@ class HailuoBot(commands.Bot):
         self.runner.sweep_tmp(older_than=0)  # nothing runs yet: every leftover is an orphan
         await self.runner.sweep_outputs()
         resumed = await self.runner.resume(
-            lambda job: reporter_for_resumed(self, self.context.jobs, job), RESUMED_NOTICE
+            lambda job: reporter_for_resumed(self, self.context.jobs, job), tr(RESUMED_NOTICE)
         )
         if resumed:
             log.info("resumed %d unfinished job(s)", resumed)
@@ -227,7 +229,7 @@ class HailuoBot(commands.Bot):
     async def stop_gracefully(self) -> None:
         """SIGTERM / Ctrl-C: stop taking commands, tell users in flight, persist, close (within 10 s)."""
         log.info("stopping: %d job(s) in flight will resume on the next start", self.runner.in_flight)
-        await self.runner.suspend(RESTART_NOTICE, grace=5.0)
+        await self.runner.suspend(tr(RESTART_NOTICE), grace=5.0)
         await self.close()
 
     async def sync_commands_if_changed(self) -> None:

@@ -20,10 +20,13 @@ from cogs.buttons import ButtonRouter, job_view
 from cogs.cards import render
 from cogs.context import CogContext
 from cogs.reporter import NO_PINGS
+from cogs.speech import member_locale, to_member
 from core.clock import unix
 from core.history import HistoryReader
 from core.jobs import JobRecord, JobStatus
+from core.text import N_, Text, tr, tr_n
 from services.endings import ending_message
+from services.i18n import localise
 from services.jobs import JobService
 from services.outputs import OutputKeeper, fresh_link
 from services.pricing import format_usd
@@ -34,11 +37,24 @@ log = logging.getLogger(__name__)
 PAGE_SIZE = 10
 PREFIX = "hailuo-history"
 TEMPLATE = rf"{PREFIX}:(?P<user>[0-9]{{1,20}}):(?P<page>[0-9]{{1,6}}):(?P<viewer>[0-9]{{1,20}})"
-NOT_YOURS = "Only moderators (Manage Messages) can see someone else's jobs."
-NOT_YOUR_BUTTONS = "These buttons belong to whoever ran this /history: run /history yourself."
-NO_JOB = "You have no job #{job_id}."
-NOT_YOUR_JOB = "Only the person who asked for job #{job_id} (or a moderator) can show it."
-NOT_OFFERED = "Stored clips are not available on this bot."
+NOT_YOURS = N_("Only moderators (Manage Messages) can see someone else's jobs.")
+NOT_YOUR_BUTTONS = N_("These buttons belong to whoever ran this /history: run /history yourself.")
+NO_JOB = N_("You have no job #{job_id}.")
+NOT_YOUR_JOB = N_("Only the person who asked for job #{job_id} (or a moderator) can show it.")
+# A job's status as a member reads it in /history and in /show's suggestions.
+STATUS_WORDS = {
+    JobStatus.RESERVED: N_("reserved"),
+    JobStatus.SUBMITTING: N_("submitting"),
+    JobStatus.SUBMITTED: N_("submitted"),
+    JobStatus.QUEUED: N_("queued"),
+    JobStatus.RUNNING: N_("running"),
+    JobStatus.DOWNLOADING: N_("downloading"),
+    JobStatus.POSTING: N_("posting"),
+    JobStatus.DELIVERED: N_("delivered"),
+    JobStatus.FAILED: N_("failed"),
+    JobStatus.CANCELLED: N_("cancelled"),
+}
+LINK_NOTE = N_("The provider's link to the clip (it expires soon: save it).")
 ICONS = {
     JobStatus.DELIVERED: "✅",
     JobStatus.FAILED: "❌",
@@ -52,39 +68,51 @@ def jump_link(job: JobRecord) -> str | None:
     return f"https://discord.com/channels/{job.guild_id or '@me'}/{job.channel_id}/{job.message_id}"
 
 
+def status_word(status: JobStatus) -> Text:
+    return tr(STATUS_WORDS.get(status, status.value))
+
+
 def cost_text(job: JobRecord) -> str:
-    cost = "free" if job.cost_micros == 0 else format_usd(job.cost_micros)
+    cost = tr("free") if job.cost_micros == 0 else format_usd(job.cost_micros)
     if job.status.refunded:
-        return f"~~{cost}~~ refunded" if job.cost_micros else cost
-    return cost if job.terminal else f"{cost} (reserved)"
+        return tr("~~{cost}~~ refunded", cost=cost) if job.cost_micros else cost
+    return cost if job.terminal else tr("{cost} (reserved)", cost=cost)
 
 
-def history_line(job: JobRecord) -> str:
+def history_line(job: JobRecord) -> Text:
     stamp = unix(job.created_at)
-    parts = [
-        f"**#{job.id}**",
-        f"<t:{int(stamp)}:d>" if stamp is not None else "?",
-        f"{ICONS.get(job.status, '⏳')} {job.status.value}",
-        cost_text(job),
-    ]
+    fields = {
+        "job_id": job.id,
+        "date": f"<t:{int(stamp)}:d>" if stamp is not None else "?",
+        "icon": ICONS.get(job.status, "⏳"),
+        "status": status_word(job.status),
+        "cost": cost_text(job),
+        "prompt": display_safe(job.prompt, 80) if job.prompt else tr("*(no prompt)*"),
+    }
     link = jump_link(job)
     if link:
-        parts.append(f"[message]({link})")
-    prompt = display_safe(job.prompt, 80) if job.prompt else "*(no prompt)*"
-    return " · ".join(parts) + f"\n> {prompt}"
+        return tr("**#{job_id}** · {date} · {icon} {status} · {cost} · [message]({link})\n> {prompt}", link=link,
+                  **fields)  # fmt: skip
+    return tr("**#{job_id}** · {date} · {icon} {status} · {cost}\n> {prompt}", **fields)
 
 
 def page_count(total: int) -> int:
     return max(1, -(-total // PAGE_SIZE))
 
 
-def history_embed(user_id: int, viewer_id: int, jobs: list[JobRecord], page: int, total: int) -> discord.Embed:
-    whose = "Your jobs" if user_id == viewer_id else "Jobs"
-    embed = discord.Embed(title=f"{whose}, newest first", colour=0x3498DB)
-    header = "" if user_id == viewer_id else f"Jobs of <@{user_id}>\n\n"
-    lines = [history_line(job) for job in jobs]
-    embed.description = header + ("\n".join(lines) if lines else "No jobs yet: try /video.")
-    embed.set_footer(text=f"Page {page} of {page_count(total)} · {total} job{'' if total == 1 else 's'}")
+def history_embed(
+    user_id: int, viewer_id: int, jobs: list[JobRecord], page: int, total: int, locale: str | None = None
+) -> discord.Embed:
+    """One page of /history, in the language of `locale` (the member who asked)."""
+    title = tr("Your jobs, newest first") if user_id == viewer_id else tr("Jobs, newest first")
+    embed = discord.Embed(title=localise(title, locale), colour=0x3498DB)
+    header = "" if user_id == viewer_id else localise(tr("Jobs of <@{user_id}>", user_id=user_id), locale) + "\n\n"
+    lines = [localise(history_line(job), locale) for job in jobs]
+    empty = localise(tr("No jobs yet: try /video."), locale)
+    embed.description = header + ("\n".join(lines) if lines else empty)
+    footer = tr_n("Page {page} of {pages} · {n} job", "Page {page} of {pages} · {n} jobs", total, page=page,
+                  pages=page_count(total))  # fmt: skip
+    embed.set_footer(text=localise(footer, locale))
     return embed
 
 
@@ -129,13 +157,27 @@ class HistoryPageButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template
             await router.funnel.report(interaction, exc, f"/history page {self.page}")
 
 
-def pages_view(user_id: int, page: int, pages: int, viewer_id: int) -> discord.ui.View | None:
+def pages_view(
+    user_id: int, page: int, pages: int, viewer_id: int, locale: str | None = None
+) -> discord.ui.View | None:
     if pages <= 1:
         return None
+    newer, older = localise(tr("◀ Newer"), locale), localise(tr("Older ▶"), locale)
     view = discord.ui.View(timeout=None)
-    view.add_item(HistoryPageButton(user_id, page - 1, viewer_id, label="◀ Newer", disabled=page <= 1))
-    view.add_item(HistoryPageButton(user_id, page + 1, viewer_id, label="Older ▶", disabled=page >= pages))
+    view.add_item(HistoryPageButton(user_id, page - 1, viewer_id, label=newer, disabled=page <= 1))
+    view.add_item(HistoryPageButton(user_id, page + 1, viewer_id, label=older, disabled=page >= pages))
     return view
+
+
+def clip_missing(job_id: int, *, too_large: bool, link: str | None) -> Text:
+    """/show's note when the clip cannot be attached: too large for this chat, or no longer kept."""
+    if too_large:
+        if link:
+            return tr("Job #{job_id}'s clip is too large to upload here. Its card: {link}", job_id=job_id, link=link)
+        return tr("Job #{job_id}'s clip is too large to upload here.", job_id=job_id)
+    if link:
+        return tr("Job #{job_id}'s clip is no longer stored. Its card: {link}", job_id=job_id, link=link)
+    return tr("Job #{job_id}'s clip is no longer stored.", job_id=job_id)
 
 
 class HistoryCog(commands.Cog):
@@ -163,9 +205,9 @@ class HistoryCog(commands.Cog):
     ) -> None:
         target = user.id if user is not None else interaction.user.id
         if target != interaction.user.id and not interaction.permissions.manage_messages:
-            await interaction.response.send_message(NOT_YOURS, ephemeral=True, allowed_mentions=NO_PINGS)
+            await self._refuse(interaction, tr(NOT_YOURS))
             return
-        embed, view = await self._page(target, page, interaction.user.id)
+        embed, view = await self._page(target, page, interaction.user.id, member_locale(interaction))
         await interaction.response.send_message(
             embed=embed, view=view or discord.ui.View(), ephemeral=True, allowed_mentions=NO_PINGS
         )
@@ -173,21 +215,26 @@ class HistoryCog(commands.Cog):
     async def turn_page(self, interaction: discord.Interaction, user_id: int, page: int, viewer_id: int) -> None:
         """A page button: only the one who ran /history may press it, and may still see whose it lists."""
         if interaction.user.id != viewer_id:
-            await interaction.response.send_message(NOT_YOUR_BUTTONS, ephemeral=True, allowed_mentions=NO_PINGS)
+            await self._refuse(interaction, tr(NOT_YOUR_BUTTONS))
             return
         if user_id != viewer_id and not interaction.permissions.manage_messages:
-            await interaction.response.send_message(NOT_YOURS, ephemeral=True, allowed_mentions=NO_PINGS)
+            await self._refuse(interaction, tr(NOT_YOURS))
             return
-        embed, view = await self._page(user_id, page, viewer_id)
+        embed, view = await self._page(user_id, page, viewer_id, member_locale(interaction))
         await interaction.response.edit_message(embed=embed, view=view, allowed_mentions=NO_PINGS)
 
-    async def _page(self, user_id: int, page: int, viewer_id: int) -> tuple[discord.Embed, discord.ui.View | None]:
+    async def _refuse(self, interaction: discord.Interaction, text: str) -> None:
+        await interaction.response.send_message(to_member(interaction, text), ephemeral=True, allowed_mentions=NO_PINGS)
+
+    async def _page(
+        self, user_id: int, page: int, viewer_id: int, locale: str
+    ) -> tuple[discord.Embed, discord.ui.View | None]:
         history = self._history()
         total = await history.count_of(user_id)
         page = min(page, page_count(total))
         jobs = await history.jobs_of(user_id, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
-        return history_embed(user_id, viewer_id, jobs, page, total), pages_view(
-            user_id, page, page_count(total), viewer_id
+        return history_embed(user_id, viewer_id, jobs, page, total, locale), pages_view(
+            user_id, page, page_count(total), viewer_id, locale
         )
 
     def _history(self) -> HistoryReader:
@@ -204,21 +251,24 @@ class HistoryCog(commands.Cog):
         record = await self._history().get(job)
         mine = record is not None and record.user_id == interaction.user.id
         if record is None or (not mine and not interaction.permissions.manage_messages):
-            text = NOT_YOUR_JOB if record is not None else NO_JOB
-            await interaction.edit_original_response(content=text.format(job_id=job), allowed_mentions=NO_PINGS)
+            text = tr(NOT_YOUR_JOB if record is not None else NO_JOB, job_id=job)
+            await interaction.edit_original_response(content=to_member(interaction, text), allowed_mentions=NO_PINGS)
             return
         await self._show(interaction, record)
 
     async def _show(self, interaction: discord.Interaction, job: JobRecord) -> None:
         link = jump_link(job)
-        where = f" Its card: {link}" if link else ""
         if not job.terminal:
-            await interaction.edit_original_response(
-                content=f"Job #{job.id} is still running.{where}", allowed_mentions=NO_PINGS
+            running = (
+                tr("Job #{job_id} is still running. Its card: {link}", job_id=job.id, link=link)
+                if link
+                else tr("Job #{job_id} is still running.", job_id=job.id)
             )
+            await interaction.edit_original_response(content=to_member(interaction, running), allowed_mentions=NO_PINGS)
             return
         card = self.jobs.card_for(job)
-        view = job_view(job.id, "reroll")  # Delete means nothing on a private message: its owner dismisses it
+        # Delete means nothing on a private message: its owner dismisses it. Private: the member's language.
+        view = job_view(job.id, "reroll", locale=member_locale(interaction))
         if job.status != JobStatus.DELIVERED:
             embed = render(card.with_stage("failed" if job.status == JobStatus.FAILED else "cancelled",
                                            message=ending_message(job.status, job.error_kind)))  # fmt: skip
@@ -239,14 +289,15 @@ class HistoryCog(commands.Cog):
             return
         url = fresh_link(job)
         if url is not None:
-            message = "The provider's link to the clip (it expires soon: save it)."
-            embed = render(card.with_stage("done", link=url, message=message))
+            embed = render(card.with_stage("done", link=url, message=tr(LINK_NOTE)))
             await interaction.edit_original_response(embed=embed, view=view, allowed_mentions=NO_PINGS)
             return
-        why = "is too large to upload here" if stored is not None else "is no longer stored"
         embed = render(card.with_stage("done"))
         await interaction.edit_original_response(
-            content=f"Job #{job.id}'s clip {why}.{where}", embed=embed, view=view, allowed_mentions=NO_PINGS
+            content=to_member(interaction, clip_missing(job.id, too_large=stored is not None, link=link)),
+            embed=embed,
+            view=view,
+            allowed_mentions=NO_PINGS,
         )
 
     @show.autocomplete("job")
@@ -257,7 +308,8 @@ class HistoryCog(commands.Cog):
         for job in jobs:
             if wanted and not (str(job.id).startswith(wanted) or wanted in job.prompt.lower()):
                 continue
-            name = f"#{job.id} · {job.status.value} · {job.prompt}".replace("\n", " ")
+            status = to_member(interaction, status_word(job.status))
+            name = f"#{job.id} · {status} · {job.prompt}".replace("\n", " ")
             choices.append(app_commands.Choice(name=name[:97] + "…" if len(name) > 100 else name, value=job.id))
             if len(choices) == 25:
                 break

@@ -15,6 +15,7 @@ from discord.ext import commands
 
 from cogs.context import CogContext
 from cogs.options import DURATIONS, MODELS, NOTIFY, QUALITY_I2V
+from cogs.speech import to_member
 from core.defaults import (
     BUILT_IN_DURATION,
     BUILT_IN_MODEL,
@@ -26,36 +27,60 @@ from core.defaults import (
 )
 from core.errors import StorageError
 from core.spec import MODEL_LABELS
+from core.text import N_, Text, tr
 
 log = logging.getLogger(__name__)
 
 NO_PINGS = discord.AllowedMentions.none()
-NOT_SET_UP = "Personal defaults are not set up on this bot."
-UNAVAILABLE = "The bot's database is busy right now, so I could not read or save your defaults. Try again in a minute."
+NOT_SET_UP = N_("Personal defaults are not set up on this bot.")
+UNAVAILABLE = N_(
+    "The bot's database is busy right now, so I could not read or save your defaults. Try again in a minute."
+)
+NOT_A_CHOICE = N_("That is not one of the choices.")
+SAVED = N_("Saved. Your defaults:")
+CLEARED = N_("Cleared. Your defaults:")
+CURRENT = N_("Your defaults:")
+FOOTER = N_("/video and /animate use these when you leave an option out; an option you give always wins.")
 RESET = [app_commands.Choice(name=name, value=name) for name in FIELDS] + [
     app_commands.Choice(name="all of them", value="all")
 ]
+# The options as the member sees them named (Discord shows a zh-CN member the Chinese option names).
+OPTION_NAMES = {
+    "quality": N_("quality"),
+    "duration": N_("duration"),
+    "model": N_("model"),
+    "optimize_prompt": N_("optimize_prompt"),
+    "notify": N_("notify"),
+}
+SWITCH = {True: N_("on"), False: N_("off")}
+NOTIFY_WORDS = {"off": N_("off"), "channel": N_("channel"), "dm": N_("dm")}
 
 
-def describe(defaults: MemberDefaults, heading: str) -> str:
-    """The member's defaults, one a line; what is not set shows the built-in default it leaves in place."""
+def describe(defaults: MemberDefaults, heading: str) -> list[str]:
+    """The member's defaults, one a line; what is not set shows the built-in default it leaves in place.
+    Render each line in the member's language and join them with newlines."""
 
-    def line(name: str, value: str | None, built_in: str) -> str:
-        return f"• {name}: **{value}**" if value is not None else f"• {name}: not set (built-in: {built_in})"
+    def line(name: str, value: str | None, built_in: str) -> Text:
+        if value is not None:
+            return tr("• {name}: **{value}**", name=tr(OPTION_NAMES[name]), value=value)
+        return tr("• {name}: not set (built-in: {built_in})", name=tr(OPTION_NAMES[name]), built_in=built_in)
+
+    def seconds(value: int) -> Text:
+        return tr("{seconds} s", seconds=value)
 
     model = MODEL_LABELS.get(defaults.model, defaults.model) if defaults.model else None
-    optimize = None if defaults.optimize_prompt is None else ("on" if defaults.optimize_prompt else "off")
-    lines = [
-        heading,
+    optimize = None if defaults.optimize_prompt is None else tr(SWITCH[defaults.optimize_prompt])
+    notify = None if defaults.notify is None else tr(NOTIFY_WORDS.get(defaults.notify, defaults.notify))
+    return [
+        tr(heading),
         line("quality", defaults.quality, BUILT_IN_QUALITY),
-        line("duration", f"{defaults.duration} s" if defaults.duration else None, f"{BUILT_IN_DURATION} s"),
+        line("duration", seconds(defaults.duration) if defaults.duration else None, seconds(BUILT_IN_DURATION)),
         line("model", model, MODEL_LABELS[BUILT_IN_MODEL]),
-        line("optimize_prompt", optimize, "on" if BUILT_IN_OPTIMIZE else "off"),
-        line("notify", defaults.notify, "off"),
+        line("optimize_prompt", optimize, tr(SWITCH[BUILT_IN_OPTIMIZE])),
+        line("notify", notify, tr(NOTIFY_WORDS["off"])),
         "",
-        "/video and /animate use these when you leave an option out; an option you give always wins.",
+        tr(FOOTER),
     ]
-    return "\n".join(lines)
 
 
 class MemberSettingsCog(commands.Cog):
@@ -90,7 +115,7 @@ class MemberSettingsCog(commands.Cog):
         reset: app_commands.Choice[str] | None = None,
     ) -> None:
         if self.store is None:
-            await interaction.response.send_message(NOT_SET_UP, ephemeral=True, allowed_mentions=NO_PINGS)
+            await self._reply(interaction, tr(NOT_SET_UP))
             return
         values: dict[str, object] = {
             name: choice.value for name, choice in (("quality", quality), ("duration", duration),
@@ -103,17 +128,19 @@ class MemberSettingsCog(commands.Cog):
         try:
             if values or clear:
                 current = await self.store.update(user_id, values, clear)
-                heading = "Saved. Your defaults:" if values else "Cleared. Your defaults:"
+                heading = SAVED if values else CLEARED
             else:
                 current = await self.store.get(user_id)
-                heading = "Your defaults:"
+                heading = CURRENT
         except StorageError as exc:
             log.warning("/settings of user %d: %s", user_id, exc)
-            await interaction.response.send_message(UNAVAILABLE, ephemeral=True, allowed_mentions=NO_PINGS)
+            await self._reply(interaction, tr(UNAVAILABLE))
             return
         except ValueError:  # a replayed payload with a value the choices do not have
-            await interaction.response.send_message(
-                "That is not one of the choices.", ephemeral=True, allowed_mentions=NO_PINGS
-            )
+            await self._reply(interaction, tr(NOT_A_CHOICE))
             return
-        await interaction.response.send_message(describe(current, heading), ephemeral=True, allowed_mentions=NO_PINGS)
+        lines = [to_member(interaction, line) for line in describe(current, heading)]
+        await interaction.response.send_message("\n".join(lines), ephemeral=True, allowed_mentions=NO_PINGS)
+
+    async def _reply(self, interaction: discord.Interaction, text: str) -> None:
+        await interaction.response.send_message(to_member(interaction, text), ephemeral=True, allowed_mentions=NO_PINGS)

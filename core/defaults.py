@@ -23,6 +23,7 @@ from core.spec import (
     RESOLUTION_BY_QUALITY,
     Mode,
 )
+from core.text import Text, tr
 
 Notify = Literal["off", "channel", "dm"]
 NOTIFY_CHOICES: tuple[str, ...] = ("off", "channel", "dm")
@@ -92,20 +93,27 @@ class Merged:
     duration: int
     model: str
     optimize_prompt: bool
-    applied: tuple[str, ...] = ()  # e.g. ("quality pro", "duration 10 s"), for the card
-    notes: tuple[str, ...] = ()  # fallbacks, for the member's private receipt
+    applied: tuple[Text, ...] = ()  # e.g. ("quality pro", "duration 10 s"), for the card
+    notes: tuple[Text, ...] = ()  # fallbacks, for the member's private receipt
 
     @property
     def card_line(self) -> str:
-        return ", ".join(self.applied)
+        """The applied defaults as one line for the card (a Text, so it renders in the server's language;
+        "" when none applied)."""
+        if not self.applied:
+            return ""
+        line = self.applied[0]
+        for item in self.applied[1:]:
+            line = tr("{list}, {item}", list=line, item=item)
+        return line
 
 
 def merge(mode: Mode, chosen: Chosen, defaults: MemberDefaults, served_models: Collection[str]) -> Merged:
     """Fill what `chosen` left out from `defaults`, keeping only defaults this request can use here.
 
     The explicit options are not checked here (the command's own validation does that, as before)."""
-    applied: list[str] = []
-    notes: list[str] = []
+    applied: list[Text] = []
+    notes: list[Text] = []
 
     model = chosen.model
     if model is None:
@@ -113,11 +121,15 @@ def merge(mode: Mode, chosen: Chosen, defaults: MemberDefaults, served_models: C
         if defaults.model is not None:
             if defaults.model in served_models:
                 model = defaults.model
-                applied.append(f"model {MODEL_LABELS.get(model, model)}")
+                applied.append(tr("model {model}", model=MODEL_LABELS.get(model, model)))
             else:
                 label = MODEL_LABELS.get(defaults.model, defaults.model)
                 notes.append(
-                    f"Your default model `{label}` is not offered here; used `{MODEL_LABELS.get(model, model)}`."
+                    tr(
+                        "Your default model `{label}` is not offered here; used `{model}`.",
+                        label=label,
+                        model=MODEL_LABELS.get(model, model),
+                    )
                 )
 
     quality = chosen.quality
@@ -129,16 +141,23 @@ def merge(mode: Mode, chosen: Chosen, defaults: MemberDefaults, served_models: C
             fits = chosen.duration is None or chosen.duration in _durations(wanted)
             if wanted in offered and fits:
                 quality = wanted
-                applied.append(f"quality {quality}")
+                applied.append(tr("quality {quality}", quality=quality))
             elif wanted not in QUALITIES_BY_MODE[mode]:
-                notes.append(f"Your default quality `{wanted}` is for /animate only; used `{quality}`.")
+                notes.append(
+                    tr("Your default quality `{wanted}` is for /animate only; used `{quality}`.", wanted=wanted,
+                       quality=quality)
+                )  # fmt: skip
             elif wanted not in offered:
                 label = MODEL_LABELS.get(model, model)
-                notes.append(f"Your default quality `{wanted}` is not offered by {label}; used `{quality}`.")
+                notes.append(
+                    tr("Your default quality `{wanted}` is not offered by {label}; used `{quality}`.", wanted=wanted,
+                       label=label, quality=quality)
+                )  # fmt: skip
             else:
                 notes.append(
-                    f"Your default quality `{wanted}` cannot make {chosen.duration} s clips; used `{quality}`."
-                )
+                    tr("Your default quality `{wanted}` cannot make {duration} s clips; used `{quality}`.",
+                       wanted=wanted, duration=chosen.duration, quality=quality)
+                )  # fmt: skip
 
     duration = chosen.duration
     if duration is None:
@@ -147,19 +166,20 @@ def merge(mode: Mode, chosen: Chosen, defaults: MemberDefaults, served_models: C
         if wanted_s is not None:
             if wanted_s in _durations(quality):
                 duration = wanted_s
-                applied.append(f"duration {duration} s")
+                applied.append(tr("duration {duration} s", duration=duration))
             else:
                 notes.append(
-                    f"Your default duration `{wanted_s} s` is not made at `{quality}` quality "
-                    f"({RESOLUTION_BY_QUALITY.get(quality, '?')}); used `{duration} s`."
-                )
+                    tr("Your default duration `{wanted} s` is not made at `{quality}` quality ({resolution}); "
+                       "used `{duration} s`.", wanted=wanted_s, quality=quality,
+                       resolution=RESOLUTION_BY_QUALITY.get(quality, "?"), duration=duration)
+                )  # fmt: skip
 
     optimize = chosen.optimize_prompt
     if optimize is None:
         optimize = BUILT_IN_OPTIMIZE
         if defaults.optimize_prompt is not None:
             optimize = defaults.optimize_prompt
-            applied.append(f"optimize_prompt {'on' if optimize else 'off'}")
+            applied.append(tr("optimize_prompt on") if optimize else tr("optimize_prompt off"))
     return Merged(quality, duration, model, optimize, tuple(applied), tuple(notes))
 
 

@@ -11,6 +11,7 @@ from dataclasses import replace
 from enum import StrEnum
 
 from core.provider import ProviderError
+from core.text import N_, Text, tr
 from services.endings import log
 from services.run import Crew, JobRun
 
@@ -24,25 +25,33 @@ class CancelOutcome(StrEnum):
     UNKNOWN = "unknown"  # not a running job of this process
 
     @property
-    def message(self) -> str:
-        return MESSAGES[self]
+    def message(self) -> Text:
+        """What the member who pressed Cancel is told (privately, in their language)."""
+        return tr(MESSAGES[self])
 
 
 # Each says what will actually happen, including the outcome the member may not hope for.
 MESSAGES = {
-    CancelOutcome.STOPPED: "Cancelled before it started. You were not charged.",
-    CancelOutcome.IN_FLIGHT: "Your request is reaching the video service right now. I will ask it to stop as "
-    "soon as it answers: if it stops, you are refunded; if the video is already made, it is posted here and "
-    "charged. The card will say which.",
-    CancelOutcome.REQUESTED: "Cancel requested. If the video service confirms it stopped, you are refunded; "
-    "if the video finishes first, it is posted here and charged. The card will say which.",
-    CancelOutcome.NOT_POSSIBLE: "This video service cannot stop a video once it has started, and it is "
-    "already paid for, so it will still be posted here.",
-    CancelOutcome.TOO_LATE: "Too late to cancel: this video has already finished.",
-    CancelOutcome.UNKNOWN: "That job is not running any more.",
+    CancelOutcome.STOPPED: N_("Cancelled before it started. You were not charged."),
+    CancelOutcome.IN_FLIGHT: N_(
+        "Your request is reaching the video service right now. I will ask it to stop as soon as it answers: "
+        "if it stops, you are refunded; if the video is already made, it is posted here and charged. "
+        "The card will say which."
+    ),
+    CancelOutcome.REQUESTED: N_(
+        "Cancel requested. If the video service confirms it stopped, you are refunded; if the video finishes "
+        "first, it is posted here and charged. The card will say which."
+    ),
+    CancelOutcome.NOT_POSSIBLE: N_(
+        "This video service cannot stop a video once it has started, and it is already paid for, so it will "
+        "still be posted here."
+    ),
+    CancelOutcome.TOO_LATE: N_("Too late to cancel: this video has already finished."),
+    CancelOutcome.UNKNOWN: N_("That job is not running any more."),
 }
-# On the card when a Cancel pressed during the submit could not stop the task once it existed.
-CANCEL_FAILED_NOTICE = (
+# On the card (the server's language) when a Cancel pressed during the submit could not stop the task
+# once it existed.
+CANCEL_FAILED_NOTICE = N_(
     "Cancel was not possible: the video service had already taken the request. It will be posted here."
 )
 
@@ -73,7 +82,7 @@ async def cancel_after_submit(crew: Crew, run: JobRun) -> None:
     it cannot stop it, say so on the card (the member was told this could happen)."""
     outcome = await cancel_at_provider(crew, run)
     if outcome is not CancelOutcome.REQUESTED:
-        run.card = replace(run.card, notice=CANCEL_FAILED_NOTICE)
+        run.card = replace(run.card, notice=tr(CANCEL_FAILED_NOTICE))
         await run.updater.update(run.card)
 
 

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from core.jobs import JobStatus
 from core.provider import ProviderError
 from core.tasks import FailureKind
+from core.text import Text, tr
 from media import ffmpeg
 from services.endings import fail, record_status, settle
 from services.outputs import LINK_LIFETIME
@@ -93,10 +94,19 @@ async def _download(crew: Crew, run: JobRun, url: str, raw: Path) -> int:
         delay = min(delay * 2, crew.settings.storage_retry_max_seconds)
 
 
-def link_note(provider: str) -> str:
+def link_note(provider: str) -> Text:
+    """The card's note beside the provider's link (the server's language)."""
     _, lifetime = LINK_LIFETIME.get(provider, (None, ""))
-    when = f"it expires in {lifetime}" if lifetime else "the provider keeps it for a limited time"
-    return f"The clip is too large to upload here, so here is the provider's link ({when}: save it soon)."
+    if lifetime:
+        return tr(
+            "The clip is too large to upload here, so here is the provider's link (it expires in {lifetime}: "
+            "save it soon).",
+            lifetime=tr(lifetime),
+        )
+    return tr(
+        "The clip is too large to upload here, so here is the provider's link (the provider keeps it for a "
+        "limited time: save it soon)."
+    )
 
 
 def is_web_link(url: str) -> bool:

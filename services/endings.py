@@ -12,36 +12,44 @@ from typing import Unpack
 from core.jobs import JobChanges, JobRecord, JobStatus
 from core.store import JobStore
 from core.tasks import FailureKind
+from core.text import N_, Text, tr
 from services.run import JobRun
 
 # One log for a job's whole life, whichever module the step lives in.
 log = logging.getLogger("services.jobs")
 
+# Why a refunded job ended, on its card (the server's language). The card's text is made again from the
+# stored `error_kind` whenever it is shown (after a restart too), so it is always a translatable Text.
 SAFE_MESSAGES: dict[FailureKind, str] = {
-    FailureKind.AUTH: "The video service rejected the bot's credentials. An admin needs to check the API key.",
-    FailureKind.BALANCE: "The video service account is out of credit. An admin needs to top it up.",
-    FailureKind.RATE_LIMITED: "The video service is busy right now. Please try again in a minute.",
-    FailureKind.UNAVAILABLE: "The video service is unavailable right now. Please try again later.",
-    FailureKind.BAD_REQUEST: "The video service refused these settings. Try different options.",
-    FailureKind.MODERATION: "The video service's content filter blocked this request. Try a different prompt or image.",
-    FailureKind.GENERATION_FAILED: "The video service could not generate this clip. Please try again.",
-    FailureKind.TIMEOUT: "The video took too long to generate and was abandoned.",
-    FailureKind.OUTPUT_INVALID: "The finished video could not be retrieved.",
-    FailureKind.UNDELIVERABLE: "The video was made but could not be posted here (it may be too large for this "
-    "server, even re-encoded).",
-    FailureKind.INTERNAL: "Something went wrong on our side.",
+    FailureKind.AUTH: N_("The video service rejected the bot's credentials. An admin needs to check the API key."),
+    FailureKind.BALANCE: N_("The video service account is out of credit. An admin needs to top it up."),
+    FailureKind.RATE_LIMITED: N_("The video service is busy right now. Please try again in a minute."),
+    FailureKind.UNAVAILABLE: N_("The video service is unavailable right now. Please try again later."),
+    FailureKind.BAD_REQUEST: N_("The video service refused these settings. Try different options."),
+    FailureKind.MODERATION: N_(
+        "The video service's content filter blocked this request. Try a different prompt or image."
+    ),
+    FailureKind.GENERATION_FAILED: N_("The video service could not generate this clip. Please try again."),
+    FailureKind.TIMEOUT: N_("The video took too long to generate and was abandoned."),
+    FailureKind.OUTPUT_INVALID: N_("The finished video could not be retrieved."),
+    FailureKind.UNDELIVERABLE: N_(
+        "The video was made but could not be posted here (it may be too large for this server, even re-encoded)."
+    ),
+    FailureKind.INTERNAL: N_("Something went wrong on our side."),
 }
+CANCELLED = N_("Cancelled. You were not charged.")
+NOT_CHARGED = N_("{reason} You were not charged.")
 
 
-def ending_message(status: JobStatus | str, error_kind: str | None) -> str:
+def ending_message(status: JobStatus | str, error_kind: str | None) -> Text:
     """What a refunded job's card says: why it ended, and that nothing was charged."""
     if status == JobStatus.CANCELLED:
-        return "Cancelled. You were not charged."
+        return tr(CANCELLED)
     try:
         kind = FailureKind(error_kind or "")
     except ValueError:
         kind = FailureKind.INTERNAL
-    return f"{SAFE_MESSAGES[kind]} You were not charged."
+    return tr(NOT_CHARGED, reason=tr(SAFE_MESSAGES[kind]))
 
 
 async def record_status(

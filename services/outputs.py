@@ -24,6 +24,7 @@ from core.clock import iso, utcnow
 from core.errors import StorageError
 from core.history import OutputRecords, StoredOutput
 from core.jobs import JobRecord, JobStatus
+from core.text import N_
 from media import ffmpeg
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,11 @@ _KEPT_NAME = re.compile(r"(?P<job>[0-9]+)\.(?:mp4|jpg)(?:\.part)?")
 # job's link again only within this time of its delivery; other providers' links are never offered.
 # How long providers keep an output link valid (docs/providers/): seconds, and as the card says it.
 # Providers not listed document no lifetime: their links are never offered again.
-LINK_LIFETIME: dict[str, tuple[float, str]] = {"minimax": (3600.0, "about 1 hour"), "toapis": (86_400.0, "24 hours")}
+# The wording is a catalogue template (N_): render it with `tr`.
+LINK_LIFETIME: dict[str, tuple[float, str]] = {
+    "minimax": (3600.0, N_("about 1 hour")),
+    "toapis": (86_400.0, N_("24 hours")),
+}
 LINK_MARGIN_S = 300.0
 
 
