@@ -19,12 +19,15 @@ import yarl
 
 from core.errors import UserError
 from core.spec import ImageInput
+from core.text import N_, tr
 from services.image_pool import ImageChecker
 from services.images import MAX_DECLARED_BYTES
 
 log = logging.getLogger(__name__)
 
-NOT_DOWNLOADED = "I could not download your image from Discord. Please upload it again."
+NOT_DOWNLOADED = N_("I could not download your image from Discord. Please upload it again.")
+# What a refusal is prefixed with when it is about another image than the first (`label`).
+LABELS = {"end image": N_("end image")}
 DISCORD_CDN = ("https://cdn.discordapp.com", "https://media.discordapp.net")
 MAX_DOWNLOADS = 4  # at once; more wait their turn (each holds up to 20 MiB)
 
@@ -67,7 +70,8 @@ class AttachmentFetcher:
         except UserError as exc:
             if label == "image":
                 raise
-            raise UserError(f"Your {label}: {exc.message}") from None
+            shown = tr(LABELS[label]) if label in LABELS else label
+            raise UserError(tr("Your {label}: {refusal}", label=shown, refusal=exc.message)) from None
 
     async def _download(self, url: str) -> bytes:
         """Fetch the attachment from the CDN with a hard cap, whatever size it declared."""
@@ -76,17 +80,17 @@ class AttachmentFetcher:
         if _origin(target) not in self._origins:
             # Never the query string: Discord signs attachment URLs there.
             log.warning("refused to download an attachment from %s (not Discord's CDN)", target.with_query(None))
-            raise UserError(NOT_DOWNLOADED)
+            raise UserError(tr(NOT_DOWNLOADED))
         chunks, total = [], 0
         try:
             async with self._downloads, self._http.get(url, allow_redirects=False) as response:
                 if response.status != 200:  # a redirect (3xx) too: it could lead anywhere
-                    raise UserError(NOT_DOWNLOADED)
+                    raise UserError(tr(NOT_DOWNLOADED))
                 async for chunk in response.content.iter_chunked(64 * 1024):
                     total += len(chunk)
                     if total > MAX_DECLARED_BYTES:
-                        raise UserError("The image is larger than 20 MB. Upload a smaller file.")
+                        raise UserError(tr("The image is larger than 20 MB. Upload a smaller file."))
                     chunks.append(chunk)
         except (aiohttp.ClientError, TimeoutError):
-            raise UserError(NOT_DOWNLOADED) from None
+            raise UserError(tr(NOT_DOWNLOADED)) from None
         return b"".join(chunks)

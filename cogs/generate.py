@@ -26,6 +26,7 @@ from cogs.options import (
     offer_only_what_is_served,
     suggest_moves,
 )
+from cogs.speech import to_member
 from core import camera
 from core.defaults import DefaultsStore, MemberDefaults, Merged
 from core.errors import StorageError, UserError
@@ -152,4 +153,4 @@ class GenerateCog(commands.Cog):
 
     @app_commands.command(name="camera", description="List the camera moves you can put in a prompt.")
     async def camera_help(self, interaction: discord.Interaction) -> None:
-        await interaction.response.send_message(camera.HELP_TEXT, ephemeral=True)
+        await interaction.response.send_message(to_member(interaction, camera.help_text()), ephemeral=True)

@@ -26,6 +26,7 @@ import difflib
 from dataclasses import dataclass
 
 from core.errors import UserError
+from core.text import N_, Text, tr
 
 CANONICAL: tuple[str, ...] = (
     "Truck left",
@@ -67,40 +68,44 @@ MAX_PER_GROUP = 3  # "recommended ≤ 3" upstream; resellers enforce it, so we d
 OPENERS = "[［【"
 CLOSERS = "]］】"
 SEPARATORS = ",，、"
-_HELP_HINT = "Use /camera or the autocomplete to see all 15."
+_HELP_HINT = N_("Use /camera or the autocomplete to see all 15.")
 
 # Lookup key -> canonical name. English keys are case-folded with single spaces; Chinese keys have no spaces.
 _LOOKUP: dict[str, str] = {name.casefold(): name for name in CANONICAL} | {
     chinese: name for name, chinese in CHINESE_BY_CANONICAL.items()
 }
 
-HELP_TEXT = "\n".join(
-    [
-        "**Camera moves** — write them in square brackets anywhere in your prompt.",
-        "`[Truck left]` 左移 — the camera slides left",
-        "`[Truck right]` 右移 — slides right",
-        "`[Pan left]` 左摇 — turns left on the spot",
-        "`[Pan right]` 右摇 — turns right on the spot",
-        "`[Push in]` 推进 — moves closer",
-        "`[Pull out]` 拉远 — moves back",
-        "`[Pedestal up]` 上升 — rises straight up",
-        "`[Pedestal down]` 下降 — lowers straight down",
-        "`[Tilt up]` 上摇 — tilts to look up",
-        "`[Tilt down]` 下摇 — tilts to look down",
-        "`[Zoom in]` 变焦推近 — the lens zooms in",
-        "`[Zoom out]` 变焦拉远 — the lens zooms out",
-        "`[Shake]` 晃动 — handheld shake",
-        "`[Tracking shot]` 跟随 — follows the subject",
-        "`[Static shot]` 固定 — the camera holds still",
-        "",
-        "**How to write them**",
-        "• Up to 3 moves in one bracket happen at once: `[Pan left, Pedestal up]`",
-        "• Separate brackets happen in order: `A boat drifts [Truck left], then [Push in]`",
-        "• Any letter case; separate with `,` `，` or `、`; 【】 and the Chinese names work too",
-        "• Every `[...]` is read as camera moves, so use ( ) for anything else",
-        "• Or pick moves with the `camera` option: start typing to see them",
-    ]
+# One message, so a translation can put the Chinese names first and describe the moves in its language.
+HELP_TEXT = N_(
+    "**Camera moves** — write them in square brackets anywhere in your prompt.\n"
+    "`[Truck left]` 左移 — the camera slides left\n"
+    "`[Truck right]` 右移 — slides right\n"
+    "`[Pan left]` 左摇 — turns left on the spot\n"
+    "`[Pan right]` 右摇 — turns right on the spot\n"
+    "`[Push in]` 推进 — moves closer\n"
+    "`[Pull out]` 拉远 — moves back\n"
+    "`[Pedestal up]` 上升 — rises straight up\n"
+    "`[Pedestal down]` 下降 — lowers straight down\n"
+    "`[Tilt up]` 上摇 — tilts to look up\n"
+    "`[Tilt down]` 下摇 — tilts to look down\n"
+    "`[Zoom in]` 变焦推近 — the lens zooms in\n"
+    "`[Zoom out]` 变焦拉远 — the lens zooms out\n"
+    "`[Shake]` 晃动 — handheld shake\n"
+    "`[Tracking shot]` 跟随 — follows the subject\n"
+    "`[Static shot]` 固定 — the camera holds still\n"
+    "\n"
+    "**How to write them**\n"
+    "• Up to 3 moves in one bracket happen at once: `[Pan left, Pedestal up]`\n"
+    "• Separate brackets happen in order: `A boat drifts [Truck left], then [Push in]`\n"
+    "• Any letter case; separate with `,` `，` or `、`; 【】 and the Chinese names work too\n"
+    "• Every `[...]` is read as camera moves, so use ( ) for anything else\n"
+    "• Or pick moves with the `camera` option: start typing to see them"
 )
+
+
+def help_text() -> Text:
+    """What /camera shows: every move with both names, and how to write them (render it for the member)."""
+    return tr(HELP_TEXT)
 
 
 @dataclass(frozen=True)
@@ -138,13 +143,24 @@ def _closest(item: str) -> str | None:
 
 
 def _unknown(item: str) -> UserError:
-    shown = f"`[{_quote(item)}]` is not a camera directive."
+    shown, hint = _quote(item), tr(_HELP_HINT)
     closest = _closest(item)
     if closest:
-        return UserError(f"{shown} Did you mean {closest}? {_HELP_HINT}")
+        return UserError(
+            tr(
+                "`[{shown}]` is not a camera directive. Did you mean {closest}? {hint}",
+                shown=shown,
+                closest=closest,
+                hint=hint,
+            )
+        )
     return UserError(
-        f"{shown} Square brackets are reserved for camera moves such as `[Pan left]` or `[Push in]`; "
-        f"use ( ) for other text. {_HELP_HINT}"
+        tr(
+            "`[{shown}]` is not a camera directive. Square brackets are reserved for camera moves such as "
+            "`[Pan left]` or `[Push in]`; use ( ) for other text. {hint}",
+            shown=shown,
+            hint=hint,
+        )
     )
 
 
@@ -157,23 +173,38 @@ def _spans(prompt: str) -> list[tuple[int, int]]:
             if open_at is not None:
                 shown = _quote(prompt[open_at : index + 1], keep_end=True)
                 raise UserError(
-                    f"A `{char}` at character {index + 1} opens a bracket inside another one (`{shown}`). "
-                    f"Close each camera bracket before the next, e.g. `[Pan left] … [Push in]`."
+                    tr(
+                        "A `{bracket}` at character {position} opens a bracket inside another one (`{shown}`). "
+                        "Close each camera bracket before the next, e.g. `[Pan left] … [Push in]`.",
+                        bracket=char,
+                        position=index + 1,
+                        shown=shown,
+                    )
                 )
             open_at = index
         elif char in CLOSERS:
             if open_at is None:
                 shown = _quote(prompt[max(index - 20, 0) : index + 1], keep_end=True)
                 raise UserError(
-                    f"There is a `{char}` at character {index + 1} without a matching `[` (`{shown}`). "
-                    f"Camera moves are written like `[Pan left]`; remove the stray bracket."
+                    tr(
+                        "There is a `{bracket}` at character {position} without a matching `[` (`{shown}`). "
+                        "Camera moves are written like `[Pan left]`; remove the stray bracket.",
+                        bracket=char,
+                        position=index + 1,
+                        shown=shown,
+                    )
                 )
             spans.append((open_at, index + 1))
             open_at = None
     if open_at is not None:
         raise UserError(
-            f"The `{prompt[open_at]}` at character {open_at + 1} is never closed "
-            f"(`{_quote(prompt[open_at : open_at + 20])}`). Close it with `]`, e.g. `[Pan left]`."
+            tr(
+                "The `{bracket}` at character {position} is never closed (`{shown}`). "
+                "Close it with `]`, e.g. `[Pan left]`.",
+                bracket=prompt[open_at],
+                position=open_at + 1,
+                shown=_quote(prompt[open_at : open_at + 20]),
+            )
         )
     return spans
 
@@ -188,7 +219,7 @@ def _parse_group(inner: str) -> tuple[str, ...]:
     items = _split(inner)
     if not items:
         raise UserError(
-            "There is an empty camera bracket `[]`. Put a move inside, e.g. `[Push in]`, or remove the brackets."
+            tr("There is an empty camera bracket `[]`. Put a move inside, e.g. `[Push in]`, or remove the brackets.")
         )
     moves: list[str] = []
     for item in items:
@@ -199,9 +230,15 @@ def _parse_group(inner: str) -> tuple[str, ...]:
             moves.append(name)
     if len(moves) > MAX_PER_GROUP:
         raise UserError(
-            f"`[{','.join(moves)}]` has {len(moves)} camera moves; at most {MAX_PER_GROUP} can happen at once. "
-            f"Split them into separate brackets to make them happen one after another, e.g. "
-            f"`[{','.join(moves[:2])}] … [{','.join(moves[2:4])}]`."
+            tr(
+                "`[{moves}]` has {count} camera moves; at most {most} can happen at once. Split them into separate "
+                "brackets to make them happen one after another, e.g. `[{first}] … [{then}]`.",
+                moves=",".join(moves),
+                count=len(moves),
+                most=MAX_PER_GROUP,
+                first=",".join(moves[:2]),
+                then=",".join(moves[2:4]),
+            )
         )
     return tuple(moves)
 

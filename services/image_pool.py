@@ -45,6 +45,7 @@ from pebble.pool.process import WORKERS_NAME
 
 from core.errors import UserError
 from core.spec import ImageInput
+from core.text import N_, tr
 from services.image_structure import Budget
 from services.images import DEFAULT_BUDGET, TOO_COMPLEX, inspect_image
 
@@ -57,8 +58,8 @@ MEMORY_BYTES = 512 * 1024 * 1024  # a 16 MP WebP decode peaks near 310 MB; nothi
 TIMEOUT_SECONDS = 15.0
 CLOSE_SECONDS = 3.0  # how long close() waits for pebble to reap the killed workers (~0.2 s in practice)
 
-BUSY = "Many images are being checked right now. Please try again in a minute."
-UNAVAILABLE = "I could not check your image just now. Please try again in a minute."
+BUSY = N_("Many images are being checked right now. Please try again in a minute.")
+UNAVAILABLE = N_("I could not check your image just now. Please try again in a minute.")
 
 # The fork server: workers are forked from a small process that has imported what they need (the
 # Pillow plugins too, or each worker would import all of them on its first open), instead of forking
@@ -98,7 +99,7 @@ class Verdict:
     mime: str = ""
     width: int = 0
     height: int = 0
-    refusal: str | None = None
+    refusal: str | None = None  # a core.text.Text: it pickles with its template, so it can be translated
 
 
 @dataclass(frozen=True)
@@ -234,9 +235,9 @@ class ImageChecker:
 
     async def _run(self, function: Callable[[bytes, Budget], Result], data: bytes) -> Result:
         if self._closed:
-            raise UserError(UNAVAILABLE)
+            raise UserError(tr(UNAVAILABLE))
         if self._admitted >= self._max_pending:
-            raise UserError(BUSY)
+            raise UserError(tr(BUSY))
         self._admitted += 1
         try:
             pool = await self._started()
@@ -250,22 +251,22 @@ class ImageChecker:
                 self._futures.discard(future)
         except TimeoutError:
             log.warning("image check stopped: over its %.0f s timeout; its worker was killed", self._timeout)
-            raise UserError(TOO_COMPLEX) from None
+            raise UserError(tr(TOO_COMPLEX)) from None
         except ProcessExpired as exc:
             # Killed by RLIMIT_CPU (SIGXCPU, then SIGKILL) or crashed in a codec: the file is refused.
             log.warning("image check stopped: its worker died (%s)", _exit_reason(exc.exitcode))
-            raise UserError(TOO_COMPLEX) from None
+            raise UserError(tr(TOO_COMPLEX)) from None
         except (asyncio.CancelledError, FutureCancelled):
             task = asyncio.current_task()
             if self._closed and (task is None or not task.cancelling()):
-                raise UserError(UNAVAILABLE) from None  # close() killed the check, not our caller
+                raise UserError(tr(UNAVAILABLE)) from None  # close() killed the check, not our caller
             raise
         except UserError:
             raise
         except Exception:
             log.exception("image check failed")
             await self._discard_pool()
-            raise UserError(UNAVAILABLE) from None
+            raise UserError(tr(UNAVAILABLE)) from None
         finally:
             self._admitted -= 1
 
@@ -277,7 +278,7 @@ class ImageChecker:
                 if self._closed:  # close() ran while the pool was starting
                     self._pool = pool
                     await self._discard_pool()
-                    raise UserError(UNAVAILABLE)
+                    raise UserError(tr(UNAVAILABLE))
                 self._pool = pool
             return self._pool
 

@@ -38,6 +38,7 @@ from PIL import Image, UnidentifiedImageError
 
 from core.errors import UserError
 from core.spec import ImageInput
+from core.text import N_, tr
 from services.image_structure import (
     Budget,
     Damaged,
@@ -56,14 +57,13 @@ MIN_SHORT_SIDE = 300  # exclusive: the short side must be more than this
 MAX_PIXELS = 50_000_000
 MAX_SIDE = 16_384
 DECODE_BUDGET_PIXELS = 16_000_000  # full WebP decode only up to here (≈64 MB of RGBA)
-ACCEPTED = "JPEG, PNG or WebP"
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PIL_FORMAT = {"image/jpeg": "JPEG", "image/png": "PNG", "image/webp": "WEBP"}
-_DAMAGED = (
+_DAMAGED = N_(
     "The image file is damaged or incomplete. Export it again (or take a screenshot of it) and upload the new file."
 )
-TOO_COMPLEX = (
+TOO_COMPLEX = N_(
     "This image is too complex to process. Save it again as a normal JPEG or PNG (or take a screenshot of it) "
     "and upload the new file."
 )
@@ -85,17 +85,18 @@ _ROTATED = frozenset({5, 6, 7, 8})
 _EXIF_ORIENTATION = 0x0112
 
 # ISO-BMFF brands (bytes 8–12 after "ftyp") that we can name in the refusal.
+_HEIC, _HEIF, _AVIF = N_("a HEIC photo"), N_("a HEIF photo"), N_("an AVIF image")
 _FTYP_BRANDS = {
-    b"heic": "a HEIC photo",
-    b"heix": "a HEIC photo",
-    b"heim": "a HEIC photo",
-    b"heis": "a HEIC photo",
-    b"hevc": "a HEIC photo",
-    b"mif1": "a HEIF photo",
-    b"msf1": "a HEIF photo",
-    b"avif": "an AVIF image",
-    b"avis": "an AVIF image",
-    b"qt  ": "a QuickTime video",
+    b"heic": _HEIC,
+    b"heix": _HEIC,
+    b"heim": _HEIC,
+    b"heis": _HEIC,
+    b"hevc": _HEIC,
+    b"mif1": _HEIF,
+    b"msf1": _HEIF,
+    b"avif": _AVIF,
+    b"avis": _AVIF,
+    b"qt  ": N_("a QuickTime video"),
 }
 
 
@@ -114,11 +115,15 @@ def check_declared(size: int | None, filename: str) -> None:
     if size is None:
         return
     if size <= 0:
-        raise UserError(f"`{_name(filename)}` is empty (0 bytes). Upload the image again.")
+        raise UserError(tr("`{name}` is empty (0 bytes). Upload the image again.", name=_name(filename)))
     if size > MAX_DECLARED_BYTES:
         raise UserError(
-            f"`{_name(filename)}` is {_size_mb(size)}; the limit is 20 MB. "
-            f"Upload a smaller image, or save it as JPEG to make it lighter."
+            tr(
+                "`{name}` is {size}; the limit is 20 MB. "
+                "Upload a smaller image, or save it as JPEG to make it lighter.",
+                name=_name(filename),
+                size=_size_mb(size),
+            )
         )
 
 
@@ -153,39 +158,43 @@ def _looks_like_text(data: bytes) -> bool:
 
 
 def _what_it_seems(data: bytes) -> str:
-    """A human name for a file we do not accept, so the refusal says what we saw."""
+    """A human name for a file we do not accept, so the refusal says what we saw (a catalogue template)."""
     if data[:6] in (b"GIF87a", b"GIF89a"):
-        return "a GIF image"
+        return N_("a GIF image")
     if data[4:8] == b"ftyp":
-        return _FTYP_BRANDS.get(data[8:12], "an MP4 video")
+        return _FTYP_BRANDS.get(data[8:12], N_("an MP4 video"))
     if data[:4] == b"RIFF":
-        return {b"AVI ": "an AVI video", b"WAVE": "a WAV sound file"}.get(data[8:12], "a RIFF file that is not WebP")
+        riff = {b"AVI ": N_("an AVI video"), b"WAVE": N_("a WAV sound file")}
+        return riff.get(data[8:12], N_("a RIFF file that is not WebP"))
     simple = [
-        (b"\x1aE\xdf\xa3", "a WebM/MKV video"),
-        (b"BM", "a BMP image"),
-        (b"II*\x00", "a TIFF image"),
-        (b"MM\x00*", "a TIFF image"),
-        (b"%PDF", "a PDF document"),
-        (b"\xff\x0a", "a JPEG XL image"),
-        (b"\x00\x00\x00\x0cJXL ", "a JPEG XL image"),
-        (b"\x00\x00\x01\x00", "an ICO icon"),
-        (b"8BPS", "a Photoshop file"),
-        (b"PK\x03\x04", "a ZIP archive (or an Office document)"),
+        (b"\x1aE\xdf\xa3", N_("a WebM/MKV video")),
+        (b"BM", N_("a BMP image")),
+        (b"II*\x00", N_("a TIFF image")),
+        (b"MM\x00*", N_("a TIFF image")),
+        (b"%PDF", N_("a PDF document")),
+        (b"\xff\x0a", N_("a JPEG XL image")),
+        (b"\x00\x00\x00\x0cJXL ", N_("a JPEG XL image")),
+        (b"\x00\x00\x01\x00", N_("an ICO icon")),
+        (b"8BPS", N_("a Photoshop file")),
+        (b"PK\x03\x04", N_("a ZIP archive (or an Office document)")),
     ]
     for magic, name in simple:
         if data.startswith(magic):
             return name
     if data.lstrip()[:5].lower() in (b"<svg ", b"<?xml"):
-        return "an SVG drawing"
+        return N_("an SVG drawing")
     if _looks_like_text(data):
-        return "a text file"
-    return "not an image format I recognise"
+        return N_("a text file")
+    return N_("not an image format I recognise")
 
 
 def _refuse_format(data: bytes) -> UserError:
     return UserError(
-        f"This file looks like {_what_it_seems(data)}, not a {ACCEPTED} image. "
-        f"Convert it to {ACCEPTED} (a screenshot works too) and upload it again."
+        tr(
+            "This file looks like {kind}, not a JPEG, PNG or WebP image. "
+            "Convert it to JPEG, PNG or WebP (a screenshot works too) and upload it again.",
+            kind=tr(_what_it_seems(data)),
+        )
     )
 
 
@@ -194,15 +203,26 @@ def _refuse_format(data: bytes) -> UserError:
 
 def _check_pixels(width: int, height: int) -> None:
     if width <= 0 or height <= 0:
-        raise UserError(_DAMAGED)
+        raise UserError(tr(_DAMAGED))
     if width * height > MAX_PIXELS:
         raise UserError(
-            f"Your image is {width}×{height} ({width * height / 1e6:.0f} megapixels); the limit is "
-            f"{MAX_PIXELS // 1_000_000} megapixels. Resize it (e.g. to 1920 px on the long side) and upload it again."
+            tr(
+                "Your image is {width}×{height} ({megapixels} megapixels); the limit is {limit} megapixels. "
+                "Resize it (e.g. to 1920 px on the long side) and upload it again.",
+                width=width,
+                height=height,
+                megapixels=round(width * height / 1e6),
+                limit=MAX_PIXELS // 1_000_000,
+            )
         )
     if max(width, height) > MAX_SIDE:
         raise UserError(
-            f"Your image is {width}×{height}; each side must be at most {MAX_SIDE} px. Resize it and upload it again."
+            tr(
+                "Your image is {width}×{height}; each side must be at most {limit} px. Resize it and upload it again.",
+                width=width,
+                height=height,
+                limit=MAX_SIDE,
+            )
         )
 
 
@@ -210,19 +230,33 @@ def check_rules(width: int, height: int) -> None:
     """The provider's size rules: short side > 300 px, aspect ratio from 2:5 to 5:2 inclusive."""
     if min(width, height) <= MIN_SHORT_SIDE:
         raise UserError(
-            f"Your image is {width}×{height}; the short side must be more than {MIN_SHORT_SIDE} px. "
-            f"Upload a larger image."
+            tr(
+                "Your image is {width}×{height}; the short side must be more than {limit} px. Upload a larger image.",
+                width=width,
+                height=height,
+                limit=MIN_SHORT_SIDE,
+            )
         )
     # Integer arithmetic so exactly 2:5 and 5:2 are accepted without float rounding.
     if 2 * width > 5 * height:
         raise UserError(
-            f"Your image is {width}×{height}, wider than 5:2. Crop it to at most {5 * height // 2}×{height} "
-            f"(or anything closer to square) and upload it again."
+            tr(
+                "Your image is {width}×{height}, wider than 5:2. Crop it to at most {most_width}×{height} "
+                "(or anything closer to square) and upload it again.",
+                width=width,
+                height=height,
+                most_width=5 * height // 2,
+            )
         )
     if 2 * height > 5 * width:
         raise UserError(
-            f"Your image is {width}×{height}, taller than 2:5. Crop it to at most {width}×{5 * width // 2} "
-            f"(or anything closer to square) and upload it again."
+            tr(
+                "Your image is {width}×{height}, taller than 2:5. Crop it to at most {width}×{most_height} "
+                "(or anything closer to square) and upload it again.",
+                width=width,
+                height=height,
+                most_height=5 * width // 2,
+            )
         )
 
 
@@ -321,8 +355,10 @@ def _parse_and_decode(data: bytes, mime: str, layout: JpegLayout | PngLayout | N
         width, height = _oriented(img)
         if _is_animated(img, mime):
             raise UserError(
-                "Animated images can't be used as the first frame. Upload a still JPEG, PNG or WebP "
-                "(e.g. export the frame you want)."
+                tr(
+                    "Animated images can't be used as the first frame. Upload a still JPEG, PNG or WebP "
+                    "(e.g. export the frame you want)."
+                )
             )
         check_rules(width, height)
         _decode(img, layout, budget)
@@ -335,28 +371,33 @@ def inspect_image(data: bytes, budget: Budget = DEFAULT_BUDGET) -> ImageInput:
     """Validate an uploaded image and describe it; every problem is a UserError, never a traceback.
     The work is bounded by `budget` (and by the file size); see the module docstring."""
     if not data:
-        raise UserError("The image file is empty (0 bytes). Upload the image again.")
+        raise UserError(tr("The image file is empty (0 bytes). Upload the image again."))
     if len(data) > MAX_DECLARED_BYTES:
-        raise UserError(f"The image is {_size_mb(len(data))}; the limit is 20 MB. Upload a smaller image.")
+        raise UserError(
+            tr("The image is {size}; the limit is 20 MB. Upload a smaller image.", size=_size_mb(len(data)))
+        )
     mime = sniff(data)
     if mime is None and _cut_inside_signature(data):
-        raise UserError(_DAMAGED)
+        raise UserError(tr(_DAMAGED))
     if mime is None:
         raise _refuse_format(data)
     try:
         return _open_and_check(data, mime, budget)
     except TooComplex:
-        raise UserError(TOO_COMPLEX) from None
+        raise UserError(tr(TOO_COMPLEX)) from None
     except Damaged:
-        raise UserError(_DAMAGED) from None
+        raise UserError(tr(_DAMAGED)) from None
     except Image.DecompressionBombError:
         raise UserError(
-            f"The image claims to be enormous (over {MAX_PIXELS // 1_000_000} megapixels). "
-            f"Resize it (e.g. to 1920 px on the long side) and upload it again."
+            tr(
+                "The image claims to be enormous (over {limit} megapixels). "
+                "Resize it (e.g. to 1920 px on the long side) and upload it again.",
+                limit=MAX_PIXELS // 1_000_000,
+            )
         ) from None
     except UnidentifiedImageError:
-        raise UserError(_DAMAGED) from None
+        raise UserError(tr(_DAMAGED)) from None
     except MemoryError:  # the worker's memory limit (or this machine's) was reached
-        raise UserError(TOO_COMPLEX) from None
+        raise UserError(tr(TOO_COMPLEX)) from None
     except _PIL_ERRORS:
-        raise UserError(_DAMAGED) from None
+        raise UserError(tr(_DAMAGED)) from None

@@ -7,6 +7,7 @@ from decimal import Decimal, InvalidOperation
 
 from core.errors import UserError
 from core.spec import DURATIONS_BY_RESOLUTION, RESOLUTION_BY_QUALITY, GenerationSpec
+from core.text import tr
 
 
 def required_price_keys(offers: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
@@ -47,17 +48,20 @@ MAX_ADMIN_USD = 1_000_000  # far above real use, far below overflow: catches a s
 
 
 def parse_usd(text: str, *, what: str) -> int:
-    """An admin's dollar amount ("2", "0.28", "$1.50") in micros, or UserError naming `what`."""
+    """An admin's dollar amount ("2", "0.28", "$1.50") in micros, or UserError naming `what` (an option
+    name or a limit key; pass a Text, e.g. `tr("amount")`, to have an option name translated too)."""
     cleaned = text.strip().removeprefix("$").strip()
     try:
         amount = Decimal(cleaned)
     except InvalidOperation:
-        raise UserError(f"`{what}` must be a dollar amount like `2.50` (got `{text.strip()[:40]}`).") from None
+        raise UserError(
+            tr("`{what}` must be a dollar amount like `2.50` (got `{got}`).", what=what, got=text.strip()[:40])
+        ) from None
     if not amount.is_finite() or amount < 0:
-        raise UserError(f"`{what}` must be a positive dollar amount like `2.50`.")
+        raise UserError(tr("`{what}` must be a positive dollar amount like `2.50`.", what=what))
     if amount > MAX_ADMIN_USD:
-        raise UserError(f"`{what}` can be at most ${MAX_ADMIN_USD:,}.")
+        raise UserError(tr("`{what}` can be at most ${limit:,}.", what=what, limit=MAX_ADMIN_USD))
     micros = amount * 1_000_000
     if micros != micros.to_integral_value():
-        raise UserError(f"`{what}` has more than 6 decimal places.")
+        raise UserError(tr("`{what}` has more than 6 decimal places.", what=what))
     return int(micros)

@@ -34,9 +34,10 @@ from core.spec import (
     QUALITIES_BY_MODEL,
     RESOLUTION_BY_QUALITY,
 )
+from core.text import N_, Text, tr
 
 MAX_PROMPT_CHARS = 2000
-EXAMPLE = "`A lighthouse in a storm at night [Push in]`"
+EXAMPLE = N_("`A lighthouse in a storm at night [Push in]`")
 
 _VARIATION_SELECTORS = frozenset([*range(0xFE00, 0xFE0F), *range(0xE0100, 0xE01F0)])  # not U+FE0F
 _FILLERS = frozenset([0x115F, 0x1160, 0x3164, 0xFFA0, 0x2800])  # letters (or a symbol) that draw nothing
@@ -44,7 +45,7 @@ _ZWJ = "\u200d"
 _LINE_BREAKS = re.compile(r"\r\n|[\r\x85\u2028\u2029]")
 _BLANK_RUN = re.compile(r"\n(?:[^\S\n]*\n){2,}")  # 3+ line breaks with only spaces between them
 _GROUP = re.compile(r"\[[^\]]*\]")  # after normalisation every group is plain [...]
-_COMMANDS = {"t2v": "/video (text to video)", "i2v": "/animate (image to video)"}
+_COMMANDS = {"t2v": N_("/video (text to video)"), "i2v": N_("/animate (image to video)")}
 
 
 # ----- prompt -------------------------------------------------------------------------------------------
@@ -77,10 +78,20 @@ def clean(raw: str) -> str:
 
 
 def _too_long(count: int, *, expanded: bool) -> UserError:
-    why = " once camera moves are written in their standard English form" if expanded else ""
+    numbers = {"count": count, "limit": MAX_PROMPT_CHARS, "over": count - MAX_PROMPT_CHARS}
+    if expanded:
+        return UserError(
+            tr(
+                "Your prompt has {count:,} characters once camera moves are written in their standard English "
+                "form; the limit is {limit:,}. Shorten it by {over:,} characters.",
+                **numbers,
+            )
+        )
     return UserError(
-        f"Your prompt has {count:,} characters{why}; the limit is {MAX_PROMPT_CHARS:,}. "
-        f"Shorten it by {count - MAX_PROMPT_CHARS:,} characters."
+        tr(
+            "Your prompt has {count:,} characters; the limit is {limit:,}. Shorten it by {over:,} characters.",
+            **numbers,
+        )
     )
 
 
@@ -103,7 +114,12 @@ def validate_prompt(raw: str | None, *, required: bool, chinese_directives: bool
     text = clean(raw or "")
     if not text:
         if required:
-            raise UserError(f"The prompt is empty. Describe what should happen in the video, e.g. {EXAMPLE}.")
+            raise UserError(
+                tr(
+                    "The prompt is empty. Describe what should happen in the video, e.g. {example}.",
+                    example=tr(EXAMPLE),
+                )
+            )
         return ""
     if len(text) > MAX_PROMPT_CHARS:
         raise _too_long(len(text), expanded=False)
@@ -114,10 +130,19 @@ def validate_prompt(raw: str | None, *, required: bool, chinese_directives: bool
         moves = " ".join(f"`{group}`" for group in _GROUP.findall(text))
         if moves:
             raise UserError(
-                f"Your prompt only has camera moves ({moves}) and no description. Add what should happen, "
-                f"e.g. {EXAMPLE}. (Camera moves alone are enough only when you animate an image.)"
+                tr(
+                    "Your prompt only has camera moves ({moves}) and no description. Add what should happen, "
+                    "e.g. {example}. (Camera moves alone are enough only when you animate an image.)",
+                    moves=moves,
+                    example=tr(EXAMPLE),
+                )
             )
-        raise UserError(f"Your prompt has no words. Describe what should happen in the video, e.g. {EXAMPLE}.")
+        raise UserError(
+            tr(
+                "Your prompt has no words. Describe what should happen in the video, e.g. {example}.",
+                example=tr(EXAMPLE),
+            )
+        )
     return text
 
 
@@ -125,14 +150,19 @@ def validate_prompt(raw: str | None, *, required: bool, chinese_directives: bool
 
 
 def _either(items: list[str]) -> str:
-    """`a`, `a or b`, `a, b or c`."""
-    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} or {items[-1]}"
+    """`a`, `a or b`, `a, b or c`: a Text (built from templates, so each language joins its own way) when
+    there is more than one item."""
+    if len(items) == 1:
+        return items[0]
+    if len(items) == 2:
+        return tr("{first} or {last}", first=items[0], last=items[1])
+    return tr("{first}, {rest}", first=items[0], rest=_either(items[1:]))
 
 
-def _describe(quality: str) -> str:
+def _describe(quality: str) -> Text:
     resolution = RESOLUTION_BY_QUALITY[quality]
     seconds = _either([str(d) for d in DURATIONS_BY_RESOLUTION[resolution]])
-    return f"`{quality}` ({resolution}, {seconds} s)"
+    return tr("`{quality}` ({resolution}, {seconds} s)", quality=quality, resolution=resolution, seconds=seconds)
 
 
 def _same_tier(quality: str, allowed: list[str]) -> str:
@@ -144,30 +174,81 @@ def _same_tier(quality: str, allowed: list[str]) -> str:
 def validate_combination(mode: str, quality: str, duration: int, model: str = MODEL_HAILUO_23) -> None:
     """Refuse a quality the model and mode do not offer, or a duration its resolution does not allow."""
     if mode not in QUALITIES_BY_MODE:
-        raise UserError(f"Unknown mode `{mode}`; expected one of {', '.join(QUALITIES_BY_MODE)}.")
+        raise UserError(
+            tr("Unknown mode `{mode}`; expected one of {modes}.", mode=mode, modes=", ".join(QUALITIES_BY_MODE))
+        )
     if model not in QUALITIES_BY_MODEL:
-        raise UserError(f"Unknown model `{model[:30]}`; choose {_either(list(QUALITIES_BY_MODEL))}.")
+        raise UserError(
+            tr("Unknown model `{model}`; choose {models}.", model=model[:30], models=_either(list(QUALITIES_BY_MODEL)))
+        )
     qualities = QUALITIES_BY_MODEL[model][mode]
+    offered = _either([_describe(q) for q in qualities])
     if quality in QUALITIES_BY_MODE[mode] and quality not in qualities:
-        offered = _either([_describe(q) for q in qualities])
-        raise UserError(f"{MODEL_LABELS[model]} does not offer quality `{quality}`. Choose {offered}.")
+        raise UserError(
+            tr(
+                "{model} does not offer quality `{quality}`. Choose {offered}.",
+                model=MODEL_LABELS[model],
+                quality=quality,
+                offered=offered,
+            )
+        )
     if quality not in qualities:
-        offered = _either([_describe(q) for q in qualities])
         elsewhere = [m for m, qs in QUALITIES_BY_MODE.items() if quality in qs]
-        where = f" Quality `{quality}` is only for {_COMMANDS[elsewhere[0]]}." if elsewhere else ""
         shown = quality.replace("`", "'")[:30]  # echoed inside a code span
-        raise UserError(f"{_COMMANDS[mode]} does not offer quality `{shown}`.{where} Choose {offered}.")
+        if elsewhere:
+            raise UserError(
+                tr(
+                    "{command} does not offer quality `{quality}`. Quality `{quality}` is only for {other}. "
+                    "Choose {offered}.",
+                    command=tr(_COMMANDS[mode]),
+                    quality=shown,
+                    other=tr(_COMMANDS[elsewhere[0]]),
+                    offered=offered,
+                )
+            )
+        raise UserError(
+            tr(
+                "{command} does not offer quality `{quality}`. Choose {offered}.",
+                command=tr(_COMMANDS[mode]),
+                quality=shown,
+                offered=offered,
+            )
+        )
     if duration not in DURATIONS:
-        raise UserError(f"A clip can be {_either([str(d) for d in DURATIONS])} seconds long, not {duration}.")
+        raise UserError(
+            tr(
+                "A clip can be {durations} seconds long, not {duration}.",
+                durations=_either([str(d) for d in DURATIONS]),
+                duration=duration,
+            )
+        )
     resolution = RESOLUTION_BY_QUALITY[quality]
     if duration in DURATIONS_BY_RESOLUTION[resolution]:
         return
     allowed = [q for q in qualities if duration in DURATIONS_BY_RESOLUTION[RESOLUTION_BY_QUALITY[q]]]
-    at = _either(sorted({RESOLUTION_BY_QUALITY[q] for q in allowed})) if allowed else "no resolution"
     keep = _either([str(d) for d in DURATIONS_BY_RESOLUTION[resolution]])
-    instead = f"Choose quality {_describe(_same_tier(quality, allowed))} or keep " if allowed else "Keep "
+    if not allowed:
+        raise UserError(
+            tr(
+                "{duration}-second clips are only available at no resolution. "
+                "Keep `{quality}` ({resolution}) with {keep} seconds.",
+                duration=duration,
+                quality=quality,
+                resolution=resolution,
+                keep=keep,
+            )
+        )
     raise UserError(
-        f"{duration}-second clips are only available at {at}. {instead}`{quality}` ({resolution}) with {keep} seconds."
+        tr(
+            "{duration}-second clips are only available at {at}. Choose quality {suggested} "
+            "or keep `{quality}` ({resolution}) with {keep} seconds.",
+            duration=duration,
+            at=_either(sorted({RESOLUTION_BY_QUALITY[q] for q in allowed})),
+            suggested=_describe(_same_tier(quality, allowed)),
+            quality=quality,
+            resolution=resolution,
+            keep=keep,
+        )
     )
 
 

@@ -17,6 +17,7 @@ from core.errors import UserError
 from core.provider import Provider
 from core.spec import END_FRAME_MODELS, GenerationSpec
 from core.tasks import FailureKind
+from core.text import Text, tr
 
 log = logging.getLogger(__name__)
 
@@ -63,17 +64,29 @@ class ProviderRouter:
         provider = self.providers.get(name)
         return provider is not None and provider.capabilities.free
 
-    def _nothing_serves(self, spec: GenerationSpec) -> str:
+    def _nothing_serves(self, spec: GenerationSpec) -> Text:
         if spec.end_image is not None:
             if spec.model not in END_FRAME_MODELS:
-                return "An end frame needs the Hailuo 02 model. Choose `model: Hailuo 02` or leave out the end image."
-            return (
-                f"No configured video service takes an end frame at quality `{spec.quality}`. "
-                "Try `quality: pro`, or leave out the end image."
+                return tr(
+                    "An end frame needs the Hailuo 02 model. Choose `model: Hailuo 02` or leave out the end image."
+                )
+            return tr(
+                "No configured video service takes an end frame at quality `{quality}`. "
+                "Try `quality: pro`, or leave out the end image.",
+                quality=spec.quality,
             )
-        return (
-            f"No configured video service can make {spec.model} `{spec.quality}` "
-            f"{'text' if spec.mode == 't2v' else 'image'}-to-video clips. Try another model or quality."
+        if spec.mode == "t2v":
+            return tr(
+                "No configured video service can make {model} `{quality}` text-to-video clips. "
+                "Try another model or quality.",
+                model=spec.model,
+                quality=spec.quality,
+            )
+        return tr(
+            "No configured video service can make {model} `{quality}` image-to-video clips. "
+            "Try another model or quality.",
+            model=spec.model,
+            quality=spec.quality,
         )
 
     def available(self, name: str) -> bool:
