@@ -25,7 +25,9 @@ from cogs.launch import NEEDED_PERMISSIONS
 from cogs.member_settings import MemberSettingsCog
 from cogs.quota import QuotaCog
 from cogs.reporter import reporter_for_resumed
+from cogs.speech import to_server
 from cogs.translator import CatalogueTranslator
+from core.text import N_, tr
 from services.loopwatch import LoopWatch, freeze_startup_objects
 from services.runner import JobRunner
 
@@ -41,8 +43,8 @@ COGS: tuple[Callable[[commands.Bot, CogContext], commands.Cog], ...] = (
     MemberSettingsCog,
 )
 
-RESTART_NOTICE = "The bot is restarting; this job will carry on when it is back (usually within a minute)."
-RESUMED_NOTICE = "The bot restarted while this job was running; it carried on."
+RESTART_NOTICE = N_("The bot is restarting; this job will carry on when it is back (usually within a minute).")
+RESUMED_NOTICE = N_("The bot restarted while this job was running; it carried on.")
 TMP_SWEEP_SECONDS = 3600
 
 
@@ -128,7 +130,7 @@ class HailuoBot(commands.Bot):
         self.runner.sweep_tmp(older_than=0)  # nothing runs yet: every leftover is an orphan
         await self.runner.sweep_outputs()
         resumed = await self.runner.resume(
-            lambda job: reporter_for_resumed(self, self.context.jobs, job), RESUMED_NOTICE
+            lambda job: reporter_for_resumed(self, self.context.jobs, job), tr(RESUMED_NOTICE)
         )
         if resumed:
             log.info("resumed %d unfinished job(s)", resumed)
@@ -138,11 +140,13 @@ class HailuoBot(commands.Bot):
             self._background.append(asyncio.create_task(watch.run(), name="loop-watch"))
 
     async def _post_notice(self, channel_id: int, text: str) -> None:
-        """An admin notice in a server's log channel: never pings anyone it names."""
+        """An admin notice in a server's log channel: public in the server, so in the server's language;
+        never pings anyone it names."""
         channel = self.get_channel(channel_id) or await self.fetch_channel(channel_id)
         if not isinstance(channel, discord.abc.Messageable):
             raise TypeError(f"channel {channel_id} cannot take messages")
-        await channel.send(text[:2000], allowed_mentions=discord.AllowedMentions.none())
+        said = to_server(getattr(channel, "guild", None), text)  # localise first, then cut
+        await channel.send(said[:2000], allowed_mentions=discord.AllowedMentions.none())
 
     async def on_ready(self) -> None:
         """Each READY (the first, and after a reconnect that could not resume): say who the bot is and how to
@@ -227,7 +231,7 @@ class HailuoBot(commands.Bot):
     async def stop_gracefully(self) -> None:
         """SIGTERM / Ctrl-C: stop taking commands, tell users in flight, persist, close (within 10 s)."""
         log.info("stopping: %d job(s) in flight will resume on the next start", self.runner.in_flight)
-        await self.runner.suspend(RESTART_NOTICE, grace=5.0)
+        await self.runner.suspend(tr(RESTART_NOTICE), grace=5.0)
         await self.close()
 
     async def sync_commands_if_changed(self) -> None:
