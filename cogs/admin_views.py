@@ -14,7 +14,7 @@ import discord
 
 from core.admin import AuditEntry
 from core.text import tr
-from services.admin import A_PER_PERIOD, LimitLine, PoolStanding, audit_target, audit_word
+from services.admin import LimitLine, PoolStanding, audit_target, audit_word, per_period
 from services.pricing import format_usd
 from services.quotas import this_period
 
@@ -57,11 +57,10 @@ def render_pools(standings: list[PoolStanding], say: Say = str) -> str:
         lines.append(
             say(
                 tr(
-                    "**{name}**: {amount} {per_period} for {whom} · spent {spent} {this_period} ({left} left) · "
+                    "**{name}**: {budget} for {whom} · spent {spent} {this_period} ({left} left) · "
                     "when empty: {when_empty}",
                     name=pool.name,
-                    amount=format_usd(pool.amount_micros),
-                    per_period=tr(A_PER_PERIOD[pool.period]),
+                    budget=per_period(pool.amount_micros, pool.period),
                     whom=whom,
                     spent=format_usd(standing.spent_micros),
                     this_period=this_period(pool.period),

@@ -43,6 +43,7 @@ COGS: tuple[Callable[[commands.Bot, CogContext], commands.Cog], ...] = (
     MemberSettingsCog,
 )
 
+# Notices on the cards of running jobs (the server's language).
 RESTART_NOTICE = N_("The bot is restarting; this job will carry on when it is back (usually within a minute).")
 RESUMED_NOTICE = N_("The bot restarted while this job was running; it carried on.")
 TMP_SWEEP_SECONDS = 3600

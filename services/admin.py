@@ -52,7 +52,7 @@ AUDIT_WORDS = {
         ("server", N_("server")),
     )
 }
-A_PER_PERIOD = {"day": N_("a day"), "week": N_("a week"), "month": N_("a month")}
+PER_PERIOD = {"day": N_("{amount} a day"), "week": N_("{amount} a week"), "month": N_("{amount} a month")}
 
 
 @dataclass(frozen=True)
@@ -267,14 +267,21 @@ class AdminService:
 MORE_THAN_ZERO = N_("The amount must be more than $0.00.")
 
 
+def per_period(amount: int, period: Period) -> Text:
+    """A pool's amount for its period, e.g. "$20.00 a week"."""
+    return tr(PER_PERIOD[period], amount=format_usd(amount))
+
+
 def pool_budget(amount: int, period: Period, channel_id: int | None, role_id: int | None) -> Text:
-    """A pool's budget as the audit and the answers say it: "$20.00 a week for #channel for @role"."""
-    what = tr("{amount} {per_period}", amount=format_usd(amount), per_period=tr(A_PER_PERIOD[period]))
+    """A pool's budget as the audit and the answers say it: "$20.00 a week for #channel and @role"."""
+    budget = per_period(amount, period)
+    if channel_id and role_id:
+        return tr("{budget} for <#{channel}> and <@&{role}>", budget=budget, channel=channel_id, role=role_id)
     if channel_id:
-        what = tr("{budget} for <#{channel}>", budget=what, channel=channel_id)
+        return tr("{budget} for <#{channel}>", budget=budget, channel=channel_id)
     if role_id:
-        what = tr("{budget} for <@&{role}>", budget=what, role=role_id)
-    return what
+        return tr("{budget} for <@&{role}>", budget=budget, role=role_id)
+    return budget
 
 
 def audit_word(value: str) -> str:

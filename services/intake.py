@@ -55,7 +55,7 @@ NO_REASON = N_("no reason given")
 @dataclass(frozen=True)
 class Reservation:
     job: JobRecord
-    note: str = ""  # a Text: what the member should know about how it is paid (e.g. their pool was empty)
+    note: str = ""  # what the member should know about how it is paid (e.g. their pool was empty)
 
 
 class JobIntake:
