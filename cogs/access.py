@@ -15,11 +15,12 @@ from dataclasses import dataclass
 import discord
 
 from cogs.funnel import reply_privately
+from core.text import N_, tr
 
 log = logging.getLogger("hailuo")
 
-NOT_ENABLED = "This bot is not enabled on this server."
-GUILD_ONLY = "This bot works in servers only: use its commands in a server channel."
+NOT_ENABLED = N_("This bot is not enabled on this server.")
+GUILD_ONLY = N_("This bot works in servers only: use its commands in a server channel.")
 # Servers warned about at most: ids come from Discord, not from members, but the set must not grow without
 # bound over months of a bot added to ever more servers. Past this it starts over (a repeated line, no leak).
 MAX_WARNED = 10_000
@@ -37,10 +38,10 @@ class Access:
         return not self.allowed_guilds or guild_id in self.allowed_guilds
 
     def refusal(self, guild_id: int | None) -> str | None:
-        """What a member is told where the bot does not answer (None: it answers here)."""
+        """What a member is told where the bot does not answer (None: it answers here), a `Text`."""
         if guild_id is None:
-            return None if self.allow_dms else GUILD_ONLY
-        return None if self.serves_guild(guild_id) else NOT_ENABLED
+            return None if self.allow_dms else tr(GUILD_ONLY)
+        return None if self.serves_guild(guild_id) else tr(NOT_ENABLED)
 
 
 class AccessGate:
@@ -80,4 +81,4 @@ async def _refuse(interaction: discord.Interaction, text: str) -> None:
         except discord.HTTPException:
             log.info("interaction %d: could not answer the autocomplete", interaction.id)
         return
-    await reply_privately(interaction, text)
+    await reply_privately(interaction, text)  # in the member's language

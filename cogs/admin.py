@@ -23,17 +23,19 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from cogs.admin_views import name_in, render_audit, render_limits, render_pools
+from cogs.admin_views import Say, name_in, render_audit, render_limits, render_pools
 from cogs.context import CogContext
+from cogs.speech import to_member
 from core.admin import OnEmpty, Period, Scope
 from core.errors import UserError
+from core.text import N_, tr
 from services.admin import AdminService
 from services.spend import spend_report
 
 log = logging.getLogger(__name__)
 
-REFUSED = "You need the Manage Server permission to use /admin."
-NOT_SET_UP = "Admin controls are not set up on this bot."
+REFUSED = N_("You need the Manage Server permission to use /admin.")
+NOT_SET_UP = N_("Admin controls are not set up on this bot.")
 NO_PINGS = discord.AllowedMentions.none()
 LimitKey = Literal["user_daily_videos", "user_daily_usd", "user_monthly_usd", "user_max_in_flight", "guild_monthly_usd"]
 
@@ -42,7 +44,8 @@ P = ParamSpec("P")
 
 @dataclass(frozen=True)
 class AdminReply:
-    """An answer with attachments (a chart, a CSV); a plain str is an answer in text only."""
+    """An answer with attachments (a chart, a CSV); a plain str is an answer in text only (a `Text`, or
+    text already in the member's language)."""
 
     text: str
     files: tuple[discord.File, ...] = ()
@@ -63,16 +66,19 @@ def may_administer(interaction: discord.Interaction, admin_role_ids: frozenset[i
 
 def admin_only(body: Body[P]) -> Callback[P]:
     """Wrap a command's body: refuse privately (no error, nothing changed) unless `may_administer`; else
-    defer privately, run the body and show what it returns, or the UserError's message."""
+    defer privately, run the body and show what it returns, or the UserError's message, in the member's
+    language."""
 
     @functools.wraps(body)
     async def command(cog: AdminCog, interaction: discord.Interaction, /, *args: P.args, **kwargs: P.kwargs) -> None:
         if not may_administer(interaction, cog.admin_role_ids):
             log.info("interaction %d: refused /%s to user %d", interaction.id, _name(interaction), interaction.user.id)
-            await interaction.response.send_message(REFUSED, ephemeral=True, allowed_mentions=NO_PINGS)
+            await interaction.response.send_message(
+                to_member(interaction, tr(REFUSED)), ephemeral=True, allowed_mentions=NO_PINGS
+            )
             return
         if cog.admin is None:
-            await interaction.response.send_message(NOT_SET_UP, ephemeral=True)
+            await interaction.response.send_message(to_member(interaction, tr(NOT_SET_UP)), ephemeral=True)
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
         try:
@@ -81,11 +87,16 @@ def admin_only(body: Body[P]) -> Callback[P]:
             answer = exc.message
         reply = answer if isinstance(answer, AdminReply) else AdminReply(answer)
         await interaction.edit_original_response(
-            content=reply.text, attachments=list(reply.files), allowed_mentions=NO_PINGS
+            content=to_member(interaction, reply.text), attachments=list(reply.files), allowed_mentions=NO_PINGS
         )
 
     command.__admin_guarded__ = True  # type: ignore[attr-defined]
     return command
+
+
+def speaker(interaction: discord.Interaction) -> Say:
+    """Renders a `Text` in the member's language (for the views that measure what fits in a message)."""
+    return functools.partial(to_member, interaction)
 
 
 def _name(interaction: discord.Interaction) -> str:
@@ -137,13 +148,14 @@ class AdminCog(commands.Cog):
     ) -> str:
         guild_id = _guild(interaction)
         if user is not None and role is not None:
-            raise UserError("Give a `user` or a `role`, not both (a member's limits include their roles).")
+            raise UserError(tr("Give a `user` or a `role`, not both (a member's limits include their roles)."))
+        say = speaker(interaction)
         if user is not None:
             lines = await self.service.limits(guild_id, role_ids(user), user.id)
-            return render_limits(user.mention, lines)
+            return render_limits(user.mention, lines, say)
         if role is not None:
-            return render_limits(role.mention, await self.service.limits(guild_id, (role.id,)))
-        return render_limits("this server", await self.service.limits(guild_id))
+            return render_limits(role.mention, await self.service.limits(guild_id, (role.id,)), say)
+        return render_limits(tr("this server"), await self.service.limits(guild_id), say)
 
     @admin_group.command(name="set-limit", description="Set a limit for the server, a role or a member.")
     @app_commands.describe(
@@ -166,15 +178,15 @@ class AdminCog(commands.Cog):
         guild_id = _guild(interaction)
         if scope == "server":
             if role is not None or user is not None:
-                raise UserError("Scope `server` takes no `role` or `user`: it sets the limit for everyone here.")
+                raise UserError(tr("Scope `server` takes no `role` or `user`: it sets the limit for everyone here."))
             target = guild_id
         elif scope == "role":
             if role is None or user is not None:
-                raise UserError("Scope `role` needs the `role` option (and no `user`).")
+                raise UserError(tr("Scope `role` needs the `role` option (and no `user`)."))
             target = role.id
         else:
             if user is None or role is not None:
-                raise UserError("Scope `user` needs the `user` option (and no `role`).")
+                raise UserError(tr("Scope `user` needs the `user` option (and no `role`)."))
             target = user.id
         return await self.service.set_limit(guild_id, interaction.user.id, scope, target, limit, value)
 
@@ -238,7 +250,7 @@ class AdminCog(commands.Cog):
     @app_commands.describe(count="How many (1 to 50, default 10)")
     @admin_only
     async def audit(self, interaction: discord.Interaction, count: app_commands.Range[int, 1, 50] = 10) -> str:
-        return render_audit(await self.service.audit(_guild(interaction), count))
+        return render_audit(await self.service.audit(_guild(interaction), count), speaker(interaction))
 
     @admin_group.command(name="spend", description="Spend from the ledger: a table, a chart and a CSV.")
     @app_commands.describe(period="Which window (UTC)", by="What to total by")
@@ -250,16 +262,17 @@ class AdminCog(commands.Cog):
         by: Literal["user", "channel", "model", "provider", "day"],
     ) -> AdminReply:
         if self.spend_reader is None:
-            raise UserError(NOT_SET_UP)
+            raise UserError(tr(NOT_SET_UP))
         guild = interaction.guild
+        say = speaker(interaction)
         report = await spend_report(
-            self.spend_reader, _guild(interaction), period, by, name_of=lambda key: name_in(guild, by, key)
+            self.spend_reader, _guild(interaction), period, by, name_of=lambda key: name_in(guild, by, key), say=say
         )
         files = (
             discord.File(io.BytesIO(report.png), filename=f"{report.filename}.png"),
             discord.File(io.BytesIO(report.csv), filename=f"{report.filename}.csv"),
         )
-        return AdminReply(f"**{report.title}**\n{report.table}", files)
+        return AdminReply(f"**{say(report.title)}**\n{report.table}", files)  # the table is in `say`'s language
 
     # ----- pools ------------------------------------------------------------------------------------------
 
@@ -297,7 +310,7 @@ class AdminCog(commands.Cog):
     @pool_group.command(name="list", description="Each pool: its budget, what it pays for, spent this period.")
     @admin_only
     async def pool_list(self, interaction: discord.Interaction) -> str:
-        return render_pools(await self.service.pools(_guild(interaction)))
+        return render_pools(await self.service.pools(_guild(interaction)), speaker(interaction))
 
     @pool_group.command(name="delete", description="Delete a pool (its jobs in flight are still paid from it).")
     @app_commands.describe(name="The pool's name")
@@ -308,5 +321,5 @@ class AdminCog(commands.Cog):
 
 def _guild(interaction: discord.Interaction) -> int:
     if interaction.guild_id is None:  # the tree refuses DMs before any command runs
-        raise UserError("/admin works in servers only.")
+        raise UserError(tr("/admin works in servers only."))
     return interaction.guild_id

@@ -25,6 +25,7 @@ from cogs.launch import NEEDED_PERMISSIONS
 from cogs.member_settings import MemberSettingsCog
 from cogs.quota import QuotaCog
 from cogs.reporter import reporter_for_resumed
+from cogs.speech import to_server
 from cogs.translator import CatalogueTranslator
 from core.text import N_, tr
 from services.loopwatch import LoopWatch, freeze_startup_objects
@@ -140,11 +141,13 @@ class HailuoBot(commands.Bot):
             self._background.append(asyncio.create_task(watch.run(), name="loop-watch"))
 
     async def _post_notice(self, channel_id: int, text: str) -> None:
-        """An admin notice in a server's log channel: never pings anyone it names."""
+        """An admin notice in a server's log channel: public in the server, so in the server's language;
+        never pings anyone it names."""
         channel = self.get_channel(channel_id) or await self.fetch_channel(channel_id)
         if not isinstance(channel, discord.abc.Messageable):
             raise TypeError(f"channel {channel_id} cannot take messages")
-        await channel.send(text[:2000], allowed_mentions=discord.AllowedMentions.none())
+        said = to_server(getattr(channel, "guild", None), text)  # localise first, then cut
+        await channel.send(said[:2000], allowed_mentions=discord.AllowedMentions.none())
 
     async def on_ready(self) -> None:
         """Each READY (the first, and after a reconnect that could not resume): say who the bot is and how to

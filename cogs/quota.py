@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+
 import discord
 from discord import app_commands
 from discord.ext import commands
 
 from cogs.context import CogContext
+from cogs.speech import to_member
+from core.text import tr
 
 
 class QuotaCog(commands.Cog):
@@ -20,15 +24,17 @@ class QuotaCog(commands.Cog):
         summary = await self.quotas.summary(
             interaction.user.id, interaction.guild_id, roles, channel_id=interaction.channel_id
         )
-        embed = discord.Embed(title="Your video quota", colour=0x3498DB)
+        say = functools.partial(to_member, interaction)
+        embed = discord.Embed(title=say(tr("Your video quota")), colour=0x3498DB)
         for line in summary.lines:
             if line.limit is None:
-                value = f"{line.used} used · no limit"
+                value = tr("{used} used · no limit", used=line.used)
             else:
-                value = f"**{line.left} left** of {line.limit} (used {line.used})"
+                value = tr("**{left} left** of {limit} (used {used})", left=line.left, limit=line.limit, used=line.used)
             if line.resets_at is not None:
-                value += f"\nresets <t:{int(line.resets_at.timestamp())}:R>"
-            embed.add_field(name=line.label, value=value, inline=False)
+                value = tr("{standing}\nresets <t:{when}:R>", standing=value, when=int(line.resets_at.timestamp()))
+            embed.add_field(name=say(line.label), value=say(value), inline=False)
         if summary.max_in_flight is not None:
-            embed.set_footer(text=f"{summary.in_flight} of {summary.max_in_flight} jobs running now")
+            running = tr("{running} of {most} jobs running now", running=summary.in_flight, most=summary.max_in_flight)
+            embed.set_footer(text=say(running))
         await interaction.response.send_message(embed=embed, ephemeral=True)

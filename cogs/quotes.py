@@ -6,29 +6,44 @@ from __future__ import annotations
 
 import discord
 
+from cogs.speech import to_member
+from core.text import N_, Text, tr
 from services.jobs import Quote
 from services.pricing import format_usd
 
 QUOTE_SECONDS = 60.0
-CANCELLED = "Cancelled. Nothing was reserved or charged."
-EXPIRED = "The quote expired after a minute. Nothing was reserved or charged; run the command again to make it."
+CANCELLED = N_("Cancelled. Nothing was reserved or charged.")
+EXPIRED = N_("The quote expired after a minute. Nothing was reserved or charged; run the command again to make it.")
+CONFIRMED = N_("Confirmed: reserving…")
+CONFIRM, CANCEL = N_("Confirm"), N_("Cancel")
 
 
-def quote_text(quote: Quote) -> str:
-    left = "" if quote.left_today_micros is None else f"; you have {format_usd(quote.left_today_micros)} left today"
-    return (
-        f"This clip costs {format_usd(quote.price_micros)}{left}. Confirm within a minute to make it "
-        "(nothing is reserved until you do)."
+def quote_text(quote: Quote) -> Text:
+    price = format_usd(quote.price_micros)
+    if quote.left_today_micros is None:
+        return tr(
+            "This clip costs {price}. Confirm within a minute to make it (nothing is reserved until you do).",
+            price=price,
+        )
+    return tr(
+        "This clip costs {price}; you have {left} left today. Confirm within a minute to make it "
+        "(nothing is reserved until you do).",
+        price=price,
+        left=format_usd(quote.left_today_micros),
     )
 
 
 class QuoteView(discord.ui.View):
-    """Confirm / Cancel, for the member who asked only (the message is private anyway)."""
+    """Confirm / Cancel, for the member who asked only (the message is private anyway), labelled in the
+    member's language."""
 
-    def __init__(self, owner_id: int) -> None:
+    def __init__(self, owner_id: int, interaction: discord.Interaction | None = None) -> None:
         super().__init__(timeout=QUOTE_SECONDS)
         self.owner_id = owner_id
         self.confirmed: bool | None = None  # None: no answer (expired)
+        if interaction is not None:
+            self.confirm.label = to_member(interaction, tr(CONFIRM))
+            self.cancel.label = to_member(interaction, tr(CANCEL))
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
         return interaction.user.id == self.owner_id
@@ -50,11 +65,12 @@ class QuoteView(discord.ui.View):
 
 async def confirmed(interaction: discord.Interaction, quote: Quote) -> bool:
     """Show the quote in the command's private reply and wait for the member's answer."""
-    view = QuoteView(interaction.user.id)
-    await interaction.edit_original_response(content=quote_text(quote), view=view)
+    view = QuoteView(interaction.user.id, interaction)
+    await interaction.edit_original_response(content=to_member(interaction, quote_text(quote)), view=view)
     await view.wait()
     if view.confirmed:
-        await interaction.edit_original_response(content="Confirmed: reserving…", view=None)
+        await interaction.edit_original_response(content=to_member(interaction, tr(CONFIRMED)), view=None)
         return True
-    await interaction.edit_original_response(content=CANCELLED if view.confirmed is False else EXPIRED, view=None)
+    ending = tr(CANCELLED if view.confirmed is False else EXPIRED)
+    await interaction.edit_original_response(content=to_member(interaction, ending), view=None)
     return False

@@ -15,10 +15,20 @@ from core.errors import StorageError, UserError
 from core.jobs import JobRecord, NewJob, ParentKind
 from core.spec import GenerationSpec, ImageInput
 from core.store import JobStore
+from core.text import N_, tr
 from services.inputs import InputImages
 from services.notices import LogChannel
 from services.pricing import PriceTable, format_usd
-from services.quotas import Funding, Limits, QuotaPolicy, check_fits, effective_limits, period_key, pick_pool
+from services.quotas import (
+    Funding,
+    Limits,
+    QuotaPolicy,
+    check_fits,
+    effective_limits,
+    period_key,
+    pick_pool,
+    this_period,
+)
 from services.routing import ProviderRouter
 
 log = logging.getLogger("services.jobs")  # one log for a job's whole life
@@ -37,8 +47,9 @@ class Requester:
 # A member's limits and the server's state, read once per command (None outside a server or without admins).
 Checked = tuple[Limits, ServerState | None]
 
-FROZEN = "An admin has paused your access: {reason}"
-PAUSED = "An admin has paused new videos on this server: {reason}"
+FROZEN = N_("An admin has paused your access: {reason}")
+PAUSED = N_("An admin has paused new videos on this server: {reason}")
+NO_REASON = N_("no reason given")
 
 
 @dataclass(frozen=True)
@@ -79,9 +90,9 @@ class JobIntake:
         if self.admin is not None and requester.guild_id is not None:
             state = await self.admin.server_state(requester.guild_id, requester.user_id)
             if state.frozen_reason is not None:
-                raise UserError(FROZEN.format(reason=state.frozen_reason or "no reason given"))
+                raise UserError(tr(FROZEN, reason=state.frozen_reason or tr(NO_REASON)))
             if state.controls.paused:
-                raise UserError(PAUSED.format(reason=state.controls.pause_reason or "no reason given"))
+                raise UserError(tr(PAUSED, reason=state.controls.pause_reason or tr(NO_REASON)))
         overrides = state.overrides if state else ()
         limits, _ = effective_limits(self.quotas, overrides, requester.role_ids, requester.user_id)
         return limits, state
@@ -154,8 +165,15 @@ class JobIntake:
                 ):
                     await self.notices.post(
                         log_channel,
-                        f"Budget pool **{pool.name}** has used {percent} % of its {format_usd(pool.amount_micros)} "
-                        f"this {pool.period} ({format_usd(spent)} spent).",
+                        tr(
+                            "Budget pool **{pool}** has used {percent} % of its {amount} {this_period} "
+                            "({spent} spent).",
+                            pool=pool.name,
+                            percent=percent,
+                            amount=format_usd(pool.amount_micros),
+                            this_period=this_period(pool.period),
+                            spent=format_usd(spent),
+                        ),
                     )
         except StorageError as exc:  # the job is reserved; an alert can wait for the next draw
             log.warning("pool %d: could not check its alerts: %s", pool.id, exc)

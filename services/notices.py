@@ -1,6 +1,9 @@
 """Admin notices (audit lines, pool alerts) for a server's log channel. Services say what to post; the
 Discord side attaches how (`attach`), once the client exists. A notice that cannot be posted is logged
-and dropped: it never fails the command or the job that caused it."""
+and dropped: it never fails the command or the job that caused it.
+
+A notice is a `core.text.Text`: the channel is public in its server, so the Discord side renders it in the
+server's language."""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ from collections.abc import Awaitable, Callable
 
 log = logging.getLogger(__name__)
 
-Send = Callable[[int, str], Awaitable[None]]  # (channel id, text)
+Send = Callable[[int, str], Awaitable[None]]  # (channel id, text: a Text, rendered by the sender)
 
 
 class LogChannel:

@@ -14,6 +14,7 @@ from core.admin import AdminStore, LimitOverride, Period, Pool, PoolDraw
 from core.errors import QuotaExceeded
 from core.jobs import Usage
 from core.store import JobStore, ReservationCheck
+from core.text import N_, Text, tr
 from services.pricing import format_usd
 
 LIMIT_KEYS = (
@@ -93,10 +94,18 @@ def next_month(now: datetime) -> datetime:
     return datetime(now.year + (now.month == 12), now.month % 12 + 1, 1, tzinfo=UTC)
 
 
+# "this day / this week / this month": a pool's period as the member reads it.
+THIS_PERIOD = {"day": N_("this day"), "week": N_("this week"), "month": N_("this month")}
+
+
+def this_period(period: Period) -> Text:
+    return tr(THIS_PERIOD[period])
+
+
 @dataclass(frozen=True)
 class Refusal:
     limit: str  # the config key
-    message: str
+    message: Text
     resets_at: datetime | None
 
 
@@ -114,20 +123,24 @@ def find_refusal(limits: Limits, usage: Usage, cost: int, now: datetime, *, pers
     if limits.user_max_in_flight is not None and usage.user_in_flight >= limits.user_max_in_flight:
         return Refusal(
             "user_max_in_flight",
-            f"You already have {usage.user_in_flight} video(s) generating (the limit is "
-            f"{limits.user_max_in_flight} at a time). Wait for one to finish.",
+            tr(
+                "You already have {count} video(s) generating (the limit is {limit} at a time). "
+                "Wait for one to finish.",
+                count=usage.user_in_flight,
+                limit=limits.user_max_in_flight,
+            ),
             None,
         )
     if limits.user_daily_videos is not None and usage.user_day_videos + 1 > limits.user_daily_videos:
         return Refusal(
             "user_daily_videos",
-            f"You have used your {limits.user_daily_videos} videos for today.",
+            tr("You have used your {count} videos for today.", count=limits.user_daily_videos),
             day_end,
         )
     monthly = monthly_allowance(limits, usage)
     personal_checks = (
-        ("user_daily_usd", limits.user_daily_usd, usage.user_day_micros, "your daily budget", day_end),
-        ("user_monthly_usd", monthly, usage.user_month_micros, "your monthly budget", month_end),
+        ("user_daily_usd", limits.user_daily_usd, usage.user_day_micros, tr("your daily budget"), day_end),
+        ("user_monthly_usd", monthly, usage.user_month_micros, tr("your monthly budget"), month_end),
     )
     money_checks = (
         *(personal_checks if personal else ()),
@@ -135,14 +148,14 @@ def find_refusal(limits: Limits, usage: Usage, cost: int, now: datetime, *, pers
             "guild_monthly_usd",
             limits.guild_monthly_usd,
             usage.guild_month_micros,
-            "this server's monthly budget",
+            tr("this server's monthly budget"),
             month_end,
         ),
         (
             "global_monthly_usd",
             limits.global_monthly_usd,
             usage.global_month_micros,
-            "the bot's monthly budget",
+            tr("the bot's monthly budget"),
             month_end,
         ),
     )
@@ -151,8 +164,13 @@ def find_refusal(limits: Limits, usage: Usage, cost: int, now: datetime, *, pers
             left = max(limit - used, 0)
             return Refusal(
                 key,
-                f"This video costs {format_usd(cost)} but {label} has {format_usd(left)} left "
-                f"(of {format_usd(limit)}).",
+                tr(
+                    "This video costs {cost} but {budget} has {left} left (of {limit}).",
+                    cost=format_usd(cost),
+                    budget=label,
+                    left=format_usd(left),
+                    limit=format_usd(limit),
+                ),
                 resets,
             )
     return None
@@ -174,14 +192,17 @@ def check_fits(
                     funding.pool = pool
                 return draw
             left = max(pool.amount_micros - usage.pool_micros, 0)
-            empty = (
-                f"The {pool.name} budget has {format_usd(left)} left this {pool.period} and this video "
-                f"costs {format_usd(cost)}."
+            empty = tr(
+                "The {pool} budget has {left} left {this_period} and this video costs {cost}.",
+                pool=pool.name,
+                left=format_usd(left),
+                this_period=this_period(pool.period),
+                cost=format_usd(cost),
             )
             if pool.on_empty == "refuse":
                 raise QuotaExceeded(empty, limit="pool", resets_at=period_end(pool.period, now))
             if funding is not None:
-                funding.note = f"{empty} This one comes from your own allowance."
+                funding.note = tr("{empty} This one comes from your own allowance.", empty=empty)
         _raise_if(find_refusal(limits, usage, cost, now))
         return None
 
@@ -199,7 +220,7 @@ class Funding:
     why, when their pool was empty)."""
 
     pool: Pool | None = None
-    note: str = ""
+    note: str = ""  # a Text when there is something to say
 
 
 def period_key(period: Period, now: datetime) -> str:
@@ -235,7 +256,7 @@ def pick_pool(pools: Iterable[Pool], channel_id: int | None, role_ids: Iterable[
 
 @dataclass(frozen=True)
 class QuotaLine:
-    label: str
+    label: Text
     used: str
     limit: str | None
     left: str | None
@@ -246,7 +267,7 @@ def summarise(limits: Limits, usage: Usage, now: datetime, guild: bool) -> list[
     """What /quota shows: each limit with its usage, what is left and when it resets."""
     day_end, month_end = next_day(now), next_month(now)
 
-    def money(label: str, used: int, limit: int | None, resets: datetime) -> QuotaLine:
+    def money(label: Text, used: int, limit: int | None, resets: datetime) -> QuotaLine:
         if limit is None:
             return QuotaLine(label, format_usd(used), None, None, resets)
         return QuotaLine(label, format_usd(used), format_usd(limit), format_usd(max(limit - used, 0)), resets)
@@ -254,17 +275,19 @@ def summarise(limits: Limits, usage: Usage, now: datetime, guild: bool) -> list[
     videos_limit = limits.user_daily_videos
     lines = [
         QuotaLine(
-            "Videos today",
+            tr("Videos today"),
             str(usage.user_day_videos),
             None if videos_limit is None else str(videos_limit),
             None if videos_limit is None else str(max(videos_limit - usage.user_day_videos, 0)),
             day_end,
         ),
-        money("Your spend today", usage.user_day_micros, limits.user_daily_usd, day_end),
-        money("Your spend this month", usage.user_month_micros, limits.user_monthly_usd, month_end),
+        money(tr("Your spend today"), usage.user_day_micros, limits.user_daily_usd, day_end),
+        money(tr("Your spend this month"), usage.user_month_micros, limits.user_monthly_usd, month_end),
     ]
     if guild:
-        lines.append(money("Server budget this month", usage.guild_month_micros, limits.guild_monthly_usd, month_end))
+        lines.append(
+            money(tr("Server budget this month"), usage.guild_month_micros, limits.guild_monthly_usd, month_end)
+        )
     return lines
 
 
@@ -307,7 +330,7 @@ class QuotaBook:
             lines.insert(
                 0,
                 QuotaLine(
-                    f"Budget pool {pool.name} (pays for jobs here)",
+                    tr("Budget pool {pool} (pays for jobs here)", pool=pool.name),
                     format_usd(usage.pool_micros),
                     format_usd(pool.amount_micros),
                     format_usd(left),

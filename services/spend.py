@@ -9,6 +9,11 @@ never through a float. Only the chart's bar lengths are floats.
 Drawing the chart is CPU work (tens of milliseconds, about a second more for matplotlib's first import
 in a process): call `spend_report`, which renders in a worker thread, or run `build_report` through
 `asyncio.to_thread`; never call `build_report` or `render_png` on the event loop.
+
+Language: the title and the table are for the admin who asked, in their language: `say` (given by the
+Discord layer) renders each `Text`, and the table pads by display width, so Chinese headings keep the
+grid. The CSV stays English (a machine-readable header), and so does the chart: matplotlib ships no CJK
+font, so Chinese there would be boxes.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import asyncio
 import csv
 import io
 import threading
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -24,11 +30,26 @@ from itertools import accumulate
 
 from core.clock import utcnow
 from core.reports import SpendItem, SpendReader
+from core.text import N_, Text, tr
 from services.pricing import format_usd
 
 PERIODS = ("today", "7d", "30d", "month")
 GROUPINGS = ("user", "channel", "model", "provider", "day")
-PERIOD_WORDS = {"today": "today", "7d": "the last 7 days", "30d": "the last 30 days", "month": "this month"}
+PERIOD_WORDS = {
+    "today": N_("today"),
+    "7d": N_("the last 7 days"),
+    "30d": N_("the last 30 days"),
+    "month": N_("this month"),
+}
+BY_WORDS = {
+    "user": N_("user"),
+    "channel": N_("channel"),
+    "model": N_("model"),
+    "provider": N_("provider"),
+    "day": N_("day"),
+}
+NO_CHANNEL = N_("(no channel)")
+Say = Callable[[str], str]  # renders a Text in the reader's language (str: English)
 
 # What a row totals: a user id, a channel id (None: jobs started outside a channel), a model, a
 # provider, or a UTC date.
@@ -55,11 +76,11 @@ class SpendReport:
     by: str
     since: datetime
     until: datetime  # exclusive
-    title: str  # e.g. "Spend by user, the last 7 days (2026-11-16 15:30 to 2026-11-23 15:30 UTC): $12.34"
+    title: Text  # e.g. "Spend by user, the last 7 days (2026-11-16 15:30 to 2026-11-23 15:30 UTC): $12.34"
     total_micros: int  # the settle rows' sum over [since, until)
     jobs: int
     rows: list[SpendRow]  # every key, not only those the table or chart shows
-    table: str  # a ``` block of at most TABLE_MAX_CHARS characters
+    table: str  # a ``` block of at most TABLE_MAX_CHARS characters, in the language `say` gave
     csv: bytes  # UTF-8
     png: bytes
     filename: str  # a stem for the attachments, e.g. "spend-7d-by-user-2026-11-23"
@@ -157,45 +178,77 @@ def _label(key: SpendKey, names: Mapping[SpendKey, str] | None) -> str:
         # A display name is the member's text: one line, and no backtick that could close the table's block.
         return " ".join(names[key].split()).replace("`", "'") or str(key)
     if key is None:
-        return "(no channel)"
+        return NO_CHANNEL
     return key.isoformat() if isinstance(key, date) else str(key)
 
 
-def render_table(rows: Sequence[SpendRow], by: str, *, max_chars: int = TABLE_MAX_CHARS) -> str:
-    """A monospace table in a ``` block of at most `max_chars` characters.
+def cells(text: str) -> int:
+    """How many monospace cells `text` takes: CJK (wide) characters take two."""
+    return sum(2 if unicodedata.east_asian_width(char) in "WF" else 1 for char in text)
+
+
+def _cut(text: str, width: int) -> str:
+    """`text` within `width` cells, ending in "…" when cut."""
+    if cells(text) <= width:
+        return text
+    while text and cells(text) > width - 1:
+        text = text[:-1]
+    return text + "…"
+
+
+def _pad(text: str, width: int, right: bool = False) -> str:
+    space = " " * max(width - cells(text), 0)
+    return space + text if right else text + space
+
+
+def render_table(rows: Sequence[SpendRow], by: str, *, max_chars: int = TABLE_MAX_CHARS, say: Say = str) -> str:
+    """A monospace table in a ``` block of at most `max_chars` characters, its words in the language of
+    `say` (English by default), padded by display width.
 
     Rows that do not fit are summed into one "… and N more" line, so the shown lines still add up to
     the total line, which is always exact."""
     total_jobs, total_micros = sum(row.jobs for row in rows), sum(row.total_micros for row in rows)
+    heading, total_word = say(tr(BY_WORDS[by])) if by in BY_WORDS else by, say(tr("total"))
+    jobs_word, spend_word, share_word = say(tr("jobs")), say(tr("spend")), say(tr("share"))
 
     def share(micros: int) -> str:
         return f"{100 * micros / total_micros:.1f}%" if total_micros else "-"
 
-    more_label = f"… and {len(rows)} more"  # the longest a "more" line's label can be: never cut
-    width = max(min(max([len(by), len("total")] + [len(row.label) for row in rows]), LABEL_MAX_CHARS), len(more_label))
-    jobs_width = max(len("jobs"), len(str(total_jobs)))
+    def more(count: int) -> str:
+        return say(tr("… and {count} more", count=count))
+
+    def label_of(row: SpendRow) -> str:
+        if row.key is None and row.label == NO_CHANNEL:  # ours to translate; a name is the member's
+            return say(tr(NO_CHANNEL))
+        return row.label
+
+    more_label = more(len(rows))  # the longest a "more" line's label can be: never cut
+    widest = max([cells(heading), cells(total_word)] + [cells(label_of(row)) for row in rows])
+    width = max(min(widest, LABEL_MAX_CHARS), cells(more_label))
+    jobs_width = max(cells(jobs_word), len(str(total_jobs)))
     # Sub-cent amounts print longer ("$0.123456"), so a smaller sum can be wider than the total: size
     # the column for every row and every sum a "more" line could show.
     rest_sums = list(accumulate(row.total_micros for row in reversed(rows)))
     usd_width = max(len(format_usd(micros)) for micros in [*rest_sums, *(row.total_micros for row in rows), 0])
-    usd_width = max(usd_width, len("spend"))
+    usd_width = max(usd_width, cells(spend_word))
+    share_width = max(6, cells(share_word))
 
     def line(label: str, jobs: str, spend: str, part: str) -> str:
-        if len(label) > width:
-            label = label[: width - 1] + "…"
-        return f"{label:<{width}}  {jobs:>{jobs_width}}  {spend:>{usd_width}}  {part:>6}"
+        label = _pad(_cut(label, width), width)
+        figures = (_pad(jobs, jobs_width, True), _pad(spend, usd_width, True), _pad(part, share_width, True))
+        return "  ".join((label, *figures))
 
     def entry(label: str, jobs: int, micros: int) -> str:
         return line(label, str(jobs), format_usd(micros), share(micros))
 
-    head = [line(by, "jobs", "spend", "share"), "-" * len(line("", "", "", ""))]
-    foot = [entry("total", total_jobs, total_micros)]
+    head = [line(heading, jobs_word, spend_word, share_word), "-" * len(line("", "", "", ""))]
+    foot = [entry(total_word, total_jobs, total_micros)]
 
     def assemble(shown: int) -> str:
-        body = [entry(row.label, row.jobs, row.total_micros) for row in rows[:shown]]
+        body = [entry(label_of(row), row.jobs, row.total_micros) for row in rows[:shown]]
         rest = rows[shown:]
         if rest:
-            label = f"… and {len(rest)} more"
+            label = more(len(rest))
             body.append(entry(label, sum(row.jobs for row in rest), sum(row.total_micros for row in rest)))
         return "```\n" + "\n".join(head + body + foot) + "\n```"
 
@@ -318,6 +371,7 @@ def build_report(
     now: datetime,
     *,
     names: Mapping[SpendKey, str] | None = None,
+    say: Say = str,
 ) -> SpendReport:
     """Everything `/admin spend` shows, from the items a `SpendReader` returned for `window(period,
     now)`. An item outside that window is a reader's bug and raises ValueError rather than being
@@ -331,9 +385,13 @@ def build_report(
     rows = aggregate(items, by, span=(since, until), names=names)
     total = sum(item.settled_micros for item in items)
     stamp = "%Y-%m-%d %H:%M"
-    title = (
-        f"Spend by {by}, {PERIOD_WORDS[period]} ({since.strftime(stamp)} to {until.strftime(stamp)} UTC):"
-        f" {format_usd(total)}"
+    title = tr(
+        "Spend by {by}, {period} ({since} to {until} UTC): {total}",
+        by=tr(BY_WORDS[by]),
+        period=tr(PERIOD_WORDS[period]),
+        since=since.strftime(stamp),
+        until=until.strftime(stamp),
+        total=format_usd(total),
     )
     return SpendReport(
         period=period,
@@ -344,9 +402,9 @@ def build_report(
         total_micros=total,
         jobs=len(items),
         rows=rows,
-        table=render_table(rows, by),
+        table=render_table(rows, by, say=say),
         csv=render_csv(rows, by),
-        png=render_png(rows, title),
+        png=render_png(rows, str(title)),  # English: no CJK font for the chart
         filename=f"spend-{period}-by-{by}-{until.date().isoformat()}",
     )
 
@@ -359,11 +417,14 @@ async def spend_report(
     *,
     now: datetime | None = None,
     name_of: Callable[[SpendKey], str | None] | None = None,
+    say: Say = str,
 ) -> SpendReport:
     """The report of one server: reads its settled jobs, then renders in a worker thread.
 
     `name_of` (optional) gives a key's display name, e.g. a member's or a channel's from the client's
-    cache; it is called here, on the event loop, once per key, and None keeps the key's plain label."""
+    cache; it is called here, on the event loop, once per key, and None keeps the key's plain label.
+    `say` renders the title's and the table's words in the admin's language (called in the worker thread:
+    it must only read the message catalogue)."""
     check(period, by)  # before the database is read
     now = now or utcnow()
     since, until = window(period, now)
@@ -374,4 +435,4 @@ async def spend_report(
             name = name_of(key)
             if name:
                 names[key] = name
-    return await asyncio.to_thread(build_report, items, period, by, now, names=names)
+    return await asyncio.to_thread(build_report, items, period, by, now, names=names, say=say)

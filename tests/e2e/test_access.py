@@ -108,6 +108,9 @@ async def test_a_listed_server_is_served_and_buttons_follow_the_same_policy(
         assert "accepted" in await reply_of(fake, await fake.invoke("video", PROMPT))
         # A server that has the commands (an applications.commands-only install) but is not listed.
         assert await reply_of(fake, await fake.invoke("video", PROMPT, guild_id=42)) == NOT_ENABLED
+        # The refusal is private: in the member's language.
+        zh = await reply_of(fake, await fake.invoke("video", PROMPT, guild_id=42, locale="zh-CN"))
+        assert zh == "此机器人未在本服务器启用。"
         await fake.wait_until(lambda: len(finished(fake)) == 1)
         await running.wait_jobs_done()
         # The server is delisted (a restart with a new config.toml; the gate is swapped here): the card's
@@ -150,6 +153,8 @@ async def test_dms_are_refused_by_default_and_served_with_allow_dms(
     async with running_bot(tmp_path / "off", fake, wavespeed_url=wavespeed.base_url) as running:
         assert [c.get("contexts") for c in fake.commands] == [[0]] * len(fake.commands)
         assert await reply_of(fake, await fake.invoke("quota", dm=True)) == GUILD_ONLY
+        zh = await reply_of(fake, await fake.invoke("quota", dm=True, locale="zh-CN"))
+        assert zh == "此机器人仅在服务器中可用：请在服务器频道中使用其命令。"
         await assert_nothing_spent(running, wavespeed)
 
     config = access(allow_dms=True)

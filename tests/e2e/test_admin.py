@@ -374,3 +374,81 @@ async def test_spend_answers_with_a_table_a_png_and_a_csv_that_match_the_ledger(
     rows = list(csv.DictReader(io.StringIO(files["csv"].decode("utf-8"))))
     settled = await bot.app.db.fetchone("SELECT SUM(amount_micros) FROM ledger WHERE kind = 'settle'")
     assert sum(int(row["spend_micros"]) for row in rows) == settled[0] == 560_000
+
+
+# ----- in Simplified Chinese ---------------------------------------------------------------------------------
+# Private answers follow the member's Discord language; notices in the log channel, which everyone there
+# reads, follow the server's.
+
+
+async def test_a_zh_cn_admin_gets_admin_answers_and_refusals_in_chinese(bot: BotUnderTest) -> None:
+    fake = bot.discord
+    options = {"scope": "user", "user": MEMBER, "limit": "user_daily_usd", "value": "0.20"}
+    said = await admin(fake, "set-limit", options, locale="zh-CN")
+    assert said == f"<@{MEMBER}>：`user_daily_usd` 现为 $0.20（原为 继承）。"
+    wrong = {**options, "limit": "user_daily_videos", "value": "none"}
+    assert await admin(fake, "set-limit", wrong, locale="zh-CN") == (
+        "`user_daily_videos` 需要一个数字；只有美元限额可以用 `none` 取消。"
+    )
+    limits = await admin(fake, "limits", {"user": MEMBER}, locale="zh-CN")
+    assert limits.splitlines()[0] == f"**<@{MEMBER}> 的限额**（值 · 设置来源）"
+    assert "`user_daily_usd`：$0.20 · 成员" in limits and "`user_monthly_usd`：$20.00 · config.toml" in limits
+    assert "已暂停生成新视频" in await admin(fake, "pause", {"reason": "预算审查"}, locale="zh-CN")
+    audit = await admin(fake, "audit", locale="zh-CN")
+    assert audit.splitlines()[0] == "**最近的管理变更**（最新在前，共 2 条）"
+    assert f"<@{ADMIN}> **pause** 服务器：运行中 → 已暂停（原因：预算审查）" in audit
+    # The same admin in English still reads English: the language is the member's, not the server's.
+    assert (await admin(fake, "resume")).startswith("New videos are allowed again")
+    refused = await reply(fake, await fake.invoke("admin pause", {}, user_id=MEMBER, locale="zh-CN"))
+    assert refused.content == "你需要“管理服务器”权限才能使用 /管理。"
+
+
+async def test_a_zh_cn_member_sees_quota_in_chinese(bot: BotUnderTest) -> None:
+    fake = bot.discord
+    assert (await video(bot)).startswith("Job #1 accepted")
+    quota = await reply(fake, await fake.invoke("quota", locale="zh-CN"))
+    [embed] = quota.embeds
+    assert embed["title"] == "你的视频额度"
+    fields = {field["name"]: field["value"] for field in embed["fields"]}
+    assert list(fields) == ["今日视频", "你今天的花费", "你本月的花费", "本月服务器预算"]
+    assert fields["你今天的花费"].startswith("**剩余 $1.72**，共 $2.00（已用 $0.28）\n<t:")
+    assert fields["你今天的花费"].endswith(":R>重置")
+    assert embed["footer"]["text"] == "当前运行中的任务：0 / 2"
+    # and in English for a member whose Discord is in English
+    english = await reply(fake, await fake.invoke("quota"))
+    assert english.embeds[0]["title"] == "Your video quota"
+
+
+@pytest.fixture
+async def zh_server(tmp_path: Path, discord_fake: FakeDiscord, wavespeed: FakeWaveSpeed) -> AsyncIterator[BotUnderTest]:
+    """The bot in a server whose community language is Simplified Chinese (sent in GUILD_CREATE)."""
+    discord_fake.guild_locales[discord_fake.guild_id] = "zh-CN"
+    async with running_bot(tmp_path, discord_fake, wavespeed_url=wavespeed.base_url) as running:
+        yield running
+        await running.assert_ledger_balanced()
+
+
+async def test_log_channel_notices_are_in_the_servers_language(zh_server: BotUnderTest) -> None:
+    fake = zh_server.discord
+    # An admin whose own Discord is in English: their answers are English, the public notices Chinese.
+    assert f"<#{fake.channel_id}>" in await admin(fake, "log-channel", {"channel": fake.channel_id})
+    await admin(fake, "set-limit", {"scope": "server", "limit": "user_daily_videos", "value": "5"})
+    created = await admin(
+        fake, "pool create", {"name": "p", "amount": "0.28", "period": "day", "channel": fake.channel_id}
+    )
+    assert created.startswith("Pool `p` created: $0.28 a day for")
+
+    def notices() -> list[str]:
+        return [m.content for m in fake.messages.values() if not m.ephemeral and m.content.startswith(("<@", "预算"))]
+
+    await fake.wait_until(lambda: len(notices()) == 3)
+    assert notices()[:2] == [
+        f"<@{ADMIN}> **log-channel** 服务器：— → <#{fake.channel_id}>",
+        f"<@{ADMIN}> **set-limit** 本服务器：user_daily_videos：继承 → 5",
+    ]
+    assert notices()[2].startswith(f"<@{ADMIN}> **pool create** 资金池 p：— → ")
+    assert (await video(zh_server)).startswith("Job #1 accepted")  # the member's reply: their language (English)
+    await fake.wait_until(lambda: len(notices()) == 6)  # one job spends it all: 50, 80 and 100 % at once
+    assert notices()[3:] == [
+        f"预算资金池 **p** 今天已用掉 $0.28 的 {percent}%（已花费 $0.28）。" for percent in (50, 80, 100)
+    ]

@@ -73,3 +73,22 @@ async def test_cancel_or_expiry_reserves_nothing(
     await fake.wait_until(lambda f: reply(interaction) == expected)
     assert await running.app.store.ledger_totals() == LedgerTotals(0, 0, 0, 0)
     assert wavespeed.submits == [] and await running.app.db.fetchall("SELECT id FROM jobs") == []
+
+
+async def test_a_zh_cn_member_gets_the_quote_and_its_buttons_in_chinese(
+    bot: tuple[BotUnderTest, FakeWaveSpeed],
+) -> None:
+    running, _ = bot
+    fake = running.discord
+    interaction = await fake.invoke("video", {"prompt": "a lighthouse in a storm"}, locale="zh-CN")
+    await fake.wait_until(lambda f: "需要 $0.28" in reply(interaction))
+    message = interaction.original()
+    assert message is not None and message.ephemeral
+    assert reply(interaction) == (
+        "此视频需要 $0.28；你今天还剩 $2.00。请在一分钟内确认以开始生成（确认前不会预留任何费用）。"
+    )
+    labels = [button["label"] for row in message.components for button in row["components"]]
+    assert labels == ["确认", "取消"]
+    await fake.click(message.id, next(cid for cid in message.custom_ids() if "cancel" in cid), locale="zh-CN")
+    await fake.wait_until(lambda f: reply(interaction) == "已取消。未预留也未扣除任何费用。")
+    assert await running.app.db.fetchall("SELECT id FROM jobs") == []
