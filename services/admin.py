@@ -45,7 +45,7 @@ AUDIT_WORDS = {
         ("default", N_("default")),
         ("frozen", N_("frozen")),
         ("paused", N_("paused")),
-        ("running", N_("running")),
+        ("running", N_("not paused")),  # the server state, not a job's (which has its own word)
         ("off", N_("off")),
         ("exists", N_("exists")),
         ("deleted", N_("deleted")),

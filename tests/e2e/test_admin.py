@@ -316,7 +316,7 @@ async def test_each_change_is_in_the_audit_with_before_and_after(bot: BotUnderTe
     assert lines[0] == "**Latest admin changes** (newest first, 5)"
     assert all(line.startswith("<t:") and f":R> <@{ADMIN}> **" in line for line in lines[1:])
     assert [line.split(":R> ", 1)[1] for line in lines[1:]] == [
-        f"<@{ADMIN}> **pause** server: running → paused",
+        f"<@{ADMIN}> **pause** server: not paused → paused",
         f"<@{ADMIN}> **quote-threshold** server: $1.00 → off",
         f"<@{ADMIN}> **quote-threshold** server: off → $1.00",
         f"<@{ADMIN}> **freeze** user {MEMBER}: — → frozen (reason: too many clips)",
