@@ -36,7 +36,7 @@ STRIKE_WINDOW = timedelta(hours=24)
 _WORD_CHARS = re.compile(r"^\w+$", re.ASCII)
 _SPACES = re.compile(r"\s+")
 
-BLOCKED = N_("Your prompt contains a blocked term: {term}. Nothing was charged; change the wording and try again.")
+BLOCKED = N_("Your prompt contains a blocked term: `{term}`. Nothing was charged; change the wording and try again.")
 FROZEN_REASON = "moderation: {count} blocks within 24 hours"
 Regex = Any  # re2._Regexp: google-re2 ships no type hints
 
@@ -127,7 +127,7 @@ class ModerationService:
         shown = term[:40]
         line = AuditLine(guild_id, user_id, "prompt blocked", f"<@{user_id}>", "", shown)
         await self._strike(Strike(guild_id, user_id, "blocklist", None, shown), line)
-        raise UserError(tr(BLOCKED, term=f"`{shown.replace('`', 'ˋ')}`"))
+        raise UserError(tr(BLOCKED, term=shown.replace("`", "ˋ")))
 
     async def provider_verdict(self, guild_id: int | None, user_id: int, job_id: int, detail: str = "") -> None:
         """A provider's content filter blocked job `job_id`: one strike (once per job)."""
