@@ -23,6 +23,7 @@ from cogs.generate import GenerateCog
 from cogs.history import HistoryCog
 from cogs.launch import NEEDED_PERMISSIONS
 from cogs.member_settings import MemberSettingsCog
+from cogs.moderation import ModerationCog
 from cogs.quota import QuotaCog
 from cogs.reporter import reporter_for_resumed
 from cogs.translator import CatalogueTranslator
@@ -39,6 +40,7 @@ COGS: tuple[Callable[[commands.Bot, CogContext], commands.Cog], ...] = (
     AdminCog,
     HistoryCog,
     MemberSettingsCog,
+    ModerationCog,
 )
 
 RESTART_NOTICE = "The bot is restarting; this job will carry on when it is back (usually within a minute)."

@@ -12,6 +12,7 @@ from core.history import HistoryReader
 from core.reports import SpendReader
 from services.admin import AdminService
 from services.jobs import JobService
+from services.moderation import ModerationService
 from services.notices import LogChannel
 from services.outputs import OutputKeeper
 from services.quotas import QuotaBook
@@ -35,3 +36,4 @@ class CogContext:
     cdn_origins: tuple[str, ...] = DISCORD_CDN
     history: HistoryReader | None = None  # /history and /show (None: not offered)
     outputs: OutputKeeper | None = None  # the kept clips /show posts again (None: none kept)
+    moderation: ModerationService | None = None  # /mod and the blocklist check (None: not offered)

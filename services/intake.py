@@ -16,6 +16,7 @@ from core.jobs import JobRecord, NewJob, ParentKind
 from core.spec import GenerationSpec, ImageInput
 from core.store import JobStore
 from services.inputs import InputImages
+from services.moderation import ModerationService
 from services.notices import LogChannel
 from services.pricing import PriceTable, format_usd
 from services.quotas import Funding, Limits, QuotaPolicy, check_fits, effective_limits, period_key, pick_pool
@@ -57,8 +58,10 @@ class JobIntake:
         inputs: InputImages,
         admin: AdminStore | None = None,
         notices: LogChannel | None = None,
+        moderation: ModerationService | None = None,
     ) -> None:
         self.store = store
+        self.moderation = moderation
         self.router = router
         self.prices = prices
         self.quotas = quotas
@@ -71,6 +74,12 @@ class JobIntake:
         the job may fail over to, so a failover can never take anyone over a limit."""
         candidates = self.router.candidates(spec, guild_id)
         return candidates[0], max(self.prices.price_micros(name, spec) for name in candidates)
+
+    async def screen(self, spec: GenerationSpec, requester: Requester) -> None:
+        """Refuse (UserError) a prompt the server's blocklist matches, before anything is quoted or reserved:
+        every way to a new job (a command, Re-roll, Remix, Continue, Retry) passes here."""
+        if self.moderation is not None:
+            await self.moderation.check_prompt(spec.prompt, requester.guild_id, requester.user_id)
 
     async def limits_for(self, requester: Requester) -> Checked:
         """The member's limits as config.toml and this server's admins set them, and the server's state.
@@ -99,6 +108,7 @@ class JobIntake:
         """Reserve the cost and record the job (with `checked`: the limits and server state just read for
         this request, else read now). Raises QuotaExceeded or UserError (nothing charged), and
         StorageError when the database or the disk cannot record it (nothing charged either)."""
+        await self.screen(spec, requester)
         provider, reserve = self.quote(spec, requester.guild_id)
         limits, state = checked or await self.limits_for(requester)
         now = datetime.now(UTC)
