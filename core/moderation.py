@@ -52,3 +52,48 @@ class ModerationStore(Protocol):
         ...
 
     async def strikes_since(self, guild_id: int, user_id: int, since: datetime) -> int: ...
+
+
+ReviewState = Literal["held", "pending", "approved", "rejected"]
+
+
+@dataclass(frozen=True)
+class ReviewItem:
+    """A clip made in a channel under review: held from its reservation on, pending once it waits in the
+    review channel, then approved (posted publicly) or rejected (the requester told privately)."""
+
+    job_id: int
+    guild_id: int
+    channel_id: int
+    user_id: int
+    state: ReviewState
+    review_message_id: int | None = None
+    decided_by: int | None = None
+    reason: str = ""
+
+
+class ReviewStore(Protocol):
+    async def review_scopes(self, guild_id: int) -> set[int]:
+        """The channels under review (0: the whole server)."""
+        ...
+
+    async def set_review_scope(self, guild_id: int, channel_id: int, on: bool, audit: AuditLine) -> bool:
+        """False when it was so already (nothing written)."""
+        ...
+
+    async def review_queue(self, guild_id: int) -> int | None: ...
+
+    async def set_review_queue(self, guild_id: int, channel_id: int, audit: AuditLine) -> None: ...
+
+    async def hold(self, item: ReviewItem, at: datetime) -> None: ...
+
+    async def review_item(self, job_id: int) -> ReviewItem | None: ...
+
+    async def mark_pending(self, job_id: int, review_message_id: int) -> None: ...
+
+    async def decide(
+        self, job_id: int, approve: bool, moderator_id: int, reason: str, audit: AuditLine
+    ) -> ReviewItem | None:
+        """Approve or reject a pending item (with its audit line); None when it was not pending (decided
+        already, by someone else's click)."""
+        ...

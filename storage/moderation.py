@@ -7,7 +7,7 @@ from datetime import datetime
 
 from core.admin import AuditLine
 from core.clock import iso, utcnow
-from core.moderation import BlockRule, RuleKind, Strike
+from core.moderation import BlockRule, ReviewItem, RuleKind, Strike
 from storage.admin import _audit
 from storage.db import Database
 
@@ -61,3 +61,77 @@ class SqliteModerationStore:
             (guild_id, user_id, iso(since)),
         )
         return int(row[0]) if row else 0
+
+
+class SqliteReviewStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def review_scopes(self, guild_id: int) -> set[int]:
+        rows = await self.db.fetchall("SELECT channel_id FROM review_scopes WHERE guild_id = ?", (guild_id,))
+        return {row[0] for row in rows}
+
+    async def set_review_scope(self, guild_id: int, channel_id: int, on: bool, audit: AuditLine) -> bool:
+        async with self.db.transaction() as conn:
+            if on:
+                cursor = await conn.execute(
+                    "INSERT OR IGNORE INTO review_scopes (guild_id, channel_id) VALUES (?, ?)", (guild_id, channel_id)
+                )
+            else:
+                cursor = await conn.execute(
+                    "DELETE FROM review_scopes WHERE guild_id = ? AND channel_id = ?", (guild_id, channel_id)
+                )
+            if cursor.rowcount:
+                await _audit(conn, audit, iso(utcnow()))
+        return bool(cursor.rowcount)
+
+    async def review_queue(self, guild_id: int) -> int | None:
+        row = await self.db.fetchone("SELECT channel_id FROM review_queues WHERE guild_id = ?", (guild_id,))
+        return int(row[0]) if row else None
+
+    async def set_review_queue(self, guild_id: int, channel_id: int, audit: AuditLine) -> None:
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                """INSERT INTO review_queues (guild_id, channel_id) VALUES (?, ?)
+                   ON CONFLICT (guild_id) DO UPDATE SET channel_id = excluded.channel_id""",
+                (guild_id, channel_id),
+            )
+            await _audit(conn, audit, iso(utcnow()))
+
+    async def hold(self, item: ReviewItem, at: datetime) -> None:
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "INSERT OR IGNORE INTO review_items (job_id, guild_id, channel_id, user_id, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (item.job_id, item.guild_id, item.channel_id, item.user_id, iso(at)),
+            )
+
+    async def review_item(self, job_id: int) -> ReviewItem | None:
+        row = await self.db.fetchone(
+            "SELECT job_id, guild_id, channel_id, user_id, state, review_message_id, decided_by, reason"
+            " FROM review_items WHERE job_id = ?",
+            (job_id,),
+        )
+        return ReviewItem(*(row[i] for i in range(8))) if row else None
+
+    async def mark_pending(self, job_id: int, review_message_id: int) -> None:
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "UPDATE review_items SET state = 'pending', review_message_id = ? WHERE job_id = ? AND state = 'held'",
+                (review_message_id, job_id),
+            )
+
+    async def decide(
+        self, job_id: int, approve: bool, moderator_id: int, reason: str, audit: AuditLine
+    ) -> ReviewItem | None:
+        stamp = iso(utcnow())
+        async with self.db.transaction() as conn:
+            cursor = await conn.execute(
+                "UPDATE review_items SET state = ?, decided_by = ?, reason = ?, decided_at = ?"
+                " WHERE job_id = ? AND state = 'pending'",
+                ("approved" if approve else "rejected", moderator_id, reason[:500], stamp, job_id),
+            )
+            if not cursor.rowcount:
+                return None
+            await _audit(conn, audit, stamp)
+        return await self.review_item(job_id)

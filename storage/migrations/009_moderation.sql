@@ -29,3 +29,29 @@ CREATE TRIGGER strikes_are_append_only_delete BEFORE DELETE ON strikes
 BEGIN
     SELECT RAISE(ABORT, 'strikes are append-only');
 END;
+
+-- Review mode (/mod review): where it is on (channel_id 0: the whole server), where held clips go, and
+-- each held clip's way from generated to approved or rejected.
+CREATE TABLE review_scopes (
+    guild_id   INTEGER NOT NULL,
+    channel_id INTEGER NOT NULL,
+    PRIMARY KEY (guild_id, channel_id)
+);
+
+CREATE TABLE review_queues (
+    guild_id   INTEGER PRIMARY KEY,
+    channel_id INTEGER NOT NULL
+);
+
+CREATE TABLE review_items (
+    job_id            INTEGER PRIMARY KEY,
+    guild_id          INTEGER NOT NULL,
+    channel_id        INTEGER NOT NULL,
+    user_id           INTEGER NOT NULL,
+    state             TEXT    NOT NULL DEFAULT 'held' CHECK (state IN ('held', 'pending', 'approved', 'rejected')),
+    review_message_id INTEGER,
+    decided_by        INTEGER,
+    reason            TEXT    NOT NULL DEFAULT '',
+    created_at        TEXT    NOT NULL,
+    decided_at        TEXT
+);
