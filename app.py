@@ -24,6 +24,7 @@ from services.notices import LogChannel
 from services.polling import PollPolicy
 from services.pricing import PriceTable
 from services.quotas import LIMIT_KEYS, Limits, QuotaBook, QuotaPolicy
+from services.review import ReviewService
 from services.routing import ProviderRouter
 from services.run import JobSettings
 from services.runner import JobRunner
@@ -32,7 +33,7 @@ from storage.admin import SqliteAdminStore
 from storage.db import Database
 from storage.history import SqliteHistory
 from storage.jobs import SqliteJobStore
-from storage.moderation import SqliteModerationStore
+from storage.moderation import SqliteModerationStore, SqliteReviewStore
 from webhooks import WebhookReceiver, connection_limits
 
 log = logging.getLogger("hailuo")
@@ -56,6 +57,7 @@ class App:
     notices: LogChannel  # the Discord client attaches how to post to a log channel
     history: SqliteHistory  # /history's queries and the kept clips' rows (for /show)
     moderation: ModerationService
+    review: ReviewService
 
 
 @asynccontextmanager
@@ -104,6 +106,7 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
         moderation = ModerationService(
             SqliteModerationStore(db), admin_store, notices, strikes_to_freeze=cfg.moderation.strikes_to_freeze
         )
+        review = ReviewService(SqliteReviewStore(db))
         jobs, runner = build_job_services(
             store,
             router,
@@ -116,6 +119,7 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
             notices=notices,
             output_records=history,
             moderation=moderation,
+            review=review,
         )
         if with_callbacks and token is not None:
             receiver = WebhookReceiver(
@@ -131,7 +135,9 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
         log.info("providers in use: %s", ", ".join(providers) or "none")
         quotas = QuotaBook(store, policy, admin_store)
         admin = AdminService(admin_store, policy, notices)
-        yield App(settings, db, store, providers, jobs, runner, quotas, receiver, admin, notices, history, moderation)
+        yield App(
+            settings, db, store, providers, jobs, runner, quotas, receiver, admin, notices, history, moderation, review
+        )
     finally:
         if runner is not None:
             await runner.shutdown()  # jobs stop where they stand; the next start resumes them

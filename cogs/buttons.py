@@ -40,6 +40,8 @@ LOOKS = {
     "continue": Look("Continue", "⏭️", discord.ButtonStyle.secondary),
     "retry": Look("Retry", "🔁", discord.ButtonStyle.primary),
     "delete": Look("Delete", "🗑️", discord.ButtonStyle.secondary),
+    "approve": Look("Approve", "✅", discord.ButtonStyle.success),
+    "reject": Look("Reject", "⛔", discord.ButtonStyle.danger),
 }
 
 

@@ -16,6 +16,7 @@ from services.moderation import ModerationService
 from services.notices import LogChannel
 from services.outputs import OutputKeeper
 from services.quotas import QuotaBook
+from services.review import ReviewService
 
 
 @dataclass(frozen=True)
@@ -37,3 +38,4 @@ class CogContext:
     history: HistoryReader | None = None  # /history and /show (None: not offered)
     outputs: OutputKeeper | None = None  # the kept clips /show posts again (None: none kept)
     moderation: ModerationService | None = None  # /mod and the blocklist check (None: not offered)
+    review: ReviewService | None = None  # review mode (None: not offered)

@@ -11,9 +11,11 @@ from discord.ext import commands
 
 from cogs.context import CogContext
 from cogs.guarded import guarded, has_role, require_guards
+from cogs.review import ReviewActions
 from core.moderation import BlockRule
 from core.text import N_, Text, tr, tr_n
 from services.moderation import ModerationService
+from services.review import ReviewService
 
 REFUSED = N_("You need the Manage Messages permission to use /mod.")
 NOT_SET_UP = N_("Moderation is not set up on this bot.")
@@ -26,7 +28,7 @@ def may_moderate(cog: ModerationCog, interaction: discord.Interaction) -> bool:
 
 
 def _ready(cog: ModerationCog) -> str | None:
-    return tr(NOT_SET_UP) if cog.moderation is None else None
+    return tr(NOT_SET_UP) if cog.moderation is None or cog.review is None else None
 
 
 mod_only = guarded(may_moderate, tr(REFUSED), _ready)
@@ -45,15 +47,26 @@ class ModerationCog(commands.Cog):
         parent=mod_group,
     )
 
+    review_group = app_commands.Group(
+        name="review", description="Hold new clips for a moderator before they are posted.", parent=mod_group
+    )
+
     def __init__(self, bot: commands.Bot, context: CogContext) -> None:
         self.moderation = context.moderation
+        self.review = context.review
         self.admin_role_ids = context.admin_role_ids
+        self.actions = ReviewActions(context)
         require_guards(self)
 
     @property
     def service(self) -> ModerationService:
         assert self.moderation is not None  # mod_only answers before any body runs without it
         return self.moderation
+
+    @property
+    def reviews(self) -> ReviewService:
+        assert self.review is not None  # mod_only answers before any body runs without it
+        return self.review
 
     @block_group.command(name="add", description="Refuse prompts containing a word or matching a pattern.")
     @app_commands.describe(
@@ -77,6 +90,26 @@ class ModerationCog(commands.Cog):
     @mod_only
     async def block_list(self, interaction: discord.Interaction) -> str:
         return render_rules(await self.service.rules(_guild(interaction)))
+
+    @review_group.command(name="on", description="Hold new clips for review, in a channel or the whole server.")
+    @app_commands.describe(channel="Only this channel (the whole server when left out)")
+    @mod_only
+    async def review_on(self, interaction: discord.Interaction, channel: discord.TextChannel | None = None) -> str:
+        channel_id = channel.id if channel else None
+        return await self.reviews.set_review(_guild(interaction), interaction.user.id, True, channel_id)
+
+    @review_group.command(name="off", description="Post new clips as soon as they are made again.")
+    @app_commands.describe(channel="Only this channel (the whole server when left out)")
+    @mod_only
+    async def review_off(self, interaction: discord.Interaction, channel: discord.TextChannel | None = None) -> str:
+        channel_id = channel.id if channel else None
+        return await self.reviews.set_review(_guild(interaction), interaction.user.id, False, channel_id)
+
+    @review_group.command(name="queue", description="Where held clips wait for Approve or Reject.")
+    @app_commands.describe(channel="A channel only moderators can see")
+    @mod_only
+    async def review_queue(self, interaction: discord.Interaction, channel: discord.TextChannel) -> str:
+        return await self.reviews.set_queue(_guild(interaction), interaction.user.id, channel.id)
 
 
 def render_rules(rules: list[BlockRule]) -> Text:

@@ -20,6 +20,7 @@ from services.moderation import ModerationService
 from services.notices import LogChannel
 from services.pricing import PriceTable, format_usd
 from services.quotas import Funding, Limits, QuotaPolicy, check_fits, effective_limits, period_key, pick_pool
+from services.review import ReviewService
 from services.routing import ProviderRouter
 
 log = logging.getLogger("services.jobs")  # one log for a job's whole life
@@ -59,9 +60,11 @@ class JobIntake:
         admin: AdminStore | None = None,
         notices: LogChannel | None = None,
         moderation: ModerationService | None = None,
+        review: ReviewService | None = None,
     ) -> None:
         self.store = store
         self.moderation = moderation
+        self.review = review
         self.router = router
         self.prices = prices
         self.quotas = quotas
@@ -139,6 +142,8 @@ class JobIntake:
             check_fits(limits, reserve, now, pool, funding),
             now=now,
         )
+        if self.review is not None:  # before the job can start: a clip made under review is held
+            await self.review.hold(job.id, requester.guild_id, requester.channel_id, requester.user_id)
         paid_by = f"pool {funding.pool.name}" if funding.pool else "own allowance"
         log.info(
             "job %d: reserved %d micros (%s first, %s) for user %d",

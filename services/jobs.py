@@ -30,6 +30,7 @@ from services.progress import JobCard
 from services.prompts import validate_combination
 from services.quotas import QuotaPolicy
 from services.reporter import JobReporter
+from services.review import ReviewService
 from services.routing import ProviderRouter
 from services.run import Crew, JobSettings
 from services.runner import JobRunner
@@ -67,6 +68,7 @@ def build_job_services(
     notices: LogChannel | None = None,
     output_records: OutputRecords | None = None,
     moderation: ModerationService | None = None,
+    review: ReviewService | None = None,
 ) -> tuple[JobService, JobRunner]:
     """The job API and the runner behind it, sharing one store, router and price table. Running jobs
     see the store through `PatientStore`: they wait out a sick database instead of ending on it."""
@@ -91,7 +93,7 @@ def build_job_services(
     )
     inputs = InputImages(settings.inputs_dir)
     runner = JobRunner(crew, inputs)
-    intake = JobIntake(store, router, prices, quotas, inputs, admin, notices, moderation)
+    intake = JobIntake(store, router, prices, quotas, inputs, admin, notices, moderation, review)
     return JobService(intake, runner, patient), runner
 
 
