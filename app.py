@@ -19,10 +19,12 @@ from providers.kit.entry import PaidSection
 from providers.registry import build_providers
 from services.admin import AdminService
 from services.jobs import JobService, build_job_services
+from services.moderation import ModerationService
 from services.notices import LogChannel
 from services.polling import PollPolicy
 from services.pricing import PriceTable
 from services.quotas import LIMIT_KEYS, Limits, QuotaBook, QuotaPolicy
+from services.review import ReviewService
 from services.routing import ProviderRouter
 from services.run import JobSettings
 from services.runner import JobRunner
@@ -31,6 +33,7 @@ from storage.admin import SqliteAdminStore
 from storage.db import Database
 from storage.history import SqliteHistory
 from storage.jobs import SqliteJobStore
+from storage.moderation import SqliteModerationStore, SqliteReviewStore
 from webhooks import WebhookReceiver, connection_limits
 
 log = logging.getLogger("hailuo")
@@ -53,6 +56,8 @@ class App:
     admin: AdminService
     notices: LogChannel  # the Discord client attaches how to post to a log channel
     history: SqliteHistory  # /history's queries and the kept clips' rows (for /show)
+    moderation: ModerationService
+    review: ReviewService
 
 
 @asynccontextmanager
@@ -98,6 +103,10 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
         admin_store = SqliteAdminStore(db)
         notices = LogChannel()
         history = SqliteHistory(db)
+        moderation = ModerationService(
+            SqliteModerationStore(db), admin_store, notices, strikes_to_freeze=cfg.moderation.strikes_to_freeze
+        )
+        review = ReviewService(SqliteReviewStore(db))
         jobs, runner = build_job_services(
             store,
             router,
@@ -109,6 +118,8 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
             admin=admin_store,
             notices=notices,
             output_records=history,
+            moderation=moderation,
+            review=review,
         )
         if with_callbacks and token is not None:
             receiver = WebhookReceiver(
@@ -124,7 +135,9 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
         log.info("providers in use: %s", ", ".join(providers) or "none")
         quotas = QuotaBook(store, policy, admin_store)
         admin = AdminService(admin_store, policy, notices)
-        yield App(settings, db, store, providers, jobs, runner, quotas, receiver, admin, notices, history)
+        yield App(
+            settings, db, store, providers, jobs, runner, quotas, receiver, admin, notices, history, moderation, review
+        )
     finally:
         if runner is not None:
             await runner.shutdown()  # jobs stop where they stand; the next start resumes them

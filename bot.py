@@ -111,6 +111,8 @@ def build_bot(app: App, *, force_sync: bool = False, **options: object) -> Hailu
         admin_role_ids=frozenset(app.settings.config.admin.role_ids),
         history=app.history,
         outputs=app.runner.crew.outputs,
+        moderation=app.moderation,
+        review=app.review,
     )
     bot = app.settings.config.bot
     return HailuoBot(

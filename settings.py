@@ -214,6 +214,12 @@ class AdminSection(_Section):
     role_ids: list[SnowflakeValue] = Field(default_factory=list)
 
 
+class ModerationSection(_Section):
+    # Freeze a member after this many blocks within 24 hours (a prompt the blocklist refused, or a job a
+    # provider's content filter blocked); 0 = never.
+    strikes_to_freeze: Count = Field(0, ge=0, le=1000)
+
+
 class StorageSection(_Section):
     # Delivered clips (and their first frames) kept under data_dir/outputs for /show: this many days
     # (0 = keep none), within this many GiB, the oldest deleted first when over.
@@ -226,6 +232,7 @@ class Config(_Section):
     storage: StorageSection = Field(default_factory=StorageSection)
     access: AccessSection = Field(default_factory=AccessSection)
     admin: AdminSection = Field(default_factory=AdminSection)
+    moderation: ModerationSection = Field(default_factory=ModerationSection)
     guilds: dict[Snowflake, GuildSection] = Field(default_factory=dict)
     webhooks: WebhooksSection = Field(default_factory=WebhooksSection)
     providers: _ProvidersBase = Field(default_factory=ProvidersSection)

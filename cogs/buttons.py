@@ -42,6 +42,8 @@ LOOKS = {
     "continue": Look(N_("Continue"), "⏭️", discord.ButtonStyle.secondary),
     "retry": Look(N_("Retry"), "🔁", discord.ButtonStyle.primary),
     "delete": Look(N_("Delete"), "🗑️", discord.ButtonStyle.secondary),
+    "approve": Look(N_("Approve"), "✅", discord.ButtonStyle.success),
+    "reject": Look(N_("Reject"), "⛔", discord.ButtonStyle.danger),
 }
 
 

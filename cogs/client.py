@@ -23,6 +23,7 @@ from cogs.generate import GenerateCog
 from cogs.history import HistoryCog
 from cogs.launch import NEEDED_PERMISSIONS
 from cogs.member_settings import MemberSettingsCog
+from cogs.moderation import ModerationCog
 from cogs.quota import QuotaCog
 from cogs.reporter import reporter_for_resumed
 from cogs.speech import to_server
@@ -41,6 +42,7 @@ COGS: tuple[Callable[[commands.Bot, CogContext], commands.Cog], ...] = (
     AdminCog,
     HistoryCog,
     MemberSettingsCog,
+    ModerationCog,
 )
 
 # Notices on the cards of running jobs (the server's language).

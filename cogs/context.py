@@ -12,9 +12,11 @@ from core.history import HistoryReader
 from core.reports import SpendReader
 from services.admin import AdminService
 from services.jobs import JobService
+from services.moderation import ModerationService
 from services.notices import LogChannel
 from services.outputs import OutputKeeper
 from services.quotas import QuotaBook
+from services.review import ReviewService
 
 
 @dataclass(frozen=True)
@@ -35,3 +37,5 @@ class CogContext:
     cdn_origins: tuple[str, ...] = DISCORD_CDN
     history: HistoryReader | None = None  # /history and /show (None: not offered)
     outputs: OutputKeeper | None = None  # the kept clips /show posts again (None: none kept)
+    moderation: ModerationService | None = None  # /mod and the blocklist check (None: not offered)
+    review: ReviewService | None = None  # review mode (None: not offered)

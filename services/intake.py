@@ -17,6 +17,7 @@ from core.spec import GenerationSpec, ImageInput
 from core.store import JobStore
 from core.text import N_, tr
 from services.inputs import InputImages
+from services.moderation import ModerationService
 from services.notices import LogChannel
 from services.pricing import PriceTable, format_usd
 from services.quotas import (
@@ -29,6 +30,7 @@ from services.quotas import (
     pick_pool,
     this_period,
 )
+from services.review import ReviewService
 from services.routing import ProviderRouter
 
 log = logging.getLogger("services.jobs")  # one log for a job's whole life
@@ -68,8 +70,12 @@ class JobIntake:
         inputs: InputImages,
         admin: AdminStore | None = None,
         notices: LogChannel | None = None,
+        moderation: ModerationService | None = None,
+        review: ReviewService | None = None,
     ) -> None:
         self.store = store
+        self.moderation = moderation
+        self.review = review
         self.router = router
         self.prices = prices
         self.quotas = quotas
@@ -82,6 +88,12 @@ class JobIntake:
         the job may fail over to, so a failover can never take anyone over a limit."""
         candidates = self.router.candidates(spec, guild_id)
         return candidates[0], max(self.prices.price_micros(name, spec) for name in candidates)
+
+    async def screen(self, spec: GenerationSpec, requester: Requester) -> None:
+        """Refuse (UserError) a prompt the server's blocklist matches, before anything is quoted or reserved:
+        every way to a new job (a command, Re-roll, Remix, Continue, Retry) passes here."""
+        if self.moderation is not None:
+            await self.moderation.check_prompt(spec.prompt, requester.guild_id, requester.user_id)
 
     async def limits_for(self, requester: Requester) -> Checked:
         """The member's limits as config.toml and this server's admins set them, and the server's state.
@@ -110,6 +122,7 @@ class JobIntake:
         """Reserve the cost and record the job (with `checked`: the limits and server state just read for
         this request, else read now). Raises QuotaExceeded or UserError (nothing charged), and
         StorageError when the database or the disk cannot record it (nothing charged either)."""
+        await self.screen(spec, requester)
         provider, reserve = self.quote(spec, requester.guild_id)
         limits, state = checked or await self.limits_for(requester)
         now = datetime.now(UTC)
@@ -140,6 +153,8 @@ class JobIntake:
             check_fits(limits, reserve, now, pool, funding),
             now=now,
         )
+        if self.review is not None:  # before the job can start: a clip made under review is held
+            await self.review.hold(job.id, requester.guild_id, requester.channel_id, requester.user_id)
         paid_by = f"pool {funding.pool.name}" if funding.pool else "own allowance"
         log.info(
             "job %d: reserved %d micros (%s first, %s) for user %d",

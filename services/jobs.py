@@ -22,6 +22,7 @@ from services.endings import refund
 from services.images import inspect_image
 from services.inputs import InputImages
 from services.intake import Checked, JobIntake, Requester, Reservation
+from services.moderation import ModerationService
 from services.notices import LogChannel
 from services.patience import PatientStore
 from services.pricing import PriceTable
@@ -29,6 +30,7 @@ from services.progress import JobCard
 from services.prompts import validate_combination
 from services.quotas import QuotaPolicy
 from services.reporter import JobReporter
+from services.review import ReviewService
 from services.routing import ProviderRouter
 from services.run import Crew, JobSettings
 from services.runner import JobRunner
@@ -65,16 +67,33 @@ def build_job_services(
     admin: AdminStore | None = None,
     notices: LogChannel | None = None,
     output_records: OutputRecords | None = None,
+    moderation: ModerationService | None = None,
+    review: ReviewService | None = None,
 ) -> tuple[JobService, JobRunner]:
     """The job API and the runner behind it, sharing one store, router and price table. Running jobs
     see the store through `PatientStore`: they wait out a sick database instead of ending on it."""
     patient = PatientStore(
         store, first_delay=settings.storage_retry_seconds, max_delay=settings.storage_retry_max_seconds
     )
-    crew = Crew(patient, router, prices, settings, callbacks_live=callbacks_live, output_records=output_records)
+    verdicts = None
+    if moderation is not None:
+        mod = moderation
+
+        async def verdicts(job: JobRecord) -> None:
+            await mod.provider_verdict(job.guild_id, job.user_id, job.id, job.error_detail or "")
+
+    crew = Crew(
+        patient,
+        router,
+        prices,
+        settings,
+        callbacks_live=callbacks_live,
+        output_records=output_records,
+        verdicts=verdicts,
+    )
     inputs = InputImages(settings.inputs_dir)
     runner = JobRunner(crew, inputs)
-    intake = JobIntake(store, router, prices, quotas, inputs, admin, notices)
+    intake = JobIntake(store, router, prices, quotas, inputs, admin, notices, moderation, review)
     return JobService(intake, runner, patient), runner
 
 
@@ -177,6 +196,7 @@ class JobService:
     async def quote(self, spec: GenerationSpec, requester: Requester) -> Quote:
         """What the job would cost and what the member has left today, reserving nothing (a quote shown
         before big jobs). Raises UserError for a paused server or a frozen member."""
+        await self._intake.screen(spec, requester)
         _, price = self._intake.quote(spec, requester.guild_id)
         limits, state = checked = await self._intake.limits_for(requester)
         threshold = state.controls.quote_threshold_micros if state else None

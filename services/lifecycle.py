@@ -32,6 +32,10 @@ async def execute(crew: Crew, run: JobRun, inputs: InputImages) -> None:
     except Exception:
         log.exception("job %d: internal error", run.job.id)
         await fail(crew.store, run, FailureKind.INTERNAL, "internal error")
+    if crew.verdicts is not None:
+        ended = await crew.store.get(run.job.id)
+        if ended is not None and ended.error_kind == FailureKind.MODERATION:
+            await crew.verdicts(ended)  # a provider's content filter blocked it: a strike for the member
 
 
 async def carry_on(crew: Crew, run: JobRun, inputs: InputImages) -> None:

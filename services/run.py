@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -106,8 +106,11 @@ class Crew:
         *,
         callbacks_live: Callable[[str], bool] = lambda provider: False,
         output_records: OutputRecords | None = None,
+        verdicts: Callable[[JobRecord], Awaitable[None]] | None = None,
     ) -> None:
         self.store = store
+        # Told of each job a provider's moderation blocked (services.moderation counts the strikes).
+        self.verdicts = verdicts
         self.router = router
         self.prices = prices
         self.settings = settings
