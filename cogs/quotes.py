@@ -16,8 +16,9 @@ EXPIRED = "The quote expired after a minute. Nothing was reserved or charged; ru
 
 def quote_text(quote: Quote) -> str:
     left = "" if quote.left_today_micros is None else f"; you have {format_usd(quote.left_today_micros)} left today"
+    what = "This clip costs" if quote.count == 1 else f"These {quote.count} clips cost"  # variants: all at once
     return (
-        f"This clip costs {format_usd(quote.price_micros)}{left}. Confirm within a minute to make it "
+        f"{what} {format_usd(quote.total_micros)}{left}. Confirm within a minute to make it "
         "(nothing is reserved until you do)."
     )
 

@@ -19,11 +19,16 @@ from typing import Any
 import discord
 
 from cogs.buttons import custom_id, ended_view, progress_view, result_view
-from cogs.cards import render
+from cogs.cards import render, render_set
+from cogs.notify import Notifier
+from core.defaults import DefaultsStore
 from core.jobs import JobRecord
+from core.text import tr
+from services.i18n import localise
 from services.jobs import JobService
 from services.progress import JobCard
 from services.reporter import DeliveryFailed, JobReporter, UploadTooLarge
+from services.variants import OnFinish, SetCard, SetMember, VariantSet, stage_of
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +56,7 @@ class DiscordReporter:
         handover_seconds: float = 840,
         mention_on_delivery: int | None = None,
         defaults: str = "",
+        locale: str = "en-US",
     ) -> None:
         self.interaction = interaction
         self.channel = channel
@@ -60,6 +66,7 @@ class DiscordReporter:
         self._on_new_message = on_new_message
         self._mention = mention_on_delivery
         self._defaults = defaults  # shown on every card of the job (not kept over a restart)
+        self.locale = locale  # the server's language: the card is public
 
     def _labelled(self, card: JobCard) -> JobCard:
         return replace(card, defaults=self._defaults) if self._defaults else card
@@ -72,12 +79,12 @@ class DiscordReporter:
             view = progress_view(card.job_id)
         else:
             view = result_view(card.job_id) if card.stage == "done" else ended_view(card.job_id)
-        await self._edit(embed=render(self._labelled(card)), view=view)
+        await self._edit(embed=render(self._labelled(card), self.locale), view=view)
 
     async def deliver(self, card: JobCard, clip: Path | None) -> None:
         try:
             upload = (clip, f"hailuo-{card.job_id}.mp4") if clip is not None else None
-            await self._edit(upload, embed=render(self._labelled(card)), view=result_view(card.job_id))
+            await self._edit(upload, embed=render(self._labelled(card), self.locale), view=result_view(card.job_id))
         except discord.HTTPException as exc:
             if exc.status == 413 or exc.code == TOO_LARGE:
                 raise UploadTooLarge from exc
@@ -96,10 +103,15 @@ class DiscordReporter:
         ids = {child.custom_id for row in message.components for child in getattr(row, "children", [])}
         return custom_id("reroll", card.job_id) in ids
 
+    async def edit(self, **kwargs: Any) -> None:
+        """Edit this reporter's message (another card than a job's, e.g. the one listing variants)."""
+        await self._edit(**kwargs)
+
     async def _ping_requester(self, card: JobCard, user_id: int) -> None:
+        text = tr("<@{user_id}> your video (job #{job_id}) is ready above.", user_id=user_id, job_id=card.job_id)
         try:
             await self.channel.send(
-                f"<@{user_id}> your video (job #{card.job_id}) is ready above.",
+                localise(text, self.locale),
                 allowed_mentions=discord.AllowedMentions(users=[discord.Object(user_id)]),
             )
         except discord.HTTPException:
@@ -153,16 +165,71 @@ def _with_clip(clip: Upload | None, key: str, kwargs: dict[str, Any]) -> dict[st
     return {**kwargs, key: [discord.File(path, filename=name)]}
 
 
-def reporter_for_resumed(client: discord.Client, jobs: JobService, job: JobRecord) -> JobReporter | None:
+def reporter_for_resumed(
+    client: discord.Client,
+    jobs: JobService,
+    job: JobRecord,
+    *,
+    defaults: DefaultsStore | None = None,
+    sets: dict[int, VariantSet] | None = None,
+) -> JobReporter | None:
     """A reporter for a job found unfinished at start: its card is edited (or posted anew) with the bot
     token, and the requester is mentioned when the clip is posted. None when the job has no channel
-    (it was started from the terminal)."""
+    (it was started from the terminal). A variant reports to the card listing its set too (one
+    `VariantSet` per card in `sets`, shared by the variants resumed together)."""
     if job.channel_id is None:
         return None
-    return DiscordReporter(
-        channel=client.get_partial_messageable(job.channel_id, guild_id=job.guild_id),
+    channel = client.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
+    guild = client.get_guild(job.guild_id) if job.guild_id else None
+    locale = guild.preferred_locale.value if guild is not None else "en-US"
+    reporter: JobReporter = DiscordReporter(
+        channel=channel,
         message_id=job.message_id,
         upload_limit=job.upload_limit or discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES,
         on_new_message=functools.partial(jobs.attach_card, job.id),
         mention_on_delivery=job.user_id,
+        locale=locale,
     )
+    notifier = Notifier(
+        client,
+        defaults,
+        jobs,
+        channel,
+        guild_id=job.guild_id,
+        channel_id=job.channel_id,
+        locale=locale,
+        pinged_on_delivery=True,
+    )
+    if job.set_card_id is None:
+        return OnFinish(reporter, notifier.job_ended)
+    sets = {} if sets is None else sets
+    group = sets.get(job.set_card_id)
+    if group is None:
+        group = sets[job.set_card_id] = _resumed_set(jobs, job, channel, locale, notifier)
+    return SetMember(reporter, group)
+
+
+def _resumed_set(
+    jobs: JobService, job: JobRecord, channel: discord.PartialMessageable, locale: str, notifier: Notifier
+) -> VariantSet:
+    """The card listing a resumed variant's set, read back from the store at its first update."""
+    assert job.set_card_id is not None
+    card_id = job.set_card_id
+    members: list[int] = []
+
+    async def moved(message_id: int) -> None:  # the card was deleted and posted anew
+        await jobs.attach_set_card(members, message_id)
+
+    shower = DiscordReporter(
+        channel=channel, message_id=card_id, upload_limit=None, on_new_message=moved, locale=locale
+    )
+
+    async def load() -> list[JobCard]:
+        found = await jobs.set_members(card_id)
+        members.extend(each.id for each in found)
+        return [jobs.card_for(each).with_stage(stage_of(each)) for each in found]
+
+    async def show(summary: SetCard) -> None:
+        await shower.edit(embed=render_set(summary, locale), view=None)
+
+    return VariantSet(show, load=load, on_finished=notifier.set_ended)
