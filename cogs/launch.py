@@ -200,6 +200,8 @@ class JobLauncher:
                 handover_seconds=self.handover_seconds,
                 on_new_message=functools.partial(self.jobs.attach_card, job.id),
                 defaults=line,
+                locale=server_locale(interaction),
+                thumbnail=functools.partial(self.jobs.input_thumbnail, job) if job.input_image else None,
             )
             # A variant tells the card listing its set (which pings once, at the end); a job alone pings itself.
             reporter = SetMember(reporter, group) if group is not None else OnFinish(reporter, notifier.job_ended)

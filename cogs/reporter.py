@@ -9,6 +9,7 @@ one is posted in the channel and the job carries on.
 from __future__ import annotations
 
 import functools
+import io
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -38,6 +39,7 @@ INVALID_WEBHOOK_TOKEN = 50027
 TOO_LARGE = 40005
 
 Upload = tuple[Path, str]  # the clip on disk, and the file name users see
+THUMBNAIL_NAME = "input.jpg"  # the input image on a finished /animate card (its embed's thumbnail)
 
 
 class DiscordReporter:
@@ -57,6 +59,7 @@ class DiscordReporter:
         mention_on_delivery: int | None = None,
         defaults: str = "",
         locale: str = "en-US",
+        thumbnail: Callable[[], Awaitable[bytes | None]] | None = None,
     ) -> None:
         self.interaction = interaction
         self.channel = channel
@@ -67,6 +70,7 @@ class DiscordReporter:
         self._mention = mention_on_delivery
         self._defaults = defaults  # shown on every card of the job (not kept over a restart)
         self.locale = locale  # the server's language: the card is public
+        self._thumbnail = thumbnail  # the input image, small, for the finished card (an /animate job)
 
     def _labelled(self, card: JobCard) -> JobCard:
         return replace(card, defaults=self._defaults) if self._defaults else card
@@ -82,9 +86,15 @@ class DiscordReporter:
         await self._edit(embed=render(self._labelled(card), self.locale), view=view)
 
     async def deliver(self, card: JobCard, clip: Path | None) -> None:
+        embed = render(self._labelled(card), self.locale)
+        thumb = await self._thumbnail() if self._thumbnail is not None else None
+        if thumb is not None:
+            # Sent with the card, not linked: an attachment's signed URL expires, the message's own file
+            # is signed afresh whenever the card is seen.
+            embed.set_thumbnail(url=f"attachment://{THUMBNAIL_NAME}")
         try:
             upload = (clip, f"hailuo-{card.job_id}.mp4") if clip is not None else None
-            await self._edit(upload, embed=render(self._labelled(card), self.locale), view=result_view(card.job_id))
+            await self._edit(upload, thumb, embed=embed, view=result_view(card.job_id))
         except discord.HTTPException as exc:
             if exc.status == 413 or exc.code == TOO_LARGE:
                 raise UploadTooLarge from exc
@@ -117,22 +127,22 @@ class DiscordReporter:
         except discord.HTTPException:
             log.info("job %d: could not mention the requester", card.job_id)
 
-    async def _edit(self, clip: Upload | None = None, **kwargs: Any) -> None:
+    async def _edit(self, clip: Upload | None = None, thumb: bytes | None = None, **kwargs: Any) -> None:
         """Edit the card; on an expired token switch to the bot token; if the card is gone, post anew.
 
         A `discord.File` is closed after one request, so each attempt gets a fresh one from `clip`."""
         if self.message_id is None:  # the card was never posted (the bot stopped right after reserving)
-            await self._repost(clip, **kwargs)
+            await self._repost(clip, thumb, **kwargs)
             return
         if self.interaction is not None and self._token_usable():
             try:
                 await self.interaction.followup.edit_message(
-                    self.message_id, allowed_mentions=NO_PINGS, **_with_clip(clip, "attachments", kwargs)
+                    self.message_id, allowed_mentions=NO_PINGS, **_with_clip(clip, thumb, "attachments", kwargs)
                 )
                 return
             except discord.NotFound as exc:
                 if exc.code == UNKNOWN_MESSAGE:
-                    await self._repost(clip, **kwargs)
+                    await self._repost(clip, thumb, **kwargs)
                     return
                 raise
             except discord.HTTPException as exc:
@@ -142,27 +152,27 @@ class DiscordReporter:
                 self._handover_at = 0
         partial = self.channel.get_partial_message(self.message_id)  # type: ignore[attr-defined]
         try:
-            await partial.edit(allowed_mentions=NO_PINGS, **_with_clip(clip, "attachments", kwargs))
+            await partial.edit(allowed_mentions=NO_PINGS, **_with_clip(clip, thumb, "attachments", kwargs))
         except discord.NotFound as exc:
             if exc.code != UNKNOWN_MESSAGE:
                 raise
-            await self._repost(clip, **kwargs)
+            await self._repost(clip, thumb, **kwargs)
 
-    async def _repost(self, clip: Upload | None, **kwargs: Any) -> None:
+    async def _repost(self, clip: Upload | None, thumb: bytes | None = None, **kwargs: Any) -> None:
         """The card was deleted (by a moderator): post a new one in the channel and keep going."""
         if kwargs.get("view") is None:
             kwargs.pop("view", None)  # send() takes no view=None
-        message = await self.channel.send(allowed_mentions=NO_PINGS, **_with_clip(clip, "files", kwargs))
+        message = await self.channel.send(allowed_mentions=NO_PINGS, **_with_clip(clip, thumb, "files", kwargs))
         self.message_id = message.id
         self._handover_at = 0  # the new card is the bot's own message: the interaction webhook cannot edit it
         await self._on_new_message(message.id)
 
 
-def _with_clip(clip: Upload | None, key: str, kwargs: dict[str, Any]) -> dict[str, Any]:
-    if clip is None:
-        return kwargs
-    path, name = clip
-    return {**kwargs, key: [discord.File(path, filename=name)]}
+def _with_clip(clip: Upload | None, thumb: bytes | None, key: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    files = [discord.File(clip[0], filename=clip[1])] if clip is not None else []
+    if thumb is not None:
+        files.append(discord.File(io.BytesIO(thumb), filename=THUMBNAIL_NAME))
+    return {**kwargs, key: files} if files else kwargs
 
 
 def reporter_for_resumed(
@@ -189,6 +199,7 @@ def reporter_for_resumed(
         on_new_message=functools.partial(jobs.attach_card, job.id),
         mention_on_delivery=job.user_id,
         locale=locale,
+        thumbnail=functools.partial(jobs.input_thumbnail, job) if job.input_image else None,
     )
     notifier = Notifier(
         client,

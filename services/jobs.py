@@ -6,6 +6,7 @@ store, the router and the running tasks stay behind it.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import cast
@@ -32,6 +33,8 @@ from services.reporter import JobReporter
 from services.routing import ProviderRouter
 from services.run import Crew, JobSettings
 from services.runner import JobRunner
+
+log = logging.getLogger(__name__)
 
 STORED_IMAGE_GONE = "The original image is no longer stored; start anew."
 
@@ -114,6 +117,15 @@ class JobService:
 
     async def get(self, job_id: int) -> JobRecord | None:
         return await self._store.get(job_id)
+
+    async def input_thumbnail(self, job: JobRecord) -> bytes | None:
+        """A small JPEG of the job's input image (first frame), for its finished card; None when it has none
+        or it is no longer stored (the card is then shown without it)."""
+        try:
+            return await asyncio.to_thread(self._runner.inputs.thumbnail, job.input_image)
+        except Exception as exc:  # a courtesy: a damaged or vanished file only leaves it out
+            log.info("job %d: no thumbnail of its input image: %s", job.id, exc)
+            return None
 
     def card_for(self, job: JobRecord) -> JobCard:
         return self._runner.card_for(job)
