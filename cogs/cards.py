@@ -53,26 +53,27 @@ def progress_bar(percent: int) -> str:
 
 
 def status_line(card: JobCard, locale: str = ENGLISH) -> str:
-    def say(template: str, **params: object) -> str:
-        return localise(tr(template, **params), locale)
+    def say(text: str) -> str:
+        return localise(text, locale)
 
     if card.stage == "queued":
         if card.queue_position:
-            return say("Waiting in the provider's queue (position {position}).", position=card.queue_position)
-        return say("Waiting for the video service to start.")
+            return say(tr("Waiting in the provider's queue (position {position}).", position=card.queue_position))
+        return say(tr("Waiting for the video service to start."))
     if card.stage == "generating":
-        parts = [say("Started {when}", when=f"<t:{int(card.started_at)}:R>")] if card.started_at else []
+        when = f"<t:{int(card.started_at)}:R>" if card.started_at else ""
+        parts = [say(tr("Started {when}", when=when))] if when else []
         if card.percent is not None:
             parts.append(f"{progress_bar(card.percent)} ~{card.percent}%")
         if card.eta_seconds:
-            parts.append(say("about {seconds} s left", seconds=card.eta_seconds))
-        return " · ".join(parts) or say("Generating…")
+            parts.append(say(tr("about {seconds} s left", seconds=card.eta_seconds)))
+        return " · ".join(parts) or say(tr("Generating…"))
     if card.stage == "done":
         if card.took_seconds is not None:
-            return say("Finished in {seconds} s.", seconds=card.took_seconds)
-        return say("Finished.")
+            return say(tr("Finished in {seconds} s.", seconds=card.took_seconds))
+        return say(tr("Finished."))
     if card.stage in ("failed", "cancelled"):
-        return localise(card.message, locale)
+        return say(card.message)
     return ""
 
 

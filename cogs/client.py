@@ -26,6 +26,7 @@ from cogs.member_settings import MemberSettingsCog
 from cogs.quota import QuotaCog
 from cogs.reporter import reporter_for_resumed
 from cogs.translator import CatalogueTranslator
+from core.text import tr
 from services.loopwatch import LoopWatch, freeze_startup_objects
 from services.runner import JobRunner
 from services.variants import VariantSet
@@ -42,8 +43,9 @@ COGS: tuple[Callable[[commands.Bot, CogContext], commands.Cog], ...] = (
     MemberSettingsCog,
 )
 
-RESTART_NOTICE = "The bot is restarting; this job will carry on when it is back (usually within a minute)."
-RESUMED_NOTICE = "The bot restarted while this job was running; it carried on."
+# Shown on the cards of jobs in flight (public: rendered in the server's language, cogs.cards).
+RESTART_NOTICE = tr("The bot is restarting; this job will carry on when it is back (usually within a minute).")
+RESUMED_NOTICE = tr("The bot restarted while this job was running; it carried on.")
 TMP_SWEEP_SECONDS = 3600
 
 

@@ -51,12 +51,12 @@ MISSING_PERMISSIONS = N_(
     "I need these permissions in this channel first: {permissions}. Ask a moderator to grant them. Nothing was charged."
 )
 RESETS = N_("{message} It resets {when}.")
-NEEDED_PERMISSIONS = {
-    "view_channel": "View Channel",
-    "send_messages": "Send Messages",
-    "embed_links": "Embed Links",
-    "attach_files": "Attach Files",
-    "read_message_history": "Read Message History",
+NEEDED_PERMISSIONS = {  # as Discord's permission settings name them
+    "view_channel": N_("View Channel"),
+    "send_messages": N_("Send Messages"),
+    "embed_links": N_("Embed Links"),
+    "attach_files": N_("Attach Files"),
+    "read_message_history": N_("Read Message History"),
 }
 
 
@@ -134,7 +134,8 @@ class JobLauncher:
         if missing:
             # Interaction replies work without them, but a job that outlives the 15-minute token, a
             # card a moderator deleted, or a restart all need the bot's own access to the channel.
-            await self._say(interaction, tr(MISSING_PERMISSIONS, permissions=", ".join(missing)))
+            listed = ", ".join(to_member(interaction, tr(label)) for label in missing)
+            await self._say(interaction, tr(MISSING_PERMISSIONS, permissions=listed))
             return
         requester = requester_of(interaction)
         try:

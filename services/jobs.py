@@ -18,6 +18,7 @@ from core.jobs import JobRecord, JobStatus, ParentKind
 from core.spec import DURATIONS, QUALITIES_BY_MODEL, GenerationSpec, Quality
 from core.store import JobStore
 from core.tasks import FailureKind
+from core.text import N_, tr
 from services.cancelling import CancelOutcome, cancel_running
 from services.endings import refund
 from services.images import inspect_image
@@ -36,7 +37,7 @@ from services.runner import JobRunner
 
 log = logging.getLogger(__name__)
 
-STORED_IMAGE_GONE = "The original image is no longer stored; start anew."
+STORED_IMAGE_GONE = N_("The original image is no longer stored; start anew.")
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,7 @@ class JobService:
         try:
             return await asyncio.to_thread(self._runner.inputs.spec_for, job)
         except (OSError, UserError):
-            raise UserError(STORED_IMAGE_GONE) from None
+            raise UserError(tr(STORED_IMAGE_GONE)) from None
 
     async def continue_spec(self, job: JobRecord, prompt: str, frame: bytes) -> GenerationSpec:
         """An image → video request whose first frame is `frame` (the last of `job`'s clip), with the

@@ -73,3 +73,16 @@ async def test_cancel_or_expiry_reserves_nothing(
     await fake.wait_until(lambda f: reply(interaction) == expected)
     assert await running.app.store.ledger_totals() == LedgerTotals(0, 0, 0, 0)
     assert wavespeed.submits == [] and await running.app.db.fetchall("SELECT id FROM jobs") == []
+
+
+async def test_a_quote_for_variants_covers_all_of_them(bot: tuple[BotUnderTest, FakeWaveSpeed]) -> None:
+    running, wavespeed = bot
+    fake = running.discord
+    interaction = await fake.invoke("video", {"prompt": "a lighthouse in a storm", "variants": 2})
+    await fake.wait_until(lambda f: "These 2 clips cost $0.56" in reply(interaction))
+    assert await running.app.store.ledger_totals() == LedgerTotals(0, 0, 0, 0) and wavespeed.submits == []
+    message = interaction.original()
+    assert message is not None
+    await fake.click(message.id, next(cid for cid in message.custom_ids() if "confirm" in cid))
+    await fake.wait_until(lambda f: len(finished(f)) == 2)
+    assert "2 variants accepted: jobs #1–#2 ($0.28 each)" in reply(interaction)
