@@ -67,32 +67,38 @@ class Notifier:
             text = tr("Your job #{job_id} was cancelled; nothing was charged.", job_id=card.job_id)
         else:
             text = tr("Your job #{job_id} failed; nothing was charged.", job_id=card.job_id)
-        job = await self.jobs.get(card.job_id)
-        link = jump_link(self.guild_id, self.channel_id, job.message_id if job else None)
-        await self._notify(card.requester_id, text, link, delivered=card.stage == "done")
+        await self._notify(card.requester_id, text, card.job_id, delivered=card.stage == "done")
 
     async def set_ended(self, summary: SetCard) -> None:
         done = summary.tally("done")
-        refunded = summary.count - done
         text = tr_n(
             "Your {n} variant has finished: {done} ready, {refunded} refunded.",
             "Your {n} variants have finished: {done} ready, {refunded} refunded.",
             summary.count,
             done=done,
-            refunded=refunded,
+            refunded=summary.count - done,
         )
-        job = await self.jobs.get(summary.first.job_id)
-        link = jump_link(self.guild_id, self.channel_id, job.set_card_id if job else None)
-        await self._notify(summary.first.requester_id, text, link, delivered=False)
+        await self._notify(summary.first.requester_id, text, summary.first.job_id, delivered=False, of_set=True)
 
-    async def _notify(self, user_id: int, text: Text, link: str, *, delivered: bool) -> None:
+    async def _notify(self, user_id: int, text: Text, job_id: int, *, delivered: bool, of_set: bool = False) -> None:
         how = await self._preference(user_id)
         if how == "channel" and not (delivered and self.pinged_on_delivery):
             body = localise(tr("<@{user_id}> {text}", user_id=user_id, text=text), self.locale)
             await self._send_in_channel(user_id, body)
         elif how == "dm":
+            link = await self._link(job_id, of_set)
             body = localise(text, self.member_locale) + (f"\n{link}" if link else "")
             await self._send_dm(user_id, body)
+
+    async def _link(self, job_id: int, of_set: bool) -> str:
+        """A link to the job's card (or to the card listing its set), for a DM."""
+        try:
+            job = await self.jobs.get(job_id)
+        except StorageError:
+            return ""
+        if job is None:
+            return ""
+        return jump_link(self.guild_id, self.channel_id, job.set_card_id if of_set else job.message_id)
 
     async def _preference(self, user_id: int) -> str:
         if self.defaults is None:

@@ -45,6 +45,7 @@ PAUSED = "An admin has paused new videos on this server: {reason}"
 # Variants that do not all fit: nothing is reserved, and the member hears how many would have.
 SOME_VARIANTS_FIT = N_("Only {fit} of these {n} variants fit your limits right now, so none was made. {reason}")
 NO_VARIANT_FITS = N_("None of these {n} variants fits your limits right now. {reason}")
+IN_FLIGHT_CAP = N_("You may have {limit} videos generating at a time, and each variant is one.")
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,7 @@ class JobIntake:
         if count == 1:
             jobs = [await self.store.reserve(new, check, now=now)]
         else:
-            jobs = await self._reserve_variants(new, check, count, now)
+            jobs = await self._reserve_variants(new, check, count, now, limits)
         paid_by = f"pool {funding.pool.name}" if funding.pool else "own allowance"
         for job in jobs:
             log.info(
@@ -160,7 +161,7 @@ class JobIntake:
         return Reservation(tuple(jobs), funding.note)
 
     async def _reserve_variants(
-        self, new: NewJob, check: ReservationCheck, count: int, now: datetime
+        self, new: NewJob, check: ReservationCheck, count: int, now: datetime, limits: Limits
     ) -> list[JobRecord]:
         """`count` copies of `new`, all or none; a refusal says how many would have fitted."""
         fitted = 0
@@ -174,9 +175,12 @@ class JobIntake:
         try:
             return await self.store.reserve_many([new] * count, counting, now=now)
         except QuotaExceeded as exc:
+            reason: str = exc.message
+            if fitted and exc.limit == "user_max_in_flight":  # "you already have N generating" would count these
+                reason = tr(IN_FLIGHT_CAP, limit=limits.user_max_in_flight)
             template = SOME_VARIANTS_FIT if fitted else NO_VARIANT_FITS
             raise QuotaExceeded(
-                tr(template, fit=fitted, n=count, reason=exc.message), limit=exc.limit, resets_at=exc.resets_at
+                tr(template, fit=fitted, n=count, reason=reason), limit=exc.limit, resets_at=exc.resets_at
             ) from exc
 
     async def _pool_alerts(self, pool: Pool, log_channel: int | None, now: datetime) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.harness import running_bot
+from tests.e2e.test_generation_flows import jpeg
 from tests.fakes.discord_server import FakeDiscord, FakeMessage
 from tests.fakes.wavespeed_server import FakeWaveSpeed
 
@@ -150,3 +151,21 @@ async def test_variants_cut_off_by_a_restart_carry_on_and_finish_their_card(
             assert set_cards(discord_fake) == [summary]  # the same card, edited after the restart
             assert len(wavespeed.submits) == 2, "each variant was polled by its task id, not submitted again"
             await bot.assert_ledger_balanced()
+
+
+async def test_more_variants_than_jobs_at_a_time_are_refused_saying_why(
+    tmp_path: Path, discord_fake: FakeDiscord, wavespeed: FakeWaveSpeed
+) -> None:
+    async with running_bot(tmp_path, discord_fake, wavespeed_url=wavespeed.base_url) as bot:  # 2 at a time
+        fake = bot.discord
+        interaction = await fake.invoke(
+            "animate", {"image": fake.add_attachment(jpeg(), "a.jpg", "image/jpeg"), "variants": 3}
+        )
+        await interaction.wait_for(lambda _: "variants fit" in (interaction.original() or _Empty).content)
+        reply = interaction.original()
+        assert reply is not None and reply.content == (
+            "Only 2 of these 3 variants fit your limits right now, so none was made. "
+            "You may have 2 videos generating at a time, and each variant is one."
+        )
+        assert await bot.app.store.get(1) is None and not wavespeed.submits and not public(fake)
+        await bot.assert_ledger_balanced()
