@@ -12,6 +12,7 @@ import logging
 
 import discord
 
+from cogs.speech import LocaleSource, locale_now
 from core.defaults import DefaultsStore
 from core.errors import StorageError
 from core.text import Text, tr, tr_n
@@ -46,7 +47,7 @@ class Notifier:
         *,
         guild_id: int | None,
         channel_id: int,
-        locale: str,
+        locale: LocaleSource,
         member_locale: str | None = None,
         pinged_on_delivery: bool = False,
     ) -> None:
@@ -57,7 +58,7 @@ class Notifier:
         self.guild_id = guild_id
         self.channel_id = channel_id
         self.locale = locale
-        self.member_locale = member_locale or locale
+        self.member_locale = member_locale  # None: the server's
         self.pinged_on_delivery = pinged_on_delivery
 
     async def job_ended(self, card: JobCard) -> None:
@@ -83,11 +84,11 @@ class Notifier:
     async def _notify(self, user_id: int, text: Text, job_id: int, *, delivered: bool, of_set: bool = False) -> None:
         how = await self._preference(user_id)
         if how == "channel" and not (delivered and self.pinged_on_delivery):
-            body = localise(tr("<@{user_id}> {text}", user_id=user_id, text=text), self.locale)
+            body = localise(tr("<@{user_id}> {text}", user_id=user_id, text=text), locale_now(self.locale))
             await self._send_in_channel(user_id, body)
         elif how == "dm":
             link = await self._link(job_id, of_set)
-            body = localise(text, self.member_locale) + (f"\n{link}" if link else "")
+            body = localise(text, self.member_locale or locale_now(self.locale)) + (f"\n{link}" if link else "")
             await self._send_dm(user_id, body)
 
     async def _link(self, job_id: int, of_set: bool) -> str:

@@ -22,6 +22,7 @@ import discord
 from cogs.buttons import custom_id, ended_view, progress_view, result_view
 from cogs.cards import render, render_set
 from cogs.notify import Notifier
+from cogs.speech import LocaleSource, guild_language, locale_now
 from core.defaults import DefaultsStore
 from core.jobs import JobRecord
 from core.text import tr
@@ -58,7 +59,7 @@ class DiscordReporter:
         handover_seconds: float = 840,
         mention_on_delivery: int | None = None,
         defaults: str = "",
-        locale: str = "en-US",
+        locale: LocaleSource = "en-US",
         thumbnail: Callable[[], Awaitable[bytes | None]] | None = None,
     ) -> None:
         self.interaction = interaction
@@ -69,8 +70,12 @@ class DiscordReporter:
         self._on_new_message = on_new_message
         self._mention = mention_on_delivery
         self._defaults = defaults  # shown on every card of the job (not kept over a restart)
-        self.locale = locale  # the server's language: the card is public
+        self._locale = locale  # the server's language: the card is public
         self._thumbnail = thumbnail  # the input image, small, for the finished card (an /animate job)
+
+    @property
+    def locale(self) -> str:
+        return locale_now(self._locale)
 
     def _labelled(self, card: JobCard) -> JobCard:
         return replace(card, defaults=self._defaults) if self._defaults else card
@@ -190,8 +195,7 @@ def reporter_for_resumed(
     if job.channel_id is None:
         return None
     channel = client.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
-    guild = client.get_guild(job.guild_id) if job.guild_id else None
-    locale = guild.preferred_locale.value if guild is not None else "en-US"
+    locale = guild_language(client, job.guild_id)
     reporter: JobReporter = DiscordReporter(
         channel=channel,
         message_id=job.message_id,
@@ -221,7 +225,7 @@ def reporter_for_resumed(
 
 
 def _resumed_set(
-    jobs: JobService, job: JobRecord, channel: discord.PartialMessageable, locale: str, notifier: Notifier
+    jobs: JobService, job: JobRecord, channel: discord.PartialMessageable, locale: LocaleSource, notifier: Notifier
 ) -> VariantSet:
     """The card listing a resumed variant's set, read back from the store at its first update."""
     assert job.set_card_id is not None
@@ -241,6 +245,6 @@ def _resumed_set(
         return [jobs.card_for(each).with_stage(stage_of(each)) for each in found]
 
     async def show(summary: SetCard) -> None:
-        await shower.edit(embed=render_set(summary, locale), view=None)
+        await shower.edit(embed=render_set(summary, locale_now(locale)), view=None)
 
     return VariantSet(show, load=load, on_finished=notifier.set_ended)

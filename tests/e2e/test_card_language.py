@@ -98,3 +98,23 @@ async def test_a_chinese_member_in_an_english_server_gets_a_chinese_receipt_and_
         assert receipt is not None and receipt.content == "任务 #1 已受理（$0.28），请在下方查看进度。"
         assert titled(fake, "Done")[0].embeds[0]["title"] == "Done · job #1"
         await bot.assert_ledger_balanced()
+
+
+async def test_a_job_resumed_after_a_restart_finishes_its_card_in_the_servers_language(
+    tmp_path: Path, chinese_server: FakeDiscord
+) -> None:
+    fake = chinese_server
+    async with FakeWaveSpeed("ws-test-key", duration_s=2.0) as slow:
+        async with running_bot(tmp_path, fake, wavespeed_url=slow.base_url) as bot:
+            await fake.invoke("video", {"prompt": "a storm at sea"}, user_id=4242)
+            await bot.wait_for_job(1, lambda job: job.provider_task_id is not None)
+            await bot.app.runner.shutdown()  # like a crash
+        # Jobs resume before the gateway has sent the server: its language is looked up at each card.
+        async with running_bot(tmp_path, fake, wavespeed_url=slow.base_url) as bot:
+            await fake.wait_until(lambda: len(titled(fake, "完成")) == 1)
+            await bot.wait_jobs_done()
+            [card] = titled(fake, "完成")
+            assert "机器人在这个任务运行时重启过" in card.embeds[0]["description"]
+            ping = [m for m in fake.messages.values() if m.content.startswith("<@4242>")]
+            assert [m.content for m in ping] == ["<@4242> 你的视频（任务 #1）已在上方生成好了。"]
+            await bot.assert_ledger_balanced()
