@@ -41,6 +41,10 @@ RESERVED_DURING_RESTART = N_(
     "Job #{job_id} is accepted, but the bot is restarting: it will start, and its card appear here, "
     "when the bot is back (usually within a minute)."
 )
+VARIANTS_DURING_RESTART = N_(
+    "Jobs #{first}–#{last} are accepted, but the bot is restarting: they will start, and their cards appear "
+    "here, when the bot is back (usually within a minute)."
+)
 COULD_NOT_POST = N_("Sorry, I could not post your job. Nothing was charged.")
 COULD_NOT_RECORD = N_(
     "The bot's database or disk is busy or full right now, so I could not record your request. "
@@ -171,7 +175,10 @@ class JobLauncher:
             # The bot began stopping while this was being reserved: the jobs stay reserved (they never
             # reached a provider) and the next start carries them on, posting their cards then.
             with contextlib.suppress(discord.HTTPException):
-                await self._say(interaction, tr(RESERVED_DURING_RESTART, job_id=jobs[0].id))
+                if len(jobs) == 1:
+                    await self._say(interaction, tr(RESERVED_DURING_RESTART, job_id=jobs[0].id))
+                else:
+                    await self._say(interaction, tr(VARIANTS_DURING_RESTART, first=jobs[0].id, last=jobs[-1].id))
             return
         line = defaults.card_line if defaults else ""
         notes = [receipt_text(jobs), *(defaults.notes if defaults else ()), reservation.note]
