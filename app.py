@@ -176,7 +176,7 @@ def quota_policy(quotas: QuotasSection) -> QuotaPolicy:
         role: {key: getattr(o, key) for key in LIMIT_KEYS if key in o.model_fields_set}
         for role, o in quotas.roles.items()
     }
-    return QuotaPolicy(base, roles)
+    return QuotaPolicy(base, roles, max_variants=quotas.max_variants)
 
 
 async def webhook_path_token(store: JobStore) -> str:

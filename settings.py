@@ -152,6 +152,8 @@ class Limits(_Section):
 class QuotasSection(Limits):
     user_daily_videos: Count | None = Field(10, ge=0, le=1_000_000)
     user_max_in_flight: Count | None = Field(2, ge=1, le=1_000_000)
+    # The most `variants:` one /video or /animate may ask for on this bot (1 turns variants off).
+    max_variants: Count = Field(4, ge=1, le=4)
     roles: dict[Snowflake, Limits] = Field(default_factory=dict)
 
 

@@ -31,6 +31,7 @@ from cogs.translator import CatalogueTranslator
 from core.text import N_, tr
 from services.loopwatch import LoopWatch, freeze_startup_objects
 from services.runner import JobRunner
+from services.variants import VariantSet
 
 log = logging.getLogger("hailuo")
 
@@ -132,8 +133,10 @@ class HailuoBot(commands.Bot):
         log.debug("froze %d start-up objects out of garbage collection", freeze_startup_objects())
         self.runner.sweep_tmp(older_than=0)  # nothing runs yet: every leftover is an orphan
         await self.runner.sweep_outputs()
+        sets: dict[int, VariantSet] = {}  # the variants resumed together share the card listing them
         resumed = await self.runner.resume(
-            lambda job: reporter_for_resumed(self, self.context.jobs, job), tr(RESUMED_NOTICE)
+            lambda job: reporter_for_resumed(self, self.context.jobs, job, defaults=self.context.defaults, sets=sets),
+            tr(RESUMED_NOTICE),
         )
         if resumed:
             log.info("resumed %d unfinished job(s)", resumed)

@@ -16,6 +16,7 @@ from discord.ext import commands
 
 from cogs.attachments import AttachmentFetcher
 from cogs.context import CogContext
+from cogs.funnel import reply_privately
 from cogs.launch import JobLauncher
 from cogs.options import (
     DURATIONS,
@@ -31,10 +32,15 @@ from core import camera
 from core.defaults import DefaultsStore, MemberDefaults, Merged
 from core.errors import StorageError, UserError
 from core.spec import END_FRAME_MODELS, Mode
+from core.text import N_, tr, tr_n
 from services.images import check_declared
 from services.prompts import with_camera
 
 log = logging.getLogger(__name__)
+
+END_FRAME_NEEDS_02 = N_("An end frame needs the Hailuo 02 model. Choose `model: Hailuo 02`.")
+TOO_MANY_VARIANTS_ONE = N_("This bot makes one clip per command here (you asked for {asked}): leave out `variants`.")
+TOO_MANY_VARIANTS = N_("This bot makes at most {n} variants per command here (you asked for {asked}).")
 
 
 class GenerateCog(commands.Cog):
@@ -73,6 +79,7 @@ class GenerateCog(commands.Cog):
         optimize_prompt="Let the service expand and refine your prompt (default: on, or your /settings)",
         camera="Optional camera moves, up to 3 (e.g. Push in, Pan left) — start typing to see them",
         model="Which Hailuo model (default: Hailuo 2.3, or your /settings)",
+        variants="How many clips to make with these settings at once (1–4, each one charged; default 1)",
     )
     @app_commands.choices(quality=QUALITY_T2V, model=MODELS)
     @app_commands.choices(duration=DURATIONS)
@@ -85,16 +92,18 @@ class GenerateCog(commands.Cog):
         optimize_prompt: bool | None = None,
         camera: str | None = None,
         model: app_commands.Choice[str] | None = None,
+        variants: app_commands.Range[int, 1, 4] | None = None,
     ) -> None:
         options = Options(quality, duration, model, optimize_prompt)
         merged = await self._merged(interaction, "t2v", options)
         try:
             spec = options.spec("t2v", with_camera(prompt, camera), required=True, merged=merged)
+            count = self._variants(variants)
         except UserError as exc:
-            await interaction.response.send_message(exc.message, ephemeral=True)
+            await reply_privately(interaction, exc.message)
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
-        await self.launcher.launch(interaction, spec, command="video", defaults=merged)
+        await self.launcher.launch(interaction, spec, command="video", defaults=merged, variants=count)
 
     @app_commands.command(name="animate", description="Animate an image into a video (Hailuo).")
     @app_commands.describe(
@@ -106,6 +115,7 @@ class GenerateCog(commands.Cog):
         camera="Optional camera moves, up to 3 (e.g. Push in, Pan left) — start typing to see them",
         model="Which Hailuo model (default: Hailuo 2.3, or your /settings)",
         end_image="Optional last frame (Hailuo 02 only): the clip moves from image to end_image",
+        variants="How many clips to make with these settings at once (1–4, each one charged; default 1)",
     )
     @app_commands.choices(quality=QUALITY_I2V, model=MODELS)
     @app_commands.choices(duration=DURATIONS)
@@ -120,29 +130,42 @@ class GenerateCog(commands.Cog):
         camera: str | None = None,
         model: app_commands.Choice[str] | None = None,
         end_image: discord.Attachment | None = None,
+        variants: app_commands.Range[int, 1, 4] | None = None,
     ) -> None:
         options = Options(quality, duration, model, optimize_prompt)
         merged = await self._merged(interaction, "i2v", options)
         try:
             spec = options.spec("i2v", with_camera(prompt, camera), required=False, merged=merged)
+            count = self._variants(variants)
             check_declared(image.size, image.filename)
             if end_image is not None:
                 if spec.model not in END_FRAME_MODELS:
-                    raise UserError("An end frame needs the Hailuo 02 model. Choose `model: Hailuo 02`.")
+                    raise UserError(tr(END_FRAME_NEEDS_02))
                 check_declared(end_image.size, end_image.filename)
         except UserError as exc:
-            await interaction.response.send_message(exc.message, ephemeral=True)
+            await reply_privately(interaction, exc.message)
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
         try:
             first = await self.attachments.image(image)
             last = await self.attachments.image(end_image, "end image") if end_image is not None else None
         except UserError as exc:
-            await interaction.edit_original_response(content=exc.message)
+            await interaction.edit_original_response(content=to_member(interaction, exc.message))
             return
         await self.launcher.launch(
-            interaction, replace(spec, image=first, end_image=last), command="animate", defaults=merged
+            interaction,
+            replace(spec, image=first, end_image=last),
+            command="animate",
+            defaults=merged,
+            variants=count,
         )
+
+    def _variants(self, asked: int | None) -> int:
+        """How many jobs to make; more than this bot allows (`quotas.max_variants`) is refused privately."""
+        count = asked or 1
+        if count > self.jobs.max_variants:
+            raise UserError(tr_n(TOO_MANY_VARIANTS_ONE, TOO_MANY_VARIANTS, self.jobs.max_variants, asked=count))
+        return count
 
     @video.autocomplete("camera")
     @animate.autocomplete("camera")

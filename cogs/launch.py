@@ -1,8 +1,12 @@
-"""From a checked request to a running job, in Discord: reserve, post the public card, start.
+"""From a checked request to running jobs, in Discord: reserve, post the public card(s), start.
 
 Sequence (docs/discord.md): the command has already deferred *ephemerally*; the private "thinking"
 message is first edited into a short receipt, so the follow-up that carries the public card creates a
 new message rather than editing the deferred one. A problem found on the way is still private.
+
+Variants (`variants:` 2–4) are that many ordinary jobs reserved together (all or none): one public card
+lists them (`services.variants.VariantSet`), then each variant gets its own card, which its clip lands
+on as it finishes — the way a single job's does — so Cancel, the buttons and restarts work as for any job.
 """
 
 from __future__ import annotations
@@ -10,39 +14,53 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+from collections.abc import Sequence
 from dataclasses import replace
 
 import discord
 
-from cogs.cards import render
+from cogs.cards import render, render_set
 from cogs.context import CogContext
+from cogs.notify import Notifier
 from cogs.quotes import confirmed
 from cogs.reporter import NO_PINGS, DiscordReporter
+from cogs.speech import member_locale, server_locale, to_member
 from core.defaults import Merged
 from core.errors import QuotaExceeded, StorageError, UserError
 from core.jobs import JobRecord, ParentKind
 from core.spec import GenerationSpec
+from core.text import N_, Text, tr, tr_n
 from services.intake import Requester
 from services.pricing import format_usd
+from services.reporter import JobReporter
+from services.variants import OnFinish, SetCard, SetMember, VariantSet
 
 log = logging.getLogger(__name__)
 
-RESERVED_DURING_RESTART = (
+RESERVED_DURING_RESTART = N_(
     "Job #{job_id} is accepted, but the bot is restarting: it will start, and its card appear here, "
     "when the bot is back (usually within a minute)."
 )
-COULD_NOT_POST = "Sorry, I could not post your job. Nothing was charged."
-COULD_NOT_RECORD = (
+VARIANTS_DURING_RESTART = N_(
+    "Jobs #{first}–#{last} are accepted, but the bot is restarting: they will start, and their cards appear "
+    "here, when the bot is back (usually within a minute)."
+)
+COULD_NOT_POST = N_("Sorry, I could not post your job. Nothing was charged.")
+COULD_NOT_RECORD = N_(
     "The bot's database or disk is busy or full right now, so I could not record your request. "
     "Nothing was charged: please try again in a minute."
 )
-RESTARTING = "The bot is restarting and not taking new videos for a moment. Please try again in a minute."
-NEEDED_PERMISSIONS = {
-    "view_channel": "View Channel",
-    "send_messages": "Send Messages",
-    "embed_links": "Embed Links",
-    "attach_files": "Attach Files",
-    "read_message_history": "Read Message History",
+RESTARTING = N_("The bot is restarting and not taking new videos for a moment. Please try again in a minute.")
+MISSING_PERMISSIONS = N_(
+    "I need these permissions in this channel first: {permissions}. Ask a moderator to grant them. Nothing was charged."
+)
+RESETS = N_("{message} It resets {when}.")
+NEEDED_PERMISSIONS = {  # as Discord's permission settings name them
+    "view_channel": N_("View Channel"),
+    "send_messages": N_("Send Messages"),
+    "embed_links": N_("Embed Links"),
+    "attach_files": N_("Attach Files"),
+    "read_message_history": N_("Read Message History"),
 }
 
 
@@ -56,7 +74,26 @@ def missing_channel_permissions(interaction: discord.Interaction) -> list[str]:
 def quota_text(exc: QuotaExceeded) -> str:
     if exc.resets_at is None:
         return exc.message
-    return f"{exc.message} It resets <t:{int(exc.resets_at.timestamp())}:R>."
+    when = f"<t:{int(exc.resets_at.timestamp())}:R>"
+    return tr(RESETS, message=exc.message, when=when)
+
+
+def receipt_text(jobs: Sequence[JobRecord]) -> Text:
+    """The private receipt: which job(s) were accepted, and at what price."""
+    job = jobs[0]
+    cost = tr("free preview") if job.cost_micros == 0 else format_usd(job.cost_micros)
+    if len(jobs) == 1:
+        accepted = tr("Job #{job_id} accepted ({cost}). Follow it below.", job_id=job.id, cost=cost)
+    else:
+        accepted = tr_n(
+            "{n} variant accepted: jobs #{first}–#{last} ({cost} each). Follow them below.",
+            "{n} variants accepted: jobs #{first}–#{last} ({cost} each). Follow them below.",
+            len(jobs),
+            first=job.id,
+            last=jobs[-1].id,
+            cost=cost,
+        )
+    return accepted
 
 
 def requester_of(interaction: discord.Interaction) -> Requester:
@@ -75,6 +112,10 @@ class JobLauncher:
     def __init__(self, context: CogContext) -> None:
         self.jobs = context.jobs
         self.handover_seconds = context.handover_seconds
+        self.defaults = context.defaults
+
+    async def _say(self, interaction: discord.Interaction, text: str) -> None:
+        await interaction.edit_original_response(content=to_member(interaction, text))
 
     async def launch(
         self,
@@ -85,84 +126,142 @@ class JobLauncher:
         parent_job_id: int | None = None,
         parent_kind: ParentKind | None = None,
         defaults: Merged | None = None,
+        variants: int = 1,
     ) -> None:
-        """Reserve, post the public card, and run the job in the background. The interaction is deferred.
-        `defaults`: which of the member's /settings defaults applied (on the card) and why some did not
-        (in the private receipt)."""
+        """Reserve, post the public card(s), and run the job(s) in the background. The interaction is
+        deferred. `defaults`: which of the member's /settings defaults applied (on the card) and why some
+        did not (in the private receipt). `variants`: that many jobs with the same settings, all or none."""
         if not self.jobs.accepting:
-            await interaction.edit_original_response(content=RESTARTING)
+            await self._say(interaction, tr(RESTARTING))
             return
         missing = missing_channel_permissions(interaction)
         if missing:
             # Interaction replies work without them, but a job that outlives the 15-minute token, a
             # card a moderator deleted, or a restart all need the bot's own access to the channel.
-            await interaction.edit_original_response(
-                content=f"I need these permissions in this channel first: {', '.join(missing)}. "
-                "Ask a moderator to grant them. Nothing was charged."
-            )
+            listed = ", ".join(to_member(interaction, tr(label)) for label in missing)
+            await self._say(interaction, tr(MISSING_PERMISSIONS, permissions=listed))
             return
         requester = requester_of(interaction)
         try:
-            quote = await self.jobs.quote(spec, requester)
+            quote = await self.jobs.quote(spec, requester, count=variants)
             if quote.needs_confirmation and not await confirmed(interaction, quote):
                 return
             reservation = await self.jobs.reserve(
-                spec, requester, command=command, parent_job_id=parent_job_id, parent_kind=parent_kind, quote=quote
+                spec,
+                requester,
+                command=command,
+                parent_job_id=parent_job_id,
+                parent_kind=parent_kind,
+                quote=quote,
+                count=variants,
             )
         except QuotaExceeded as exc:
-            await interaction.edit_original_response(content=quota_text(exc))
+            await self._say(interaction, quota_text(exc))
             return
         except UserError as exc:
-            await interaction.edit_original_response(content=exc.message)
+            await self._say(interaction, exc.message)
             return
         except StorageError as exc:
             log.warning("could not record a new job for user %d: %s", interaction.user.id, exc)
             try:
-                await interaction.edit_original_response(content=COULD_NOT_RECORD)
+                await self._say(interaction, tr(COULD_NOT_RECORD))
             except (discord.HTTPException, RuntimeError):
                 # The bot stopped while the database kept this command waiting (its HTTP session is
                 # closed then); nothing was reserved, so there is nothing to undo.
                 log.info("interaction %d: could not say that nothing was recorded", interaction.id)
             return
-        job = reservation.job
+        jobs = reservation.jobs
         if not self.jobs.accepting:
-            # The bot began stopping while this was being reserved: the job stays reserved (it never
-            # reached a provider) and the next start carries it on, posting its card then.
+            # The bot began stopping while this was being reserved: the jobs stay reserved (they never
+            # reached a provider) and the next start carries them on, posting their cards then.
             with contextlib.suppress(discord.HTTPException):
-                await interaction.edit_original_response(content=RESERVED_DURING_RESTART.format(job_id=job.id))
+                if len(jobs) == 1:
+                    await self._say(interaction, tr(RESERVED_DURING_RESTART, job_id=jobs[0].id))
+                else:
+                    await self._say(interaction, tr(VARIANTS_DURING_RESTART, first=jobs[0].id, last=jobs[-1].id))
             return
+        line = defaults.card_line if defaults else ""
+        notes = [receipt_text(jobs), *(defaults.notes if defaults else ()), reservation.note]
         try:
-            notes = [*(defaults.notes if defaults else ()), reservation.note]
-            line = defaults.card_line if defaults else ""
-            message_id = await self._post_card(interaction, job, "\n".join(n for n in notes if n), line)
+            # Each part in the member's language, then put together (a joined Text would be English).
+            receipt = "\n".join(to_member(interaction, part) for part in notes if part)
+            await interaction.edit_original_response(content=receipt)
+            group = await self._post_set_card(interaction, jobs) if len(jobs) > 1 else None
+            message_ids = [await self._post_card(interaction, job, line) for job in jobs]
         except Exception:
             # Reserved but never shown or started: give the money back before saying so.
-            log.exception("job %d: could not post the job card", job.id)
-            await self.jobs.abandon(job, "could not post the job card")
+            log.exception("job %d: could not post the job card", jobs[0].id)
+            for job in jobs:
+                await self.jobs.abandon(job, "could not post the job card")
             with contextlib.suppress(discord.HTTPException):
-                await interaction.edit_original_response(content=COULD_NOT_POST)
+                await self._say(interaction, tr(COULD_NOT_POST))
             return
         channel = interaction.channel
         assert isinstance(channel, discord.abc.Messageable)
-        reporter = DiscordReporter(
-            interaction=interaction,
-            channel=channel,
-            message_id=message_id,
-            upload_limit=interaction.filesize_limit,
-            handover_seconds=self.handover_seconds,
-            on_new_message=functools.partial(self.jobs.attach_card, job.id),
-            defaults=line,
-        )
-        self.jobs.start(job, reporter)
+        notifier = self._notifier(interaction, channel)
+        for job, message_id in zip(jobs, message_ids, strict=True):
+            reporter: JobReporter = DiscordReporter(
+                interaction=interaction,
+                channel=channel,
+                message_id=message_id,
+                upload_limit=interaction.filesize_limit,
+                handover_seconds=self.handover_seconds,
+                on_new_message=functools.partial(self.jobs.attach_card, job.id),
+                defaults=line,
+                locale=server_locale(interaction),
+                thumbnail=functools.partial(self.jobs.input_thumbnail, job) if job.input_image else None,
+            )
+            # A variant tells the card listing its set (which pings once, at the end); a job alone pings itself.
+            reporter = SetMember(reporter, group) if group is not None else OnFinish(reporter, notifier.job_ended)
+            self.jobs.start(job, reporter)
 
-    async def _post_card(
-        self, interaction: discord.Interaction, job: JobRecord, note: str = "", defaults: str = ""
-    ) -> int:
-        """The private receipt, then the public card (a new message: the deferred one is edited first)."""
-        cost = "free preview" if job.cost_micros == 0 else format_usd(job.cost_micros)
-        receipt = f"Job #{job.id} accepted ({cost}). Follow it below." + (f"\n{note}" if note else "")
-        await interaction.edit_original_response(content=receipt)
+    def _notifier(self, interaction: discord.Interaction, channel: discord.abc.Messageable) -> Notifier:
+        return Notifier(
+            interaction.client,
+            self.defaults,
+            self.jobs,
+            channel,
+            guild_id=interaction.guild_id,
+            channel_id=interaction.channel_id or 0,
+            locale=server_locale(interaction),
+            member_locale=member_locale(interaction),
+        )
+
+    async def _post_card(self, interaction: discord.Interaction, job: JobRecord, defaults: str = "") -> int:
+        """A job's public card (a follow-up: the deferred private message was edited into the receipt)."""
         card = replace(self.jobs.card_for(job), defaults=defaults)
-        message = await interaction.followup.send(embed=render(card), wait=True, allowed_mentions=NO_PINGS)
+        message = await interaction.followup.send(
+            embed=render(card, server_locale(interaction)), wait=True, allowed_mentions=NO_PINGS
+        )
         await self.jobs.attach_card(job.id, message.id)
         return message.id
+
+    async def _post_set_card(self, interaction: discord.Interaction, jobs: Sequence[JobRecord]) -> VariantSet:
+        """The public card listing the variants, posted before their own cards; it follows them to the end."""
+        ids = [job.id for job in jobs]
+        locale = server_locale(interaction)
+        cards = [self.jobs.card_for(job) for job in jobs]
+        first = VariantSet(_no_show, cards=cards).summary()
+        assert first is not None
+        message = await interaction.followup.send(embed=render_set(first, locale), wait=True, allowed_mentions=NO_PINGS)
+        await self.jobs.attach_set_card(ids, message.id)
+        channel = interaction.channel
+        assert isinstance(channel, discord.abc.Messageable)
+        shower = DiscordReporter(
+            interaction=interaction,
+            channel=channel,
+            message_id=message.id,
+            upload_limit=None,
+            handover_seconds=self.handover_seconds,
+            on_new_message=functools.partial(self.jobs.attach_set_card, ids),
+        )
+        notifier = self._notifier(interaction, channel)
+
+        async def show(summary: SetCard) -> None:
+            await shower.edit(embed=render_set(summary, locale), view=None)
+
+        return VariantSet(show, cards=cards, on_finished=notifier.set_ended)
+
+
+async def _no_show(summary: SetCard) -> None:
+    """The set as it is first posted needs no sender."""

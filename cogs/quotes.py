@@ -19,17 +19,32 @@ CONFIRM, CANCEL = N_("Confirm"), N_("Cancel")
 
 
 def quote_text(quote: Quote) -> Text:
-    price = format_usd(quote.price_micros)
-    if quote.left_today_micros is None:
+    price = format_usd(quote.total_micros)  # variants: all of them at once
+    left = None if quote.left_today_micros is None else format_usd(quote.left_today_micros)
+    if quote.count == 1:
+        if left is None:
+            return tr(
+                "This clip costs {price}. Confirm within a minute to make it (nothing is reserved until you do).",
+                price=price,
+            )
         return tr(
-            "This clip costs {price}. Confirm within a minute to make it (nothing is reserved until you do).",
+            "This clip costs {price}; you have {left} left today. Confirm within a minute to make it "
+            "(nothing is reserved until you do).",
+            price=price,
+            left=left,
+        )
+    if left is None:
+        return tr(
+            "These {n} clips cost {price}. Confirm within a minute to make them (nothing is reserved until you do).",
+            n=quote.count,
             price=price,
         )
     return tr(
-        "This clip costs {price}; you have {left} left today. Confirm within a minute to make it "
+        "These {n} clips cost {price}; you have {left} left today. Confirm within a minute to make them "
         "(nothing is reserved until you do).",
+        n=quote.count,
         price=price,
-        left=format_usd(quote.left_today_micros),
+        left=left,
     )
 
 

@@ -6,6 +6,8 @@ message catalogue (`services.i18n`). Plain strings pass through unchanged.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import discord
 
 from services.i18n import localise
@@ -33,3 +35,21 @@ def to_member(interaction: discord.Interaction, text: str) -> str:
 
 def to_server(source: discord.Interaction | discord.Guild | None, text: str) -> str:
     return localise(text, server_locale(source))
+
+
+# A language known now, or asked for when needed: jobs resumed at start are set up before the gateway has
+# sent their servers, so their server's language is looked up at each card instead of once.
+LocaleSource = str | Callable[[], str]
+
+
+def locale_now(source: LocaleSource) -> str:
+    return source() if callable(source) else source
+
+
+def guild_language(client: discord.Client, guild_id: int | None) -> Callable[[], str]:
+    """The server's language as the client knows it when asked (English until the server is known)."""
+
+    def current() -> str:
+        return server_locale(client.get_guild(guild_id) if guild_id else None)
+
+    return current

@@ -4,7 +4,7 @@ Defaults are per member (Discord user id), the same in every server and in DMs. 
 (strings, ints, a bool); the commands fill an option the member left out from them, and an explicit
 option always wins. A default this server cannot serve (a model its providers do not make, a quality
 the mode or model lacks, a duration the resolution lacks) falls back to the built-in default with a
-note: never an error. `notify` is stored and shown only; nothing reads it yet.
+note: never an error. `notify` (off, channel, dm) is read when a job ends, by cogs.notify.
 """
 
 from __future__ import annotations

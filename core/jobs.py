@@ -99,6 +99,7 @@ class JobRecord:
     end_image: str | None
     upload_limit: int | None
     parent_kind: ParentKind | None = None
+    set_card_id: int | None = None  # the card listing the variants this job is one of (None: made alone)
 
     @property
     def terminal(self) -> bool:
@@ -109,6 +110,7 @@ class JobChanges(TypedDict, total=False):
     """Columns a service may change on a job, besides its status."""
 
     message_id: int
+    set_card_id: int
     provider: str
     cost_micros: int
     provider_task_id: str

@@ -8,7 +8,7 @@ ledger is append-only. Failures to reach the database raise `core.errors.Storage
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Protocol, Unpack
 
@@ -23,6 +23,17 @@ ReservationCheck = Callable[[Usage], PoolDraw | None]
 class JobStore(Protocol):
     async def reserve(self, job: NewJob, check: ReservationCheck, *, now: datetime | None = None) -> JobRecord:
         """Create the job and its reservation atomically, unless `check(usage)` raises; returns it."""
+        ...
+
+    async def reserve_many(
+        self, jobs: Sequence[NewJob], check: ReservationCheck, *, now: datetime | None = None
+    ) -> list[JobRecord]:
+        """Create all these jobs and their reservations in one transaction, or none of them: `check` runs
+        once per job, each time on usage that includes the jobs before it, and the first refusal undoes them."""
+        ...
+
+    async def set_members(self, set_card_id: int) -> list[JobRecord]:
+        """The jobs listed on one variants card, oldest first."""
         ...
 
     async def get(self, job_id: int) -> JobRecord | None: ...

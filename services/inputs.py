@@ -4,12 +4,17 @@ the stored job turned back into the request it was."""
 from __future__ import annotations
 
 import hashlib
+import io
 from pathlib import Path
 from typing import cast
+
+from PIL import Image, ImageOps
 
 from core.jobs import JobRecord
 from core.spec import GenerationSpec, ImageInput, Mode, Quality
 from services.images import inspect_image
+
+THUMBNAIL_PX = 256  # the long side of the input image shown on a finished card
 
 
 class InputImages:
@@ -46,3 +51,24 @@ class InputImages:
             image=self.load(job.input_image),
             end_image=self.load(job.end_image),
         )
+
+    def thumbnail(self, name: str | None) -> bytes | None:
+        """A small JPEG (long side at most THUMBNAIL_PX) of a stored input image, made once and kept beside
+        it; None when there is no such image. The image passed the intake checks, so decoding it is safe."""
+        if not name:
+            return None
+        path = self.folder / f"{name}.thumb.jpg"
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            pass
+        with Image.open(self.folder / name) as image:
+            small = ImageOps.exif_transpose(image).convert("RGB")
+            small.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
+            buffer = io.BytesIO()
+            small.save(buffer, "JPEG", quality=80)
+        data = buffer.getvalue()
+        partial = path.with_suffix(".part")
+        partial.write_bytes(data)
+        partial.replace(path)
+        return data

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from core.admin import POOL_ALERT_PERCENTS, AdminStore, Pool, PoolDraw, ServerState
-from core.errors import StorageError, UserError
-from core.jobs import JobRecord, NewJob, ParentKind
+from core.errors import QuotaExceeded, StorageError, UserError
+from core.jobs import JobRecord, NewJob, ParentKind, Usage
 from core.spec import GenerationSpec, ImageInput
-from core.store import JobStore
+from core.store import JobStore, ReservationCheck
 from core.text import N_, tr
 from services.inputs import InputImages
 from services.moderation import ModerationService
@@ -54,10 +54,20 @@ PAUSED = N_("An admin has paused new videos on this server: {reason}")
 NO_REASON = N_("no reason given")
 
 
+# Variants that do not all fit: nothing is reserved, and the member hears how many would have.
+SOME_VARIANTS_FIT = N_("Only {fit} of these {n} variants fit your limits right now, so none was made. {reason}")
+NO_VARIANT_FITS = N_("None of these {n} variants fits your limits right now. {reason}")
+IN_FLIGHT_CAP = N_("You may have {limit} videos generating at a time, and each variant is one.")
+
+
 @dataclass(frozen=True)
 class Reservation:
-    job: JobRecord
+    jobs: tuple[JobRecord, ...]  # one, or the variants of one request (same settings)
     note: str = ""  # what the member should know about how it is paid (e.g. their pool was empty)
+
+    @property
+    def job(self) -> JobRecord:
+        return self.jobs[0]
 
 
 class JobIntake:
@@ -118,55 +128,86 @@ class JobIntake:
         parent_job_id: int | None = None,
         parent_kind: ParentKind | None = None,
         checked: Checked | None = None,
+        count: int = 1,
     ) -> Reservation:
         """Reserve the cost and record the job (with `checked`: the limits and server state just read for
         this request, else read now). Raises QuotaExceeded or UserError (nothing charged), and
-        StorageError when the database or the disk cannot record it (nothing charged either)."""
+        StorageError when the database or the disk cannot record it (nothing charged either).
+
+        `count` > 1: that many jobs with the same settings (variants), reserved in one transaction — all
+        of them, each checked against the limits with the ones before it counted, or none."""
         await self.screen(spec, requester)
         provider, reserve = self.quote(spec, requester.guild_id)
         limits, state = checked or await self.limits_for(requester)
         now = datetime.now(UTC)
         pool = pick_pool(state.pools, requester.channel_id, requester.role_ids) if state else None
         funding = Funding()
-        job = await self.store.reserve(
-            NewJob(
-                user_id=requester.user_id,
-                guild_id=requester.guild_id,
-                channel_id=requester.channel_id,
-                interaction_id=requester.interaction_id,
-                command=command,
-                mode=spec.mode,
-                quality=spec.quality,
-                duration=spec.duration,
-                optimize_prompt=spec.optimize_prompt,
-                model=spec.model,
-                prompt=spec.prompt,
-                input_image=self._keep(spec.image),
-                end_image=self._keep(spec.end_image),
-                provider=provider,
-                cost_micros=reserve,
-                parent_job_id=parent_job_id,
-                parent_kind=parent_kind,
-                upload_limit=requester.upload_limit,
-                pool=PoolDraw(pool.id, period_key(pool.period, now)) if pool else None,
-            ),
-            check_fits(limits, reserve, now, pool, funding),
-            now=now,
+        new = NewJob(
+            user_id=requester.user_id,
+            guild_id=requester.guild_id,
+            channel_id=requester.channel_id,
+            interaction_id=requester.interaction_id,
+            command=command,
+            mode=spec.mode,
+            quality=spec.quality,
+            duration=spec.duration,
+            optimize_prompt=spec.optimize_prompt,
+            model=spec.model,
+            prompt=spec.prompt,
+            input_image=self._keep(spec.image),
+            end_image=self._keep(spec.end_image),
+            provider=provider,
+            cost_micros=reserve,
+            parent_job_id=parent_job_id,
+            parent_kind=parent_kind,
+            upload_limit=requester.upload_limit,
+            pool=PoolDraw(pool.id, period_key(pool.period, now)) if pool else None,
         )
-        if self.review is not None:  # before the job can start: a clip made under review is held
-            await self.review.hold(job.id, requester.guild_id, requester.channel_id, requester.user_id)
+        check = check_fits(limits, reserve, now, pool, funding)
+        if count == 1:
+            jobs = [await self.store.reserve(new, check, now=now)]
+        else:
+            jobs = await self._reserve_variants(new, check, count, now, limits)
+        if self.review is not None:  # before a job can start: a clip made under review is held
+            for job in jobs:
+                await self.review.hold(job.id, requester.guild_id, requester.channel_id, requester.user_id)
         paid_by = f"pool {funding.pool.name}" if funding.pool else "own allowance"
-        log.info(
-            "job %d: reserved %d micros (%s first, %s) for user %d",
-            job.id,
-            reserve,
-            provider,
-            paid_by,
-            requester.user_id,
-        )
+        for job in jobs:
+            log.info(
+                "job %d: reserved %d micros (%s first, %s) for user %d%s",
+                job.id,
+                reserve,
+                provider,
+                paid_by,
+                requester.user_id,
+                f", variant of #{jobs[0].id}" if count > 1 else "",
+            )
         if funding.pool is not None and state is not None:
             await self._pool_alerts(funding.pool, state.controls.log_channel_id, now)
-        return Reservation(job, funding.note)
+        return Reservation(tuple(jobs), funding.note)
+
+    async def _reserve_variants(
+        self, new: NewJob, check: ReservationCheck, count: int, now: datetime, limits: Limits
+    ) -> list[JobRecord]:
+        """`count` copies of `new`, all or none; a refusal says how many would have fitted."""
+        fitted = 0
+
+        def counting(usage: Usage) -> PoolDraw | None:
+            nonlocal fitted
+            draw = check(usage)
+            fitted += 1
+            return draw
+
+        try:
+            return await self.store.reserve_many([new] * count, counting, now=now)
+        except QuotaExceeded as exc:
+            reason: str = exc.message
+            if fitted and exc.limit == "user_max_in_flight":  # "you already have N generating" would count these
+                reason = tr(IN_FLIGHT_CAP, limit=limits.user_max_in_flight)
+            template = SOME_VARIANTS_FIT if fitted else NO_VARIANT_FITS
+            raise QuotaExceeded(
+                tr(template, fit=fitted, n=count, reason=reason), limit=exc.limit, resets_at=exc.resets_at
+            ) from exc
 
     async def _pool_alerts(self, pool: Pool, log_channel: int | None, now: datetime) -> None:
         """Tell the log channel, once per period, when a pool passes 50, 80 and 100 % of its budget."""

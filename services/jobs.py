@@ -6,7 +6,8 @@ store, the router and the running tasks stay behind it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -17,6 +18,7 @@ from core.jobs import JobRecord, JobStatus, ParentKind
 from core.spec import DURATIONS, QUALITIES_BY_MODEL, GenerationSpec, Quality
 from core.store import JobStore
 from core.tasks import FailureKind
+from core.text import N_, tr
 from services.cancelling import CancelOutcome, cancel_running
 from services.endings import refund
 from services.images import inspect_image
@@ -35,17 +37,24 @@ from services.routing import ProviderRouter
 from services.run import Crew, JobSettings
 from services.runner import JobRunner
 
-STORED_IMAGE_GONE = "The original image is no longer stored; start anew."
+log = logging.getLogger(__name__)
+
+STORED_IMAGE_GONE = N_("The original image is no longer stored; start anew.")
 
 
 @dataclass(frozen=True)
 class Quote:
-    price_micros: int
+    price_micros: int  # one clip
     left_today_micros: int | None  # None: no daily dollar limit
     needs_confirmation: bool = False  # at or above the server's quote threshold
+    count: int = 1  # clips asked for at once (variants)
     # The member's limits and the server's state as the quote read them: a reservation made at once (no
     # question asked) uses them instead of reading them again; after a Confirm they are read afresh.
     checked: Checked | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def total_micros(self) -> int:
+        return self.price_micros * self.count
 
 
 @dataclass(frozen=True)
@@ -117,12 +126,26 @@ class JobService:
         return tuple(self._intake.router.models_for(guild_id))
 
     @property
+    def max_variants(self) -> int:
+        """The most `variants:` one command may ask for (config.toml `quotas.max_variants`)."""
+        return self._intake.quotas.max_variants
+
+    @property
     def accepting(self) -> bool:
         """False while the bot stops: new commands are turned away (nothing is reserved)."""
         return self._runner.accepting
 
     async def get(self, job_id: int) -> JobRecord | None:
         return await self._store.get(job_id)
+
+    async def input_thumbnail(self, job: JobRecord) -> bytes | None:
+        """A small JPEG of the job's input image (first frame), for its finished card; None when it has none
+        or it is no longer stored (the card is then shown without it)."""
+        try:
+            return await asyncio.to_thread(self._runner.inputs.thumbnail, job.input_image)
+        except Exception as exc:  # a courtesy: a damaged or vanished file only leaves it out
+            log.info("job %d: no thumbnail of its input image: %s", job.id, exc)
+            return None
 
     def card_for(self, job: JobRecord) -> JobCard:
         return self._runner.card_for(job)
@@ -132,7 +155,7 @@ class JobService:
         try:
             return await asyncio.to_thread(self._runner.inputs.spec_for, job)
         except (OSError, UserError):
-            raise UserError(STORED_IMAGE_GONE) from None
+            raise UserError(tr(STORED_IMAGE_GONE)) from None
 
     async def continue_spec(self, job: JobRecord, prompt: str, frame: bytes) -> GenerationSpec:
         """An image → video request whose first frame is `frame` (the last of `job`'s clip), with the
@@ -181,9 +204,11 @@ class JobService:
         parent_job_id: int | None = None,
         parent_kind: ParentKind | None = None,
         quote: Quote | None = None,
+        count: int = 1,
     ) -> Reservation:
         """`create`, and how the job is paid for (a note for the member when their pool was empty). A
-        `quote` just made (and not waited on) spares reading the member's limits again."""
+        `quote` just made (and not waited on) spares reading the member's limits again. `count` > 1:
+        that many variants, all reserved in one transaction or none (QuotaExceeded says how many fit)."""
         return await self._intake.create(
             spec,
             requester,
@@ -191,24 +216,35 @@ class JobService:
             parent_job_id=parent_job_id,
             parent_kind=parent_kind,
             checked=quote.checked if quote and not quote.needs_confirmation else None,
+            count=count,
         )
 
-    async def quote(self, spec: GenerationSpec, requester: Requester) -> Quote:
-        """What the job would cost and what the member has left today, reserving nothing (a quote shown
-        before big jobs). Raises UserError for a paused server or a frozen member."""
+    async def quote(self, spec: GenerationSpec, requester: Requester, count: int = 1) -> Quote:
+        """What the job (or `count` variants of it) would cost and what the member has left today,
+        reserving nothing (a quote shown before big jobs). Raises UserError for a paused server or a
+        frozen member."""
         await self._intake.screen(spec, requester)
         _, price = self._intake.quote(spec, requester.guild_id)
         limits, state = checked = await self._intake.limits_for(requester)
         threshold = state.controls.quote_threshold_micros if state else None
-        if threshold is None or price < threshold:
-            return Quote(price, None, checked=checked)  # no question to ask: spare the usage read
+        if threshold is None or price * count < threshold:
+            return Quote(price, None, count=count, checked=checked)  # no question to ask: spare the usage read
         usage = await self._store.usage(requester.user_id, requester.guild_id)
         left = None if limits.user_daily_usd is None else max(limits.user_daily_usd - usage.user_day_micros, 0)
-        return Quote(price, left, needs_confirmation=True)
+        return Quote(price, left, needs_confirmation=True, count=count)
 
     async def attach_card(self, job_id: int, message_id: int) -> None:
         """The public card of the job is this message (posted, or posted anew after a deletion)."""
         await self._patient.update(job_id, message_id=message_id)
+
+    async def attach_set_card(self, job_ids: Sequence[int], message_id: int) -> None:
+        """These variants are listed on this card (posted, or posted anew after a deletion)."""
+        for job_id in job_ids:
+            await self._patient.update(job_id, set_card_id=message_id)
+
+    async def set_members(self, set_card_id: int) -> list[JobRecord]:
+        """The variants listed on one card (to show them again after a restart)."""
+        return await self._patient.set_members(set_card_id)
 
     def start(self, job: JobRecord, reporter: JobReporter) -> None:
         """Run the job in the background; it can be cancelled from the moment this returns."""

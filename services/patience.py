@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import TypeVar, Unpack
 
@@ -89,6 +89,14 @@ class PatientStore:
 
     async def reserve(self, job: NewJob, check: ReservationCheck, *, now: datetime | None = None) -> JobRecord:
         return await self.store.reserve(job, check, now=now)
+
+    async def reserve_many(
+        self, jobs: Sequence[NewJob], check: ReservationCheck, *, now: datetime | None = None
+    ) -> list[JobRecord]:
+        return await self.store.reserve_many(jobs, check, now=now)
+
+    async def set_members(self, set_card_id: int) -> list[JobRecord]:
+        return await self._patiently("set_members", lambda: self.store.set_members(set_card_id))
 
     async def get(self, job_id: int) -> JobRecord | None:
         return await self._patiently("get", lambda: self.store.get(job_id))

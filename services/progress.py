@@ -17,6 +17,7 @@ from typing import Literal
 
 from core.jobs import JobRecord
 from core.spec import RESOLUTION_BY_QUALITY
+from core.text import N_, tr
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ class JobCard:
     percent: int | None = None  # estimated or reported progress, in steps of 10
     eta_seconds: int | None = None  # rounded, shown as "about N s left"
     took_seconds: int | None = None  # total time, on the finished card
+    # Texts a viewer reads may be `core.text.Text` values, rendered in the server's language by the card.
     message: str = ""  # failure reason or delivery note, safe to show
     link: str | None = None  # provider link when the clip could not be uploaded
     notice: str = ""  # e.g. "the bot restarted" or "continued after the 15-minute limit"
@@ -174,11 +176,16 @@ def card_for(job: JobRecord, *, free: bool = False) -> JobCard:
     )
 
 
-LINEAGE = {"reroll": "Re-roll of #{}", "remix": "Remix of #{}", "continue": "Continues #{}", "retry": "Retry of #{}"}
+LINEAGE = {
+    "reroll": N_("Re-roll of #{job_id}"),
+    "remix": N_("Remix of #{job_id}"),
+    "continue": N_("Continues #{job_id}"),
+    "retry": N_("Retry of #{job_id}"),
+}
 
 
 def lineage(job: JobRecord) -> str:
-    """ "Remix of #41" and the like, or "" for a job made from scratch."""
+    """ "Remix of #41" and the like (a `Text`), or "" for a job made from scratch."""
     if job.parent_job_id is None:
         return ""
-    return LINEAGE.get(job.parent_kind or "reroll", "Re-roll of #{}").format(job.parent_job_id)
+    return tr(LINEAGE.get(job.parent_kind or "reroll", LINEAGE["reroll"]), job_id=job.parent_job_id)

@@ -45,6 +45,7 @@ class QuotaPolicy:
 
     base: Limits = field(default_factory=Limits)
     roles: Mapping[int, Mapping[str, int | None]] = field(default_factory=dict)
+    max_variants: int = 4  # the most variants one command may ask for (config.toml quotas.max_variants)
 
     def for_member(self, role_ids: Iterable[int] = ()) -> Limits:
         """The base limits, overridden key by key by the member's roles; among several roles that set

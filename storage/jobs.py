@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, Unpack
@@ -60,10 +61,10 @@ def _new_record(job_id: int, job: NewJob, stamp: str) -> JobRecord:
 
 @dataclass
 class _Pending:
-    job: NewJob
+    jobs: Sequence[NewJob]  # one, or the variants of one request (all reserved, or none)
     check: ReservationCheck
     now: datetime
-    result: asyncio.Future[JobRecord]
+    result: asyncio.Future[list[JobRecord]]
 
 
 class SqliteJobStore:
@@ -80,7 +81,17 @@ class SqliteJobStore:
         Reservations that arrive together are written in one transaction (group commit): each is
         still checked against usage that includes every reservation before it, so nothing can
         overspend, and the writer is taken once per group instead of once per reservation."""
-        pending = _Pending(job, check, now or utcnow(), asyncio.get_running_loop().create_future())
+        return (await self.reserve_many([job], check, now=now))[0]
+
+    async def reserve_many(
+        self, jobs: Sequence[NewJob], check: ReservationCheck, *, now: datetime | None = None
+    ) -> list[JobRecord]:
+        """Create all these jobs with their reservations, or none: `check` runs before each insert, on usage
+        that includes the jobs inserted before it, and a refusal rolls the earlier ones back (a savepoint,
+        so the other reservations of the same group commit stand)."""
+        if not jobs:
+            return []
+        pending = _Pending(list(jobs), check, now or utcnow(), asyncio.get_running_loop().create_future())
         self._queue.append(pending)
         if self._writer_task is None or self._writer_task.done():
             self._writer_task = asyncio.create_task(self._write_reservations())
@@ -89,14 +100,11 @@ class SqliteJobStore:
     async def _write_reservations(self) -> None:
         while self._queue:
             batch, self._queue = self._queue[:GROUP_COMMIT_MAX], self._queue[GROUP_COMMIT_MAX:]
-            outcomes: list[tuple[_Pending, JobRecord | BaseException]] = []
+            outcomes: list[tuple[_Pending, list[JobRecord] | BaseException]] = []
             try:
                 async with self.db.transaction() as conn:
                     for pending in batch:
-                        try:
-                            outcomes.append((pending, await self._reserve_one(conn, pending)))
-                        except QuotaExceeded as refusal:  # checked before any insert: nothing to undo
-                            outcomes.append((pending, refusal))
+                        outcomes.append((pending, await self._reserve_all(conn, pending)))
             except BaseException as exc:  # the whole group is rolled back: every caller gets the error
                 for pending in batch:
                     if not pending.result.done():
@@ -110,8 +118,25 @@ class SqliteJobStore:
                 else:
                     pending.result.set_result(outcome)
 
-    async def _reserve_one(self, conn: aiosqlite.Connection, pending: _Pending) -> JobRecord:
-        job, now = pending.job, pending.now
+    async def _reserve_all(self, conn: aiosqlite.Connection, pending: _Pending) -> list[JobRecord] | QuotaExceeded:
+        """Insert the pending jobs, each after its check; a refusal undoes the ones inserted before it."""
+        if len(pending.jobs) == 1:
+            try:
+                return [await self._reserve_one(conn, pending.jobs[0], pending)]
+            except QuotaExceeded as refusal:  # checked before any insert: nothing to undo
+                return refusal
+        await conn.execute("SAVEPOINT variants")
+        try:
+            records = [await self._reserve_one(conn, job, pending) for job in pending.jobs]
+        except QuotaExceeded as refusal:
+            await conn.execute("ROLLBACK TO variants")
+            await conn.execute("RELEASE variants")
+            return refusal
+        await conn.execute("RELEASE variants")
+        return records
+
+    async def _reserve_one(self, conn: aiosqlite.Connection, job: NewJob, pending: _Pending) -> JobRecord:
+        now = pending.now
         day, month = now.strftime("%Y-%m-%d"), now.strftime("%Y-%m")
         draw = pending.check(await read_usage(conn, job.user_id, job.guild_id, day, month, job.pool))
         stamp = iso(now)
@@ -165,6 +190,10 @@ class SqliteJobStore:
     async def get(self, job_id: int) -> JobRecord | None:
         row = await self.db.fetchone("SELECT * FROM jobs WHERE id = ?", (job_id,))
         return record_from_row(row) if row else None
+
+    async def set_members(self, set_card_id: int) -> list[JobRecord]:
+        rows = await self.db.fetchall("SELECT * FROM jobs WHERE set_card_id = ? ORDER BY id", (set_card_id,))
+        return [record_from_row(row) for row in rows]
 
     async def unfinished(self) -> list[JobRecord]:
         rows = await self.db.fetchall(f"SELECT * FROM jobs WHERE status NOT IN ({TERMINAL_SQL}) ORDER BY id")

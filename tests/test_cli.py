@@ -83,7 +83,8 @@ def test_an_end_image_is_refused_for_a_model_that_cannot_take_it_as_the_command_
                      "--model", "hailuo-2.3")  # fmt: skip
     assert result.returncode == 1
     assert result.stderr.strip() == END_FRAME_NEEDS_02
-    assert f'raise UserError("{END_FRAME_NEEDS_02}")' in (ROOT / "cogs" / "generate.py").read_text(encoding="utf-8")
+    source = (ROOT / "cogs" / "generate.py").read_text(encoding="utf-8")
+    assert f'END_FRAME_NEEDS_02 = N_("{END_FRAME_NEEDS_02}")' in source
     assert not (tmp_path / "data" / "clips").exists() or not any((tmp_path / "data" / "clips").iterdir())
 
 

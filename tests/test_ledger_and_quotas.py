@@ -206,3 +206,25 @@ async def test_a_reservation_is_returned_complete_and_readable_at_once_under_con
         stored = await jobs.get(record.id)
         assert stored is not None and stored.created_at == record.created_at
     await asyncio.gather(*readers)
+
+
+async def test_variants_are_reserved_all_or_none_beside_other_reservations(jobs: SqliteJobStore) -> None:
+    # $1.00 a day: a single job and a set of three variants ($0.84) arrive together in one group commit.
+    # Counted after the single one, the third variant does not fit, so the whole set is undone and the
+    # single job stands; a set of two then fits.
+    rule = limits(user_daily_usd="1.00")
+    check = check_fits(rule, 280_000, NOW)
+    single, three = await asyncio.gather(
+        jobs.reserve(new_job(), check, now=NOW),
+        jobs.reserve_many([new_job()] * 3, check, now=NOW),
+        return_exceptions=True,
+    )
+    assert isinstance(single, JobRecord) and isinstance(three, QuotaExceeded)
+    assert three.limit == "user_daily_usd"
+    assert (await jobs.ledger_totals()).reserved == 280_000
+    assert len(await jobs.unfinished()) == 1
+    two = await jobs.reserve_many([new_job()] * 2, check, now=NOW)
+    assert len({job.id for job in two}) == 2
+    assert (await jobs.ledger_totals()).reserved == 3 * 280_000
+    usage = await jobs.usage(1, 10, NOW)
+    assert (usage.user_day_videos, usage.user_in_flight) == (3, 3)

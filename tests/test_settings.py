@@ -39,6 +39,8 @@ def refusal(tmp_path: Path, text: str) -> str:
         ('[quotas]\nglobal_monthly_usd = "1e30"', "config.toml: quotas.global_monthly_usd: more than $1,000,000"),
         ('[quotas.roles."42"]\nuser_daily_usd = 2e6', "config.toml: quotas.roles.42.user_daily_usd: more than $1,000"),
         ("[quotas]\nuser_max_in_flight = false", "config.toml: quotas.user_max_in_flight: Input should be a valid"),
+        ("[quotas]\nmax_variants = 5", "config.toml: quotas.max_variants: Input should be less than or equal to 4"),
+        ("[quotas]\nmax_variants = 0", "config.toml: quotas.max_variants: Input should be greater than or equal to 1"),
         ("[bot]\npoll_dense_seconds = nan", "config.toml: bot.poll_dense_seconds: Input should be a finite number"),
         ("[bot]\npoll_sparse_cap_seconds = 1e9", "config.toml: bot.poll_sparse_cap_seconds: Input should be less"),
         ("[bot]\nprogress_edits_per_second = 1e-300", "config.toml: bot.progress_edits_per_second: Input should be"),

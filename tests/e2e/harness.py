@@ -55,7 +55,7 @@ user_daily_usd = "{daily_usd}"
 user_monthly_usd = "20.00"
 guild_monthly_usd = "100.00"
 global_monthly_usd = "300.00"
-user_max_in_flight = 2
+user_max_in_flight = {max_in_flight}
 {extra}
 """
 
@@ -130,6 +130,7 @@ def write_config(tmp_path: Path, **overrides: object) -> Path:
         "sparse_cap": 0.5,
         "typical": 2,
         "preview_min_runtime": 0,
+        "max_in_flight": 2,
     }
     values.update(overrides)
     path = tmp_path / "config.toml"

@@ -212,3 +212,42 @@ async def test_a_locked_database_refuses_the_command_cleanly(bot: BotUnderTest, 
     follow = await bot.discord.invoke("video", {"prompt": "a dog"})  # and the next user is served
     await bot.discord.wait_until(lambda: len(finished(bot.discord)) == 1)
     assert follow.original() is not None
+
+
+# ----- the input image on a finished /animate card --------------------------------------------------
+
+
+def png(width: int, height: int, colour: tuple[int, int, int]) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), colour).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+async def test_finished_animate_card_shows_the_input_image_as_a_small_jpeg(bot: BotUnderTest) -> None:
+    fake = bot.discord
+    image = fake.add_attachment(png(1600, 900, (20, 160, 220)), "wide.png", "image/png")
+    await fake.invoke("animate", {"image": image, "prompt": "the sea [Push in]"})
+    await fake.wait_until(lambda: len(finished(fake)) == 1)
+    await bot.wait_jobs_done()
+
+    [card] = finished(fake)
+    embed = card.embeds[0]
+    assert embed["title"] == "Done · job #1"
+    assert embed["thumbnail"]["url"] == "attachment://input.jpg"
+    clip, thumb = card.attachments
+    assert clip["filename"] == "hailuo-1.mp4" and clip["data"][4:8] == MP4_MAGIC
+    assert thumb["filename"] == "input.jpg"
+    with Image.open(io.BytesIO(thumb["data"])) as small:
+        assert small.format == "JPEG" and small.size == (256, 144)
+        r, g, b = small.convert("RGB").getpixel((128, 72))
+        assert abs(r - 20) < 8 and abs(g - 160) < 8 and abs(b - 220) < 8
+    assert len(thumb["data"]) < 20_000
+
+
+async def test_a_video_card_has_no_thumbnail(bot: BotUnderTest) -> None:
+    fake = bot.discord
+    await fake.invoke("video", {"prompt": "a cat"})
+    await fake.wait_until(lambda: len(finished(fake)) == 1)
+    await bot.wait_jobs_done()
+    [card] = finished(fake)
+    assert "thumbnail" not in card.embeds[0] and len(card.attachments) == 1

@@ -92,3 +92,16 @@ async def test_a_zh_cn_member_gets_the_quote_and_its_buttons_in_chinese(
     await fake.click(message.id, next(cid for cid in message.custom_ids() if "cancel" in cid), locale="zh-CN")
     await fake.wait_until(lambda f: reply(interaction) == "已取消。未预留也未扣除任何费用。")
     assert await running.app.db.fetchall("SELECT id FROM jobs") == []
+
+
+async def test_a_quote_for_variants_covers_all_of_them(bot: tuple[BotUnderTest, FakeWaveSpeed]) -> None:
+    running, wavespeed = bot
+    fake = running.discord
+    interaction = await fake.invoke("video", {"prompt": "a lighthouse in a storm", "variants": 2})
+    await fake.wait_until(lambda f: "These 2 clips cost $0.56" in reply(interaction))
+    assert await running.app.store.ledger_totals() == LedgerTotals(0, 0, 0, 0) and wavespeed.submits == []
+    message = interaction.original()
+    assert message is not None
+    await fake.click(message.id, next(cid for cid in message.custom_ids() if "confirm" in cid))
+    await fake.wait_until(lambda f: len(finished(f)) == 2)
+    assert "2 variants accepted: jobs #1–#2 ($0.28 each)" in reply(interaction)

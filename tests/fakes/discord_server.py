@@ -250,6 +250,10 @@ class FakeDiscord:
         self.guilds: dict[int, int] = {self.guild_id: self.channel_id}  # the guilds the bot is in -> their channel
         self.guild_locales: dict[int, str] = {}  # a guild's community language (preferred_locale), en-US unless set
         self.left_guilds: list[int] = []  # guilds the bot left (DELETE /users/@me/guilds/{id}), in order
+        # DMs: the channel opened with each user (POST /users/@me/channels), and the users whose privacy
+        # settings refuse DMs from the bot (a message there is Discord's 403 50007).
+        self.dm_channels: dict[int, int] = {}
+        self.closed_dms: set[int] = set()
         self.base_url = self.gateway_url = ""
         self.sync_count = 0
         self.requests: list[RequestRecord] = []
@@ -274,6 +278,7 @@ class FakeDiscord:
             for m, p, h, auth in [
                 ("GET", r"/users/@me", self._get_me, True),
                 ("DELETE", r"/users/@me/guilds/(?P<gid>\d+)", self._leave_guild, True),
+                ("POST", r"/users/@me/channels", self._open_dm, True),
                 ("GET", r"/oauth2/applications/@me", self._get_app, True),
                 ("GET", r"/gateway(?:/bot)?", self._get_gateway, False),
                 ("GET|PUT", r"/applications/(?P<app>\d+)(?:/guilds/(?P<gid>\d+))?/commands", self._commands, True),
@@ -1037,7 +1042,33 @@ class FakeDiscord:
         self._check_channel(c)
         return web.Response(status=204)
 
+    def dms(self, user_id: int) -> list[FakeMessage]:
+        """The messages the bot sent to this user's DM channel, oldest first."""
+        cid = self.dm_channels.get(user_id)
+        return [m for m in self.messages.values() if cid is not None and m.channel_id == cid]
+
+    async def _open_dm(self, c: _Call) -> web.Response:
+        # Opening a DM channel works whatever the user's settings; sending in it is what may be refused.
+        user_id = int(c.body.get("recipient_id") or 0)
+        if not user_id:
+            raise DiscordError(400, 50035, "Invalid Form Body")
+        cid = self.dm_channels.setdefault(user_id, self._snowflake())
+        user = {"id": str(user_id), "username": f"user{user_id}", "discriminator": "0", "avatar": None,
+                "global_name": None}  # fmt: skip
+        return _json({"id": str(cid), "type": 1, "last_message_id": None, "recipients": [user], "flags": 0})
+
+    async def _create_dm_message(self, c: _Call, cid: int) -> web.Response:
+        user_id = next(user for user, channel in self.dm_channels.items() if channel == cid)
+        if user_id in self.closed_dms:
+            raise DiscordError(403, 50007, "Cannot send messages to this user")
+        self._validate(c.body, c.files, self.upload_limit)
+        msg = self._create(c.body, c.files, flags=self._flags(c.body, ~(EPHEMERAL | LOADING)))
+        msg.channel_id = cid
+        return _json(self._message_json(msg))
+
     async def _create_channel_message(self, c: _Call) -> web.Response:
+        if int(c.match["cid"]) in self.dm_channels.values():
+            return await self._create_dm_message(c, int(c.match["cid"]))
         self._check_channel(c)
         body = c.body
         self._validate(body, c.files, self.upload_limit)
