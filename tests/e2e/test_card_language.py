@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from cogs.client import RESUMED_NOTICE
+from core.text import tr
+from services.i18n import localise
 from tests.e2e.harness import running_bot
 from tests.fakes.discord_server import FakeDiscord, FakeMessage
 from tests.fakes.wavespeed_server import FakeWaveSpeed
@@ -114,7 +117,7 @@ async def test_a_job_resumed_after_a_restart_finishes_its_card_in_the_servers_la
             await fake.wait_until(lambda: len(titled(fake, "完成")) == 1)
             await bot.wait_jobs_done()
             [card] = titled(fake, "完成")
-            assert "机器人在这个任务运行时重启过" in card.embeds[0]["description"]
+            assert localise(tr(RESUMED_NOTICE), "zh-CN") in card.embeds[0]["description"]
             ping = [m for m in fake.messages.values() if m.content.startswith("<@4242>")]
             assert [m.content for m in ping] == ["<@4242> 你的视频（任务 #1）已在上方生成好了。"]
             await bot.assert_ledger_balanced()

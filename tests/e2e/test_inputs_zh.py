@@ -6,20 +6,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from core import camera
 from tests.e2e.harness import running_bot
 from tests.e2e.test_generation_flows import jpeg
 from tests.fakes.discord_server import LOADING, FakeDiscord, FakeInteraction
 
+
 # /video and /animate hand their refusals to Discord in cogs/generate.py, outside this change: until those
 # replies go through `to_member` (the i18n-flows branch), they reach a zh-CN member in English.
-NEEDS_RENDERED_REFUSALS = pytest.mark.xfail(
-    reason="needs /video and /animate to render refusals with to_member (cogs/generate.py, i18n-flows)", strict=False
-)
-
-
 async def private_reply(fake: FakeDiscord, interaction: FakeInteraction) -> str:
     def answered() -> bool:
         reply = interaction.original()
@@ -44,7 +38,6 @@ async def test_camera_help_for_a_zh_cn_member_lists_the_chinese_names_first(
     assert english == camera.HELP_TEXT
 
 
-@NEEDS_RENDERED_REFUSALS
 async def test_a_zh_cn_member_gets_bad_images_refused_in_chinese(tmp_path: Path, discord_fake: FakeDiscord) -> None:
     fake = discord_fake
     async with running_bot(tmp_path, fake, wavespeed_key=None):
@@ -60,7 +53,6 @@ async def test_a_zh_cn_member_gets_bad_images_refused_in_chinese(tmp_path: Path,
     assert english.startswith("This file looks like a text file, not a JPEG, PNG or WebP image."), english
 
 
-@NEEDS_RENDERED_REFUSALS
 async def test_a_zh_cn_member_gets_an_unknown_camera_move_refused_in_chinese(
     tmp_path: Path, discord_fake: FakeDiscord
 ) -> None:

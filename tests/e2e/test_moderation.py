@@ -64,7 +64,9 @@ async def test_a_blocked_prompt_is_refused_with_no_charge_and_no_provider_call(
     assert await bot.app.store.ledger_totals() == LedgerTotals(0, 0, 0, 0)
     actions = [row[0] for row in await bot.app.db.fetchall("SELECT action FROM audit ORDER BY id")]
     assert actions == ["block add", "block add", "prompt blocked", "prompt blocked"]
-    # A prompt without the words goes through.
+    # A zh-CN member is refused in Chinese; a prompt without the words goes through.
+    chinese = await video(bot, "gore", locale="zh-CN", user_id=1002)
+    assert chinese == "你的提示词包含被屏蔽的内容：`gore`。未产生任何费用；请修改措辞后重试。"
     assert "accepted" in await video(bot, "a quiet harbour at dawn")
 
 
