@@ -112,6 +112,7 @@ def build_bot(app: App, *, force_sync: bool = False, **options: object) -> Hailu
         history=app.history,
         outputs=app.runner.crew.outputs,
         moderation=app.moderation,
+        contests=app.contests,
     )
     bot = app.settings.config.bot
     return HailuoBot(

@@ -18,6 +18,7 @@ from cogs.access import Access, AccessGate
 from cogs.admin import AdminCog
 from cogs.buttons import JobButton
 from cogs.card_actions import CardActionsCog
+from cogs.contests import ContestCog
 from cogs.context import CogContext
 from cogs.generate import GenerateCog
 from cogs.history import HistoryCog
@@ -41,6 +42,7 @@ COGS: tuple[Callable[[commands.Bot, CogContext], commands.Cog], ...] = (
     HistoryCog,
     MemberSettingsCog,
     ModerationCog,
+    ContestCog,
 )
 
 RESTART_NOTICE = "The bot is restarting; this job will carry on when it is back (usually within a minute)."

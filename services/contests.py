@@ -103,9 +103,9 @@ class Results:
 
 
 class ContestService:
-    def __init__(self, store: ContestStore, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(self, store: ContestStore, clock: Callable[[], datetime] | None = None) -> None:
         self.store = store
-        self.clock = clock
+        self.clock: Callable[[], datetime] = clock or _now
         # Told when a contest's next moment changes (created, ended early): the scheduler recomputes its sleep.
         self.on_change: Callable[[], None] = lambda: None
 
@@ -391,6 +391,10 @@ class ContestService:
         self, contest_id: int, which: Literal["announcement", "voting"], message_id: int
     ) -> None:
         await self.store.set_message(contest_id, which, message_id)
+
+
+def _now() -> datetime:
+    return utcnow()  # looked up at each call, so a test can stand a clock in for the module's
 
 
 def _unix(moment: datetime) -> int:
