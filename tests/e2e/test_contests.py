@@ -9,6 +9,7 @@ printed), and shown in any failure message."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -144,10 +145,8 @@ async def wait_phase(running: BotUnderTest, phase: str) -> None:
         row = await running.app.db.fetchone("SELECT phase FROM contests WHERE id = 1")
         return row is not None and row[0] == phase
 
-    import asyncio
-
     async with asyncio.timeout(20):
-        while not await reached():
+        while not await reached():  # noqa: ASYNC110 - waiting for a stored state, polled
             await asyncio.sleep(0.02)
 
 
