@@ -270,17 +270,14 @@ class ContestService:
         await self.link(entry.id, job_id)
         return entry
 
-    async def entry_for_job(self, job_id: int) -> Entry | None:
-        return await self.store.entry_for_job(job_id)
-
     async def to_gallery(self, job_id: int) -> tuple[Contest, Entry] | None:
         """A delivered entry's gallery number (given once); None when the job is no contest entry."""
         entry = await self.store.entry_for_job(job_id)
         if entry is None or entry.state == "released":
             return None
         contest = await self.store.contest(entry.contest_id)
-        if contest is None:
-            return None
+        if contest is None or (contest.phase in ("closed", "done") and entry.number is None):
+            return None  # finished after voting closed: an ordinary clip, not in the gallery
         return contest, await self.store.number_entry(entry.id)
 
     async def gallery_posted(self, entry_id: int, message_id: int) -> None:

@@ -163,6 +163,18 @@ async def test_gallery_numbers_follow_delivery_and_are_given_once(rig: Rig) -> N
     assert not await rig.service.release(second.id), "a posted entry is not released"
 
 
+async def test_an_entry_finished_after_voting_closed_stays_out_of_the_gallery(rig: Rig) -> None:
+    await make(rig)
+    late = await rig.service.enter(CHANNEL, 1001, 21)
+    rig.clock.move(hours=2)
+    for _ in range(2):
+        [due] = await rig.service.due()
+        await (rig.service.open_voting if due.action == "open_voting" else rig.service.close_voting)(due.contest)
+    assert await rig.service.to_gallery(21) is None
+    entry = await rig.store.entry(late.id)
+    assert entry is not None and entry.number is None and entry.state == "claimed"
+
+
 # ----- votes --------------------------------------------------------------------------------------------------
 
 
