@@ -265,6 +265,18 @@ async def test_end_early_a_role_the_bot_may_not_give_and_chinese(
         assert (await command(fake, "contest create", options, user=ADMIN)).startswith("Contest #1 is running")
         assert "already has a contest running" in await command(fake, "contest create", options, user=ADMIN)
         await enter(running, ALICE, "a paper boat on a puddle")
+        # Bob's entry fails at the provider: refunded as any job, and his slot is free again.
+        wavespeed.next_scenario(outcome="failed")
+        entry = await running.app.contests.claim(fake.channel_id, BOB)
+        await reply(fake, await fake.invoke("video", {"prompt": "a paper crane"}, user_id=BOB, user_name="bob"))
+        await running.wait_jobs_done()
+        row = await running.app.db.fetchone("SELECT id, status FROM jobs WHERE user_id = ?", (BOB,))
+        assert row is not None and row["status"] == "failed"
+        await running.app.contests.link(entry.id, row["id"])
+        assert await running.app.contests.job_failed(row["id"])
+        refunds = await running.app.db.fetchall("SELECT kind FROM ledger WHERE job_id = ? ORDER BY id", (row["id"],))
+        assert [r[0] for r in refunds] == ["reserve", "refund"]
+        assert (await running.app.contests.claim(fake.channel_id, BOB)).id != entry.id
         chinese = await command(fake, "contest status", user=BOB, locale="zh-CN")
         assert "Paper boats" in chinese and "Entries are open" not in chinese, chinese
         assert "voting opens now" in await command(fake, "contest end", user=ADMIN)
