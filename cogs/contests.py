@@ -217,7 +217,11 @@ class ContestCog(commands.Cog):
         view = discord.ui.View(timeout=None)
         view.add_item(VoteButton(entry.id, to_server(guild, tr("Vote"))))
         message = await self._channel(contest).send(
-            to_server(guild, text)[:2000], file=discord.File(clip_path), view=view, allowed_mentions=NO_PINGS
+            to_server(guild, text)[:2000],
+            # Named by the entry, not the job: a job number would lead back to its card and its author.
+            file=discord.File(clip_path, filename=f"entry-{entry.number}{clip_path.suffix}"),
+            view=view,
+            allowed_mentions=NO_PINGS,
         )
         await self.service.gallery_posted(entry.id, message.id)
         log.info("contest %d: job %d posted as entry #%s", contest.id, job_id, entry.number)

@@ -192,6 +192,7 @@ async def _run_contest(tmp_path: Path, fake: FakeDiscord, wavespeed: FakeWaveSpe
         assert [m.content.splitlines()[0] for m in entries] == [f"**Entry #{n}** · Winter light" for n in (1, 2, 3)]
         for message in entries:  # the clip and the prompt, never the author
             assert message.attachments and not any(f"<@{user}>" in message.content for user in NAMES)
+            assert message.attachments[0]["filename"] == f"entry-{entries.index(message) + 1}.mp4"
             assert all(name not in message.content for name in NAMES.values())
         # The entries were paid from the contest's pool (not the members' own allowances).
         pooled = await running.app.db.fetchall(
