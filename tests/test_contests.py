@@ -330,3 +330,28 @@ def test_a_contest_pool_pays_before_an_older_pool_of_the_same_channel() -> None:
     contest = Pool(2, GUILD, "contest #1", 10, "contest", CHANNEL, None, "refuse")
     assert pick_pool([older, contest], CHANNEL, ()) == contest
     assert pick_pool([older], CHANNEL, ()) == older
+
+
+async def test_migration_010_keeps_existing_pools_and_what_references_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import storage.db
+
+    every = storage.db._migrations()
+    monkeypatch.setattr(storage.db, "_migrations", lambda: [m for m in every if m[0] < 10])
+    async with Database(tmp_path / "old.db") as db, db.transaction() as conn:
+        await conn.execute(
+            "INSERT INTO pools (guild_id, name, amount_micros, period, channel_id, on_empty, created_at)"
+            " VALUES (1, 'brainstorm', 20000000, 'week', 5, 'personal', '2026-11-01')"
+        )
+        await conn.execute("INSERT INTO pool_alerts VALUES (1, '2026-W45', 50, '2026-11-02')")
+    monkeypatch.setattr(storage.db, "_migrations", lambda: every)
+    async with Database(tmp_path / "old.db") as db:
+        [pool] = await SqliteAdminStore(db).pools(1)
+        assert (pool.id, pool.name, pool.period, pool.amount_micros) == (1, "brainstorm", "week", 20_000_000)
+        assert [tuple(row) for row in await db.fetchall("SELECT pool_id, percent FROM pool_alerts")] == [(1, 50)]
+        assert await db.fetchall("PRAGMA foreign_key_check") == []
+        assert (await db.fetchone("PRAGMA foreign_keys"))[0] == 1  # type: ignore[index]
+        with pytest.raises(sqlite3.IntegrityError):  # foreign keys are enforced again
+            async with db.transaction() as conn:
+                await conn.execute("INSERT INTO pool_alerts VALUES (99, 'x', 50, 'now')")
