@@ -211,8 +211,8 @@ async def _run_contest(tmp_path: Path, fake: FakeDiscord, wavespeed: FakeWaveSpe
             await running.app.contests.claim(fake.channel_id, DAVE)
 
         assert await press(fake, *votes[ALICE], user=ALICE) == "You cannot vote for your own entry."
-        fake.joined_at[DAVE] = (clock.now - timedelta(days=2)).isoformat()
-        assert "joined this server at least 7 days ago" in await press(fake, *votes[BOB], user=DAVE)
+        recently = (clock.now - timedelta(days=2)).isoformat()
+        assert "joined this server at least 7 days ago" in await press(fake, *votes[BOB], user=DAVE, joined_at=recently)
         assert await press(fake, *votes[BOB], user=EVE) == "Vote counted (you have 2 left)."
         assert await press(fake, *votes[BOB], user=EVE) == "Vote removed (you have 3 left)."
         assert await press(fake, *votes[BOB], user=EVE) == "Vote counted (you have 2 left)."

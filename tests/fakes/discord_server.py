@@ -269,8 +269,6 @@ class FakeDiscord:
         self.role_grants: list[tuple[int, int, int]] = []
         # Where the bot's own highest role sits: Discord refuses to give a role at or above it (50013).
         self.bot_top_role_position = 100
-        # Per member, the joined_at their interactions carry (JOINED_AT unless set).
-        self.joined_at: dict[int, str] = {}
         self._injections: list[_Injection] = []
         self._conns: set[_Conn] = set()
         self._active: _Conn | None = None
@@ -389,6 +387,7 @@ class FakeDiscord:
         dm: bool = False,
         guild_id: int | None = None,
         locale: str = "en-US",
+        joined_at: str | None = None,
     ) -> FakeInteraction:
         """Run a synced chat-input command ("name" or "group sub"); attachment options take add_attachment().
         `dm=True` sends it from the member's DM with the bot (as a client would if the command allowed it);
@@ -397,7 +396,7 @@ class FakeDiscord:
         data = self._command_data(name, options or {}, focused=None)
         return await self._interact(2, data, user_id=user_id, user_name=user_name, permissions=permissions,
                                     roles=roles, attachment_size_limit=attachment_size_limit, dm=dm,
-                                    guild_id=guild_id, locale=locale)  # fmt: skip
+                                    guild_id=guild_id, locale=locale, joined_at=joined_at)  # fmt: skip
 
     async def autocomplete(
         self,
@@ -428,6 +427,7 @@ class FakeDiscord:
         roles: list[int] | None = None,
         values: list[str] | None = None,
         locale: str = "en-US",
+        joined_at: str | None = None,
     ) -> FakeInteraction:
         """Click a button (or pick `values` in a select) on a stored message; the custom_id must be on it."""
         msg = self.messages.get(message_id)
@@ -440,7 +440,7 @@ class FakeDiscord:
         if values is not None:
             data["values"] = values
         return await self._interact(3, data, user_id=user_id, user_name=user_name, permissions=permissions,
-                                    roles=roles, message=msg, locale=locale)  # fmt: skip
+                                    roles=roles, message=msg, locale=locale, joined_at=joined_at)  # fmt: skip
 
     async def submit_modal(
         self,
@@ -659,6 +659,7 @@ class FakeDiscord:
         dm: bool = False,
         guild_id: int | None = None,
         locale: str = "en-US",
+        joined_at: str | None = None,  # when the member joined the guild (ISO 8601); JOINED_AT unless given
     ) -> FakeInteraction:
         conn = self._live()
         gid = self.guild_id if guild_id is None else guild_id
@@ -680,7 +681,7 @@ class FakeDiscord:
             "guild_id": str(gid), "channel_id": str(cid), "channel": self._channel_json(gid) | {"id": str(cid)},
             "guild": {"id": str(gid), "locale": self.guild_locale(gid), "features": []},
             "member": {"user": user, "roles": [str(r) for r in roles or []], "flags": 0,
-                       "joined_at": self.joined_at.get(user_id, JOINED_AT),
+                       "joined_at": joined_at or JOINED_AT,
                        "permissions": str(permissions), "deaf": False, "mute": False},
             "app_permissions": str(self.app_permissions), "locale": locale, "guild_locale": self.guild_locale(gid),
             "entitlements": [], "authorizing_integration_owners": {"0": str(gid)}, "context": 0,
