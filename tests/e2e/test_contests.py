@@ -293,3 +293,24 @@ async def test_end_early_a_role_the_bot_may_not_give_and_chinese(
         assert fake.role_grants == []
         assert "no contest running" in await command(fake, "contest end", user=ADMIN)
         await running.assert_ledger_balanced()
+
+
+async def test_a_chinese_server_gets_its_contest_posts_in_chinese(
+    tmp_path: Path, discord_fake: FakeDiscord, wavespeed: FakeWaveSpeed, clock: Clock
+) -> None:
+    fake = discord_fake
+    fake.guild_locales[fake.guild_id] = "zh-CN"  # sent in GUILD_CREATE: set before the bot connects
+    async with running_bot(tmp_path, fake, wavespeed_url=wavespeed.base_url) as running:
+        answer = await command(fake, "contest create", {"theme": "纸船", "deadline": "2m"}, user=ADMIN)
+        assert answer.startswith("Contest #1 is running"), answer  # the admin's own language: en-US
+        await command(fake, "contest end", user=ADMIN)
+        await wait_phase(running, "voting")
+        await command(fake, "contest end", user=ADMIN)
+        await wait_phase(running, "done")
+        posts = [m for m in public(fake) if m.author_id == fake.bot_user_id]
+        assert posts[0].content.startswith("🏆 **比赛：纸船**"), posts[0].content
+        assert posts[1].content.startswith("⭐ **纸船** 的**投票已开始**"), posts[1].content
+        [results] = results_posts(fake)
+        embed = results.embeds[0]
+        assert embed["title"] == "🏆 结果：纸船" and embed["description"].strip() == "没有人参加本次比赛。"
+        assert embed["footer"]["text"] == "比赛 #1 · contest-results:1"
