@@ -277,7 +277,7 @@ class ContestCog(commands.Cog):
         return ok
 
     async def _announce_voting(self, contest: Contest) -> None:
-        shown = sum(entry.state == "posted" for entry in await self.service.store.entries(contest.id))
+        shown = await self.service.gallery_size(contest.id)
         guild = self.bot.get_guild(contest.guild_id)
         text = tr(
             "⭐ **Voting is open** for **{theme}**: {entries}. Press ⭐ Vote under the ones you like ({votes}; press "

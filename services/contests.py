@@ -280,6 +280,9 @@ class ContestService:
             return None  # finished after voting closed: an ordinary clip, not in the gallery
         return contest, await self.store.number_entry(entry.id)
 
+    async def gallery_size(self, contest_id: int) -> int:
+        return sum(entry.state == "posted" for entry in await self.store.entries(contest_id))
+
     async def gallery_posted(self, entry_id: int, message_id: int) -> None:
         await self.store.set_gallery_message(entry_id, message_id)
 
@@ -380,9 +383,6 @@ class ContestService:
         if done:
             log.info("contest %d: results posted (message %d)", contest_id, message_id)
         return done
-
-    async def contest(self, contest_id: int) -> Contest | None:
-        return await self.store.contest(contest_id)
 
     async def remember_message(
         self, contest_id: int, which: Literal["announcement", "voting"], message_id: int

@@ -108,7 +108,7 @@ async def test_create_checks_its_options_and_one_contest_per_channel(rig: Rig) -
         with pytest.raises(UserError) as refused:
             await make(rig, **options)
         assert says in refused.value.message, (options, refused.value.message)
-    contest = await rig.service.contest(await make(rig, voting="2026-12-03"))
+    contest = await rig.store.contest(await make(rig, voting="2026-12-03"))
     assert contest is not None and contest.deadline == START + timedelta(hours=1)
     assert contest.voting_ends == datetime(2026, 12, 3, tzinfo=UTC) and contest.phase == "open"
     with pytest.raises(UserError, match="already has a contest running"):
@@ -262,7 +262,7 @@ async def test_phases_move_once_and_catch_up_after_downtime(rig: Rig) -> None:
     assert await rig.service.mark_results_intent(contest_id) and not await rig.service.mark_results_intent(contest_id)
     assert await rig.service.results_posted(contest_id, 777) and not await rig.service.results_posted(contest_id, 778)
     assert await rig.service.due() == [] and await rig.service.next_moment() is None
-    contest = await rig.service.contest(contest_id)
+    contest = await rig.store.contest(contest_id)
     assert contest is not None and contest.phase == "done" and contest.results_message_id == 777
 
 
