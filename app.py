@@ -18,6 +18,7 @@ from core.store import JobStore
 from providers.kit.entry import PaidSection
 from providers.registry import build_providers
 from services.admin import AdminService
+from services.contests import ContestService
 from services.jobs import JobService, build_job_services
 from services.moderation import ModerationService
 from services.notices import LogChannel
@@ -30,6 +31,7 @@ from services.run import JobSettings
 from services.runner import JobRunner
 from settings import Config, QuotasSection, Settings, check_prices
 from storage.admin import SqliteAdminStore
+from storage.contests import SqliteContestStore
 from storage.db import Database
 from storage.history import SqliteHistory
 from storage.jobs import SqliteJobStore
@@ -58,6 +60,7 @@ class App:
     history: SqliteHistory  # /history's queries and the kept clips' rows (for /show)
     moderation: ModerationService
     review: ReviewService
+    contests: ContestService
 
 
 @asynccontextmanager
@@ -135,8 +138,22 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
         log.info("providers in use: %s", ", ".join(providers) or "none")
         quotas = QuotaBook(store, policy, admin_store)
         admin = AdminService(admin_store, policy, notices)
+        contests = ContestService(SqliteContestStore(db))
         yield App(
-            settings, db, store, providers, jobs, runner, quotas, receiver, admin, notices, history, moderation, review
+            settings,
+            db,
+            store,
+            providers,
+            jobs,
+            runner,
+            quotas,
+            receiver,
+            admin,
+            notices,
+            history,
+            moderation,
+            review,
+            contests,
         )
     finally:
         if runner is not None:

@@ -113,6 +113,7 @@ def build_bot(app: App, *, force_sync: bool = False, **options: object) -> Hailu
         outputs=app.runner.crew.outputs,
         moderation=app.moderation,
         review=app.review,
+        contests=app.contests,
     )
     bot = app.settings.config.bot
     return HailuoBot(

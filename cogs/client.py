@@ -18,6 +18,7 @@ from cogs.access import Access, AccessGate
 from cogs.admin import AdminCog
 from cogs.buttons import JobButton
 from cogs.card_actions import CardActionsCog
+from cogs.contests import ContestCog
 from cogs.context import CogContext
 from cogs.generate import GenerateCog
 from cogs.history import HistoryCog
@@ -44,6 +45,7 @@ COGS: tuple[Callable[[commands.Bot, CogContext], commands.Cog], ...] = (
     HistoryCog,
     MemberSettingsCog,
     ModerationCog,
+    ContestCog,
 )
 
 # Notices on the cards of running jobs (the server's language).

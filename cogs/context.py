@@ -11,6 +11,7 @@ from core.defaults import DefaultsStore
 from core.history import HistoryReader
 from core.reports import SpendReader
 from services.admin import AdminService
+from services.contests import ContestService
 from services.jobs import JobService
 from services.moderation import ModerationService
 from services.notices import LogChannel
@@ -39,3 +40,4 @@ class CogContext:
     outputs: OutputKeeper | None = None  # the kept clips /show posts again (None: none kept)
     moderation: ModerationService | None = None  # /mod and the blocklist check (None: not offered)
     review: ReviewService | None = None  # review mode (None: not offered)
+    contests: ContestService | None = None  # /contest, the gallery and its votes (None: not offered)

@@ -12,7 +12,9 @@ from datetime import datetime
 from typing import Literal, Protocol
 
 Scope = Literal["server", "role", "user"]
-Period = Literal["day", "week", "month"]
+Period = Literal["day", "week", "month"]  # what an admin picks for /admin pool create
+# A contest's budget (/contest create) is a pool whose one period is the contest: it never starts again.
+PoolPeriod = Literal["day", "week", "month", "contest"]
 OnEmpty = Literal["personal", "refuse"]
 
 # The limits an admin may set per server, role or member (the global monthly cap stays in config.toml:
@@ -44,7 +46,7 @@ class Pool:
     guild_id: int
     name: str
     amount_micros: int
-    period: Period
+    period: PoolPeriod
     channel_id: int | None
     role_id: int | None
     on_empty: OnEmpty

@@ -22,6 +22,7 @@ from core.admin import (
     OnEmpty,
     Period,
     Pool,
+    PoolPeriod,
     Scope,
 )
 from core.errors import UserError
@@ -52,7 +53,12 @@ AUDIT_WORDS = {
         ("server", N_("server")),
     )
 }
-PER_PERIOD = {"day": N_("{amount} a day"), "week": N_("{amount} a week"), "month": N_("{amount} a month")}
+PER_PERIOD = {
+    "day": N_("{amount} a day"),
+    "week": N_("{amount} a week"),
+    "month": N_("{amount} a month"),
+    "contest": N_("{amount} for the contest"),
+}
 
 
 @dataclass(frozen=True)
@@ -267,12 +273,12 @@ class AdminService:
 MORE_THAN_ZERO = N_("The amount must be more than $0.00.")
 
 
-def per_period(amount: int, period: Period) -> Text:
+def per_period(amount: int, period: PoolPeriod) -> Text:
     """A pool's amount for its period, e.g. "$20.00 a week"."""
     return tr(PER_PERIOD[period], amount=format_usd(amount))
 
 
-def pool_budget(amount: int, period: Period, channel_id: int | None, role_id: int | None) -> Text:
+def pool_budget(amount: int, period: PoolPeriod, channel_id: int | None, role_id: int | None) -> Text:
     """A pool's budget as the audit and the answers say it: "$20.00 a week for #channel and @role"."""
     budget = per_period(amount, period)
     if channel_id and role_id:

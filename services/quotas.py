@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
-from core.admin import AdminStore, LimitOverride, Period, Pool, PoolDraw
+from core.admin import AdminStore, LimitOverride, Pool, PoolDraw, PoolPeriod
 from core.errors import QuotaExceeded
 from core.jobs import Usage
 from core.store import JobStore, ReservationCheck
@@ -96,10 +96,15 @@ def next_month(now: datetime) -> datetime:
 
 
 # "this day / this week / this month": a pool's period as the member reads it.
-THIS_PERIOD = {"day": N_("this day"), "week": N_("this week"), "month": N_("this month")}
+THIS_PERIOD = {
+    "day": N_("this day"),
+    "week": N_("this week"),
+    "month": N_("this month"),
+    "contest": N_("this contest"),
+}
 
 
-def this_period(period: Period) -> Text:
+def this_period(period: PoolPeriod) -> Text:
     return tr(THIS_PERIOD[period])
 
 
@@ -224,8 +229,10 @@ class Funding:
     note: str = ""  # a Text when there is something to say
 
 
-def period_key(period: Period, now: datetime) -> str:
-    """The pool period `now` falls in: a UTC day, ISO week or month."""
+def period_key(period: PoolPeriod, now: datetime) -> str:
+    """The pool period `now` falls in: a UTC day, ISO week or month; a contest's pool has one period."""
+    if period == "contest":
+        return "contest"
     if period == "day":
         return now.strftime("%Y-%m-%d")
     if period == "week":
@@ -234,7 +241,10 @@ def period_key(period: Period, now: datetime) -> str:
     return now.strftime("%Y-%m")
 
 
-def period_end(period: Period, now: datetime) -> datetime:
+def period_end(period: PoolPeriod, now: datetime) -> datetime | None:
+    """When the pool's period starts again (None: never, a contest's)."""
+    if period == "contest":
+        return None
     if period == "day":
         return next_day(now)
     if period == "week":
@@ -244,10 +254,11 @@ def period_end(period: Period, now: datetime) -> datetime:
 
 
 def pick_pool(pools: Iterable[Pool], channel_id: int | None, role_ids: Iterable[int]) -> Pool | None:
-    """The pool that pays for a job: its channel's first, else one of the member's roles' (the first
-    made). Only one pool pays for a job."""
+    """The pool that pays for a job: its channel's first (a running contest's before any other), else one
+    of the member's roles' (the first made). Only one pool pays for a job."""
     pools = list(pools)
     by_channel = [pool for pool in pools if pool.channel_id is not None and pool.channel_id == channel_id]
+    by_channel.sort(key=lambda pool: pool.period != "contest")  # stable: otherwise the first made
     if by_channel:
         return by_channel[0]
     roles = set(role_ids)

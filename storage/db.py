@@ -132,19 +132,29 @@ class Database:
         async with self._writer.execute("PRAGMA user_version") as cursor:
             row = await cursor.fetchone()
         current = row[0] if row else 0
-        for version, sql in _migrations():
-            if version <= current:
-                continue
-            await self._writer.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in _statements(sql):
-                    await self._writer.execute(statement)
-                await self._writer.execute(f"PRAGMA user_version = {version}")
-                await self._writer.execute("COMMIT")
-            except BaseException:
-                await _rollback(self._writer)
-                raise
-            log.info("database migrated to version %d", version)
+        # A migration may rebuild a table others reference (SQLite's way to change a constraint): foreign keys
+        # are off while it runs (the pragma cannot change inside a transaction), and checked before it commits.
+        await self._writer.execute("PRAGMA foreign_keys = OFF")
+        try:
+            for version, sql in _migrations():
+                if version <= current:
+                    continue
+                await self._writer.execute("BEGIN IMMEDIATE")
+                try:
+                    for statement in _statements(sql):
+                        await self._writer.execute(statement)
+                    async with self._writer.execute("PRAGMA foreign_key_check") as cursor:
+                        broken = list(await cursor.fetchall())
+                    if broken:
+                        raise sqlite3.IntegrityError(f"migration {version} breaks foreign keys: {list(broken[0])}")
+                    await self._writer.execute(f"PRAGMA user_version = {version}")
+                    await self._writer.execute("COMMIT")
+                except BaseException:
+                    await _rollback(self._writer)
+                    raise
+                log.info("database migrated to version %d", version)
+        finally:
+            await self._writer.execute("PRAGMA foreign_keys = ON")
 
     async def set_busy_timeout(self, milliseconds: int) -> None:
         self.busy_timeout_ms = milliseconds

@@ -40,6 +40,8 @@ DEFAULT_PERMISSIONS = 8515152769449024
 OWNER_ID = 1000
 HEARTBEAT_INTERVAL_MS = 41250
 JOINED_AT = "2024-01-01T00:00:00+00:00"
+MANAGE_ROLES = 1 << 28
+ADMINISTRATOR = 1 << 3
 
 
 def _now_iso() -> str:
@@ -267,6 +269,10 @@ class FakeDiscord:
         self._roles: dict[int, JSON] = {}
         # Each member's roles as last seen (an invoke's `roles`), for user options' resolved members.
         self.member_roles: dict[int, list[int]] = {}
+        # Roles given with PUT /guilds/{g}/members/{u}/roles/{r}, in order: (guild, user, role).
+        self.role_grants: list[tuple[int, int, int]] = []
+        # Where the bot's own highest role sits: Discord refuses to give a role at or above it (50013).
+        self.bot_top_role_position = 100
         self._injections: list[_Injection] = []
         self._conns: set[_Conn] = set()
         self._active: _Conn | None = None
@@ -290,6 +296,8 @@ class FakeDiscord:
                 ("POST", r"/channels/(?P<cid>\d+)/typing", self._typing, True),
                 ("POST", r"/channels/(?P<cid>\d+)/messages", self._create_channel_message, True),
                 ("GET|PATCH|DELETE", r"/channels/(?P<cid>\d+)/messages/(?P<mid>\d+)", self._channel_message, True),
+                ("GET", r"/channels/(?P<cid>\d+)/messages", self._channel_history, True),
+                ("PUT", r"/guilds/(?P<gid>\d+)/members/(?P<uid>\d+)/roles/(?P<rid>\d+)", self._add_member_role, True),
             ]
         ]  # fmt: skip
 
@@ -384,6 +392,7 @@ class FakeDiscord:
         dm: bool = False,
         guild_id: int | None = None,
         locale: str = "en-US",
+        joined_at: str | None = None,
     ) -> FakeInteraction:
         """Run a synced chat-input command ("name" or "group sub"); attachment options take add_attachment().
         `dm=True` sends it from the member's DM with the bot (as a client would if the command allowed it);
@@ -392,7 +401,7 @@ class FakeDiscord:
         data = self._command_data(name, options or {}, focused=None)
         return await self._interact(2, data, user_id=user_id, user_name=user_name, permissions=permissions,
                                     roles=roles, attachment_size_limit=attachment_size_limit, dm=dm,
-                                    guild_id=guild_id, locale=locale)  # fmt: skip
+                                    guild_id=guild_id, locale=locale, joined_at=joined_at)  # fmt: skip
 
     async def autocomplete(
         self,
@@ -423,6 +432,7 @@ class FakeDiscord:
         roles: list[int] | None = None,
         values: list[str] | None = None,
         locale: str = "en-US",
+        joined_at: str | None = None,
     ) -> FakeInteraction:
         """Click a button (or pick `values` in a select) on a stored message; the custom_id must be on it."""
         msg = self.messages.get(message_id)
@@ -435,7 +445,7 @@ class FakeDiscord:
         if values is not None:
             data["values"] = values
         return await self._interact(3, data, user_id=user_id, user_name=user_name, permissions=permissions,
-                                    roles=roles, message=msg, locale=locale)  # fmt: skip
+                                    roles=roles, message=msg, locale=locale, joined_at=joined_at)  # fmt: skip
 
     async def submit_modal(
         self,
@@ -654,6 +664,7 @@ class FakeDiscord:
         dm: bool = False,
         guild_id: int | None = None,
         locale: str = "en-US",
+        joined_at: str | None = None,  # when the member joined the guild (ISO 8601); JOINED_AT unless given
     ) -> FakeInteraction:
         conn = self._live()
         gid = self.guild_id if guild_id is None else guild_id
@@ -674,7 +685,8 @@ class FakeDiscord:
             "id": str(iid), "application_id": str(self.application_id), "type": itype, "version": 1, "token": token,
             "guild_id": str(gid), "channel_id": str(cid), "channel": self._channel_json(gid) | {"id": str(cid)},
             "guild": {"id": str(gid), "locale": self.guild_locale(gid), "features": []},
-            "member": {"user": user, "roles": [str(r) for r in roles or []], "flags": 0, "joined_at": JOINED_AT,
+            "member": {"user": user, "roles": [str(r) for r in roles or []], "flags": 0,
+                       "joined_at": joined_at or JOINED_AT,
                        "permissions": str(permissions), "deaf": False, "mute": False},
             "app_permissions": str(self.app_permissions), "locale": locale, "guild_locale": self.guild_locale(gid),
             "entitlements": [], "authorizing_integration_owners": {"0": str(gid)}, "context": 0,
@@ -1095,6 +1107,38 @@ class FakeDiscord:
             self._validate(c.body, c.files, self.upload_limit)
             self._edit(msg, c.body, c.files)
         return _json(self._message_json(msg))
+
+    async def _channel_history(self, c: _Call) -> web.Response:
+        """GET /channels/{id}/messages: newest first, `limit` (1-100, default 50), `before` / `after` an id."""
+        self._check_channel(c)
+        query = c.request.query
+        limit = int(query.get("limit", 50))
+        if not 1 <= limit <= 100:
+            raise DiscordError(400, 50035, "Invalid Form Body")
+        before, after = int(query.get("before", 0)) or None, int(query.get("after", 0)) or None
+        found = [m for m in self.messages.values()
+                 if m.channel_id == self.channel_id and not m.deleted and not m.ephemeral
+                 and (before is None or m.id < before) and (after is None or m.id > after)]  # fmt: skip
+        found.sort(key=lambda m: m.id, reverse=True)
+        return _json([self._message_json(m) for m in found[:limit]])
+
+    async def _add_member_role(self, c: _Call) -> web.Response:
+        """PUT /guilds/{g}/members/{u}/roles/{r}: 204; 403 50013 unless the bot has Manage Roles (or is an
+        administrator) and the role sits below its own highest role; 404 for an unknown role or member."""
+        gid, uid, rid = int(c.match["gid"]), int(c.match["uid"]), int(c.match["rid"])
+        if gid not in self.guilds:
+            raise DiscordError(404, 10004, "Unknown Guild")
+        role = self._roles.get(rid)
+        if role is None or gid != self.guild_id:
+            raise DiscordError(404, 10011, "Unknown Role")
+        if uid not in self.member_roles:
+            raise DiscordError(404, 10007, "Unknown Member")
+        if not self.app_permissions & (MANAGE_ROLES | ADMINISTRATOR) or role["position"] >= self.bot_top_role_position:
+            raise DiscordError(403, 50013, "Missing Permissions")
+        if rid not in self.member_roles[uid]:
+            self.member_roles[uid].append(rid)
+            self.role_grants.append((gid, uid, rid))
+        return web.Response(status=204)
 
 
 # Discord's rules for a command's names and descriptions, and their translations (a 400 otherwise).

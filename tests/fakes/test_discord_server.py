@@ -436,3 +436,41 @@ async def test_an_interaction_can_come_from_another_guild(env: Env) -> None:
     assert outcome == (other, env.fake.guilds[other])
     _, outcome = await env.run(scenario, guild_id=42)  # a guild the bot user is not in
     assert outcome[0] == 42
+
+
+async def test_giving_a_role_needs_manage_roles_and_a_role_below_the_bots(env: Env) -> None:
+    from tests.fakes.discord_server import MANAGE_ROLES
+
+    fake, bot = env.fake, env.bot
+
+    async def scenario(interaction: discord.Interaction, image: discord.Attachment, frames: int) -> Any:
+        await interaction.response.send_message("ok", ephemeral=True)
+        assert isinstance(interaction.user, discord.Member) and interaction.user.joined_at is not None
+        return interaction.user.joined_at.isoformat()
+
+    await env.run(scenario, user_id=78, roles=[555])  # the role exists: someone has it
+    _, joined = await env.run(scenario, user_id=77, joined_at="2026-12-01T10:00:00+00:00")
+    assert joined == "2026-12-01T10:00:00+00:00"
+    with pytest.raises(discord.Forbidden) as refused:  # the default bot has no Manage Roles
+        await bot.http.add_role(fake.guild_id, 77, 555)
+    assert (refused.value.status, refused.value.code) == (403, 50013)
+    fake.app_permissions |= MANAGE_ROLES
+    await bot.http.add_role(fake.guild_id, 77, 555)
+    await bot.http.add_role(fake.guild_id, 77, 555)  # idempotent, as Discord's
+    assert fake.role_grants == [(fake.guild_id, 77, 555)]
+    assert statuses(fake, "PUT", f"/guilds/{fake.guild_id}/members/77/roles/555") == [403, 204, 204]
+    fake.bot_top_role_position = 1  # the role sits at the bot's own height: refused
+    with pytest.raises(discord.Forbidden):
+        await bot.http.add_role(fake.guild_id, 77, 555)
+    with pytest.raises(discord.NotFound) as unknown:
+        await bot.http.add_role(fake.guild_id, 77, 999)
+    assert unknown.value.code == 10011
+
+
+async def test_channel_history_pages_newest_first(env: Env) -> None:
+    fake, bot = env.fake, env.bot
+    channel = bot.get_partial_messageable(fake.channel_id, guild_id=fake.guild_id)
+    sent = [await channel.send(f"message {n}") for n in range(130)]
+    seen = [message.id async for message in channel.history(limit=120)]
+    assert seen == [message.id for message in reversed(sent)][:120]
+    assert len(statuses(fake, "GET", f"/channels/{fake.channel_id}/messages")) == 2  # 100, then 20 before
