@@ -44,6 +44,7 @@ LOOKS = {
     "delete": Look(N_("Delete"), "🗑️", discord.ButtonStyle.secondary),
     "approve": Look(N_("Approve"), "✅", discord.ButtonStyle.success),
     "reject": Look(N_("Reject"), "⛔", discord.ButtonStyle.danger),
+    "enter": Look(N_("Enter in contest"), "🏆", discord.ButtonStyle.secondary),
 }
 
 
@@ -126,8 +127,10 @@ def progress_view(job_id: int, locale: str | None = None) -> discord.ui.View:
     return job_view(job_id, "cancel", locale=locale)
 
 
-def result_view(job_id: int, locale: str | None = None) -> discord.ui.View:
-    return job_view(job_id, "reroll", "remix", "continue", "delete", locale=locale)
+def result_view(job_id: int, locale: str | None = None, *, enter: bool = False) -> discord.ui.View:
+    """A finished job's card; `enter`: a contest takes entries in its channel (🏆 Enter in contest)."""
+    actions = ("reroll", "remix", "continue", "delete", *(("enter",) if enter else ()))
+    return job_view(job_id, *actions, locale=locale)
 
 
 def ended_view(job_id: int, locale: str | None = None) -> discord.ui.View:

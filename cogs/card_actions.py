@@ -16,6 +16,7 @@ from discord.ext import commands
 
 from cogs.context import CogContext
 from cogs.funnel import FunnelModal
+from cogs.held import LazyGallery
 from cogs.launch import JobLauncher
 from cogs.speech import to_member
 from core.errors import UserError
@@ -68,7 +69,7 @@ class PromptModal(FunnelModal):
 class CardActionsCog(commands.Cog):
     def __init__(self, bot: commands.Bot, context: CogContext) -> None:
         self.jobs = context.jobs
-        self.launcher = JobLauncher(context)
+        self.launcher = JobLauncher(context, LazyGallery(bot))
         context.buttons.register("reroll", self.reroll)
         context.buttons.register("cancel", self.cancel)
         context.buttons.register("delete", self.delete)

@@ -21,6 +21,7 @@ from cogs.card_actions import CardActionsCog
 from cogs.contests import ContestCog
 from cogs.context import CogContext
 from cogs.generate import GenerateCog
+from cogs.held import HeldReporter, LazyGallery
 from cogs.history import HistoryCog
 from cogs.launch import NEEDED_PERMISSIONS
 from cogs.member_settings import MemberSettingsCog
@@ -29,8 +30,10 @@ from cogs.quota import QuotaCog
 from cogs.reporter import reporter_for_resumed
 from cogs.speech import to_server
 from cogs.translator import CatalogueTranslator
+from core.jobs import JobRecord
 from core.text import N_, tr
 from services.loopwatch import LoopWatch, freeze_startup_objects
+from services.reporter import JobReporter
 from services.runner import JobRunner
 from services.variants import VariantSet
 
@@ -136,10 +139,14 @@ class HailuoBot(commands.Bot):
         self.runner.sweep_tmp(older_than=0)  # nothing runs yet: every leftover is an orphan
         await self.runner.sweep_outputs()
         sets: dict[int, VariantSet] = {}  # the variants resumed together share the card listing them
-        resumed = await self.runner.resume(
-            lambda job: reporter_for_resumed(self, self.context.jobs, job, defaults=self.context.defaults, sets=sets),
-            tr(RESUMED_NOTICE),
-        )
+        gallery = LazyGallery(self)
+
+        def reporter_for(job: JobRecord) -> JobReporter | None:
+            public = reporter_for_resumed(self, self.context.jobs, job, defaults=self.context.defaults, sets=sets)
+            # A contest entry or a clip held for review goes where it went before the restart.
+            return None if public is None else HeldReporter(public, self, self.context, gallery, job.id)
+
+        resumed = await self.runner.resume(reporter_for, tr(RESUMED_NOTICE))
         if resumed:
             log.info("resumed %d unfinished job(s)", resumed)
         self._background.append(asyncio.create_task(self._sweep_periodically(), name="tmp-sweeper"))

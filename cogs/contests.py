@@ -22,6 +22,7 @@ from discord.ext import commands
 from cogs.context import CogContext
 from cogs.funnel import reply_privately
 from cogs.guarded import guarded, has_role, require_guards
+from cogs.held import EnterAction
 from cogs.speech import to_server
 from core.contests import Contest
 from core.text import N_, Text, tr, tr_n
@@ -105,6 +106,7 @@ class ContestCog(commands.Cog):
         self._scheduler: asyncio.Task[None] | None = None
         if self.contests is not None:
             self.contests.on_change = self.wake
+        self.enter_action = EnterAction(context, bot, self)  # 🏆 on finished cards in a contest's channel
         require_guards(self)
 
     @property

@@ -17,6 +17,7 @@ from discord.ext import commands
 from cogs.attachments import AttachmentFetcher
 from cogs.context import CogContext
 from cogs.funnel import reply_privately
+from cogs.held import LazyGallery
 from cogs.launch import JobLauncher
 from cogs.options import (
     DURATIONS,
@@ -45,7 +46,7 @@ TOO_MANY_VARIANTS = N_("This bot makes at most {n} variants per command here (yo
 
 class GenerateCog(commands.Cog):
     def __init__(self, bot: commands.Bot, context: CogContext) -> None:
-        self.launcher = JobLauncher(context)
+        self.launcher = JobLauncher(context, LazyGallery(bot))
         self.jobs = context.jobs
         self.defaults: DefaultsStore | None = context.defaults
         self.attachments = AttachmentFetcher(context.cdn_origins)
@@ -80,6 +81,7 @@ class GenerateCog(commands.Cog):
         camera="Optional camera moves, up to 3 (e.g. Push in, Pan left) — start typing to see them",
         model="Which Hailuo model (default: Hailuo 2.3, or your /settings)",
         variants="How many clips to make with these settings at once (1–4, each one charged; default 1)",
+        contest="Enter this clip in the channel's contest (shown in its gallery without your name)",
     )
     @app_commands.choices(quality=QUALITY_T2V, model=MODELS)
     @app_commands.choices(duration=DURATIONS)
@@ -93,6 +95,7 @@ class GenerateCog(commands.Cog):
         camera: str | None = None,
         model: app_commands.Choice[str] | None = None,
         variants: app_commands.Range[int, 1, 4] | None = None,
+        contest: bool | None = None,
     ) -> None:
         options = Options(quality, duration, model, optimize_prompt)
         merged = await self._merged(interaction, "t2v", options)
@@ -103,7 +106,9 @@ class GenerateCog(commands.Cog):
             await reply_privately(interaction, exc.message)
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
-        await self.launcher.launch(interaction, spec, command="video", defaults=merged, variants=count)
+        await self.launcher.launch(
+            interaction, spec, command="video", defaults=merged, variants=count, contest=bool(contest)
+        )
 
     @app_commands.command(name="animate", description="Animate an image into a video (Hailuo).")
     @app_commands.describe(
@@ -116,6 +121,7 @@ class GenerateCog(commands.Cog):
         model="Which Hailuo model (default: Hailuo 2.3, or your /settings)",
         end_image="Optional last frame (Hailuo 02 only): the clip moves from image to end_image",
         variants="How many clips to make with these settings at once (1–4, each one charged; default 1)",
+        contest="Enter this clip in the channel's contest (shown in its gallery without your name)",
     )
     @app_commands.choices(quality=QUALITY_I2V, model=MODELS)
     @app_commands.choices(duration=DURATIONS)
@@ -131,6 +137,7 @@ class GenerateCog(commands.Cog):
         model: app_commands.Choice[str] | None = None,
         end_image: discord.Attachment | None = None,
         variants: app_commands.Range[int, 1, 4] | None = None,
+        contest: bool | None = None,
     ) -> None:
         options = Options(quality, duration, model, optimize_prompt)
         merged = await self._merged(interaction, "i2v", options)
@@ -158,6 +165,7 @@ class GenerateCog(commands.Cog):
             command="animate",
             defaults=merged,
             variants=count,
+            contest=bool(contest),
         )
 
     def _variants(self, asked: int | None) -> int:

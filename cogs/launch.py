@@ -21,10 +21,13 @@ import discord
 
 from cogs.cards import render, render_set
 from cogs.context import CogContext
+from cogs.held import HeldReporter
 from cogs.notify import Notifier
 from cogs.quotes import confirmed
 from cogs.reporter import NO_PINGS, DiscordReporter
+from cogs.review import Gallery
 from cogs.speech import member_locale, server_locale, to_member
+from core.contests import Entry
 from core.defaults import Merged
 from core.errors import QuotaExceeded, StorageError, UserError
 from core.jobs import JobRecord, ParentKind
@@ -55,6 +58,8 @@ MISSING_PERMISSIONS = N_(
     "I need these permissions in this channel first: {permissions}. Ask a moderator to grant them. Nothing was charged."
 )
 RESETS = N_("{message} It resets {when}.")
+ENTRY_IS_ONE_CLIP = N_("A contest entry is one clip: leave out `variants`.")
+NO_CONTESTS = N_("There is no contest running in this channel.")
 NEEDED_PERMISSIONS = {  # as Discord's permission settings name them
     "view_channel": N_("View Channel"),
     "send_messages": N_("Send Messages"),
@@ -109,7 +114,9 @@ def requester_of(interaction: discord.Interaction) -> Requester:
 
 
 class JobLauncher:
-    def __init__(self, context: CogContext) -> None:
+    def __init__(self, context: CogContext, gallery: Gallery) -> None:
+        self.context = context
+        self.gallery = gallery
         self.jobs = context.jobs
         self.handover_seconds = context.handover_seconds
         self.defaults = context.defaults
@@ -127,6 +134,7 @@ class JobLauncher:
         parent_kind: ParentKind | None = None,
         defaults: Merged | None = None,
         variants: int = 1,
+        contest: bool = False,
     ) -> None:
         """Reserve, post the public card(s), and run the job(s) in the background. The interaction is
         deferred. `defaults`: which of the member's /settings defaults applied (on the card) and why some
@@ -142,9 +150,13 @@ class JobLauncher:
             await self._say(interaction, tr(MISSING_PERMISSIONS, permissions=listed))
             return
         requester = requester_of(interaction)
+        entry: Entry | None = None
         try:
+            if contest:
+                entry = await self._claim_entry(interaction, variants)
             quote = await self.jobs.quote(spec, requester, count=variants)
             if quote.needs_confirmation and not await confirmed(interaction, quote):
+                await self._release(entry)
                 return
             reservation = await self.jobs.reserve(
                 spec,
@@ -156,12 +168,15 @@ class JobLauncher:
                 count=variants,
             )
         except QuotaExceeded as exc:
+            await self._release(entry)
             await self._say(interaction, quota_text(exc))
             return
         except UserError as exc:
+            await self._release(entry)
             await self._say(interaction, exc.message)
             return
         except StorageError as exc:
+            await self._release(entry)
             log.warning("could not record a new job for user %d: %s", interaction.user.id, exc)
             try:
                 await self._say(interaction, tr(COULD_NOT_RECORD))
@@ -171,6 +186,8 @@ class JobLauncher:
                 log.info("interaction %d: could not say that nothing was recorded", interaction.id)
             return
         jobs = reservation.jobs
+        if entry is not None:
+            await self._link_entry(entry, jobs[0])
         if not self.jobs.accepting:
             # The bot began stopping while this was being reserved: the jobs stay reserved (they never
             # reached a provider) and the next start carries them on, posting their cards then.
@@ -187,12 +204,14 @@ class JobLauncher:
             receipt = "\n".join(to_member(interaction, part) for part in notes if part)
             await interaction.edit_original_response(content=receipt)
             group = await self._post_set_card(interaction, jobs) if len(jobs) > 1 else None
-            message_ids = [await self._post_card(interaction, job, line) for job in jobs]
+            # An entry's card is private: a public one (and Discord's "used /video" line) would name its author.
+            message_ids = [await self._post_card(interaction, job, line, private=entry is not None) for job in jobs]
         except Exception:
             # Reserved but never shown or started: give the money back before saying so.
             log.exception("job %d: could not post the job card", jobs[0].id)
             for job in jobs:
                 await self.jobs.abandon(job, "could not post the job card")
+            await self._release(entry)
             with contextlib.suppress(discord.HTTPException):
                 await self._say(interaction, tr(COULD_NOT_POST))
             return
@@ -211,9 +230,40 @@ class JobLauncher:
                 locale=server_locale(interaction),
                 thumbnail=functools.partial(self.jobs.input_thumbnail, job) if job.input_image else None,
             )
-            # A variant tells the card listing its set (which pings once, at the end); a job alone pings itself.
-            reporter = SetMember(reporter, group) if group is not None else OnFinish(reporter, notifier.job_ended)
+            reporter = HeldReporter(
+                reporter,
+                interaction.client,
+                self.context,
+                self.gallery,
+                job.id,
+                interaction=interaction,
+                private_card=message_id if entry is not None else None,
+            )
+            if entry is None:
+                # A variant tells the card listing its set (which pings once, at the end); a job alone pings
+                # itself. An entry pings no one in the channel: that would name its author.
+                reporter = SetMember(reporter, group) if group is not None else OnFinish(reporter, notifier.job_ended)
             self.jobs.start(job, reporter)
+
+    async def _claim_entry(self, interaction: discord.Interaction, variants: int) -> Entry:
+        """One of the member's entry slots in this channel's contest, before anything is reserved."""
+        if variants > 1:
+            raise UserError(tr(ENTRY_IS_ONE_CLIP))
+        if self.context.contests is None or interaction.channel_id is None:
+            raise UserError(tr(NO_CONTESTS))
+        return await self.context.contests.claim(interaction.channel_id, interaction.user.id)
+
+    async def _link_entry(self, entry: Entry, job: JobRecord) -> None:
+        contests, review = self.context.contests, self.context.review
+        assert contests is not None
+        await contests.link(entry.id, job.id)
+        placed = await contests.entry_of(job.id)
+        if review is not None and placed is not None and placed[0].review:
+            await review.hold(job.id, job.guild_id, job.channel_id, job.user_id, always=True)
+
+    async def _release(self, entry: Entry | None) -> None:
+        if entry is not None and self.context.contests is not None:
+            await self.context.contests.release(entry.id)
 
     def _notifier(self, interaction: discord.Interaction, channel: discord.abc.Messageable) -> Notifier:
         return Notifier(
@@ -227,11 +277,15 @@ class JobLauncher:
             member_locale=member_locale(interaction),
         )
 
-    async def _post_card(self, interaction: discord.Interaction, job: JobRecord, defaults: str = "") -> int:
-        """A job's public card (a follow-up: the deferred private message was edited into the receipt)."""
+    async def _post_card(
+        self, interaction: discord.Interaction, job: JobRecord, defaults: str = "", *, private: bool = False
+    ) -> int:
+        """A job's public card (a follow-up: the deferred private message was edited into the receipt), or
+        with `private` one only the member sees, in their language."""
         card = replace(self.jobs.card_for(job), defaults=defaults)
+        locale = member_locale(interaction) if private else server_locale(interaction)
         message = await interaction.followup.send(
-            embed=render(card, server_locale(interaction)), wait=True, allowed_mentions=NO_PINGS
+            embed=render(card, locale), wait=True, allowed_mentions=NO_PINGS, ephemeral=private
         )
         await self.jobs.attach_card(job.id, message.id)
         return message.id

@@ -11,6 +11,7 @@ from discord.ext import commands
 
 from cogs.context import CogContext
 from cogs.guarded import guarded, has_role, require_guards
+from cogs.held import LazyGallery
 from cogs.review import ReviewActions
 from core.moderation import BlockRule
 from core.text import N_, Text, tr, tr_n
@@ -55,7 +56,7 @@ class ModerationCog(commands.Cog):
         self.moderation = context.moderation
         self.review = context.review
         self.admin_role_ids = context.admin_role_ids
-        self.actions = ReviewActions(context)
+        self.actions = ReviewActions(context, LazyGallery(bot))
         require_guards(self)
 
     @property

@@ -72,6 +72,7 @@ class DiscordReporter:
         self._defaults = defaults  # shown on every card of the job (not kept over a restart)
         self._locale = locale  # the server's language: the card is public
         self._thumbnail = thumbnail  # the input image, small, for the finished card (an /animate job)
+        self.offer_entry = False  # a contest takes entries in the channel: the finished card offers 🏆
 
     @property
     def locale(self) -> str:
@@ -85,9 +86,11 @@ class DiscordReporter:
 
     async def show(self, card: JobCard) -> None:
         if not card.final:
-            view = progress_view(card.job_id)
+            view = progress_view(card.job_id, self.locale)
+        elif card.stage == "done":
+            view = result_view(card.job_id, self.locale, enter=self.offer_entry)
         else:
-            view = result_view(card.job_id) if card.stage == "done" else ended_view(card.job_id)
+            view = ended_view(card.job_id, self.locale)
         await self._edit(embed=render(self._labelled(card), self.locale), view=view)
 
     async def deliver(self, card: JobCard, clip: Path | None) -> None:
@@ -99,7 +102,8 @@ class DiscordReporter:
             embed.set_thumbnail(url=f"attachment://{THUMBNAIL_NAME}")
         try:
             upload = (clip, f"hailuo-{card.job_id}.mp4") if clip is not None else None
-            await self._edit(upload, thumb, embed=embed, view=result_view(card.job_id))
+            view = result_view(card.job_id, self.locale, enter=self.offer_entry)
+            await self._edit(upload, thumb, embed=embed, view=view)
         except discord.HTTPException as exc:
             if exc.status == 413 or exc.code == TOO_LARGE:
                 raise UploadTooLarge from exc

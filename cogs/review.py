@@ -8,8 +8,10 @@ taken from the review message itself when approved, so nothing else has to keep 
 from __future__ import annotations
 
 import logging
+import tempfile
 from dataclasses import replace
 from pathlib import Path
+from typing import Protocol
 
 import discord
 
@@ -24,7 +26,7 @@ from core.text import N_, tr
 from services.i18n import localise
 from services.progress import JobCard
 from services.prompts import display_safe
-from services.reporter import DeliveryFailed, JobReporter, UploadTooLarge
+from services.reporter import DeliveryFailed, UploadTooLarge
 from services.review import ReviewService
 
 log = logging.getLogger(__name__)
@@ -40,60 +42,37 @@ NOT_A_MODERATOR = N_("Only moderators (Manage Messages) can approve or reject cl
 DECIDED = N_("This clip has been reviewed already.")
 
 
-class ReviewReporter:
-    """Reports a job whose channel is under review: progress on the public card as usual; the finished clip
-    to the review channel, and "waiting for review" on the card."""
-
-    def __init__(self, public: JobReporter, client: discord.Client, review: ReviewService, item: ReviewItem) -> None:
-        self.public = public
-        self.client = client
-        self.review = review
-        self.item = item
-        self.upload_limit = public.upload_limit
-
-    async def show(self, card: JobCard) -> None:
-        await self.public.show(card)
-
-    async def deliver(self, card: JobCard, clip: Path | None) -> None:
-        queue = await self.review.queue(self.item.guild_id)
-        if queue is None:  # cannot happen (review needs a queue), but a held clip never goes public unreviewed
-            raise DeliveryFailed("no review channel")
-        channel = self.client.get_partial_messageable(queue, guild_id=self.item.guild_id)
-        guild = self.client.get_guild(self.item.guild_id)
-        locale = server_locale(guild)
-        embed = discord.Embed(
-            title=localise(tr("Review · job #{job}", job=card.job_id), locale),
-            description=f"> {display_safe(card.prompt, 1000)}",
-        )
-        embed.add_field(name=localise(tr("Requested by"), locale), value=f"<@{self.item.user_id}>")
-        embed.add_field(name=localise(tr("For"), locale), value=f"<#{self.item.channel_id}>")
-        if card.link:
-            embed.add_field(name=localise(tr("Link"), locale), value=card.link, inline=False)
-        files = [discord.File(clip, filename=f"hailuo-{card.job_id}.mp4")] if clip is not None else []
-        try:
-            message = await channel.send(
-                embed=embed, files=files, view=job_view(card.job_id, "approve", "reject"), allowed_mentions=NO_PINGS
-            )
-        except discord.HTTPException as exc:
-            if exc.status == 413:
-                raise UploadTooLarge from exc
-            raise DeliveryFailed(f"HTTP {exc.status} code {exc.code}") from exc
-        await self.review.posted_for_review(card.job_id, message.id)
-        await self.public.show(replace(card, notice=tr(WAITING), link=None))
-
-    async def delivered_before(self, card: JobCard) -> bool:
-        item = await self.review.item(card.job_id)
-        return item is not None and item.state != "held"
+async def send_for_review(
+    client: discord.Client, review: ReviewService, item: ReviewItem, card: JobCard, clip: Path | None
+) -> None:
+    """Post a held clip to the server's review channel with Approve and Reject, and mark it pending.
+    Raises UploadTooLarge (delivery then tries it re-encoded) or DeliveryFailed, like a public post."""
+    queue = await review.queue(item.guild_id)
+    if queue is None:  # cannot happen (review needs a queue), but a held clip never goes public unreviewed
+        raise DeliveryFailed("no review channel")
+    channel = client.get_partial_messageable(queue, guild_id=item.guild_id)
+    locale = server_locale(client.get_guild(item.guild_id))
+    title = localise(tr("Review · job #{job}", job=card.job_id), locale)
+    embed = discord.Embed(title=title, description=f"> {display_safe(card.prompt, 1000)}")
+    embed.add_field(name=localise(tr("Requested by"), locale), value=f"<@{item.user_id}>")
+    embed.add_field(name=localise(tr("For"), locale), value=f"<#{item.channel_id}>")
+    if card.link:
+        embed.add_field(name=localise(tr("Link"), locale), value=card.link, inline=False)
+    files = [discord.File(clip, filename=f"hailuo-{card.job_id}.mp4")] if clip is not None else []
+    view = job_view(card.job_id, "approve", "reject", locale=locale)
+    try:
+        message = await channel.send(embed=embed, files=files, view=view, allowed_mentions=NO_PINGS)
+    except discord.HTTPException as exc:
+        if exc.status == 413:
+            raise UploadTooLarge from exc
+        raise DeliveryFailed(f"HTTP {exc.status} code {exc.code}") from exc
+    await review.posted_for_review(card.job_id, message.id)
 
 
-async def reviewed(
-    reporter: JobReporter, client: discord.Client, review: ReviewService | None, job_id: int
-) -> JobReporter:
-    """`reporter`, or the review reporter around it when the job is held for review."""
-    if review is None:
-        return reporter
-    item = await review.item(job_id)
-    return reporter if item is None else ReviewReporter(reporter, client, review, item)
+class Gallery(Protocol):
+    """Where an approved contest entry goes (cogs.contests.ContestCog)."""
+
+    async def post_entry(self, job_id: int, clip_path: Path) -> bool: ...
 
 
 class ReasonModal(FunnelModal):
@@ -112,8 +91,10 @@ class ReasonModal(FunnelModal):
 class ReviewActions:
     """Approve and Reject on a review message."""
 
-    def __init__(self, context: CogContext) -> None:
+    def __init__(self, context: CogContext, gallery: Gallery) -> None:
         self.review = context.review
+        self.contests = context.contests
+        self.gallery = gallery
         self.jobs = context.jobs
         self.admin_role_ids = context.admin_role_ids
         context.buttons.register("approve", self.approve)
@@ -168,7 +149,10 @@ class ReviewActions:
             await interaction.edit_original_response(content=to_member(interaction, tr(DECIDED)))
             return
         told = await self._tell_requester(interaction, item, reason)
-        await self._update_card(interaction.client, item, tr(REJECTED), None)
+        if self.contests is not None and await self.contests.entry_of(job_id) is not None:
+            await self.contests.release_job(job_id)  # a rejected entry frees its slot: the member may try again
+        else:
+            await self._update_card(interaction.client, item, tr(REJECTED), None)
         await self._close_review_message(
             interaction, tr("Rejected by <@{moderator}>: {reason}", moderator=interaction.user.id, reason=reason)
         )
@@ -182,12 +166,21 @@ class ReviewActions:
         await interaction.edit_original_response(content=to_member(interaction, answer), allowed_mentions=NO_PINGS)
 
     async def _publish(self, interaction: discord.Interaction, item: ReviewItem) -> bool:
+        """The approved clip where it was asked for: on its card, or (a contest entry) in the gallery. It is
+        taken from the review message, whose attachment Discord signs afresh with every interaction."""
         message = interaction.message
         attachment = message.attachments[0] if message is not None and message.attachments else None
         try:
+            if self.contests is not None and await self.contests.entry_of(item.job_id) is not None:
+                if attachment is None:
+                    return False
+                with tempfile.TemporaryDirectory(prefix="hailuo-review-") as folder:
+                    path = Path(folder) / "clip.mp4"
+                    await attachment.save(path)
+                    return await self.gallery.post_entry(item.job_id, path)
             clip = await attachment.to_file() if attachment is not None else None
         except discord.HTTPException:
-            log.warning("job %d: could not fetch the reviewed clip", item.job_id)
+            log.warning("job %d: could not fetch or post the reviewed clip", item.job_id)
             return False
         return await self._update_card(interaction.client, item, tr(APPROVED), clip)
 
@@ -199,9 +192,10 @@ class ReviewActions:
             return False
         card = replace(self.jobs.card_for(job).with_stage("done"), notice=notice)
         channel = client.get_partial_messageable(item.channel_id, guild_id=item.guild_id)
-        embed = render(card)
+        locale = server_locale(client.get_guild(item.guild_id))
+        embed = render(card, locale)
         files = [clip] if clip is not None else []
-        view = result_view(item.job_id) if clip is not None else None
+        view = result_view(item.job_id, locale) if clip is not None else None
         try:
             if job.message_id is not None:
                 try:

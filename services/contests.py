@@ -264,11 +264,28 @@ class ContestService:
         entry = await self.store.entry_for_job(job_id)
         return entry is not None and await self.release(entry.id)
 
+    async def release_job(self, job_id: int) -> bool:
+        """Free the slot of the entry `job_id` makes (a moderator rejected it)."""
+        return await self.job_failed(job_id)
+
     async def enter(self, channel_id: int, user_id: int, job_id: int) -> Entry:
         """Claim a slot and link an existing job to it in one step (a clip made for the contest)."""
         entry = await self.claim(channel_id, user_id)
         await self.link(entry.id, job_id)
         return entry
+
+    async def entry_of(self, job_id: int) -> tuple[Contest, Entry] | None:
+        """The contest entry `job_id` makes (None when it is an ordinary job, or its slot was released)."""
+        entry = await self.store.entry_for_job(job_id)
+        if entry is None or entry.state == "released":
+            return None
+        contest = await self.store.contest(entry.contest_id)
+        return None if contest is None else (contest, entry)
+
+    async def open_in(self, channel_id: int) -> Contest | None:
+        """The contest taking entries in this channel, if any."""
+        contest = await self.store.running_in(channel_id)
+        return contest if contest is not None and contest.phase == "open" else None
 
     async def to_gallery(self, job_id: int) -> tuple[Contest, Entry] | None:
         """A delivered entry's gallery number (given once); None when the job is no contest entry."""

@@ -28,9 +28,14 @@ class ReviewService:
         scopes = await self.store.review_scopes(guild_id)
         return WHOLE_SERVER in scopes or (channel_id is not None and channel_id in scopes)
 
-    async def hold(self, job_id: int, guild_id: int | None, channel_id: int | None, user_id: int) -> bool:
-        """Mark a job just reserved as reviewed when its channel is under review; True if it is."""
-        if guild_id is None or channel_id is None or not await self.reviewing(guild_id, channel_id):
+    async def hold(
+        self, job_id: int, guild_id: int | None, channel_id: int | None, user_id: int, *, always: bool = False
+    ) -> bool:
+        """Mark a job just reserved as reviewed when its channel is under review (or `always`: a contest
+        that reviews its entries); True if it is."""
+        if guild_id is None or channel_id is None:
+            return False
+        if not always and not await self.reviewing(guild_id, channel_id):
             return False
         await self.store.hold(ReviewItem(job_id, guild_id, channel_id, user_id, "held"), utcnow())
         return True
