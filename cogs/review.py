@@ -222,8 +222,8 @@ class ReviewActions:
             reason=reason,
         )
         try:
-            user = await interaction.client.fetch_user(item.user_id)
-            await user.send(localise(text, server_locale(interaction)), allowed_mentions=NO_PINGS)
+            dm = await interaction.client.create_dm(discord.Object(item.user_id))
+            await dm.send(localise(text, server_locale(interaction))[:2000], allowed_mentions=NO_PINGS)
             return True
         except discord.HTTPException as exc:
             log.info("job %d: could not tell the requester (HTTP %s code %s)", item.job_id, exc.status, exc.code)

@@ -118,17 +118,16 @@ def cog(running: BotUnderTest) -> ContestCog:
 
 
 async def enter(running: BotUnderTest, user: int, prompt: str) -> int:
-    """What `/video contest: true` will do: take a slot, make the clip, post it to the gallery."""
-    contests, fake = running.app.contests, running.discord
-    entry = await contests.claim(fake.channel_id, user)
-    receipt = await reply(fake, await fake.invoke("video", {"prompt": prompt}, user_id=user, user_name=NAMES[user]))
+    """`/video contest: true`: a slot, the clip made, and posted to the gallery; its card private."""
+    fake = running.discord
+    options = {"prompt": prompt, "contest": True}
+    receipt = await reply(fake, await fake.invoke("video", options, user_id=user, user_name=NAMES[user]))
     assert "accepted" in receipt.content, receipt.content
+    await running.wait_jobs_done()
     row = await running.app.db.fetchone("SELECT MAX(id) FROM jobs WHERE user_id = ?", (user,))
     job_id = int(row[0])
-    await contests.link(entry.id, job_id)
-    await running.wait_jobs_done()
-    clip = running.app.settings.config.bot.data_dir / "outputs" / f"{job_id}.mp4"
-    assert await cog(running).post_entry(job_id, clip)
+    posted = await running.app.db.fetchone("SELECT gallery_message_id FROM contest_entries WHERE job_id = ?", (job_id,))
+    assert posted is not None and posted[0] is not None, f"job {job_id} is not in the gallery"
     return job_id
 
 
@@ -186,8 +185,11 @@ async def _run_contest(tmp_path: Path, fake: FakeDiscord, wavespeed: FakeWaveSpe
         jobs = {user: await enter(running, user, prompt) for user, prompt in (
             (ALICE, "snow on a lantern at dusk"), (BOB, "frost ferns on a window at sunrise"),
             (CAROL, "a candle in a cabin window"))}  # fmt: skip
-        with pytest.raises(UserError, match=r"already entered this contest \(the limit is 1 entry each\)"):
-            await running.app.contests.claim(fake.channel_id, ALICE)
+        refused = await command(fake, "video", {"prompt": "one more", "contest": True}, user=ALICE)
+        assert refused == "You have already entered this contest (the limit is 1 entry each).", refused
+        assert len(await running.app.db.fetchall("SELECT id FROM jobs")) == 3  # nothing reserved for it
+        # No public message names an entry's author: entries' job cards are private to their makers.
+        assert not any(m.embeds and "job #" in m.embeds[0].get("title", "") for m in public(fake))
         entries = [m for m in contest_posts(fake) if m.content.startswith("**Entry #")]
         assert [m.content.splitlines()[0] for m in entries] == [f"**Entry #{n}** · Winter light" for n in (1, 2, 3)]
         for message in entries:  # the clip and the prompt, never the author
@@ -268,16 +270,17 @@ async def test_end_early_a_role_the_bot_may_not_give_and_chinese(
         await enter(running, ALICE, "a paper boat on a puddle")
         # Bob's entry fails at the provider: refunded as any job, and his slot is free again.
         wavespeed.next_scenario(outcome="failed")
-        entry = await running.app.contests.claim(fake.channel_id, BOB)
-        await reply(fake, await fake.invoke("video", {"prompt": "a paper crane"}, user_id=BOB, user_name="bob"))
+        options = {"prompt": "a paper crane", "contest": True}
+        await reply(fake, await fake.invoke("video", options, user_id=BOB, user_name="bob"))
         await running.wait_jobs_done()
         row = await running.app.db.fetchone("SELECT id, status FROM jobs WHERE user_id = ?", (BOB,))
         assert row is not None and row["status"] == "failed"
-        await running.app.contests.link(entry.id, row["id"])
-        assert await running.app.contests.job_failed(row["id"])
+        released = await running.app.db.fetchone("SELECT state FROM contest_entries WHERE job_id = ?", (row["id"],))
+        assert released is not None and released[0] == "released"
         refunds = await running.app.db.fetchall("SELECT kind FROM ledger WHERE job_id = ? ORDER BY id", (row["id"],))
         assert [r[0] for r in refunds] == ["reserve", "refund"]
-        assert (await running.app.contests.claim(fake.channel_id, BOB)).id != entry.id
+        entry = await running.app.contests.claim(fake.channel_id, BOB)  # the slot is free again
+        await running.app.contests.release(entry.id)
         chinese = await command(fake, "contest status", user=BOB, locale="zh-CN")
         assert "Paper boats" in chinese and "Entries are open" not in chinese, chinese
         assert "voting opens now" in await command(fake, "contest end", user=ADMIN)
@@ -314,3 +317,42 @@ async def test_a_chinese_server_gets_its_contest_posts_in_chinese(
         embed = results.embeds[0]
         assert embed["title"] == "🏆 结果：纸船" and embed["description"].strip() == "没有人参加本次比赛。"
         assert embed["footer"]["text"] == "比赛 #1 · contest-results:1"
+
+
+async def test_entries_pass_review_first_and_a_finished_clip_can_be_entered_with_its_button(
+    tmp_path: Path, discord_fake: FakeDiscord, wavespeed: FakeWaveSpeed, clock: Clock
+) -> None:
+    fake = discord_fake
+    moderator = {"user_id": ADMIN, "permissions": DEFAULT_PERMISSIONS | MANAGE_SERVER}
+    async with running_bot(tmp_path, fake, wavespeed_url=wavespeed.base_url) as running:
+        await reply(fake, await fake.invoke("mod review queue", {"channel": fake.channel_id}, **moderator))
+        options = {"theme": "Night trains", "deadline": "1d", "review": True, "entries_per_member": 2}
+        assert (await command(fake, "contest create", options, user=ADMIN)).startswith("Contest #1 is running")
+
+        # An entry through the command waits for review; approved, it goes to the gallery (not to a card).
+        receipt = await command(fake, "video", {"prompt": "a night train in the rain", "contest": True}, user=ALICE)
+        assert "accepted" in receipt
+        await running.wait_jobs_done()
+        held = next(m for m in public(fake) if m.embeds and m.embeds[0].get("title") == "Review · job #1")
+        assert not [m for m in contest_posts(fake) if m.content.startswith("**Entry #")], "not before approval"
+        approved = await fake.click(held.id, "hailuo:approve:1", **moderator)
+        assert "Approved" in (await reply(fake, approved)).content
+        [first] = [m for m in contest_posts(fake) if m.content.startswith("**Entry #")]
+        assert first.content.startswith("**Entry #1** · Night trains") and first.attachments
+
+        # Bob's ordinary clip, made in the channel after the contest began, offers 🏆 Enter in contest.
+        assert "accepted" in await command(fake, "video", {"prompt": "a sleeper car at dawn"}, user=BOB)
+        await running.wait_jobs_done()
+        card = next(m for m in public(fake) if m.embeds and "job #2" in m.embeds[0].get("title", ""))
+        assert "hailuo:enter:2" in card.custom_ids()
+        assert "Only the person who made this clip" in await press(fake, card.id, "hailuo:enter:2", user=CAROL)
+        assert "waits for a moderator's review" in await press(fake, card.id, "hailuo:enter:2", user=BOB)
+        second = next(m for m in public(fake) if m.embeds and m.embeds[0].get("title") == "Review · job #2")
+        await reply(fake, await fake.click(second.id, "hailuo:approve:2", **moderator))
+        entries = [m for m in contest_posts(fake) if m.content.startswith("**Entry #")]
+        assert [m.content.splitlines()[0] for m in entries] == [
+            "**Entry #1** · Night trains",
+            "**Entry #2** · Night trains",
+        ]
+        assert all("<@" not in m.content for m in entries)
+        await running.assert_ledger_balanced()

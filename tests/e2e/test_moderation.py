@@ -115,3 +115,70 @@ async def test_only_manage_messages_may_use_mod_whichever_command(bot: BotUnderT
             assert (await reply(fake, interaction)).content == REFUSED, name
     assert await bot.app.db.fetchall("SELECT id FROM block_rules") == []
     assert await bot.app.db.fetchall("SELECT id FROM audit") == []
+
+
+def card_of(fake: FakeDiscord, job_id: int) -> Any:
+    return next(m for m in fake.messages.values() if m.embeds and f"job #{job_id}" in m.embeds[0].get("title", ""))
+
+
+def review_message(fake: FakeDiscord, job_id: int) -> Any:
+    return next(
+        m
+        for m in fake.messages.values()
+        if m.embeds and m.embeds[0].get("title", "") == f"Review · job #{job_id}" and not m.deleted
+    )
+
+
+async def test_review_mode_holds_a_clip_until_approved_or_rejected_and_survives_a_restart(
+    tmp_path: Path, discord_fake: FakeDiscord, wavespeed: FakeWaveSpeed
+) -> None:
+    fake = discord_fake
+    url = wavespeed.base_url
+    async with running_bot(tmp_path, fake, wavespeed_url=url) as bot:
+        assert "Choose where held clips wait first" in await mod(fake, "review on")
+        assert "wait in" in await mod(fake, "review queue", {"channel": fake.channel_id})
+        assert "new clips wait for a moderator" in await mod(fake, "review on")
+        for prompt in ("a lighthouse in a storm", "a fox in the snow"):
+            assert "accepted" in await video(bot, prompt)
+        for job_id in (1, 2):
+            card = card_of(fake, job_id)
+            assert not card.attachments, "a held clip is not on its public card"
+            assert "Waiting for a moderator's review" in card.embeds[0]["description"]
+            assert "charged either way" in card.embeds[0]["description"]
+            held = review_message(fake, job_id)
+            assert held.attachments and f"<@{MEMBER}>" in str(held.embeds[0]["fields"])
+        totals = await bot.app.store.ledger_totals()
+        assert totals.settled == totals.reserved - totals.released  # generated clips are charged
+        # A member cannot decide.
+        held = review_message(fake, 1)
+        refused = await fake.click(held.id, "hailuo:approve:1", user_id=MEMBER, permissions=MEMBER_PERMISSIONS)
+        assert "Only moderators" in (await reply(fake, refused)).content
+    # Pending items stay pending over a restart; the buttons still work.
+    async with running_bot(tmp_path, fake, wavespeed_url=url) as bot:
+        approve = await fake.click(held.id, "hailuo:approve:1", user_id=MOD, permissions=DEFAULT_PERMISSIONS)
+        assert "Approved: the clip is posted" in (await reply(fake, approve)).content
+        card = card_of(fake, 1)
+        assert card.attachments and card.attachments[0]["filename"].endswith(".mp4")
+        assert "Approved by a moderator" in card.embeds[0]["description"]
+        closed = fake.messages[held.id]  # decided: no buttons left, and who decided
+        assert closed.custom_ids() == [] and f"Approved by <@{MOD}>" in str(closed.embeds[0]["fields"])
+        assert await bot.app.review.decide(1, MOD, approve=False) is None  # a second decision changes nothing
+        # Reject with a reason: the requester hears it privately, the card says no more than that.
+        second = review_message(fake, 2)
+        opened = await fake.click(second.id, "hailuo:reject:2", user_id=MOD, permissions=DEFAULT_PERMISSIONS)
+        await fake.wait_until(lambda: opened.modal is not None)
+        [field] = fake.modal_inputs(opened)
+        submitted = await fake.submit_modal(opened, {field: "too close to a real person"}, user_id=MOD)
+        assert "was told why" in (await reply(fake, submitted)).content
+        [dm] = fake.dms(MEMBER)
+        assert "too close to a real person" in dm.content and "It is charged" in dm.content
+        card = card_of(fake, 2)
+        assert not card.attachments and "Not approved by a moderator" in card.embeds[0]["description"]
+        assert "too close" not in str(card.embeds)
+        decisions = await bot.app.db.fetchall(
+            "SELECT action FROM audit WHERE action IN ('review approved', 'review rejected') ORDER BY id"
+        )
+        assert [row[0] for row in decisions] == ["review approved", "review rejected"]
+        states = await bot.app.db.fetchall("SELECT state FROM review_items ORDER BY job_id")
+        assert [row[0] for row in states] == ["approved", "rejected"]
+        await bot.assert_ledger_balanced()
