@@ -349,8 +349,9 @@ class ContestCog(commands.Cog):
 
 def announcement(contest: Contest) -> Text:
     return tr(
-        "🏆 **Contest: {theme}**\nMake a clip on this theme with `/video` or `/animate` in this channel before "
-        "<t:{deadline}:f> (<t:{deadline}:R>): {entries}. Entries are shown without their authors' names; voting "
+        "🏆 **Contest: {theme}**\nEnter a clip on this theme before <t:{deadline}:f> (<t:{deadline}:R>): "
+        "`/video` or `/animate` with `contest: True` in this channel, or 🏆 Enter in contest on a clip you make "
+        "here; {entries}. Entries are shown without their authors' names; voting "
         "with ⭐ runs until <t:{ends}:f>, then the results name the authors.{budget}",
         theme=contest.theme,
         deadline=int(contest.deadline.timestamp()),
