@@ -31,6 +31,7 @@ from cogs.reporter import reporter_for_resumed
 from cogs.speech import to_server
 from cogs.translator import CatalogueTranslator
 from core.jobs import JobRecord
+from core.metrics import NO_METRICS, Metrics
 from core.text import N_, tr
 from services.loopwatch import LoopWatch, freeze_startup_objects
 from services.reporter import JobReporter
@@ -98,6 +99,7 @@ class HailuoBot(commands.Bot):
         gate: AccessGate | None = None,
         dev_guild_id: int = 0,
         health_log_seconds: float = 0,
+        metrics: Metrics = NO_METRICS,
         force_sync: bool = False,
         **options: Any,
     ) -> None:
@@ -122,6 +124,7 @@ class HailuoBot(commands.Bot):
         self.hashes = hashes
         self.dev_guild_id = dev_guild_id
         self.health_log_seconds = health_log_seconds
+        self.metrics = metrics
         self.force_sync = force_sync
         self.tree.error(context.funnel.command_error)
         self._background: list[asyncio.Task[None]] = []
@@ -150,8 +153,9 @@ class HailuoBot(commands.Bot):
         if resumed:
             log.info("resumed %d unfinished job(s)", resumed)
         self._background.append(asyncio.create_task(self._sweep_periodically(), name="tmp-sweeper"))
-        if self.health_log_seconds:
-            watch = LoopWatch(report_every=self.health_log_seconds)
+        # Lag is sampled for the log lines, for /metrics, or both (NO_METRICS: the endpoint is off).
+        if self.health_log_seconds or self.metrics is not NO_METRICS:
+            watch = LoopWatch(report_every=self.health_log_seconds, metrics=self.metrics)
             self._background.append(asyncio.create_task(watch.run(), name="loop-watch"))
 
     async def _post_notice(self, channel_id: int, text: str) -> None:

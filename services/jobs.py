@@ -15,6 +15,7 @@ from core.admin import AdminStore
 from core.errors import UserError
 from core.history import OutputRecords
 from core.jobs import JobRecord, JobStatus, ParentKind
+from core.metrics import NO_METRICS, Metrics
 from core.spec import DURATIONS, QUALITIES_BY_MODEL, GenerationSpec, Quality
 from core.store import JobStore
 from core.tasks import FailureKind
@@ -26,6 +27,7 @@ from services.inputs import InputImages
 from services.intake import Checked, JobIntake, Requester, Reservation
 from services.moderation import ModerationService
 from services.notices import LogChannel
+from services.observed import ObservedStore
 from services.patience import PatientStore
 from services.pricing import PriceTable
 from services.progress import JobCard
@@ -78,9 +80,12 @@ def build_job_services(
     output_records: OutputRecords | None = None,
     moderation: ModerationService | None = None,
     review: ReviewService | None = None,
+    metrics: Metrics = NO_METRICS,
 ) -> tuple[JobService, JobRunner]:
     """The job API and the runner behind it, sharing one store, router and price table. Running jobs
-    see the store through `PatientStore`: they wait out a sick database instead of ending on it."""
+    see the store through `PatientStore`: they wait out a sick database instead of ending on it. Every
+    state change, reservation and ending is reported to `metrics` on its way into the store."""
+    store = ObservedStore(store, metrics)
     patient = PatientStore(
         store, first_delay=settings.storage_retry_seconds, max_delay=settings.storage_retry_max_seconds
     )
@@ -99,6 +104,7 @@ def build_job_services(
         callbacks_live=callbacks_live,
         output_records=output_records,
         verdicts=verdicts,
+        metrics=metrics,
     )
     inputs = InputImages(settings.inputs_dir)
     runner = JobRunner(crew, inputs)

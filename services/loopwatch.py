@@ -1,8 +1,9 @@
 """Event-loop lag: how late the loop wakes a task that asked to sleep a known time.
 
 A bot that carries hundreds of jobs on one loop must not let any callback hog it (acknowledgements
-have a 3 s deadline). The watch samples lag every `every` seconds and logs percentiles once per
-`report_every` seconds, so an operator (and the benchmark) can see it.
+have a 3 s deadline). The watch samples lag every `every` seconds, hands each sample to the metrics port
+(a histogram on /metrics when the operator endpoint is on), and logs percentiles once per
+`report_every` seconds (0: never), so an operator (and the benchmark) can see it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import asyncio
 import gc
 import logging
 from collections import deque
+
+from core.metrics import NO_METRICS, Metrics
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +36,12 @@ def percentile(values: list[float], share: float) -> float:
 
 
 class LoopWatch:
-    def __init__(self, every: float = 0.05, report_every: float = 60.0, keep: int = 10_000) -> None:
+    def __init__(
+        self, every: float = 0.05, report_every: float = 60.0, keep: int = 10_000, metrics: Metrics = NO_METRICS
+    ) -> None:
         self.every = every
         self.report_every = report_every
+        self.metrics = metrics
         self.samples: deque[float] = deque(maxlen=keep)  # seconds late, newest last
 
     async def run(self) -> None:
@@ -47,6 +53,9 @@ class LoopWatch:
             await asyncio.sleep(self.every)
             lag = max(loop.time() - before - self.every, 0.0)
             self.samples.append(lag)
+            self.metrics.loop_lag(lag)
+            if not self.report_every:
+                continue
             window.append(lag)
             if loop.time() >= next_report:
                 log.info(

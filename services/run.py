@@ -15,6 +15,7 @@ from pathlib import Path
 
 from core.history import OutputRecords
 from core.jobs import JobRecord
+from core.metrics import NO_METRICS, Metrics
 from core.store import JobStore
 from services.outputs import OutputKeeper
 from services.polling import PollPacer, PollPolicy
@@ -78,6 +79,8 @@ class JobRun:
     ending: bool = False  # refunded or cancelled, its final card on its way
     cancel_requested: bool = False
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    # When a verified callback last woke the job (time.monotonic()): the notice delay is measured from it.
+    woken_by_callback_at: float | None = None
 
     async def sleep(self, seconds: float) -> None:
         """Sleep until the next poll, or until a webhook or a cancel wakes the job up.
@@ -107,8 +110,10 @@ class Crew:
         callbacks_live: Callable[[str], bool] = lambda provider: False,
         output_records: OutputRecords | None = None,
         verdicts: Callable[[JobRecord], Awaitable[None]] | None = None,
+        metrics: Metrics = NO_METRICS,
     ) -> None:
         self.store = store
+        self.metrics = metrics  # what an operator's dashboard hears (notice delays, from `watching`)
         # Told of each job a provider's moderation blocked (services.moderation counts the strikes).
         self.verdicts = verdicts
         self.router = router

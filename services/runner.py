@@ -130,6 +130,7 @@ class JobRunner:
         for run in self._runs.values():
             if run.task_id == task_id and run.job.provider == provider:
                 log.info("job %d: woken by a webhook from %s", run.job.id, provider)
+                run.woken_by_callback_at = time.monotonic()
                 run.wakeup.set()
                 return True
         return False

@@ -30,10 +30,12 @@ async def watch(crew: Crew, run: JobRun, submitted: float) -> TaskStatus | None:
     schedule = crew.settings.poll_policy.schedule(typical, low, high, webhooks=crew.callbacks_live(job.provider))
     deadline = submitted + crew.settings.deadline_seconds
     previous: tuple[str, int | None, float | None] | None = None
+    unfinished_at: float | None = None  # when the last poll that saw the task unfinished was sent
     errors = 0
     while True:
         await crew.wait_for_poll_budget(job.provider, until=deadline)
         last_look = time.time() >= deadline  # one more poll past the deadline before giving up
+        sent = time.monotonic()
         try:
             status = await provider.poll(task_id)
         except ProviderError as exc:
@@ -46,6 +48,8 @@ async def watch(crew: Crew, run: JobRun, submitted: float) -> TaskStatus | None:
             await run.sleep(min(delay, max(deadline - time.time(), 0)))
             continue
         errors = 0
+        if status.terminal:
+            report_notice(crew, run, unfinished_at)
         if status.state == "succeeded":
             return status
         if status.state == "cancelled":
@@ -61,9 +65,22 @@ async def watch(crew: Crew, run: JobRun, submitted: float) -> TaskStatus | None:
         if previous is None or status.state != previous[0]:
             await record_status(crew.store, run, RUNNING_STATUS[status.state], status.raw_status)
         previous = (status.state, status.queue_position, status.progress)
+        unfinished_at = sent
         await run.updater.update(progress_card(run.card, status, submitted, typical))
         delay = schedule.next_delay(time.time() - submitted, changed, status.retry_after)
         await run.sleep(min(delay, max(deadline - time.time(), 0.05)))
+
+
+def report_notice(crew: Crew, run: JobRun, unfinished_at: float | None) -> None:
+    """Tell the metrics how late the end of the task was noticed. The task ended after the last poll that
+    saw it unfinished, so the time since that poll was sent bounds the delay from above; a callback that
+    woke the job since then was sent when the task ended, so the delay is counted from its arrival. A task
+    seen ended at its first poll here (a resumed job, a very short task) has no such bound: not reported."""
+    now, woken = time.monotonic(), run.woken_by_callback_at
+    if woken is not None and (unfinished_at is None or woken >= unfinished_at):
+        crew.metrics.notice_delay(run.job.provider, "callback", now - woken)
+    elif unfinished_at is not None:
+        crew.metrics.notice_delay(run.job.provider, "poll", now - unfinished_at)
 
 
 def progress_card(card: JobCard, status: TaskStatus, submitted: float, typical: float) -> JobCard:
