@@ -1,7 +1,10 @@
-"""The composition root: settings → plain values → store, providers, services, and the callback receiver.
+"""The composition root: settings → plain values → store, providers, services, the callback receiver,
+and the operator's endpoint with its metrics.
 
 Nothing below this module reads settings: services get plain values (`JobSettings`, `QuotaPolicy`,
 prices), providers get their own section and a `Wiring`, and the store is opened here and closed last.
+Services report to the metrics port (`core.metrics`): the prometheus-backed adapter when `[ops] port` is
+set, the no-op one otherwise.
 """
 
 from __future__ import annotations
@@ -10,11 +13,14 @@ import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import logsafe
+from core.metrics import NO_METRICS, Metrics
 from core.provider import Provider, WebhookProvider
 from core.store import JobStore
+from ops_metrics import PrometheusMetrics
+from ops_server import OpsServer, Readiness, serving
 from providers.kit.entry import PaidSection
 from providers.registry import build_providers
 from services.admin import AdminService
@@ -22,6 +28,7 @@ from services.contests import ContestService
 from services.jobs import JobService, build_job_services
 from services.moderation import ModerationService
 from services.notices import LogChannel
+from services.observed import observe_providers
 from services.polling import PollPolicy
 from services.pricing import PriceTable
 from services.quotas import LIMIT_KEYS, Limits, QuotaBook, QuotaPolicy
@@ -61,13 +68,36 @@ class App:
     moderation: ModerationService
     review: ReviewService
     contests: ContestService
+    # The operator's view: what services report to (NO_METRICS when [ops] is off), the same as a
+    # Prometheus registry (None when off), what /healthz waits for, and the endpoint itself.
+    metrics: Metrics = NO_METRICS
+    prometheus: PrometheusMetrics | None = None
+    readiness: Readiness = field(default_factory=Readiness)
+    ops: OpsServer | None = None
 
 
 @asynccontextmanager
-async def open_app(settings: Settings) -> AsyncIterator[App]:
-    """Open the store, build providers and services, start the callback receiver when configured."""
+async def open_app(settings: Settings, *, ops: bool = True) -> AsyncIterator[App]:
+    """Open the store, build providers and services, start the callback receiver when configured, and
+    the operator's endpoint when `[ops] port` is set and `ops` (False: a one-off run, `sync` or `generate`,
+    which must not take the port of a bot already running)."""
+    section = settings.config.ops
+    prometheus = PrometheusMetrics() if ops and section.port else None
+    readiness = Readiness()
+    # Listening before the database opens, so /healthz can say that start-up is under way.
+    async with (
+        serving(readiness, prometheus, section.listen_host, section.port) as server,
+        _compose(settings, prometheus or NO_METRICS, readiness) as app,
+    ):
+        app.prometheus, app.ops = prometheus, server
+        yield app
+
+
+@asynccontextmanager
+async def _compose(settings: Settings, metrics: Metrics, readiness: Readiness) -> AsyncIterator[App]:
     cfg = settings.config
     db = await Database(settings.database_path).open()
+    readiness.up("database")  # open and migrated
     store = SqliteJobStore(db)
     providers: dict[str, Provider] = {}
     receiver: WebhookReceiver | None = None
@@ -87,7 +117,7 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
         paid_offers = {n: p.capabilities.offers for n, p in providers.items() if not p.capabilities.free}
         check_prices(cfg, paid_offers, settings.config_path.name)
         router = ProviderRouter(
-            providers,
+            observe_providers(providers, metrics),  # each request timed; the receiver keeps the bare ones
             pins={guild: section.providers for guild, section in cfg.guilds.items()},
             failure_threshold=cfg.providers.failure_threshold,
             cooldown_seconds=cfg.providers.cooldown_seconds,
@@ -123,6 +153,7 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
             output_records=history,
             moderation=moderation,
             review=review,
+            metrics=metrics,
         )
         if with_callbacks and token is not None:
             receiver = WebhookReceiver(
@@ -154,6 +185,8 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
             moderation,
             review,
             contests,
+            metrics=metrics,
+            readiness=readiness,
         )
     finally:
         if runner is not None:
@@ -162,6 +195,7 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
             await receiver.stop()
         for provider in providers.values():
             await provider.aclose()
+        readiness.down("database", "closed")
         await db.close()
 
 

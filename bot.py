@@ -35,6 +35,7 @@ from cogs.context import CogContext
 from cogs.funnel import ErrorFunnel
 from core.errors import StorageError, UserError
 from core.spec import MODELS
+from ops_server import ListenError, Readiness
 from settings import Settings, SettingsError, load_settings
 from storage.defaults import SqliteDefaultsStore
 from storage.reports import SqliteSpendReader
@@ -116,16 +117,36 @@ def build_bot(app: App, *, force_sync: bool = False, **options: object) -> Hailu
         contests=app.contests,
     )
     bot = app.settings.config.bot
-    return HailuoBot(
+    if app.prometheus is not None:  # every REST request discord.py makes, counted by route and status
+        options.setdefault("http_trace", app.prometheus.discord_trace())
+    client = HailuoBot(
         context,
         app.runner,
         app.store,
         gate=gate,
         dev_guild_id=bot.dev_guild_id,
         health_log_seconds=bot.health_log_seconds,
+        metrics=app.metrics,
         force_sync=force_sync,
         **options,
     )
+    watch_gateway(client, app.readiness)
+    return client
+
+
+def watch_gateway(client: HailuoBot, readiness: Readiness) -> None:
+    """/healthz counts the gateway as up from READY (or RESUMED after a reconnect) until a disconnect."""
+
+    async def up() -> None:
+        readiness.up("gateway")
+
+    async def down() -> None:
+        readiness.down("gateway", "disconnected; reconnecting")
+
+    # Listeners (not on_* methods) so the client's own handlers stay as they are.
+    client.add_listener(up, "on_ready")
+    client.add_listener(up, "on_resumed")
+    client.add_listener(down, "on_disconnect")
 
 
 async def run_bot(settings: Settings, *, sync_only: bool = False) -> None:
@@ -134,7 +155,7 @@ async def run_bot(settings: Settings, *, sync_only: bool = False) -> None:
         print(TOKEN_HELP, file=sys.stderr)
         raise SystemExit(2)
     point_discord_at(settings.secrets.discord_api_base, settings.secrets.discord_gateway_url)
-    async with open_app(settings) as app, build_bot(app, force_sync=sync_only) as bot:
+    async with open_app(settings, ops=not sync_only) as app, build_bot(app, force_sync=sync_only) as bot:
         try:
             if sync_only:
                 await bot.login(token.get_secret_value())  # setup_hook runs here and syncs
@@ -172,7 +193,7 @@ async def generate_from_terminal(settings: Settings, args: argparse.Namespace) -
     from cli import run_generate, terminal_console
 
     with terminal_console(verbose=args.verbose) as progress:
-        async with open_app(settings) as app:
+        async with open_app(settings, ops=False) as app:
             try:
                 return await run_generate(
                     app.jobs, args, clips=settings.config.bot.data_dir / "clips", progress=progress
@@ -235,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:  # found while assembling (e.g. a provider's prices)
         print(f"Invalid configuration:\n{exc}", file=sys.stderr)
         return 2
-    except StartupError as exc:
+    except (StartupError, ListenError) as exc:
         print(exc, file=sys.stderr)
         return 1
     except StorageError as exc:  # the database could not be opened or migrated: nothing can run

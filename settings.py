@@ -96,6 +96,8 @@ class BotSection(_Section):
     dev_guild_id: Count = Field(0, ge=0, lt=2**63)
     data_dir: Path = Path("data")  # must be a directory, or a path to create one: checked by load_settings
     log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
+    # "text": one human-readable line per record; "json": one JSON object per line, for a log shipper.
+    log_format: str = Field("text", pattern="^(text|json)$")
     job_deadline_seconds: Count = Field(900, ge=30, le=86_400)
     max_output_mib: Count = Field(200, ge=1, le=2048)
     progress_edit_interval: Seconds = Field(2.0, le=60)
@@ -202,6 +204,13 @@ class WebhooksSection(_Section):
             )
 
 
+class OpsSection(_Section):
+    # The operator's endpoint (GET /healthz, GET /metrics): off unless a port is set. Loopback by default:
+    # Prometheus on this machine, or a proxy; "0.0.0.0" inside a container (publish the port to the scraper).
+    listen_host: str = "127.0.0.1"
+    port: Count = Field(0, ge=0, le=65535)
+
+
 class AccessSection(_Section):
     # The servers the bot answers in; empty = every server it is added to (the start-up log warns).
     allowed_guilds: list[SnowflakeValue] = Field(default_factory=list)
@@ -237,6 +246,7 @@ class Config(_Section):
     moderation: ModerationSection = Field(default_factory=ModerationSection)
     guilds: dict[Snowflake, GuildSection] = Field(default_factory=dict)
     webhooks: WebhooksSection = Field(default_factory=WebhooksSection)
+    ops: OpsSection = Field(default_factory=OpsSection)
     providers: _ProvidersBase = Field(default_factory=ProvidersSection)
     prices: dict[str, dict[str, dict[str, RequiredMicros]]] = Field(default_factory=dict)
     quotas: QuotasSection = Field(default_factory=QuotasSection)
@@ -246,6 +256,12 @@ class Config(_Section):
     def _provider_sections(cls, value: Any) -> Any:
         # The table is validated by the model built from the registry (one typed section per provider).
         return ProvidersSection.model_validate(value) if isinstance(value, dict) else value
+
+    def model_post_init(self, _context: Any) -> None:
+        # Both servers would bind the port: say which key to change rather than "address already in use".
+        ops, hooks = self.ops, self.webhooks
+        if ops.port and hooks.public_base_url and ops.port == hooks.listen_port:
+            raise ValueError(f"ops.port: {ops.port} is webhooks.listen_port too; give the endpoint a port of its own")
 
 
 class _SecretsBase(BaseSettings):
