@@ -59,13 +59,18 @@ class StartupError(Exception):
 
 
 def configure_logging(
-    level: str, secrets: Iterable[str | None] = (), *, stream: TextIO | None = None
+    level: str, secrets: Iterable[str | None] = (), *, stream: TextIO | None = None, fmt: str = "text"
 ) -> logging.Handler:
     """Log to `stream` (stderr) at `level`, with secrets masked in every record, whichever handler gets it
-    (logsafe.py says how). `secrets` are those known at start; the path token is registered once read."""
+    (logsafe.py says how). `secrets` are those known at start; the path token is registered once read.
+    `fmt` "json": one JSON object per line (`logsafe.JsonFormatter`), else one readable line."""
     logsafe.install(secrets)
     handler = logging.StreamHandler(stream)
-    handler.setFormatter(logsafe.RedactingFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    handler.setFormatter(
+        logsafe.JsonFormatter()
+        if fmt == "json"
+        else logsafe.RedactingFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    )
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(level)
@@ -248,7 +253,8 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"Invalid configuration:\n{exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.config.bot.log_level, settings.secrets.secret_values())
+    bot = settings.config.bot
+    configure_logging(bot.log_level, settings.secrets.secret_values(), fmt=bot.log_format)
     try:
         if args.command == "generate":
             return asyncio.run(generate_from_terminal(settings, args))

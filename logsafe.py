@@ -15,15 +15,21 @@ An exception nothing caught (in the main thread or another) is printed by Python
 `install` redacts that too.
 
 Secrets learned after start (the callback path token, read from the database) are added with `register`.
+
+`JsonFormatter` (`bot.log_format = "json"`) writes the same redacted record as one JSON object per line;
+its fields are redacted before they are encoded, so JSON escaping cannot hide a secret from the rule.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import sys
 import threading
 import traceback
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
@@ -120,3 +126,39 @@ class RedactingFormatter(logging.Formatter):
 
     def formatStack(self, stack_info: str) -> str:
         return self._redactor.redact(super().formatStack(stack_info))
+
+
+# Lines about a job start "job <id>:" (services log every state change so); the JSON line carries the id too.
+_JOB_LINE = re.compile(r"^job (\d+)\b")
+
+
+class JsonFormatter(RedactingFormatter):
+    """One JSON object per line: time (ISO-8601, UTC), level, logger, message, job_id when the record is
+    about a job (an int `job_id` attribute, or a message starting "job <id>"), and exc_info / stack_info as
+    text. Built from the record as the factory redacted it; anything else is redacted here."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        if not (getattr(record, _MARK, None) is record.msg and not record.args):
+            message = self._redactor.redact(message)
+        entry: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": message,
+        }
+        job_id = getattr(record, "job_id", None)
+        if not isinstance(job_id, int) and (found := _JOB_LINE.match(message)):
+            job_id = int(found.group(1))
+        if isinstance(job_id, int):
+            entry["job_id"] = job_id
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        # Tracebacks and stacks are rare: redacted again whatever made them.
+        if record.exc_text:
+            entry["exc_info"] = self._redactor.redact(record.exc_text)
+        if record.stack_info:
+            entry["stack_info"] = self._redactor.redact(record.stack_info)
+        return json.dumps(entry, ensure_ascii=False)

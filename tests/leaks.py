@@ -29,12 +29,15 @@ QUIETED = ("httpx", "discord.http", "aiosqlite")  # loggers configure_logging tu
 
 
 @contextlib.contextmanager
-def logging_as_the_bot_does(secrets: list[str | None], stream: io.StringIO) -> Iterator[logging.Handler]:
-    """configure_logging at DEBUG into `stream`, with even the loggers it turns down at DEBUG (redaction
-    must hold regardless); logging is process-wide, so everything is put back afterwards."""
+def logging_as_the_bot_does(
+    secrets: list[str | None], stream: io.StringIO, *, fmt: str = "text"
+) -> Iterator[logging.Handler]:
+    """configure_logging at DEBUG into `stream` (`fmt`: bot.log_format), with even the loggers it turns
+    down at DEBUG (redaction must hold regardless); logging is process-wide, so everything is put back
+    afterwards."""
     loggers = [logging.getLogger(name) for name in ("", *QUIETED)]
     levels = [logger.level for logger in loggers]
-    handler = configure_logging("DEBUG", secrets, stream=stream)
+    handler = configure_logging("DEBUG", secrets, stream=stream, fmt=fmt)
     for logger in loggers[1:]:
         logger.setLevel(logging.DEBUG)
     try:

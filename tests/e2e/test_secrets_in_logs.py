@@ -1,9 +1,11 @@
 """End to end at DEBUG: a whole run (gateway, interactions, callbacks, a task failing with our key in its
-error text) leaves no secret in any log output or in the database's error text."""
+error text) leaves no secret in any log output or in the database's error text, in either log format
+(bot.log_format "json": every line is one JSON object, too)."""
 
 from __future__ import annotations
 
 import io
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,13 +62,16 @@ async def a_clip_and_a_failure_quoting_the_key(tmp_path: Path, fake: FakeDiscord
         )
 
 
-async def test_a_debug_run_logs_no_token_key_or_secret(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize("fmt", ["text", "json"])
+async def test_a_debug_run_logs_no_token_key_or_secret(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, fmt: str
+) -> None:
     caplog.set_level(logging.DEBUG)
     ours = io.StringIO()
     fake = FakeDiscord(bot_token=BOT_TOKEN)
     await fake.start()
     try:
-        with logging_as_the_bot_does([BOT_TOKEN, WS_KEY, TOAPIS_SECRET], ours):
+        with logging_as_the_bot_does([BOT_TOKEN, WS_KEY, TOAPIS_SECRET], ours, fmt=fmt):
             run = await a_clip_and_a_failure_quoting_the_key(tmp_path, fake)
     finally:
         await fake.stop()
@@ -87,3 +92,6 @@ async def test_a_debug_run_logs_no_token_key_or_secret(tmp_path: Path, caplog: p
         assert "executing functools.partial" in logs and "webhook_path_token" in logs
         assert "webhooks%2Fwavespeed%2F***" in logs
         assert "job 2: failed" in logs
+    if fmt == "json":
+        records = [json.loads(line) for line in ours.getvalue().splitlines()]
+        assert any(record.get("job_id") == 2 and "failed" in record["message"] for record in records)
