@@ -12,7 +12,8 @@ from types import SimpleNamespace
 
 import aiohttp
 import yarl
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import choose_encoder
 
 from core.jobs import TERMINAL_STATUSES, JobStatus
 from core.metrics import NoticeBasis, Operation
@@ -129,9 +130,11 @@ class PrometheusMetrics:
         for status in TERMINAL_STATUSES:
             self.jobs_ended.labels(status.value)
 
-    def render(self) -> bytes:
-        """The registry in Prometheus' text exposition format."""
-        return generate_latest(self.registry)
+    def render(self, accept: str = "") -> tuple[bytes, str]:
+        """The registry and its content type, in the format the scraper's Accept header asks for: the
+        Prometheus text format (0.0.4) unless it asks for OpenMetrics or a newer text version."""
+        encode, content_type = choose_encoder(accept)
+        return encode(self.registry), content_type
 
     # ----- core.metrics.Metrics ------------------------------------------------------------------------
 

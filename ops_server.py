@@ -14,7 +14,6 @@ import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST
 
 from ops_metrics import PrometheusMetrics
 
@@ -85,8 +84,9 @@ class OpsServer:
         return web.json_response({"status": "not ready", "missing": missing}, status=503)
 
     async def _metrics(self, request: web.Request) -> web.Response:
-        response = web.Response(body=self.metrics.render())
-        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        body, content_type = self.metrics.render(request.headers.get("Accept", ""))
+        response = web.Response(body=body)
+        response.headers["Content-Type"] = content_type  # with its version parameter, which content_type= refuses
         return response
 
 

@@ -11,7 +11,7 @@ import os
 import tomllib
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -97,7 +97,7 @@ class BotSection(_Section):
     data_dir: Path = Path("data")  # must be a directory, or a path to create one: checked by load_settings
     log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
     # "text": one human-readable line per record; "json": one JSON object per line, for a log shipper.
-    log_format: str = Field("text", pattern="^(text|json)$")
+    log_format: Literal["text", "json"] = "text"
     job_deadline_seconds: Count = Field(900, ge=30, le=86_400)
     max_output_mib: Count = Field(200, ge=1, le=2048)
     progress_edit_interval: Seconds = Field(2.0, le=60)

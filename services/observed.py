@@ -140,11 +140,13 @@ class ObservedStore:
 class ObservedProvider:
     """A `Provider` whose every request is timed, and its failures counted by kind, in `metrics`."""
 
-    def __init__(self, provider: Provider, metrics: Metrics) -> None:
+    def __init__(self, provider: Provider, metrics: Metrics, label: str | None = None) -> None:
         self.provider = provider
         self.metrics = metrics
         self.name = provider.name
         self.capabilities = provider.capabilities
+        # Counted under the name jobs know it by (the router's key, which is its name when configured).
+        self.label = label or provider.name
 
     async def submit(self, spec: GenerationSpec) -> str:
         return await self._timed("create", self.provider.submit(spec))
@@ -180,9 +182,9 @@ class ObservedProvider:
             raise
         finally:
             if error != "cancelled":
-                self.metrics.provider_call(self.name, operation, time.perf_counter() - began, error)
+                self.metrics.provider_call(self.label, operation, time.perf_counter() - began, error)
 
 
 def observe_providers(providers: dict[str, Provider], metrics: Metrics) -> dict[str, Provider]:
     """The providers as the job lifecycle calls them: each one timed."""
-    return {name: ObservedProvider(provider, metrics) for name, provider in providers.items()}
+    return {name: ObservedProvider(provider, metrics, name) for name, provider in providers.items()}
