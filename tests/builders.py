@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.metrics import NO_METRICS, Metrics
 from core.provider import Provider
 from services.jobs import JobService, build_job_services
 from services.pricing import PriceTable
@@ -41,6 +42,7 @@ async def built_services(
     pins: Mapping[int, list[str]] | None = None,
     failure_threshold: int = 3,
     cooldown_seconds: float = 300,
+    metrics: Metrics = NO_METRICS,
     **settings: Any,
 ) -> AsyncIterator[Services]:
     """The job services over a fresh store in `data_dir`; the providers are closed at the end."""
@@ -51,7 +53,7 @@ async def built_services(
         )
         price_table = PriceTable(prices, free=[name for name, p in providers.items() if p.capabilities.free])
         jobs, runner = build_job_services(
-            store, router, price_table, quotas, JobSettings(data_dir=data_dir, **settings)
+            store, router, price_table, quotas, JobSettings(data_dir=data_dir, **settings), metrics=metrics
         )
         try:
             yield Services(jobs, runner, store, router, runner.crew)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import subprocess
@@ -149,3 +150,27 @@ async def run_bot_async(
     out, err = await asyncio.wait_for(proc.communicate(), 120)
     assert proc.returncode is not None
     return subprocess.CompletedProcess(args, proc.returncode, out.decode(), err.decode())
+
+
+def test_the_ops_port_taken_is_one_sentence_naming_the_key(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {"DISCORD_TOKEN": "t", "DISCORD_API_BASE": "http://127.0.0.1:9"}
+        result = run_bot(tmp_path, f'[bot]\ndata_dir = "data"\n[ops]\nport = {port}\n', env=env)
+    assert result.returncode == 1
+    assert f"ops.port: port {port} is already in use" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_json_logs_are_one_object_per_line_from_the_start(tmp_path: Path) -> None:
+    with socket.socket() as sock:  # a port nothing listens on: the run ends after its start-up lines
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    env = {"DISCORD_TOKEN": "t", "DISCORD_API_BASE": f"http://127.0.0.1:{closed}"}
+    result = run_bot(tmp_path, '[bot]\ndata_dir = "data"\nlog_format = "json"\n', env=env)
+    *logged, sentence = result.stderr.splitlines()
+    assert result.returncode == 1 and sentence.startswith("Could not reach Discord")
+    records = [json.loads(line) for line in logged]
+    assert any(record["message"].startswith("providers in use") for record in records)
+    assert all({"time", "level", "logger", "message"} <= record.keys() for record in records)

@@ -58,6 +58,15 @@ def refusal(tmp_path: Path, text: str) -> str:
         ("[providers.preview]\nfps = 24.0", "config.toml: providers.preview.fps: Input should be a valid integer"),
         ("[providers.preview]\nmin_runtime_seconds = inf", "config.toml: providers.preview.min_runtime_seconds: Inp"),
         ('[guilds."0"]\nproviders = ["preview"]', "config.toml: guilds.0: not an id: Input should be greater than 0"),
+        # The operator's endpoint and the log format.
+        ("[ops]\nport = 70000", "config.toml: ops.port: Input should be less than or equal to 65535 (got 70000)"),
+        ('[ops]\nport = "9100"', 'config.toml: ops.port: Input should be a valid integer (got "9100")'),
+        ("[ops]\nlisten = 1", "config.toml: ops.listen: Extra inputs are not permitted"),
+        ('[bot]\nlog_format = "xml"', "config.toml: bot.log_format: Input should be 'text' or 'json' (got \"xml\")"),
+        (
+            '[ops]\nport = 8080\n[webhooks]\npublic_base_url = "https://bot.example"',
+            "config.toml: ops.port: 8080 is webhooks.listen_port too",
+        ),
     ],
 )
 def test_an_absurd_value_is_refused_naming_its_key(tmp_path: Path, toml: str, expected: str) -> None:

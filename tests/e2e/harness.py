@@ -8,7 +8,7 @@ import contextlib
 import dataclasses
 import socket
 import textwrap
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,10 +148,12 @@ async def running_bot(
     providers: dict[str, tuple[str, str]] | None = None,
     secrets: dict[str, str] | None = None,
     admin_role_ids: frozenset[int] = frozenset(),
+    before_start: Callable[[App], Awaitable[None]] | None = None,
     **config: object,
 ) -> AsyncIterator[BotUnderTest]:
     """`providers` adds other paid providers: name -> (base URL of its stand-in, API key); `admin_role_ids`
-    are the roles that may use /admin besides Manage Server (set on the bot's context before it starts)."""
+    are the roles that may use /admin besides Manage Server (set on the bot's context before it starts);
+    `before_start` looks at the composed app before the Discord client connects."""
     saved = (discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY)
     providers = dict(providers or {})
     if "wavespeed" in providers:  # the template has its section already
@@ -183,6 +185,8 @@ async def running_bot(
             bot = build_bot(app, guild_ready_timeout=0.05, chunk_guilds_at_startup=False)
             if admin_role_ids:
                 bot.context = dataclasses.replace(bot.context, admin_role_ids=admin_role_ids)
+            if before_start is not None:
+                await before_start(app)
             task = asyncio.create_task(bot.start(fake.bot_token))
             try:
                 await fake.wait_ready(timeout=15)
