@@ -117,7 +117,8 @@ async def _compose(settings: Settings, metrics: Metrics, readiness: Readiness) -
         paid_offers = {n: p.capabilities.offers for n, p in providers.items() if not p.capabilities.free}
         check_prices(cfg, paid_offers, settings.config_path.name)
         router = ProviderRouter(
-            observe_providers(providers, metrics),  # each request timed; the receiver keeps the bare ones
+            # Each request timed when metrics are on; the receiver keeps the bare providers.
+            observe_providers(providers, metrics) if metrics is not NO_METRICS else providers,
             pins={guild: section.providers for guild, section in cfg.guilds.items()},
             failure_threshold=cfg.providers.failure_threshold,
             cooldown_seconds=cfg.providers.cooldown_seconds,
