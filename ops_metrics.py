@@ -28,7 +28,8 @@ LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5
 
 UNFINISHED = [status for status in JobStatus if status not in TERMINAL_STATUSES]
 _API_PATH = re.compile(r"/api/v\d+(/.*)$")
-_WORD = re.compile(r"^@?[a-z][a-z_-]*$")
+# A route's own words (`messages`, `@original`, `oauth2`); ids, tokens and emoji never look like these.
+_WORD = re.compile(r"^@?[a-z][a-z0-9_-]{0,31}$")
 # The segment after these (and their id) is a credential: it must never become a label value.
 _TOKEN_AFTER = {"webhooks", "interactions"}
 # Discord's X-RateLimit-Scope values on a 429 (docs/discord.md); anything else is counted as "unknown".

@@ -89,6 +89,7 @@ def test_each_app_has_a_registry_of_its_own() -> None:
         ("https://discord.com/api/v10/channels/1/messages/2/reactions/%F0%9F%8F%86/@me",
          "/channels/{id}/messages/{id}/reactions/{param}/@me"),
         ("http://127.0.0.1:5000/api/v10/users/@me", "/users/@me"),  # a proxy or the stand-in
+        ("https://discord.com/api/v10/oauth2/applications/@me", "/oauth2/applications/@me"),
         ("wss://gateway.discord.gg/?v=10&encoding=json", None),
         ("https://cdn.discordapp.com/attachments/1/2/cat.png", None),
     ],

@@ -91,6 +91,8 @@ async def test_healthz_follows_start_up_and_metrics_tell_a_jobs_story(
         await until(ready, "/healthz 200 once the gateway is ready")
         assert (await healthz(port))[1] == {"status": "ready", "database": "ok", "gateway": "ok"}
 
+        # One of the card's edits is rate limited (discord.py waits and sends it again).
+        discord_fake.inject_error("PATCH", "/webhooks/", 429, 0, "You are being rate limited.")
         await discord_fake.invoke("video", {"prompt": "a lighthouse in a storm"})
         await discord_fake.wait_until(lambda: len(finished(discord_fake)) == 1, timeout=30)
         await bot.assert_ledger_balanced()
@@ -129,6 +131,9 @@ async def test_healthz_follows_start_up_and_metrics_tell_a_jobs_story(
         assert total(samples, "hailuo_discord_requests_total", route="/interactions/{id}/{token}/callback") >= 1
         assert total(samples, "hailuo_discord_requests_total", route="/webhooks/{id}/{token}/messages/@original") >= 1
         assert total(samples, "hailuo_discord_requests_total", method="POST") >= 2
+        assert total(samples, "hailuo_discord_requests_total", method="PATCH", status="429") == 1
+        limited = {"method": "PATCH", "route": "/webhooks/{id}/{token}/messages/@original", "scope": "user"}
+        assert value(samples, "hailuo_discord_rate_limits_total", **limited) == 1
         for interaction in discord_fake.interactions.values():
             assert echoes(text, interaction.token) == []
         assert value(samples, "hailuo_event_loop_lag_seconds_count") > 0
