@@ -30,7 +30,7 @@ from app import App, open_app
 from cogs.access import Access, AccessGate
 from cogs.attachments import cdn_origins
 from cogs.buttons import ButtonRouter
-from cogs.client import HailuoBot
+from cogs.client import HailuoBot, ShardedHailuoBot
 from cogs.context import CogContext
 from cogs.funnel import ErrorFunnel
 from core.errors import StorageError, UserError
@@ -122,9 +122,11 @@ def build_bot(app: App, *, force_sync: bool = False, **options: object) -> Hailu
         contests=app.contests,
     )
     bot = app.settings.config.bot
+    if bot.shard_count:
+        options |= {"shard_count": bot.shard_count, "shard_ids": bot.shard_ids or None}
     if app.prometheus is not None:  # every REST request discord.py makes, counted by route and status
         options.setdefault("http_trace", app.prometheus.discord_trace())
-    client = HailuoBot(
+    client = (ShardedHailuoBot if bot.shard_count else HailuoBot)(
         context,
         app.runner,
         app.store,

@@ -22,6 +22,7 @@ from pydantic import (
     StrictBool,
     StrictInt,
     ValidationError,
+    ValidationInfo,
     create_model,
     field_validator,
 )
@@ -113,6 +114,23 @@ class BotSection(_Section):
     max_concurrent_reencodes: Count = Field(2, ge=1, le=64)
     # Seconds between two "event-loop lag" log lines (0 = never).
     health_log_seconds: Seconds = Field(60, le=86_400)
+    # Gateway shards (Discord requires sharding from 2,500 servers). 0: one connection, no sharding. With a
+    # count, this process connects the shards in `shard_ids` (all of them when empty) with discord.py's
+    # AutoShardedBot; Discord sends each server's events and commands to shard (server id >> 22) % count.
+    shard_count: Count = Field(0, ge=0, le=65_536)
+    shard_ids: list[Count] = Field(default_factory=list, max_length=65_536)
+
+    @field_validator("shard_ids")
+    @classmethod
+    def _shards_of_the_count(cls, ids: list[int], info: ValidationInfo) -> list[int]:
+        count = info.data.get("shard_count", 0)
+        if ids and not count:
+            raise ValueError("needs bot.shard_count (how many shards there are in all)")
+        if any(not 0 <= shard < count for shard in ids):
+            raise ValueError(f"each shard id must be 0 to {count - 1} (bot.shard_count is {count})")
+        if len(set(ids)) != len(ids):
+            raise ValueError("a shard id is listed twice")
+        return ids
 
 
 class _ProvidersBase(_Section):

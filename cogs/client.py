@@ -176,11 +176,12 @@ class HailuoBot(commands.Bot):
             self._announced = True
             count = len(self.guilds)
             log.info(
-                "logged in as %s (%d) in %d server%s; invite: %s",
+                "logged in as %s (%d) in %d server%s%s; invite: %s",
                 self.user.name,
                 self.user.id,
                 count,
                 "" if count == 1 else "s",
+                self.shards_in_words(),
                 invite_url(self.application_id or self.user.id),
             )
             if not access.allowed_guilds:
@@ -204,6 +205,13 @@ class HailuoBot(commands.Bot):
             return
         for guild in unlisted:
             await self._leave(guild)
+
+    def shards_in_words(self) -> str:
+        """ " on shards 0, 1 of 2" for a sharded bot (its servers are those shards' only), else nothing."""
+        if self.shard_count is None or not isinstance(self, commands.AutoShardedBot):
+            return ""
+        ids = sorted(self.shards)
+        return f" on shard{'s' if len(ids) > 1 else ''} {', '.join(map(str, ids))} of {self.shard_count}"
 
     async def on_guild_join(self, guild: discord.Guild) -> None:
         access = self.gate.access
@@ -269,3 +277,8 @@ class HailuoBot(commands.Bot):
         synced = await self.tree.sync(guild=guild)
         await self.hashes.set_meta(key, digest)
         log.info("synced %d slash commands (%s)", len(synced), f"guild {self.dev_guild_id}" if guild else "global")
+
+
+class ShardedHailuoBot(HailuoBot, commands.AutoShardedBot):
+    """The same bot over several gateway connections (`bot.shard_count`, `bot.shard_ids`): discord.py's
+    AutoShardedBot runs one connection per shard in this process and routes each server to its shard."""

@@ -33,6 +33,7 @@ progress_edit_interval = 0.2
 poll_dense_seconds = {dense}
 poll_sparse_cap_seconds = {sparse_cap}
 token_handover_seconds = {handover}
+{bot_extra}
 
 [providers]
 order = {order}
@@ -131,6 +132,7 @@ def write_config(tmp_path: Path, **overrides: object) -> Path:
         "typical": 2,
         "preview_min_runtime": 0,
         "max_in_flight": 2,
+        "bot_extra": "",  # more `[bot]` keys, one per line
     }
     values.update(overrides)
     path = tmp_path / "config.toml"

@@ -197,6 +197,7 @@ class FakeInteraction:
 class _Session:
     id: str
     seq: int = 0
+    shard: tuple[int, int] = (0, 1)  # [shard_id, num_shards] as identified; a resume keeps it
 
 
 class _Conn:
@@ -275,7 +276,12 @@ class FakeDiscord:
         self.bot_top_role_position = 100
         self._injections: list[_Injection] = []
         self._conns: set[_Conn] = set()
-        self._active: _Conn | None = None
+        # The live connection of each shard (a bot that does not shard is shard 0 of 1). Discord sends a
+        # guild's events, and its interactions, on shard (guild_id >> 22) % num_shards only.
+        self._shards: dict[int, _Conn] = {}
+        self.shard_count = 1
+        self.recommended_shards = 1  # what GET /gateway/bot advises
+        self.identifies: list[JSON] = []  # every IDENTIFY payload, in order
         self._sessions: dict[str, _Session] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._runner: web.AppRunner | None = None
@@ -364,6 +370,39 @@ class FakeDiscord:
             await self.wait_until(lambda: self._active is not None and not self._active.ws.closed, timeout)
         except TimeoutError:
             raise TimeoutError(f"the bot did not reach READY within {timeout}s") from None
+
+    async def wait_shards(self, shard_ids: list[int], timeout: float = 10) -> None:
+        """Wait until each of these shards has a live, identified connection."""
+
+        def live() -> bool:
+            return all(s in self._shards and not self._shards[s].ws.closed for s in shard_ids)
+
+        try:
+            await self.wait_until(live, timeout)
+        except TimeoutError:
+            raise TimeoutError(f"shards {shard_ids} were not all connected within {timeout}s") from None
+
+    def shard_of(self, guild_id: int) -> int:
+        """Discord's rule: a guild's events go to shard (guild_id >> 22) % num_shards."""
+        return (guild_id >> 22) % self.shard_count
+
+    def guild_on_shard(self, shard_id: int, shard_count: int) -> int:
+        """A new guild the bot is in whose id falls on this shard (ids carry their creation time in their
+        top bits, so the shard depends on the millisecond: pick the next one that lands there)."""
+        gid = self._snowflake()
+        while (gid >> 22) % shard_count != shard_id:
+            gid += 1 << 22
+        self._last_id = max(self._last_id, gid)
+        self.guilds[gid] = self._snowflake()
+        return gid
+
+    @property
+    def _active(self) -> _Conn | None:
+        """The connection of shard 0 (the only one of a bot that does not shard), else any live one."""
+        conn = self._shards.get(0)
+        if conn is not None and not conn.ws.closed:
+            return conn
+        return next((c for c in self._shards.values() if not c.ws.closed), conn)
 
     async def wait_until(
         self,
@@ -494,10 +533,11 @@ class FakeDiscord:
         one that is not connected yet finds the guild in its READY (added while it was away)."""
         gid, cid = self._snowflake(), self._snowflake()
         self.guilds[gid] = cid
-        if self._active is not None and not self._active.ws.closed:
+        conn = self._conn_for(gid)
+        if conn is not None:
             # No "unavailable" key: how a join differs from a guild back after an outage (false).
             data = {k: v for k, v in self._guild_json(gid).items() if k != "unavailable"}
-            await self._active.dispatch("GUILD_CREATE", data)
+            await conn.dispatch("GUILD_CREATE", data)
         return gid
 
     def expire_token(self, token: str) -> None:
@@ -636,14 +676,21 @@ class FakeDiscord:
 
     # ------------------------------------------------------------------ gateway
 
-    def _live(self) -> _Conn:
-        if self._active is None or self._active.ws.closed:
-            raise RuntimeError("the bot is not connected to the fake gateway")
-        return self._active
+    def _live(self, guild_id: int | None = None) -> _Conn:
+        conn = self._active if guild_id is None else self._conn_for(guild_id)
+        if conn is None or conn.ws.closed:
+            raise RuntimeError("the bot is not connected to the fake gateway (on that guild's shard)")
+        return conn
+
+    def _conn_for(self, guild_id: int) -> _Conn | None:
+        conn = self._shards.get(self.shard_of(guild_id))
+        return conn if conn is not None and not conn.ws.closed else None
 
     async def _dispatch(self, event: str, data: JSON) -> None:
-        if self._active is not None and not self._active.ws.closed:
-            await self._active.dispatch(event, data)
+        gid = data.get("guild_id") or (data.get("id") if event.startswith("GUILD_") else None)
+        conn = self._conn_for(int(gid)) if gid is not None else self._active
+        if conn is not None and not conn.ws.closed:
+            await conn.dispatch(event, data)
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
@@ -666,8 +713,8 @@ class FakeDiscord:
         locale: str = "en-US",
         joined_at: str | None = None,  # when the member joined the guild (ISO 8601); JOINED_AT unless given
     ) -> FakeInteraction:
-        conn = self._live()
         gid = self.guild_id if guild_id is None else guild_id
+        conn = self._live(None if dm else gid)
         cid = self.guilds.get(gid, self.channel_id + 2)  # a guild without the bot user: some channel of its own
         self.member_roles[user_id] = list(roles or [])
         resolved = data.get("resolved") or {}
@@ -676,7 +723,7 @@ class FakeDiscord:
         for role_id in [*(roles or []), *named]:
             if role_id not in self._roles:  # make the role exist so Member.roles can resolve it
                 self._roles[role_id] = self._role_json(role_id, f"role-{role_id}", 0)
-                await conn.dispatch("GUILD_ROLE_CREATE", {"guild_id": str(self.guild_id), "role": self._roles[role_id]})
+                await conn.dispatch("GUILD_ROLE_CREATE", {"guild_id": str(gid), "role": self._roles[role_id]})
         limit = self.upload_limit if attachment_size_limit is None else attachment_size_limit
         iid = self._snowflake()
         token = interaction_token(iid)
@@ -722,8 +769,9 @@ class FakeDiscord:
                     await self._on_gateway(conn, json.loads(frame.data))
         finally:
             self._conns.discard(conn)
-            if self._active is conn:
-                self._active = None
+            for shard, live in list(self._shards.items()):
+                if live is conn:
+                    del self._shards[shard]
         return ws
 
     async def _on_gateway(self, conn: _Conn, msg: JSON) -> None:
@@ -735,17 +783,20 @@ class FakeDiscord:
                 await conn.ws.close(code=4004, message=b"Authentication failed.")
                 return
             self.identify = d
-            conn.session = session = _Session(secrets.token_hex(16))
+            self.identifies.append(d)
+            shard_id, self.shard_count = d.get("shard") or (0, 1)
+            conn.session = session = _Session(secrets.token_hex(16), shard=(shard_id, self.shard_count))
             self._sessions[session.id] = session
+            mine = [g for g in self.guilds if self.shard_of(g) == shard_id]
             await conn.dispatch("READY", {
-                "v": 10, "user": self._bot_user, "guilds": [{"id": str(g), "unavailable": True} for g in self.guilds],
+                "v": 10, "user": self._bot_user, "guilds": [{"id": str(g), "unavailable": True} for g in mine],
                 "session_id": session.id, "resume_gateway_url": self.gateway_url.rstrip("/"),
                 "application": {"id": str(self.application_id), "flags": 0}, "private_channels": [],
-                "relationships": [], "presences": [],
+                "relationships": [], "presences": [], "shard": [shard_id, self.shard_count],
             })  # fmt: skip
-            for gid in self.guilds:
+            for gid in mine:
                 await conn.dispatch("GUILD_CREATE", self._guild_json(gid))
-            self._active = conn
+            self._shards[shard_id] = conn
             self.ready_count += 1
         elif op == 6:
             known = self._sessions.get(d.get("session_id", ""))
@@ -754,7 +805,7 @@ class FakeDiscord:
                 return
             conn.session = known
             await conn.dispatch("RESUMED", {})
-            self._active = conn
+            self._shards[known.shard[0]] = conn
             self.resume_count += 1
 
     # ------------------------------------------------------------------ HTTP plumbing
@@ -930,7 +981,8 @@ class FakeDiscord:
 
     async def _get_gateway(self, _c: _Call) -> web.Response:
         limits = {"total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": 1}
-        return _json({"url": self.gateway_url.rstrip("/"), "shards": 1, "session_start_limit": limits})
+        url = self.gateway_url.rstrip("/")
+        return _json({"url": url, "shards": self.recommended_shards, "session_start_limit": limits})
 
     async def _commands(self, c: _Call) -> web.Response:
         if int(c.match["app"]) != self.application_id:
