@@ -24,6 +24,7 @@ from typing import TextIO
 import aiohttp
 import discord
 import yarl
+from discord.ext import commands
 
 import logsafe
 from app import App, open_app
@@ -141,8 +142,13 @@ def build_bot(app: App, *, force_sync: bool = False, **options: object) -> Hailu
     return client
 
 
-def watch_gateway(client: HailuoBot, readiness: Readiness) -> None:
-    """/healthz counts the gateway as up from READY (or RESUMED after a reconnect) until a disconnect."""
+def watch_gateway(client: commands.Bot, readiness: Readiness) -> None:
+    """/healthz counts the gateway as up from READY (or RESUMED after a reconnect) until a disconnect; a
+    sharded client, once all its shards were ready, while none of them is disconnected."""
+    # Listeners (not on_* methods) so the client's own handlers stay as they are.
+    if isinstance(client, commands.AutoShardedBot):
+        _watch_shards(client, readiness)
+        return
 
     async def up() -> None:
         readiness.up("gateway")
@@ -150,10 +156,41 @@ def watch_gateway(client: HailuoBot, readiness: Readiness) -> None:
     async def down() -> None:
         readiness.down("gateway", "disconnected; reconnecting")
 
-    # Listeners (not on_* methods) so the client's own handlers stay as they are.
     client.add_listener(up, "on_ready")
     client.add_listener(up, "on_resumed")
     client.add_listener(down, "on_disconnect")
+
+
+def _watch_shards(client: commands.AutoShardedBot, readiness: Readiness) -> None:
+    # on_ready comes once, when every shard is ready; after that a shard that drops comes back with its own
+    # RESUMED or READY (on_shard_resumed / on_shard_ready), which the unsharded events do not tell apart.
+    all_ready = False
+    lost: set[int] = set()
+
+    def show() -> None:
+        if all_ready and not lost:
+            readiness.up("gateway")
+        elif lost:
+            shards = ", ".join(map(str, sorted(lost)))
+            readiness.down("gateway", f"shard{'s' if len(lost) > 1 else ''} {shards} disconnected; reconnecting")
+
+    async def ready() -> None:
+        nonlocal all_ready
+        all_ready = True
+        show()
+
+    async def shard_up(shard_id: int) -> None:
+        lost.discard(shard_id)
+        show()
+
+    async def shard_down(shard_id: int) -> None:
+        lost.add(shard_id)
+        show()
+
+    client.add_listener(ready, "on_ready")
+    client.add_listener(shard_up, "on_shard_ready")
+    client.add_listener(shard_up, "on_shard_resumed")
+    client.add_listener(shard_down, "on_shard_disconnect")
 
 
 async def run_bot(settings: Settings, *, sync_only: bool = False) -> None:

@@ -146,3 +146,17 @@ async def test_healthz_follows_start_up_and_metrics_tell_a_jobs_story(
             return status == 503 and body.get("missing") == {"gateway": "disconnected; reconnecting"}
 
         await until(gateway_lost, "/healthz 503 after the gateway disconnected")
+
+
+async def test_a_sharded_bot_is_ready_once_every_shard_is(tmp_path: Path, discord_fake: FakeDiscord) -> None:
+    port = free_port()
+    extra = f"[ops]\nport = {port}\n"
+    async with running_bot(tmp_path, discord_fake, bot_extra="shard_count = 2", extra=extra):
+        await discord_fake.wait_shards([0], timeout=30)
+
+        async def ready() -> bool:
+            return (await healthz(port))[0] == 200
+
+        # discord.py waits 5 s between the shards' IDENTIFYs: ready only after the second one.
+        await until(ready, "/healthz 200 with both shards connected", timeout=60)
+        await discord_fake.wait_shards([0, 1], timeout=1)
