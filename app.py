@@ -30,12 +30,14 @@ from services.routing import ProviderRouter
 from services.run import JobSettings
 from services.runner import JobRunner
 from settings import Config, QuotasSection, Settings, check_prices
-from storage.admin import SqliteAdminStore
-from storage.contests import SqliteContestStore
-from storage.db import Database
-from storage.history import SqliteHistory
-from storage.jobs import SqliteJobStore
-from storage.moderation import SqliteModerationStore, SqliteReviewStore
+from storage.admin import SqlAdminStore
+from storage.connect import database_for
+from storage.contests import SqlContestStore
+from storage.history import SqlHistory
+from storage.jobs import SqlJobStore
+from storage.moderation import SqlModerationStore, SqlReviewStore
+from storage.sql import Database
+from storage.urls import redact_url
 from webhooks import WebhookReceiver, connection_limits
 
 log = logging.getLogger("hailuo")
@@ -49,7 +51,7 @@ CALLBACK_MAX_BODY = 32 * 1024 * 1024
 class App:
     settings: Settings
     db: Database
-    store: SqliteJobStore
+    store: SqlJobStore
     providers: dict[str, Provider]
     jobs: JobService
     runner: JobRunner
@@ -57,7 +59,7 @@ class App:
     receiver: WebhookReceiver | None
     admin: AdminService
     notices: LogChannel  # the Discord client attaches how to post to a log channel
-    history: SqliteHistory  # /history's queries and the kept clips' rows (for /show)
+    history: SqlHistory  # /history's queries and the kept clips' rows (for /show)
     moderation: ModerationService
     review: ReviewService
     contests: ContestService
@@ -67,8 +69,9 @@ class App:
 async def open_app(settings: Settings) -> AsyncIterator[App]:
     """Open the store, build providers and services, start the callback receiver when configured."""
     cfg = settings.config
-    db = await Database(settings.database_path).open()
-    store = SqliteJobStore(db)
+    db = await database_for(settings.database_url).open()
+    log.info("database: %s", redact_url(settings.database_url))
+    store = SqlJobStore(db)
     providers: dict[str, Provider] = {}
     receiver: WebhookReceiver | None = None
     runner: JobRunner | None = None
@@ -103,13 +106,13 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
             and isinstance(provider, WebhookProvider)
         }
         policy = quota_policy(cfg.quotas)
-        admin_store = SqliteAdminStore(db)
+        admin_store = SqlAdminStore(db)
         notices = LogChannel()
-        history = SqliteHistory(db)
+        history = SqlHistory(db)
         moderation = ModerationService(
-            SqliteModerationStore(db), admin_store, notices, strikes_to_freeze=cfg.moderation.strikes_to_freeze
+            SqlModerationStore(db), admin_store, notices, strikes_to_freeze=cfg.moderation.strikes_to_freeze
         )
-        review = ReviewService(SqliteReviewStore(db))
+        review = ReviewService(SqlReviewStore(db))
         jobs, runner = build_job_services(
             store,
             router,
@@ -138,7 +141,7 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
         log.info("providers in use: %s", ", ".join(providers) or "none")
         quotas = QuotaBook(store, policy, admin_store)
         admin = AdminService(admin_store, policy, notices)
-        contests = ContestService(SqliteContestStore(db))
+        contests = ContestService(SqlContestStore(db))
         yield App(
             settings,
             db,

@@ -1,6 +1,6 @@
 """Ledger throughput: many members reserving at once on one SQLite file, and proof of no overspend.
 
-Drives `SqliteJobStore.reserve` directly (the same call and the same quota check `JobService.create`
+Drives `SqlJobStore.reserve` directly (the same call and the same quota check `JobService.create`
 makes), all attempts concurrently, with limits that bind: each member can afford 7 jobs a day, the
 servers and the bot as a whole less than all members together. Afterwards the ledger is summed per
 member, per server and overall and compared with each limit: anything above is overspend.
@@ -17,8 +17,8 @@ from core.errors import QuotaExceeded
 from core.jobs import NewJob
 from services.quotas import Limits, check_fits
 from settings import usd_to_micros
-from storage.db import Database
-from storage.jobs import SqliteJobStore
+from storage.db import SqliteDatabase
+from storage.jobs import SqlJobStore
 
 PRICE_USD = "0.28"
 USER_DAILY_USD = "2.00"  # 7 jobs at $0.28
@@ -35,8 +35,8 @@ async def ledger_benchmark(folder: Path, *, users: int, attempts_per_user: int) 
     )
     price = usd_to_micros(PRICE_USD)
     assert price is not None
-    db = await Database(folder / "ledger.db").open()
-    repo = SqliteJobStore(db)
+    db = await SqliteDatabase(folder / "ledger.db").open()
+    repo = SqlJobStore(db)
     refused = 0
 
     async def attempt(user: int) -> None:
