@@ -239,16 +239,17 @@ class PgDatabase:
 async def _migrate(conn: psycopg.AsyncConnection[Any]) -> None:
     """Apply the migrations this database has not seen, each in its own transaction, under a session
     advisory lock: a second process starting at the same time waits, then finds nothing left to do."""
+    migrations = _migrations()
     await conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
     try:
-        await conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_version"
-            " (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
-        )
-        cursor = await conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version")
-        row = await cursor.fetchone()
-        current = int(row[0]) if row else 0
-        for version, sql in _migrations():
+        current = await _version(conn)
+        if current is None:
+            await conn.execute(
+                "CREATE TABLE schema_version"
+                " (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+            )
+            current = 0
+        for version, sql in migrations:
             if version <= current:
                 continue
             async with conn.transaction():
@@ -258,3 +259,15 @@ async def _migrate(conn: psycopg.AsyncConnection[Any]) -> None:
     finally:
         if not conn.closed:
             await conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+
+
+async def _version(conn: psycopg.AsyncConnection[Any]) -> int | None:
+    """The schema's version, or None before the first migration. Read without writing anything, so an
+    up-to-date database opens even when it is read-only (its writes then fail, as StorageError)."""
+    cursor = await conn.execute("SELECT to_regclass('schema_version') IS NOT NULL")
+    row = await cursor.fetchone()
+    if not (row and row[0]):
+        return None
+    cursor = await conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version")
+    row = await cursor.fetchone()
+    return int(row[0]) if row else 0
