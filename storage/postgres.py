@@ -26,7 +26,7 @@ import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
 import psycopg.errors
@@ -34,7 +34,7 @@ from psycopg.rows import RowMaker
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from core.errors import StorageError
-from storage.sql import ConstraintError, Dialect, Params, Row
+from storage.sql import Conflict, ConstraintError, Dialect, Params, Row
 from storage.urls import redact_url, url_password
 
 log = logging.getLogger(__name__)
@@ -107,8 +107,9 @@ def is_storage_fault(exc: BaseException) -> bool:
 class PgConnection:
     """storage.sql's `Connection` over one pooled connection, inside its transaction."""
 
-    def __init__(self, conn: psycopg.AsyncConnection[PgRow]) -> None:
+    def __init__(self, conn: psycopg.AsyncConnection[PgRow], *, locks: bool = True) -> None:
         self.raw = conn
+        self.locks = locks  # False: the transaction is SERIALIZABLE, PostgreSQL detects what interleaves
 
     async def execute(self, sql: str, params: Params = ()) -> int:
         try:
@@ -133,7 +134,7 @@ class PgConnection:
 
     async def serialize(self, *scopes: str) -> None:
         """Transaction-level advisory locks on these scopes, taken left to right in one statement."""
-        if scopes:
+        if scopes and self.locks:
             locks = ", ".join("pg_advisory_xact_lock(hashtextextended(%s, 0))" for _ in scopes)
             await self.raw.execute(f"SELECT {locks}".encode(), scopes)
 
@@ -142,9 +143,18 @@ class PgDatabase:
     dialect: Dialect = "postgresql"
 
     def __init__(
-        self, url: str, *, pool_size: int = 8, connect_timeout_s: float = 5.0, wait_timeout_s: float = 5.0
+        self,
+        url: str,
+        *,
+        pool_size: int = 8,
+        connect_timeout_s: float = 5.0,
+        wait_timeout_s: float = 5.0,
+        isolation: Literal["read committed", "serializable"] = "read committed",
     ) -> None:
         self.url = url
+        # READ COMMITTED with advisory locks where transactions must not interleave, or SERIALIZABLE
+        # everywhere (a conflict is then `Conflict`, for the caller to retry): bench/ledger.py compares them.
+        self.isolation = isolation
         self.pool_size = pool_size
         # How long opening waits for the server, and a write or read for a free pooled connection.
         self.connect_timeout_s = connect_timeout_s
@@ -211,9 +221,13 @@ class PgDatabase:
         pool = self._open_pool()
         try:
             async with pool.connection() as conn, conn.transaction():
-                yield PgConnection(conn)
+                if self.isolation == "serializable":
+                    await conn.execute("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE")
+                yield PgConnection(conn, locks=self.isolation != "serializable")
         except PoolTimeout as exc:
             raise StorageError("database unavailable: busy (no free connection)") from exc
+        except (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected) as exc:
+            raise Conflict(f"database write conflicted: {self._say(exc)}") from exc
         except (psycopg.Error, OSError) as exc:
             if is_storage_fault(exc) or isinstance(exc, OSError):
                 raise StorageError(f"database write failed: {self._say(exc)}") from exc
