@@ -23,7 +23,6 @@ import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -34,8 +33,6 @@ from services.quotas import Limits, check_fits
 from settings import usd_to_micros
 from storage.connect import database_for
 from storage.jobs import SqlJobStore
-from storage.postgres import PgDatabase
-from storage.sql import Database
 from storage.urls import dialect_of, redact_url
 
 PRICE_USD = "0.28"
@@ -63,12 +60,6 @@ async def scratch_database(url: str | None, folder: Path) -> AsyncIterator[str]:
             await conn.execute(f"DROP DATABASE {name} WITH (FORCE)".encode())
 
 
-def _open(url: str, isolation: Literal["read committed", "serializable"]) -> Database:
-    if dialect_of(url) == "postgresql":
-        return PgDatabase(url, isolation=isolation)
-    return database_for(url)
-
-
 async def ledger_benchmark(
     folder: Path,
     *,
@@ -76,15 +67,12 @@ async def ledger_benchmark(
     attempts_per_user: int,
     database_url: str | None = None,
     writers: int = 1,
-    isolation: Literal["read committed", "serializable"] = "read committed",
 ) -> dict[str, float | int | str]:
     async with scratch_database(database_url, folder) as url:
-        return await _run(url, users, attempts_per_user, writers, isolation)
+        return await _run(url, users, attempts_per_user, writers)
 
 
-async def _run(
-    url: str, users: int, attempts_per_user: int, writers: int, isolation: Literal["read committed", "serializable"]
-) -> dict[str, float | int | str]:
+async def _run(url: str, users: int, attempts_per_user: int, writers: int) -> dict[str, float | int | str]:
     limits = Limits(
         user_daily_usd=usd_to_micros(USER_DAILY_USD),
         guild_monthly_usd=usd_to_micros(GUILD_MONTHLY_USD),
@@ -92,7 +80,7 @@ async def _run(
     )
     price = usd_to_micros(PRICE_USD)
     assert price is not None
-    databases = [await _open(url, isolation).open() for _ in range(writers)]
+    databases = [await database_for(url).open() for _ in range(writers)]
     stores = [SqlJobStore(db) for db in databases]
     refused = 0
 
@@ -132,11 +120,7 @@ async def _run(
     attempts = len(order)
     return {
         "backend": databases[0].dialect,
-        "locking": "serializable"
-        if isolation == "serializable"
-        else "advisory locks"
-        if databases[0].dialect == "postgresql"
-        else "one writer",
+        "locking": "advisory locks" if databases[0].dialect == "postgresql" else "one writer",
         "writers": writers,
         "users": users,
         "attempts": attempts,
@@ -157,7 +141,6 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=300)
     parser.add_argument("--attempts", type=int, default=20, help="reservations each member attempts")
     parser.add_argument("--writers", type=int, default=1, help="stores with their own connections (processes)")
-    parser.add_argument("--isolation", choices=["read committed", "serializable"], default="read committed")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="hailuo-ledger-") as tmp:
         figures = asyncio.run(
@@ -167,7 +150,6 @@ def main() -> None:
                 attempts_per_user=args.attempts,
                 database_url=args.database_url,
                 writers=args.writers,
-                isolation=args.isolation,
             )
         )
     if args.database_url:

@@ -23,12 +23,10 @@ from core.errors import QuotaExceeded, StorageError
 from core.jobs import JobChanges, JobRecord, JobStatus, LedgerTotals, NewJob, Outcome, Usage
 from core.store import ReservationCheck
 from storage.ledger import TERMINAL_SQL, read_usage, totals_from_row, totals_query
-from storage.sql import Conflict, Connection, ConstraintError, Database, Row
+from storage.sql import Connection, ConstraintError, Database, Row
 
 # Reservations written in one transaction at most (a group commit keeps each one short).
 GROUP_COMMIT_MAX = 64
-# Times a group is written again after a serialization conflict (PostgreSQL at SERIALIZABLE only).
-CONFLICT_RETRIES = 50
 
 
 def record_from_row(row: Row) -> JobRecord:
@@ -116,16 +114,9 @@ class SqlJobStore:
             batch, self._queue = self._queue[:GROUP_COMMIT_MAX], self._queue[GROUP_COMMIT_MAX:]
             outcomes: list[tuple[_Pending, list[JobRecord] | BaseException]] = []
             try:
-                for attempt in range(CONFLICT_RETRIES + 1):
-                    outcomes = []
-                    try:
-                        async with self.db.transaction() as conn:
-                            for pending in batch:
-                                outcomes.append((pending, await self._reserve_all(conn, pending)))
-                        break
-                    except Conflict:
-                        if attempt == CONFLICT_RETRIES:
-                            raise
+                async with self.db.transaction() as conn:
+                    for pending in batch:
+                        outcomes.append((pending, await self._reserve_all(conn, pending)))
             except BaseException as exc:  # the whole group is rolled back: every caller gets the error
                 for pending in batch:
                     if not pending.result.done():

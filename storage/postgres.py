@@ -7,7 +7,8 @@ Repositories write SQL in SQLite's spelling; `translate` turns `?` into `%s` and
 (and a literal `%` into `%%`). Every transaction runs on a pooled connection in autocommit mode with an
 explicit BEGIN (psycopg's `transaction()`), READ COMMITTED; what must not interleave (a quota check and
 its reservation, a contest's counts) serializes on transaction-level advisory locks
-(`Connection.serialize`), released by the COMMIT or ROLLBACK.
+(`Connection.serialize`), released by the COMMIT or ROLLBACK. SERIALIZABLE with a retry was tried too
+and measured slower once several processes reserve at once (README "Storage: SQLite or PostgreSQL").
 
 Migrations (storage/migrations/postgresql, numbered like SQLite's: version N is the same schema) are
 recorded in `schema_version`; the migrating connection holds a session advisory lock, so several
@@ -26,7 +27,7 @@ import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
-from typing import Any, Literal
+from typing import Any
 
 import psycopg
 import psycopg.errors
@@ -34,7 +35,7 @@ from psycopg.rows import RowMaker
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from core.errors import StorageError
-from storage.sql import Conflict, ConstraintError, Dialect, Params, Row
+from storage.sql import ConstraintError, Dialect, Params, Row
 from storage.urls import redact_url, url_password
 
 log = logging.getLogger(__name__)
@@ -107,9 +108,8 @@ def is_storage_fault(exc: BaseException) -> bool:
 class PgConnection:
     """storage.sql's `Connection` over one pooled connection, inside its transaction."""
 
-    def __init__(self, conn: psycopg.AsyncConnection[PgRow], *, locks: bool = True) -> None:
+    def __init__(self, conn: psycopg.AsyncConnection[PgRow]) -> None:
         self.raw = conn
-        self.locks = locks  # False: the transaction is SERIALIZABLE, PostgreSQL detects what interleaves
 
     async def execute(self, sql: str, params: Params = ()) -> int:
         try:
@@ -134,7 +134,7 @@ class PgConnection:
 
     async def serialize(self, *scopes: str) -> None:
         """Transaction-level advisory locks on these scopes, taken left to right in one statement."""
-        if scopes and self.locks:
+        if scopes:
             locks = ", ".join("pg_advisory_xact_lock(hashtextextended(%s, 0))" for _ in scopes)
             await self.raw.execute(f"SELECT {locks}".encode(), scopes)
 
@@ -143,18 +143,9 @@ class PgDatabase:
     dialect: Dialect = "postgresql"
 
     def __init__(
-        self,
-        url: str,
-        *,
-        pool_size: int = 8,
-        connect_timeout_s: float = 5.0,
-        wait_timeout_s: float = 5.0,
-        isolation: Literal["read committed", "serializable"] = "read committed",
+        self, url: str, *, pool_size: int = 8, connect_timeout_s: float = 5.0, wait_timeout_s: float = 5.0
     ) -> None:
         self.url = url
-        # READ COMMITTED with advisory locks where transactions must not interleave, or SERIALIZABLE
-        # everywhere (a conflict is then `Conflict`, for the caller to retry): bench/ledger.py compares them.
-        self.isolation = isolation
         self.pool_size = pool_size
         # How long opening waits for the server, and a write or read for a free pooled connection.
         self.connect_timeout_s = connect_timeout_s
@@ -221,13 +212,9 @@ class PgDatabase:
         pool = self._open_pool()
         try:
             async with pool.connection() as conn, conn.transaction():
-                if self.isolation == "serializable":
-                    await conn.execute("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE")
-                yield PgConnection(conn, locks=self.isolation != "serializable")
+                yield PgConnection(conn)
         except PoolTimeout as exc:
             raise StorageError("database unavailable: busy (no free connection)") from exc
-        except (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected) as exc:
-            raise Conflict(f"database write conflicted: {self._say(exc)}") from exc
         except (psycopg.Error, OSError) as exc:
             if is_storage_fault(exc) or isinstance(exc, OSError):
                 raise StorageError(f"database write failed: {self._say(exc)}") from exc

@@ -17,19 +17,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Literal, Protocol
 
-from core.errors import StorageError
-
 Dialect = Literal["sqlite", "postgresql"]
 Params = Sequence[object] | Mapping[str, object]
 
 
 class ConstraintError(Exception):
     """A constraint or trigger refused the write (e.g. the ledger's append-only and one-outcome rules)."""
-
-
-class Conflict(StorageError):
-    """A concurrent transaction conflicted with this one (PostgreSQL at SERIALIZABLE): nothing was written,
-    and running the transaction again may succeed."""
 
 
 class Row(Protocol):
