@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from storage.postgres import PgDatabase
-from tests.pg_server import PgServer, find_binaries
+from tests.pg_server import PgServer, find_binaries, remove_leftovers
 
 TEMPLATE = "hailuo_template"
 _numbers = itertools.count(1)
@@ -30,6 +30,7 @@ def pg_server() -> Iterator[PgServer]:
     bindir, source = find_binaries()
     if bindir is None:
         pytest.skip(f"PostgreSQL tests skipped: {source}")
+    remove_leftovers(bindir)
     server = PgServer(bindir).start()
     try:
         asyncio.run(_migrate_template(server))

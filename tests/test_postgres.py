@@ -5,8 +5,13 @@ database, a URL with a password) as StorageError in one sentence."""
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
+import subprocess
+import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import psycopg
@@ -18,7 +23,7 @@ from services.quotas import Limits, check_fits
 from storage.jobs import SqlJobStore
 from storage.postgres import PgDatabase, _migrations, translate
 from storage.sql import ConstraintError
-from tests.pg_server import PgServer, find_binaries
+from tests.pg_server import PREFIX, PgServer, find_binaries, remove_leftovers
 
 NOW = datetime(2026, 11, 23, 15, 30, tzinfo=UTC)
 PRICE = 280_000
@@ -181,3 +186,19 @@ async def test_a_write_cancelled_mid_transaction_leaves_nothing_and_the_pool_wor
         assert await store.get_meta("half") is None
         await store.set_meta("after", "1")  # the one pooled connection is usable again
         assert await store.get_meta("after") == "1"
+
+
+def test_the_server_of_a_killed_test_run_is_removed_and_a_live_runs_is_kept() -> None:
+    bindir, why = find_binaries()
+    if bindir is None:
+        pytest.skip(why)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    killed_run = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{dead.pid}-"))
+    live_run = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-"))
+    try:
+        removed = remove_leftovers(bindir)
+        assert killed_run in removed and not killed_run.exists()
+        assert live_run.exists()
+    finally:
+        shutil.rmtree(live_run, ignore_errors=True)
