@@ -37,12 +37,14 @@ from services.routing import ProviderRouter
 from services.run import JobSettings
 from services.runner import JobRunner
 from settings import Config, QuotasSection, Settings, check_prices
-from storage.admin import SqliteAdminStore
-from storage.contests import SqliteContestStore
-from storage.db import Database
-from storage.history import SqliteHistory
-from storage.jobs import SqliteJobStore
-from storage.moderation import SqliteModerationStore, SqliteReviewStore
+from storage.admin import SqlAdminStore
+from storage.connect import database_for
+from storage.contests import SqlContestStore
+from storage.history import SqlHistory
+from storage.jobs import SqlJobStore
+from storage.moderation import SqlModerationStore, SqlReviewStore
+from storage.sql import Database
+from storage.urls import redact_url
 from webhooks import WebhookReceiver, connection_limits
 
 log = logging.getLogger("hailuo")
@@ -56,7 +58,7 @@ CALLBACK_MAX_BODY = 32 * 1024 * 1024
 class App:
     settings: Settings
     db: Database
-    store: SqliteJobStore
+    store: SqlJobStore
     providers: dict[str, Provider]
     jobs: JobService
     runner: JobRunner
@@ -64,7 +66,7 @@ class App:
     receiver: WebhookReceiver | None
     admin: AdminService
     notices: LogChannel  # the Discord client attaches how to post to a log channel
-    history: SqliteHistory  # /history's queries and the kept clips' rows (for /show)
+    history: SqlHistory  # /history's queries and the kept clips' rows (for /show)
     moderation: ModerationService
     review: ReviewService
     contests: ContestService
@@ -96,9 +98,10 @@ async def open_app(settings: Settings, *, ops: bool = True) -> AsyncIterator[App
 @asynccontextmanager
 async def _compose(settings: Settings, metrics: Metrics, readiness: Readiness) -> AsyncIterator[App]:
     cfg = settings.config
-    db = await Database(settings.database_path).open()
+    db = await database_for(settings.database_url).open()
     readiness.up("database")  # open and migrated
-    store = SqliteJobStore(db)
+    log.info("database: %s", redact_url(settings.database_url))
+    store = SqlJobStore(db)
     providers: dict[str, Provider] = {}
     receiver: WebhookReceiver | None = None
     runner: JobRunner | None = None
@@ -134,13 +137,13 @@ async def _compose(settings: Settings, metrics: Metrics, readiness: Readiness) -
             and isinstance(provider, WebhookProvider)
         }
         policy = quota_policy(cfg.quotas)
-        admin_store = SqliteAdminStore(db)
+        admin_store = SqlAdminStore(db)
         notices = LogChannel()
-        history = SqliteHistory(db)
+        history = SqlHistory(db)
         moderation = ModerationService(
-            SqliteModerationStore(db), admin_store, notices, strikes_to_freeze=cfg.moderation.strikes_to_freeze
+            SqlModerationStore(db), admin_store, notices, strikes_to_freeze=cfg.moderation.strikes_to_freeze
         )
-        review = ReviewService(SqliteReviewStore(db))
+        review = ReviewService(SqlReviewStore(db))
         jobs, runner = build_job_services(
             store,
             router,
@@ -170,7 +173,7 @@ async def _compose(settings: Settings, metrics: Metrics, readiness: Readiness) -
         log.info("providers in use: %s", ", ".join(providers) or "none")
         quotas = QuotaBook(store, policy, admin_store)
         admin = AdminService(admin_store, policy, notices)
-        contests = ContestService(SqliteContestStore(db))
+        contests = ContestService(SqlContestStore(db))
         yield App(
             settings,
             db,

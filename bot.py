@@ -38,8 +38,8 @@ from core.errors import StorageError, UserError
 from core.spec import MODELS
 from ops_server import ListenError, Readiness
 from settings import Settings, SettingsError, load_settings
-from storage.defaults import SqliteDefaultsStore
-from storage.reports import SqliteSpendReader
+from storage.defaults import SqlDefaultsStore
+from storage.reports import SqlSpendReader
 
 log = logging.getLogger("hailuo")
 
@@ -113,8 +113,8 @@ def build_bot(app: App, *, force_sync: bool = False, **options: object) -> Hailu
         cdn_origins=cdn_origins(app.settings.secrets.discord_api_base),
         admin=app.admin,
         notices=app.notices,
-        spend=SqliteSpendReader(app.db),
-        defaults=SqliteDefaultsStore(app.db),
+        spend=SqlSpendReader(app.db),
+        defaults=SqlDefaultsStore(app.db),
         admin_role_ids=frozenset(app.settings.config.admin.role_ids),
         history=app.history,
         outputs=app.runner.crew.outputs,
@@ -293,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Invalid configuration:\n{exc}", file=sys.stderr)
         return 2
     bot = settings.config.bot
-    configure_logging(bot.log_level, settings.secrets.secret_values(), fmt=bot.log_format)
+    configure_logging(bot.log_level, settings.secret_values(), fmt=bot.log_format)
     try:
         if args.command == "generate":
             return asyncio.run(generate_from_terminal(settings, args))

@@ -30,6 +30,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from providers.kit.entry import Count, FiniteFloat, ProviderSection
 from providers.registry import BY_NAME, ENTRIES
+from storage.urls import dialect_of, sqlite_path, url_password
 
 MICROS_PER_USD = 1_000_000
 KNOWN_PROVIDERS = tuple(entry.name for entry in ENTRIES)
@@ -256,8 +257,15 @@ class StorageSection(_Section):
     max_outputs_gib: FiniteFloat = Field(5.0, ge=0, le=16_384)
 
 
+class DatabaseSection(_Section):
+    # sqlite:///path/to/file.db (relative to config.toml) or postgresql://user@host:port/name; empty: SQLite
+    # in bot.data_dir/hailuo.db. DATABASE_URL in the environment wins (the place for a URL with a password).
+    url: str = ""
+
+
 class Config(_Section):
     bot: BotSection = Field(default_factory=BotSection)
+    database: DatabaseSection = Field(default_factory=DatabaseSection)
     storage: StorageSection = Field(default_factory=StorageSection)
     access: AccessSection = Field(default_factory=AccessSection)
     admin: AdminSection = Field(default_factory=AdminSection)
@@ -289,6 +297,8 @@ class _SecretsBase(BaseSettings):
     model_config = SettingsConfigDict(env_file=None, extra="ignore")
 
     discord_token: SecretStr | None = None
+    # The database's URL when it carries a password (wins over config.toml's database.url).
+    database_url: SecretStr | None = None
     # Not secrets, but environment by design: point discord.py at a proxy or a local stand-in.
     discord_api_base: str | None = None
     discord_gateway_url: str | None = None
@@ -327,7 +337,24 @@ class Settings(BaseModel):
 
     @property
     def database_path(self) -> Path:
+        """The default database: SQLite in bot.data_dir."""
         return self.config.bot.data_dir / "hailuo.db"
+
+    @property
+    def database_url(self) -> str:
+        """DATABASE_URL from the environment, else database.url, else SQLite at `database_path`. A relative
+        SQLite path is relative to config.toml, like bot.data_dir."""
+        url = self.secrets.secret("DATABASE_URL") or self.config.database.url
+        if not url:
+            return f"sqlite:///{self.database_path}"
+        if dialect_of(url) == "sqlite":
+            return f"sqlite:///{self.config_path.parent / sqlite_path(url)}"
+        return url
+
+    def secret_values(self) -> list[str]:
+        """What logs must never show: every secret, and the database URL's password wherever it was set."""
+        password = url_password(self.secrets.secret("DATABASE_URL") or self.config.database.url)
+        return [*self.secrets.secret_values(), *([password] if password else [])]
 
     def api_key(self, provider: str) -> str | None:
         variable = BY_NAME[provider].key_variable
@@ -409,7 +436,18 @@ def load_settings(config_path: str | Path | None = None, *, env_file: str | Path
     if not config.bot.data_dir.is_absolute():
         config.bot.data_dir = (path.parent / config.bot.data_dir).resolve()
     check_data_dir(config.bot.data_dir, path.name)
+    check_database_url(secrets.secret("DATABASE_URL"), "environment: DATABASE_URL")
+    check_database_url(config.database.url, f"{path.name}: database.url")
     return Settings(config=config, secrets=secrets, config_path=path)
+
+
+def check_database_url(url: str | None, key: str) -> None:
+    """One line naming the key when a database URL is not one we can open; never the URL (a password)."""
+    if url:
+        try:
+            dialect_of(url)
+        except ValueError as exc:
+            raise SettingsError(f"{key}: {exc}") from None
 
 
 def check_data_dir(data_dir: Path, source: str) -> None:

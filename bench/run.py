@@ -69,6 +69,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--bigclips-level", type=int, help="jobs all finishing at once with 20 MiB clips (0 = skip)")
     parser.add_argument("--ledger-users", type=int, help="members reserving concurrently (0 = skip)")
     parser.add_argument("--ledger-attempts", type=int, default=20, help="reservations each member attempts")
+    parser.add_argument(
+        "--ledger-database-url", help="run the ledger level on PostgreSQL: a scratch database on this server"
+    )
+    parser.add_argument("--ledger-writers", type=int, default=1, help="ledger stores with their own connections")
     parser.add_argument("--clip-scale", type=float, default=1.0, help="shrink clips (the smoke test uses 0.05)")
     parser.add_argument("--seed", type=int, default=5)
     args = parser.parse_args(argv)
@@ -151,7 +155,11 @@ async def benchmark(args: argparse.Namespace) -> dict[str, Any]:
         print(f"· ledger: {args.ledger_users} members × {args.ledger_attempts} …", file=sys.stderr, flush=True)
         with tempfile.TemporaryDirectory(prefix="hailuo-ledger-") as tmp:
             results["ledger"] = await ledger_benchmark(
-                Path(tmp), users=args.ledger_users, attempts_per_user=args.ledger_attempts
+                Path(tmp),
+                users=args.ledger_users,
+                attempts_per_user=args.ledger_attempts,
+                database_url=args.ledger_database_url,
+                writers=args.ledger_writers,
             )
     results["finished_at"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     return results

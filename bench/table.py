@@ -188,9 +188,11 @@ def render(results: dict[str, Any]) -> str:
     if ledger:
         out += [
             "",
-            f"ledger: {ledger['attempts']} reservations by {ledger['users']} members at once on one SQLite "
-            f"file: {ledger['attempts_per_s']:,.0f}/s ({ledger['admitted']} admitted, {ledger['refused']} "
-            f"refused by quota), spent ${ledger['spent_usd']:.2f} of a ${ledger['limit_usd']:.2f} cap, "
+            f"ledger: {ledger['attempts']} reservations by {ledger['users']} members at once on "
+            f"{ledger.get('backend', 'sqlite')} ({ledger.get('writers', 1)} writer(s), "
+            f"{ledger.get('locking', 'one writer')}): {ledger['attempts_per_s']:,.0f}/s "
+            f"({ledger['admitted']} admitted, {ledger['refused']} refused by quota), "
+            f"spent ${ledger['spent_usd']:.2f} of a ${ledger['limit_usd']:.2f} cap, "
             f"overspend {ledger['overspend_micros']} µ$",
         ]
     return "\n".join(out)

@@ -10,8 +10,8 @@ Two kinds of evidence, because we hold some secrets and only ever see others go 
   so they start with "aW50ZXJhY3Rpb246"), the token segment of `/webhooks/<id>/<token>` and
   `/interactions/<id>/<token>/` paths (plain or percent-encoded), the value of a key named like
   `token`, `secret`, `password`, `api_key` or `authorization` in JSON or a Python dict's repr, the value
-  after `Bearer`/`Bot`, `token=`/`secret:`-style pairs with a long value, and anything shaped like a
-  Discord bot token.
+  after `Bearer`/`Bot`, `token=`/`secret:`-style pairs with a long value, the password in a URL
+  (`postgresql://user:password@host`), and anything shaped like a Discord bot token.
 
 False positives, and why they are acceptable: an 8-character window of a random key (62^8 ≈ 2·10^14
 values) appearing in unrelated text by chance is negligible. What does happen is a key sharing a
@@ -65,6 +65,8 @@ SHAPES: tuple[tuple[re.Pattern[str], str], ...] = (
         re.compile(r"\b([\w-]*token|[\w-]*secret|password|api[_-]?key)(\s*[:=]\s*)[A-Za-z0-9._~+/=%-]{16,}", re.I),
         rf"\1\2{MASK}",
     ),
+    # The password in a URL's user part (a database URL: postgresql://user:password@host/name).
+    (re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^\s:/?#@]*:)[^\s/?#@]+@"), rf"\1{MASK}@"),
     # A Discord bot token: base64 user id, a timestamp, an HMAC, joined by dots.
     (re.compile(r"(?<![\w-])[A-Za-z0-9_-]{23,28}\.[A-Za-z0-9_-]{6,7}\.[A-Za-z0-9_-]{27,}"), MASK),
 )

@@ -1,25 +1,23 @@
-"""Admin settings on SQLite: the `core.admin.AdminStore`. Each change and its audit row are one
-transaction; the audit table and grants are append-only (storage/migrations/005_admin.sql)."""
+"""Admin settings: the `core.admin.AdminStore`. Each change and its audit row are one transaction; the
+audit table and grants are append-only (storage/migrations/*/005_admin.sql)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-import aiosqlite
-
 from core.admin import AuditEntry, AuditLine, LimitOverride, Pool, Scope, ServerControls, ServerState
 from core.clock import iso, utcnow
-from storage.db import Database
 from storage.ledger import POOL_SPENT_SQL
+from storage.sql import Connection, Database, Row
 
 _POOL_COLUMNS = "id, guild_id, name, amount_micros, period, channel_id, role_id, on_empty"
 
 
-def _pool(row: aiosqlite.Row) -> Pool:
+def _pool(row: Row) -> Pool:
     return Pool(*(row[i] for i in range(8)))
 
 
-async def _audit(conn: aiosqlite.Connection, line: AuditLine, stamp: str) -> None:
+async def _audit(conn: Connection, line: AuditLine, stamp: str) -> None:
     await conn.execute(
         "INSERT INTO audit (at, guild_id, actor_id, action, target, before, after, reason)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -27,7 +25,7 @@ async def _audit(conn: aiosqlite.Connection, line: AuditLine, stamp: str) -> Non
     )
 
 
-class SqliteAdminStore:
+class SqlAdminStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
@@ -100,7 +98,7 @@ class SqliteAdminStore:
     async def grant(self, guild_id: int, user_id: int, amount_micros: int, now: datetime, audit: AuditLine) -> None:
         stamp = iso(now)
         async with self.db.transaction() as conn:
-            cursor = await conn.execute(
+            grant_id = await conn.insert_returning_id(
                 "INSERT INTO grants (at, guild_id, user_id, actor_id, amount_micros, reason) VALUES (?, ?, ?, ?, ?, ?)",
                 (stamp, guild_id, user_id, audit.actor_id, amount_micros, audit.reason[:500]),
             )
@@ -114,7 +112,7 @@ class SqliteAdminStore:
                     guild_id,
                     now.strftime("%Y-%m-%d"),
                     now.strftime("%Y-%m"),
-                    cursor.lastrowid,
+                    grant_id,
                 ),
             )
             await _audit(conn, audit, stamp)
@@ -131,12 +129,12 @@ class SqliteAdminStore:
 
     async def unfreeze(self, guild_id: int, user_id: int, audit: AuditLine) -> bool:
         async with self.db.transaction() as conn:
-            cursor = await conn.execute(
+            removed = await conn.execute(
                 "DELETE FROM frozen_members WHERE guild_id = ? AND user_id = ?", (guild_id, user_id)
             )
-            if cursor.rowcount:
+            if removed:
                 await _audit(conn, audit, iso(utcnow()))
-        return bool(cursor.rowcount)
+        return bool(removed)
 
     async def set_controls(self, guild_id: int, controls: ServerControls, audit: AuditLine) -> None:
         async with self.db.transaction() as conn:
@@ -159,7 +157,7 @@ class SqliteAdminStore:
     async def create_pool(self, pool: Pool, audit: AuditLine) -> Pool:
         stamp = iso(utcnow())
         async with self.db.transaction() as conn:
-            cursor = await conn.execute(
+            pool_id = await conn.insert_returning_id(
                 """INSERT INTO pools (guild_id, name, amount_micros, period, channel_id, role_id, on_empty, created_at)
                    VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
                 (
@@ -174,23 +172,23 @@ class SqliteAdminStore:
                 ),
             )
             await _audit(conn, audit, stamp)
-        return Pool(int(cursor.lastrowid or 0), *(getattr(pool, name) for name in _POOL_COLUMNS.split(", ")[1:]))
+        return Pool(pool_id, *(getattr(pool, name) for name in _POOL_COLUMNS.split(", ")[1:]))
 
     async def delete_pool(self, guild_id: int, name: str, audit: AuditLine) -> bool:
         stamp = iso(utcnow())
         async with self.db.transaction() as conn:
-            cursor = await conn.execute(
+            deleted = await conn.execute(
                 "UPDATE pools SET deleted_at = ? WHERE guild_id = ? AND name = ? AND deleted_at IS NULL",
                 (stamp, guild_id, name),
             )
-            if cursor.rowcount:
+            if deleted:
                 await _audit(conn, audit, stamp)
-        return bool(cursor.rowcount)
+        return bool(deleted)
 
     async def mark_pool_alert(self, pool_id: int, period_key: str, percent: int) -> bool:
         async with self.db.transaction() as conn:
-            cursor = await conn.execute(
-                "INSERT OR IGNORE INTO pool_alerts (pool_id, period_key, percent, at) VALUES (?, ?, ?, ?)",
+            added = await conn.execute(
+                "INSERT INTO pool_alerts (pool_id, period_key, percent, at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 (pool_id, period_key, percent, iso(utcnow())),
             )
-        return bool(cursor.rowcount)
+        return bool(added)

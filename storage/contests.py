@@ -1,24 +1,23 @@
-"""Contests on SQLite: the `core.contests.ContestStore` (storage/migrations/010_contests.sql).
+"""Contests: the `core.contests.ContestStore` (storage/migrations/*/011_contests.sql).
 
-Every check that guards a count — the phase, the deadline, a member's entries, a voter's votes — is read
-inside the same `BEGIN IMMEDIATE` transaction as the write it guards, on the single writer: concurrent
-entries or votes queue there and can never both see room for one more. Phase moves are compare-and-set.
+Every check that guards a count — the phase, the deadline, a member's entries, a voter's votes, the next
+entry number — is read inside the same transaction as the write it guards, after that transaction has
+serialized on the contest (`Connection.serialize`: SQLite's one writer, PostgreSQL's advisory lock):
+concurrent entries or votes queue there and can never both see room for one more. Phase moves are
+compare-and-set.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import replace
 from datetime import datetime
 from typing import Literal
-
-import aiosqlite
 
 from core.admin import AuditLine
 from core.clock import iso, utcnow
 from core.contests import Claim, Contest, Entry, NewContest, Phase, Standing, VoteResult
 from storage.admin import _audit
-from storage.db import Database
+from storage.sql import ConstraintError, Database, Row
 
 _CONTEST = (
     "id, guild_id, channel_id, theme, creator_id, created_at, deadline, voting_ends, entries_per_member,"
@@ -33,7 +32,7 @@ def _when(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
-def _contest(row: aiosqlite.Row | sqlite3.Row) -> Contest:
+def _contest(row: Row) -> Contest:
     return Contest(
         id=row[0],
         guild_id=row[1],
@@ -57,16 +56,15 @@ def _contest(row: aiosqlite.Row | sqlite3.Row) -> Contest:
     )
 
 
-def _entry(row: aiosqlite.Row | sqlite3.Row) -> Entry:
+def _entry(row: Row) -> Entry:
     return Entry(row[0], row[1], row[2], row[3], row[4], row[5], row[6], datetime.fromisoformat(row[7]))
 
 
-async def _one(conn: aiosqlite.Connection, sql: str, params: tuple[object, ...]) -> aiosqlite.Row | None:
-    async with conn.execute(sql, params) as cursor:
-        return await cursor.fetchone()
+def _scope(contest_id: int) -> str:
+    return f"contest:{contest_id}"
 
 
-class SqliteContestStore:
+class SqlContestStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
@@ -76,7 +74,7 @@ class SqliteContestStore:
         stamp = iso(contest.created_at)
         try:
             async with self.db.transaction() as conn:
-                cursor = await conn.execute(
+                contest_id = await conn.insert_returning_id(
                     """INSERT INTO contests (guild_id, channel_id, theme, creator_id, created_at, deadline, voting_ends,
                        entries_per_member, votes_per_member, review, min_member_days, winner_role_id)
                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
@@ -95,17 +93,16 @@ class SqliteContestStore:
                         contest.winner_role_id,
                     ),
                 )
-                contest_id = int(cursor.lastrowid or 0)
                 if contest.budget_micros:
-                    pool = await conn.execute(
+                    pool_id = await conn.insert_returning_id(
                         """INSERT INTO pools (guild_id, name, amount_micros, period, channel_id, role_id, on_empty,
                            created_at) VALUES (?, ?, ?, 'contest', ?, NULL, 'refuse', ?)""",
                         (contest.guild_id, f"contest #{contest_id}", contest.budget_micros, contest.channel_id, stamp),
                     )
-                    await conn.execute("UPDATE contests SET pool_id = ? WHERE id = ?", (pool.lastrowid, contest_id))
+                    await conn.execute("UPDATE contests SET pool_id = ? WHERE id = ?", (pool_id, contest_id))
                 await _audit(conn, replace(audit, target=f"contest #{contest_id}"), stamp)
-                row = await _one(conn, f"SELECT {_CONTEST} FROM contests WHERE id = ?", (contest_id,))
-        except sqlite3.IntegrityError as exc:
+                row = await conn.fetchone(f"SELECT {_CONTEST} FROM contests WHERE id = ?", (contest_id,))
+        except ConstraintError as exc:
             if "contests.channel_id" in str(exc) or "contests_live_channel" in str(exc):
                 raise ValueError("this channel has a running contest") from None
             raise
@@ -136,20 +133,20 @@ class SqliteContestStore:
         self, contest_id: int, from_phase: Phase, to_phase: Phase, *, ended_by: int | None = None
     ) -> bool:
         async with self.db.transaction() as conn:
-            cursor = await conn.execute(
+            moved = await conn.execute(
                 "UPDATE contests SET phase = ?, ended_early_by = COALESCE(?, ended_early_by)"
                 " WHERE id = ? AND phase = ?",
                 (to_phase, ended_by, contest_id, from_phase),
             )
-        return bool(cursor.rowcount)
+        return bool(moved)
 
     async def shorten(self, contest_id: int, phase: Phase, deadline: datetime, voting_ends: datetime) -> bool:
         async with self.db.transaction() as conn:
-            cursor = await conn.execute(
+            changed = await conn.execute(
                 "UPDATE contests SET deadline = ?, voting_ends = ? WHERE id = ? AND phase = ?",
                 (iso(deadline), iso(voting_ends), contest_id, phase),
             )
-        return bool(cursor.rowcount)
+        return bool(changed)
 
     async def set_message(self, contest_id: int, column: Literal["announcement", "voting"], message_id: int) -> None:
         name = {"announcement": "announcement_id", "voting": "voting_message_id"}[column]
@@ -158,55 +155,55 @@ class SqliteContestStore:
 
     async def mark_results_intent(self, contest_id: int, now: datetime) -> bool:
         async with self.db.transaction() as conn:
-            cursor = await conn.execute(
+            marked = await conn.execute(
                 "UPDATE contests SET results_intent_at = ? WHERE id = ? AND phase = 'closed'"
                 " AND results_intent_at IS NULL",
                 (iso(now), contest_id),
             )
-        return bool(cursor.rowcount)
+        return bool(marked)
 
     async def record_results(self, contest_id: int, message_id: int) -> bool:
         async with self.db.transaction() as conn:
-            cursor = await conn.execute(
+            recorded = await conn.execute(
                 "UPDATE contests SET phase = 'done', results_message_id = ? WHERE id = ? AND phase = 'closed'",
                 (message_id, contest_id),
             )
-        return bool(cursor.rowcount)
+        return bool(recorded)
 
     async def close_pool(self, contest: Contest, audit: AuditLine) -> bool:
         if contest.pool_id is None:
             return False
         stamp = iso(utcnow())
         async with self.db.transaction() as conn:
-            cursor = await conn.execute(
+            closed = await conn.execute(
                 "UPDATE pools SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL", (stamp, contest.pool_id)
             )
-            if cursor.rowcount:
+            if closed:
                 await _audit(conn, audit, stamp)
-        return bool(cursor.rowcount)
+        return bool(closed)
 
     # ----- entries ------------------------------------------------------------------------------------------
 
     async def claim_entry(self, contest_id: int, user_id: int, now: datetime) -> Claim:
         async with self.db.transaction() as conn:
-            row = await _one(
-                conn, "SELECT phase, deadline, entries_per_member FROM contests WHERE id = ?", (contest_id,)
+            await conn.serialize(_scope(contest_id))
+            row = await conn.fetchone(
+                "SELECT phase, deadline, entries_per_member FROM contests WHERE id = ?", (contest_id,)
             )
             if row is None or row[0] != "open" or now >= datetime.fromisoformat(row[1]):
                 return Claim("closed")
-            counted = await _one(
-                conn,
+            counted = await conn.fetchone(
                 f"SELECT COUNT(*) FROM contest_entries WHERE contest_id = ? AND user_id = ? AND state IN {_LIVE}",
                 (contest_id, user_id),
             )
             used = int(counted[0]) if counted else 0
             if used >= row[2]:
                 return Claim("full", used=used)
-            cursor = await conn.execute(
+            entry_id = await conn.insert_returning_id(
                 "INSERT INTO contest_entries (contest_id, user_id, entered_at) VALUES (?, ?, ?)",
                 (contest_id, user_id, iso(now)),
             )
-            entry = await _one(conn, f"SELECT {_ENTRY} FROM contest_entries WHERE id = ?", (cursor.lastrowid,))
+            entry = await conn.fetchone(f"SELECT {_ENTRY} FROM contest_entries WHERE id = ?", (entry_id,))
         assert entry is not None
         return Claim("claimed", _entry(entry), used + 1)
 
@@ -216,10 +213,10 @@ class SqliteContestStore:
 
     async def release_entry(self, entry_id: int) -> bool:
         async with self.db.transaction() as conn:
-            cursor = await conn.execute(
+            released = await conn.execute(
                 "UPDATE contest_entries SET state = 'released' WHERE id = ? AND state = 'claimed'", (entry_id,)
             )
-        return bool(cursor.rowcount)
+        return bool(released)
 
     async def entry_for_job(self, job_id: int) -> Entry | None:
         row = await self.db.fetchone(f"SELECT {_ENTRY} FROM contest_entries WHERE job_id = ?", (job_id,))
@@ -231,6 +228,9 @@ class SqliteContestStore:
 
     async def number_entry(self, entry_id: int) -> Entry:
         async with self.db.transaction() as conn:
+            owner = await conn.fetchone("SELECT contest_id FROM contest_entries WHERE id = ?", (entry_id,))
+            if owner is not None:  # numbers are handed out one at a time per contest
+                await conn.serialize(_scope(owner[0]))
             await conn.execute(
                 """UPDATE contest_entries SET state = 'posted', number = (
                        SELECT COALESCE(MAX(number), 0) + 1 FROM contest_entries AS other
@@ -238,7 +238,7 @@ class SqliteContestStore:
                    WHERE id = ? AND number IS NULL AND state = 'claimed'""",
                 (entry_id,),
             )
-            row = await _one(conn, f"SELECT {_ENTRY} FROM contest_entries WHERE id = ?", (entry_id,))
+            row = await conn.fetchone(f"SELECT {_ENTRY} FROM contest_entries WHERE id = ?", (entry_id,))
         if row is None:
             raise LookupError(f"no contest entry {entry_id}")
         return _entry(row)
@@ -257,8 +257,11 @@ class SqliteContestStore:
 
     async def toggle_vote(self, entry_id: int, voter_id: int, now: datetime) -> VoteResult:
         async with self.db.transaction() as conn:
-            row = await _one(
-                conn,
+            owner = await conn.fetchone("SELECT contest_id FROM contest_entries WHERE id = ?", (entry_id,))
+            if owner is None:
+                return VoteResult("no_entry")
+            await conn.serialize(_scope(owner[0]))  # then read what the vote depends on
+            row = await conn.fetchone(
                 """SELECT e.contest_id, e.user_id, e.state, c.phase, c.votes_per_member, c.voting_ends
                    FROM contest_entries AS e JOIN contests AS c ON c.id = e.contest_id WHERE e.id = ?""",
                 (entry_id,),
@@ -273,11 +276,11 @@ class SqliteContestStore:
             removed = await conn.execute(
                 "DELETE FROM contest_votes WHERE entry_id = ? AND voter_id = ?", (entry_id, voter_id)
             )
-            counted = await _one(
-                conn, "SELECT COUNT(*) FROM contest_votes WHERE contest_id = ? AND voter_id = ?", (contest_id, voter_id)
+            counted = await conn.fetchone(
+                "SELECT COUNT(*) FROM contest_votes WHERE contest_id = ? AND voter_id = ?", (contest_id, voter_id)
             )
             used = int(counted[0]) if counted else 0
-            if removed.rowcount:
+            if removed:
                 return VoteResult("removed", used)
             if used >= allowed:
                 return VoteResult("no_votes_left", used)

@@ -1,4 +1,6 @@
-"""SQLite access: one writer connection behind a lock, one reader, numbered migrations.
+"""SQLite access (the default database): one writer connection behind a lock, one reader, numbered
+migrations (storage/migrations/sqlite, tracked by `PRAGMA user_version`). It implements storage.sql's
+`Database`; storage/postgres.py is the other implementation.
 
 WAL mode lets the reader run while the writer commits. Every write goes through `transaction()`,
 which takes the lock and opens `BEGIN IMMEDIATE`, so check-then-insert logic (quota reservations)
@@ -24,13 +26,14 @@ from pathlib import Path
 import aiosqlite
 
 from core.errors import StorageError
+from storage.sql import ConstraintError, Dialect, Params, Row
 
 log = logging.getLogger(__name__)
 
 
 def _migrations() -> list[tuple[int, str]]:
     """(version, sql) for every `NNN_name.sql` file, in order."""
-    folder = resources.files("storage") / "migrations"
+    folder = resources.files("storage") / "migrations" / "sqlite"
     found = []
     for entry in folder.iterdir():
         name = entry.name
@@ -86,7 +89,43 @@ async def _connect(path: Path, busy_timeout_ms: int) -> aiosqlite.Connection:
     return conn
 
 
-class Database:
+class SqliteConnection:
+    """storage.sql's `Connection` over the writer, inside its transaction. A violated constraint or
+    trigger is a `ConstraintError` (the sqlite3 error is its cause)."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self.raw = conn
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        try:
+            cursor = await self.raw.execute(sql, params)
+        except sqlite3.IntegrityError as exc:
+            raise ConstraintError(str(exc)) from exc
+        return cursor.rowcount
+
+    async def insert_returning_id(self, sql: str, params: Params = ()) -> int:
+        try:
+            cursor = await self.raw.execute(sql, params)
+        except sqlite3.IntegrityError as exc:
+            raise ConstraintError(str(exc)) from exc
+        return int(cursor.lastrowid or 0)
+
+    async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
+        return next(iter(await self.fetchall(sql, params)), None)
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
+        try:
+            return list(await self.raw.execute_fetchall(sql, params))
+        except sqlite3.IntegrityError as exc:  # a write with RETURNING
+            raise ConstraintError(str(exc)) from exc
+
+    async def serialize(self, *scopes: str) -> None:
+        """Nothing to do: every write transaction runs alone on the one writer, in BEGIN IMMEDIATE."""
+
+
+class SqliteDatabase:
+    dialect: Dialect = "sqlite"
+
     def __init__(self, path: Path, *, busy_timeout_ms: int = 5000) -> None:
         self.path = path
         # How long a write waits for a lock held by another process before failing cleanly.
@@ -95,7 +134,7 @@ class Database:
         self._reader: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
 
-    async def open(self) -> Database:
+    async def open(self) -> SqliteDatabase:
         """Open and migrate, or raise StorageError with a sentence naming the problem. Nothing is left
         open on failure: an aiosqlite connection's thread would keep the process from exiting."""
         try:
@@ -121,7 +160,7 @@ class Database:
                 except sqlite3.Error as exc:  # closing must not stop the rest of the shutdown
                     log.warning("closing the database: %s", exc)
 
-    async def __aenter__(self) -> Database:
+    async def __aenter__(self) -> SqliteDatabase:
         return await self.open()
 
     async def __aexit__(self, *exc: object) -> None:
@@ -163,7 +202,7 @@ class Database:
                 await conn.execute(f"PRAGMA busy_timeout = {int(milliseconds)}")
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def transaction(self) -> AsyncIterator[SqliteConnection]:
         """The single writer, in an IMMEDIATE transaction; rolled back on any error.
 
         Waiting for the writer counts against the busy timeout too: when another process holds the
@@ -189,7 +228,7 @@ class Database:
                     raise StorageError(f"database unavailable: {exc}") from exc
                 raise
             try:
-                yield conn
+                yield SqliteConnection(conn)
                 await conn.execute("COMMIT")
             except BaseException as exc:
                 if self._closed_under(exc):
@@ -215,10 +254,10 @@ class Database:
     # Reads run, fetch and close in one call on the database thread. With separate execute/fetch
     # steps, concurrent readers interleave and some statement is nearly always open on the reader,
     # which pins it to an old snapshot: it would not see rows the writer just committed.
-    async def fetchone(self, sql: str, params: tuple[object, ...] = ()) -> aiosqlite.Row | None:
+    async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
         return next(iter(await self.fetchall(sql, params)), None)
 
-    async def fetchall(self, sql: str, params: tuple[object, ...] = ()) -> list[aiosqlite.Row]:
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
         try:
             return list(await self.reader.execute_fetchall(sql, params))
         except (sqlite3.Error, ValueError) as exc:

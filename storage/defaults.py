@@ -1,26 +1,24 @@
-"""Members' personal defaults on SQLite: the `core.defaults.DefaultsStore` (storage/migrations/007)."""
+"""Members' personal defaults: the `core.defaults.DefaultsStore` (storage/migrations/*/007)."""
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 
-import aiosqlite
-
 from core.clock import iso, utcnow
 from core.defaults import FIELDS, MemberDefaults, check_value
-from storage.db import Database
+from storage.sql import Database, Row
 
 _COLUMNS = ", ".join(FIELDS)
 
 
-def _defaults(row: aiosqlite.Row | None) -> MemberDefaults:
+def _defaults(row: Row | None) -> MemberDefaults:
     if row is None:
         return MemberDefaults()
     quality, duration, model, optimize, notify = (row[i] for i in range(5))
     return MemberDefaults(quality, duration, model, None if optimize is None else bool(optimize), notify)
 
 
-class SqliteDefaultsStore:
+class SqlDefaultsStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
@@ -45,9 +43,9 @@ class SqliteDefaultsStore:
             )
             for name, value in changes.items():  # names are FIELDS only (checked above)
                 await conn.execute(f"UPDATE member_defaults SET {name} = ? WHERE user_id = ?", (value, user_id))
-            async with conn.execute(f"SELECT {_COLUMNS} FROM member_defaults WHERE user_id = ?", (user_id,)) as cur:
-                row = await cur.fetchone()
-            result = _defaults(row)
+            result = _defaults(
+                await conn.fetchone(f"SELECT {_COLUMNS} FROM member_defaults WHERE user_id = ?", (user_id,))
+            )
             if result.empty:
                 await conn.execute("DELETE FROM member_defaults WHERE user_id = ?", (user_id,))
         return result

@@ -1,22 +1,20 @@
-"""/history's queries and the stored-outputs table on SQLite (`core.history`'s protocols)."""
+"""/history's queries and the stored-outputs table (`core.history`'s protocols)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import aiosqlite
-
 from core.history import StoredOutput
 from core.jobs import JobRecord
-from storage.db import Database
 from storage.jobs import record_from_row
+from storage.sql import Database, Row
 
 
-def _output(row: aiosqlite.Row) -> StoredOutput:
+def _output(row: Row) -> StoredOutput:
     return StoredOutput(row["job_id"], row["clip"], row["thumbnail"], row["bytes"], row["stored_at"])
 
 
-class SqliteHistory:
+class SqlHistory:
     """`HistoryReader` and `OutputRecords` on the bot's database."""
 
     def __init__(self, db: Database) -> None:
@@ -39,7 +37,9 @@ class SqliteHistory:
     async def record_output(self, output: StoredOutput) -> None:
         async with self.db.transaction() as conn:
             await conn.execute(
-                "INSERT OR REPLACE INTO outputs (job_id, clip, thumbnail, bytes, stored_at) VALUES (?, ?, ?, ?, ?)",
+                """INSERT INTO outputs (job_id, clip, thumbnail, bytes, stored_at) VALUES (?, ?, ?, ?, ?)
+                   ON CONFLICT (job_id) DO UPDATE SET clip = excluded.clip, thumbnail = excluded.thumbnail,
+                   bytes = excluded.bytes, stored_at = excluded.stored_at""",
                 (output.job_id, output.clip, output.thumbnail, output.bytes, output.stored_at),
             )
 
@@ -54,4 +54,5 @@ class SqliteHistory:
         if not job_ids:
             return
         async with self.db.transaction() as conn:
-            await conn.executemany("DELETE FROM outputs WHERE job_id = ?", [(job_id,) for job_id in job_ids])
+            for job_id in job_ids:
+                await conn.execute("DELETE FROM outputs WHERE job_id = ?", (job_id,))

@@ -1,36 +1,35 @@
-"""Jobs on SQLite: the `core.store.JobStore` the bot runs on by default.
+"""Jobs: the `core.store.JobStore`, on SQLite or PostgreSQL (storage.sql's `Database`).
 
-A job is created together with its reservation in one IMMEDIATE transaction, after a caller-supplied
-check has seen the usage figures read inside that same transaction. That is what makes quota
-enforcement race-free: two concurrent commands can never both see room for one more job. Outcomes
-(settle, refund) are written with the job's final status in one transaction, and the ledger's
-triggers refuse a second outcome (storage/migrations).
+A job is created together with its reservation in one transaction, after a caller-supplied check has
+seen the usage figures read inside that same transaction, and no other reservation can interleave with
+it: on SQLite every write transaction runs alone (BEGIN IMMEDIATE on the one writer); on PostgreSQL the
+transaction first takes advisory locks on the scopes the check reads (`RESERVATION_SCOPES`). That is
+what makes quota enforcement race-free: two concurrent commands, in one process or several, can never
+both see room for one more job. Outcomes (settle, refund) are written with the job's final status in one
+transaction, and the ledger's constraints refuse a second outcome (storage/migrations).
 """
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, Unpack
-
-import aiosqlite
 
 from core.admin import PoolDraw
 from core.clock import iso, utcnow
 from core.errors import QuotaExceeded, StorageError
 from core.jobs import JobChanges, JobRecord, JobStatus, LedgerTotals, NewJob, Outcome, Usage
 from core.store import ReservationCheck
-from storage.db import Database
 from storage.ledger import TERMINAL_SQL, read_usage, totals_from_row, totals_query
+from storage.sql import Connection, ConstraintError, Database, Row
 
 # Reservations written in one transaction at most (a group commit keeps each one short).
 GROUP_COMMIT_MAX = 64
 
 
-def record_from_row(row: aiosqlite.Row) -> JobRecord:
+def record_from_row(row: Row) -> JobRecord:
     values = {f.name: row[f.name] for f in fields(JobRecord)}
     values["optimize_prompt"] = bool(values["optimize_prompt"])
     values["status"] = JobStatus(values["status"])
@@ -67,8 +66,21 @@ class _Pending:
     result: asyncio.Future[list[JobRecord]]
 
 
-class SqliteJobStore:
-    """The `JobStore` on one SQLite file (see storage.db for the writer and reader connections)."""
+def reservation_scopes(job: NewJob) -> tuple[str, ...]:
+    """What a reservation's check reads, as lock scopes, in the one order every reservation takes them:
+    the bot-wide monthly cap first (every reservation reads it, so in effect reservations are serialized
+    bot-wide), then the server, the member, the pool."""
+    scopes = ["reserve:global"]
+    if job.guild_id is not None:
+        scopes.append(f"reserve:guild:{job.guild_id}")
+    scopes.append(f"reserve:user:{job.user_id}")
+    if job.pool is not None:
+        scopes.append(f"reserve:pool:{job.pool.pool_id}")
+    return tuple(scopes)
+
+
+class SqlJobStore:
+    """The `JobStore` on a storage.sql `Database` (SQLite or PostgreSQL)."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -118,7 +130,7 @@ class SqliteJobStore:
                 else:
                     pending.result.set_result(outcome)
 
-    async def _reserve_all(self, conn: aiosqlite.Connection, pending: _Pending) -> list[JobRecord] | QuotaExceeded:
+    async def _reserve_all(self, conn: Connection, pending: _Pending) -> list[JobRecord] | QuotaExceeded:
         """Insert the pending jobs, each after its check; a refusal undoes the ones inserted before it."""
         if len(pending.jobs) == 1:
             try:
@@ -135,12 +147,13 @@ class SqliteJobStore:
         await conn.execute("RELEASE variants")
         return records
 
-    async def _reserve_one(self, conn: aiosqlite.Connection, job: NewJob, pending: _Pending) -> JobRecord:
+    async def _reserve_one(self, conn: Connection, job: NewJob, pending: _Pending) -> JobRecord:
         now = pending.now
         day, month = now.strftime("%Y-%m-%d"), now.strftime("%Y-%m")
+        await conn.serialize(*reservation_scopes(job))
         draw = pending.check(await read_usage(conn, job.user_id, job.guild_id, day, month, job.pool))
         stamp = iso(now)
-        cursor = await conn.execute(
+        job_id = await conn.insert_returning_id(
             """INSERT INTO jobs (created_at, updated_at, user_id, guild_id, channel_id, interaction_id,
                command, mode, quality, duration, optimize_prompt, model, prompt, input_image, provider,
                status, cost_micros, parent_job_id, end_image, upload_limit, parent_kind)
@@ -168,7 +181,6 @@ class SqliteJobStore:
                 job.parent_kind,
             ),
         )
-        job_id = int(cursor.lastrowid or 0)
         await conn.execute(
             """INSERT INTO ledger (job_id, at, kind, amount_micros, user_id, guild_id, period_day, period_month,
                pool_id, pool_period) VALUES (?, ?, 'reserve', ?, ?, ?, ?, ?, ?, ?)""",
@@ -262,7 +274,8 @@ class SqliteJobStore:
                 if outcome == "refund":
                     await conn.execute(copy_reservation.format(amount="r.amount_micros"), (stamp, "refund", job_id))
                 else:
-                    charged = "MIN(j.cost_micros, r.amount_micros)"
+                    # The smaller of the two (MIN(a, b) is SQLite's spelling, LEAST(a, b) PostgreSQL's).
+                    charged = "CASE WHEN j.cost_micros < r.amount_micros THEN j.cost_micros ELSE r.amount_micros END"
                     await conn.execute(copy_reservation.format(amount=charged), (stamp, "settle", job_id))
                     await conn.execute(
                         copy_reservation.format(amount=f"r.amount_micros - {charged}")
@@ -274,7 +287,7 @@ class SqliteJobStore:
                     (status.value, stamp, stamp, *columns.values(), job_id),
                 )
                 await self._event(conn, job_id, status.value, detail, stamp)
-        except sqlite3.IntegrityError:
+        except ConstraintError:
             return False  # already settled or refunded: the first outcome stands
         return True
 
@@ -307,7 +320,7 @@ class SqliteJobStore:
     ) -> Usage:
         now = now or utcnow()
         day, month = now.strftime("%Y-%m-%d"), now.strftime("%Y-%m")
-        return await read_usage(self.db.reader, user_id, guild_id, day, month, pool)
+        return await read_usage(self.db, user_id, guild_id, day, month, pool)
 
     async def ledger_totals(self, job_id: int | None = None) -> LedgerTotals:
         sql, params = totals_query(job_id)
@@ -325,7 +338,7 @@ class SqliteJobStore:
             )
 
     @staticmethod
-    async def _event(conn: aiosqlite.Connection, job_id: int, status: str, detail: str, stamp: str) -> None:
+    async def _event(conn: Connection, job_id: int, status: str, detail: str, stamp: str) -> None:
         await conn.execute(
             "INSERT INTO job_events (job_id, at, status, detail) VALUES (?, ?, ?, ?)",
             (job_id, stamp, status, detail[:500]),

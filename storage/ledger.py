@@ -4,10 +4,9 @@ counted in the UTC day and month of the reservation."""
 
 from __future__ import annotations
 
-import aiosqlite
-
 from core.admin import PoolDraw
 from core.jobs import TERMINAL_STATUSES, LedgerTotals, Usage
+from storage.sql import Reader, Row
 
 _SPENT = (
     "COALESCE(SUM(CASE kind WHEN 'reserve' THEN amount_micros WHEN 'refund' THEN -amount_micros"
@@ -16,7 +15,7 @@ _SPENT = (
 _COUNTED = "COALESCE(SUM(CASE kind WHEN 'reserve' THEN 1 WHEN 'refund' THEN -1 END), 0)"
 # The terminal statuses as an SQL list, for `status NOT IN (...)`.
 TERMINAL_SQL = ",".join(f"'{status.value}'" for status in sorted(TERMINAL_STATUSES))
-# Every figure a quota check needs, in one statement (one round trip to the database thread).
+# Every figure a quota check needs, in one statement (one round trip to the database).
 # A member's own dollar limits count only what their own allowance paid (not pool draws); the video
 # count, the server's and the bot's budgets count everything.
 _USAGE_SQL = f"""SELECT
@@ -39,7 +38,7 @@ _TOTALS_SQL = """SELECT COALESCE(SUM(CASE kind WHEN 'reserve' THEN amount_micros
 
 
 async def read_usage(
-    conn: aiosqlite.Connection, user_id: int, guild_id: int | None, day: str, month: str, pool: PoolDraw | None = None
+    reader: Reader, user_id: int, guild_id: int | None, day: str, month: str, pool: PoolDraw | None = None
 ) -> Usage:
     params = {
         "user": user_id,
@@ -49,8 +48,7 @@ async def read_usage(
         "pool": pool.pool_id if pool else None,
         "pool_period": pool.period_key if pool else None,
     }
-    async with conn.execute(_USAGE_SQL, params) as cursor:
-        row = await cursor.fetchone()
+    row = await reader.fetchone(_USAGE_SQL, params)
     assert row is not None
     figures = [int(value or 0) for value in row]
     return Usage(*figures)
@@ -63,6 +61,6 @@ def totals_query(job_id: int | None) -> tuple[str, tuple[object, ...]]:
     return f"{_TOTALS_SQL} WHERE job_id = ?", (job_id,)
 
 
-def totals_from_row(row: aiosqlite.Row | None) -> LedgerTotals:
+def totals_from_row(row: Row | None) -> LedgerTotals:
     assert row is not None
     return LedgerTotals(int(row[0]), int(row[1]), int(row[2]), int(row[3]))

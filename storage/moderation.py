@@ -1,4 +1,4 @@
-"""Moderation on SQLite: the `core.moderation.ModerationStore` (storage/migrations/009_moderation.sql).
+"""Moderation: the `core.moderation.ModerationStore` (storage/migrations/*/010_moderation.sql).
 Each change is written with its audit row in one transaction."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ from core.admin import AuditLine
 from core.clock import iso, utcnow
 from core.moderation import BlockRule, ReviewItem, RuleKind, Strike
 from storage.admin import _audit
-from storage.db import Database
+from storage.sql import Database
 
 
-class SqliteModerationStore:
+class SqlModerationStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
@@ -26,34 +26,35 @@ class SqliteModerationStore:
     async def add_block_rule(self, guild_id: int, kind: RuleKind, pattern: str, audit: AuditLine) -> bool:
         stamp = iso(utcnow())
         async with self.db.transaction() as conn:
-            cursor = await conn.execute(
-                "INSERT OR IGNORE INTO block_rules (guild_id, kind, pattern, added_by, at) VALUES (?, ?, ?, ?, ?)",
+            added = await conn.execute(
+                "INSERT INTO block_rules (guild_id, kind, pattern, added_by, at) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT DO NOTHING",
                 (guild_id, kind, pattern, audit.actor_id, stamp),
             )
-            if cursor.rowcount:
+            if added:
                 await _audit(conn, audit, stamp)
-        return bool(cursor.rowcount)
+        return bool(added)
 
     async def remove_block_rule(self, guild_id: int, kind: RuleKind, pattern: str, audit: AuditLine) -> bool:
         async with self.db.transaction() as conn:
-            cursor = await conn.execute(
+            removed = await conn.execute(
                 "DELETE FROM block_rules WHERE guild_id = ? AND kind = ? AND pattern = ?", (guild_id, kind, pattern)
             )
-            if cursor.rowcount:
+            if removed:
                 await _audit(conn, audit, iso(utcnow()))
-        return bool(cursor.rowcount)
+        return bool(removed)
 
     async def add_strike(self, strike: Strike, at: datetime, audit: AuditLine | None) -> bool:
         stamp = iso(at)
         async with self.db.transaction() as conn:
-            cursor = await conn.execute(
-                "INSERT OR IGNORE INTO strikes (at, guild_id, user_id, source, job_id, detail)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
+            added = await conn.execute(
+                "INSERT INTO strikes (at, guild_id, user_id, source, job_id, detail)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 (stamp, strike.guild_id, strike.user_id, strike.source, strike.job_id, strike.detail[:200]),
             )
-            if cursor.rowcount and audit is not None:
+            if added and audit is not None:
                 await _audit(conn, audit, stamp)
-        return bool(cursor.rowcount)
+        return bool(added)
 
     async def strikes_since(self, guild_id: int, user_id: int, since: datetime) -> int:
         row = await self.db.fetchone(
@@ -63,7 +64,7 @@ class SqliteModerationStore:
         return int(row[0]) if row else 0
 
 
-class SqliteReviewStore:
+class SqlReviewStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
@@ -74,16 +75,17 @@ class SqliteReviewStore:
     async def set_review_scope(self, guild_id: int, channel_id: int, on: bool, audit: AuditLine) -> bool:
         async with self.db.transaction() as conn:
             if on:
-                cursor = await conn.execute(
-                    "INSERT OR IGNORE INTO review_scopes (guild_id, channel_id) VALUES (?, ?)", (guild_id, channel_id)
+                changed = await conn.execute(
+                    "INSERT INTO review_scopes (guild_id, channel_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                    (guild_id, channel_id),
                 )
             else:
-                cursor = await conn.execute(
+                changed = await conn.execute(
                     "DELETE FROM review_scopes WHERE guild_id = ? AND channel_id = ?", (guild_id, channel_id)
                 )
-            if cursor.rowcount:
+            if changed:
                 await _audit(conn, audit, iso(utcnow()))
-        return bool(cursor.rowcount)
+        return bool(changed)
 
     async def review_queue(self, guild_id: int) -> int | None:
         row = await self.db.fetchone("SELECT channel_id FROM review_queues WHERE guild_id = ?", (guild_id,))
@@ -101,8 +103,8 @@ class SqliteReviewStore:
     async def hold(self, item: ReviewItem, at: datetime) -> None:
         async with self.db.transaction() as conn:
             await conn.execute(
-                "INSERT OR IGNORE INTO review_items (job_id, guild_id, channel_id, user_id, created_at)"
-                " VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO review_items (job_id, guild_id, channel_id, user_id, created_at)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 (item.job_id, item.guild_id, item.channel_id, item.user_id, iso(at)),
             )
 
@@ -126,12 +128,12 @@ class SqliteReviewStore:
     ) -> ReviewItem | None:
         stamp = iso(utcnow())
         async with self.db.transaction() as conn:
-            cursor = await conn.execute(
+            decided = await conn.execute(
                 "UPDATE review_items SET state = ?, decided_by = ?, reason = ?, decided_at = ?"
                 " WHERE job_id = ? AND state = 'pending'",
                 ("approved" if approve else "rejected", moderator_id, reason[:500], stamp, job_id),
             )
-            if not cursor.rowcount:
+            if not decided:
                 return None
             await _audit(conn, audit, stamp)
         return await self.review_item(job_id)

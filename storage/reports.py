@@ -1,14 +1,12 @@
-"""The `SpendReader` over the SQLite ledger: a server's settle rows in a time window, with their jobs."""
+"""The `SpendReader` over the ledger: a server's settle rows in a time window, with their jobs."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import aiosqlite
-
 from core.clock import iso
 from core.reports import SpendItem
-from storage.db import Database
+from storage.sql import Database, Row
 
 # Only settle rows are spend: a release next to a settle is the failover difference given back, and
 # the settle row already holds the price charged. Other kinds (and rows without a job) never match.
@@ -20,7 +18,7 @@ _SPEND_SQL = """SELECT l.job_id, l.user_id, j.channel_id, j.model, j.provider, l
                 ORDER BY l.at, l.id"""
 
 
-class SqliteSpendReader:
+class SqlSpendReader:
     def __init__(self, db: Database) -> None:
         self.db = db
 
@@ -31,7 +29,7 @@ class SqliteSpendReader:
         return [_item(row) for row in rows]
 
 
-def _item(row: aiosqlite.Row) -> SpendItem:
+def _item(row: Row) -> SpendItem:
     return SpendItem(
         job_id=int(row[0]),
         user_id=int(row[1]),

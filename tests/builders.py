@@ -1,4 +1,5 @@
-"""One builder for the services under test: a real SQLite store, the given providers, plain settings."""
+"""One builder for the services under test: a real store (SQLite, or the database at `database_url`), the
+given providers, plain settings."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ from services.quotas import Limits, QuotaPolicy
 from services.routing import ProviderRouter
 from services.run import Crew, JobSettings
 from services.runner import JobRunner
-from storage.db import Database
-from storage.jobs import SqliteJobStore
+from storage.connect import database_for
+from storage.jobs import SqlJobStore
 
 # What config.toml ships, for the limits tests do not care about.
 DEFAULT_QUOTAS = QuotaPolicy(Limits(user_daily_videos=10, user_max_in_flight=2))
@@ -27,7 +28,7 @@ DEFAULT_QUOTAS = QuotaPolicy(Limits(user_daily_videos=10, user_max_in_flight=2))
 class Services:
     jobs: JobService  # what adapters call
     runner: JobRunner  # what the bot's start and stop call
-    store: SqliteJobStore
+    store: SqlJobStore
     router: ProviderRouter
     crew: Crew
 
@@ -43,11 +44,13 @@ async def built_services(
     failure_threshold: int = 3,
     cooldown_seconds: float = 300,
     metrics: Metrics = NO_METRICS,
+    database_url: str | None = None,
     **settings: Any,
 ) -> AsyncIterator[Services]:
-    """The job services over a fresh store in `data_dir`; the providers are closed at the end."""
-    async with Database(data_dir / "jobs.db") as db:
-        store = SqliteJobStore(db)
+    """The job services over a fresh store (SQLite in `data_dir` unless `database_url` names another); the
+    providers are closed at the end."""
+    async with database_for(database_url or f"sqlite:///{data_dir / 'jobs.db'}") as db:
+        store = SqlJobStore(db)
         router = ProviderRouter(
             providers, pins=pins or {}, failure_threshold=failure_threshold, cooldown_seconds=cooldown_seconds
         )

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,9 +26,10 @@ from services.pricing import PriceTable, format_usd
 from services.quotas import Limits, QuotaPolicy, period_key
 from services.routing import ProviderRouter
 from services.run import JobSettings
-from storage.admin import SqliteAdminStore
-from storage.db import Database
-from storage.jobs import SqliteJobStore
+from storage.admin import SqlAdminStore
+from storage.connect import database_for
+from storage.jobs import SqlJobStore
+from storage.sql import ConstraintError
 
 PRICES = {"wavespeed": {"hailuo-2.3": {"t2v-standard-6s": 280_000}}}
 SPEC = GenerationSpec(mode="t2v", quality="standard", duration=6, prompt="a cat")
@@ -39,17 +39,17 @@ GUILD, CHANNEL, LOG_CHANNEL, ADMIN = 10, 20, 30, 99
 @dataclass
 class AdminRig:
     jobs: JobService
-    store: SqliteJobStore
-    admin_store: SqliteAdminStore
+    store: SqlJobStore
+    admin_store: SqlAdminStore
     admin: AdminService
     posted: list[tuple[int, str]]  # what went to log channels
 
 
 @contextlib.asynccontextmanager
-async def admin_rig(data_dir: Path, policy: QuotaPolicy) -> AsyncIterator[AdminRig]:
+async def admin_rig(data_dir: Path, db_url: str, policy: QuotaPolicy) -> AsyncIterator[AdminRig]:
     """The job services with admin controls, as app.py wires them; jobs are only reserved, never run."""
-    async with Database(data_dir / "jobs.db") as db:
-        store, admin_store, notices = SqliteJobStore(db), SqliteAdminStore(db), LogChannel()
+    async with database_for(db_url) as db:
+        store, admin_store, notices = SqlJobStore(db), SqlAdminStore(db), LogChannel()
         posted: list[tuple[int, str]] = []
 
         async def send(channel_id: int, text: str) -> None:
@@ -95,9 +95,9 @@ def alert_percents(rig: AdminRig) -> list[int]:
     return [int(text.split("used ")[1].split(" %")[0]) for _, text in rig.posted if text.startswith("Budget pool")]
 
 
-async def test_a_pool_never_overdraws_under_concurrent_reservations(tmp_path: Path) -> None:
+async def test_a_pool_never_overdraws_under_concurrent_reservations(tmp_path: Path, db_url: str) -> None:
     # Members' own limits are generous: only the pool ($2.00 = 7 jobs at $0.28) can stop them.
-    async with admin_rig(tmp_path, QuotaPolicy(Limits(user_daily_videos=10, user_max_in_flight=2))) as rig:
+    async with admin_rig(tmp_path, db_url, QuotaPolicy(Limits(user_daily_videos=10, user_max_in_flight=2))) as rig:
         await rig.admin.set_log_channel(GUILD, ADMIN, LOG_CHANNEL)
         await rig.admin.create_pool(GUILD, ADMIN, "brainstorm", "2.00", "week", CHANNEL, None, "refuse")
         results = await fifty_at_once(rig)
@@ -120,10 +120,12 @@ async def test_a_pool_never_overdraws_under_concurrent_reservations(tmp_path: Pa
         assert all(channel == LOG_CHANNEL for channel, _ in rig.posted)
 
 
-async def test_an_empty_pool_falls_back_to_own_allowances_within_the_servers_budget(tmp_path: Path) -> None:
+async def test_an_empty_pool_falls_back_to_own_allowances_within_the_servers_budget(
+    tmp_path: Path, db_url: str
+) -> None:
     # The server's $3.00 counts pool draws too: 7 jobs from the pool, then 3 from members' allowances.
     policy = QuotaPolicy(Limits(user_daily_videos=10, user_max_in_flight=2, guild_monthly_usd=3_000_000))
-    async with admin_rig(tmp_path, policy) as rig:
+    async with admin_rig(tmp_path, db_url, policy) as rig:
         await rig.admin.create_pool(GUILD, ADMIN, "brainstorm", "2.00", "week", CHANNEL, None, "personal")
         results = await fifty_at_once(rig)
 
@@ -147,8 +149,8 @@ async def test_an_empty_pool_falls_back_to_own_allowances_within_the_servers_bud
         assert {error.limit for error in refused} == {"guild_monthly_usd"}
 
 
-async def test_pool_alerts_go_once_per_threshold_and_period(tmp_path: Path) -> None:
-    async with admin_rig(tmp_path, QuotaPolicy(Limits(user_max_in_flight=2))) as rig:
+async def test_pool_alerts_go_once_per_threshold_and_period(tmp_path: Path, db_url: str) -> None:
+    async with admin_rig(tmp_path, db_url, QuotaPolicy(Limits(user_max_in_flight=2))) as rig:
         await rig.admin.set_log_channel(GUILD, ADMIN, LOG_CHANNEL)
         await rig.admin.create_pool(GUILD, ADMIN, "tiny", "0.56", "day", CHANNEL, None, "refuse")
         for user_id in (1, 2):
@@ -158,8 +160,8 @@ async def test_pool_alerts_go_once_per_threshold_and_period(tmp_path: Path) -> N
         assert alert_percents(rig) == [50, 80, 100]
 
 
-async def test_the_audit_and_grants_are_append_only(tmp_path: Path) -> None:
-    async with admin_rig(tmp_path, QuotaPolicy()) as rig:
+async def test_the_audit_and_grants_are_append_only(tmp_path: Path, db_url: str) -> None:
+    async with admin_rig(tmp_path, db_url, QuotaPolicy()) as rig:
         await rig.admin.set_limit(GUILD, ADMIN, "server", GUILD, "user_daily_videos", "5")
         await rig.admin.grant(GUILD, ADMIN, 1, "1.00", "contest")
         db = rig.store.db
@@ -169,7 +171,7 @@ async def test_the_audit_and_grants_are_append_only(tmp_path: Path) -> None:
             "UPDATE grants SET amount_micros = 1",
             "DELETE FROM grants",
         ):
-            with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            with pytest.raises(ConstraintError, match="append-only"):
                 async with db.transaction() as conn:
                     await conn.execute(statement)
         [granted, limited] = await rig.admin.audit(GUILD, 10)

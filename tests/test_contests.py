@@ -5,7 +5,6 @@ contest's budget as a pool that never starts again."""
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -16,9 +15,11 @@ import pytest
 from core.errors import UserError
 from services.contests import ContestService, parse_duration, parse_moment
 from services.quotas import period_end, period_key, pick_pool
-from storage.admin import SqliteAdminStore
-from storage.contests import SqliteContestStore
-from storage.db import Database
+from storage.admin import SqlAdminStore
+from storage.connect import database_for
+from storage.contests import SqlContestStore
+from storage.db import SqliteDatabase
+from storage.sql import ConstraintError, Database
 
 GUILD, CHANNEL, ADMIN = 10, 20, 99
 START = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -38,15 +39,15 @@ class Clock:
 @dataclass
 class Rig:
     service: ContestService
-    store: SqliteContestStore
+    store: SqlContestStore
     db: Database
     clock: Clock
 
 
 @pytest.fixture
-async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
-    async with Database(tmp_path / "jobs.db") as db:
-        store, clock = SqliteContestStore(db), Clock()
+async def rig(db_url: str) -> AsyncIterator[Rig]:
+    async with database_for(db_url) as db:
+        store, clock = SqlContestStore(db), Clock()
         yield Rig(ContestService(store, clock), store, db, clock)
 
 
@@ -203,7 +204,6 @@ async def test_votes_toggle_refuse_self_and_cap_per_member_under_concurrency(rig
     rows = await rig.db.fetchall("SELECT COUNT(*) FROM contest_votes WHERE voter_id = ?", (voter,))
     assert rows[0][0] <= 3
     # From a clean slate: three counted, the fourth refused, a second press takes one back.
-    await rig.db.reader.execute("SELECT 1")
     for entry in entries[1:]:
         if await rig.db.fetchone("SELECT 1 FROM contest_votes WHERE entry_id = ? AND voter_id = ?", (entry, voter)):
             assert (await rig.service.vote(entry, voter, None)).startswith("Vote removed")
@@ -299,7 +299,7 @@ async def test_the_leaderboard_ranks_by_votes_then_the_earlier_entry(rig: Rig) -
 async def test_the_budget_is_a_pool_for_the_channel_that_never_restarts_and_retires_at_the_deadline(
     rig: Rig,
 ) -> None:
-    admin = SqliteAdminStore(rig.db)
+    admin = SqlAdminStore(rig.db)
     contest_id = await make(rig, budget="5")
     [pool] = await admin.pools(GUILD)
     assert (pool.name, pool.amount_micros, pool.period, pool.channel_id, pool.on_empty) == (
@@ -311,7 +311,7 @@ async def test_the_budget_is_a_pool_for_the_channel_that_never_restarts_and_reti
     )
     assert period_key("contest", START) == period_key("contest", START + timedelta(days=400)) == "contest"
     assert period_end("contest", START) is None
-    with pytest.raises(sqlite3.IntegrityError):  # the CHECK still guards the periods
+    with pytest.raises(ConstraintError):  # the CHECK still guards the periods
         async with rig.db.transaction() as conn:
             await conn.execute(
                 "INSERT INTO pools (guild_id, name, amount_micros, period, on_empty, created_at)"
@@ -339,19 +339,19 @@ async def test_migration_011_keeps_existing_pools_and_what_references_them(
 
     every = storage.db._migrations()
     monkeypatch.setattr(storage.db, "_migrations", lambda: [m for m in every if m[0] < 10])
-    async with Database(tmp_path / "old.db") as db, db.transaction() as conn:
+    async with SqliteDatabase(tmp_path / "old.db") as db, db.transaction() as conn:
         await conn.execute(
             "INSERT INTO pools (guild_id, name, amount_micros, period, channel_id, on_empty, created_at)"
             " VALUES (1, 'brainstorm', 20000000, 'week', 5, 'personal', '2026-11-01')"
         )
         await conn.execute("INSERT INTO pool_alerts VALUES (1, '2026-W45', 50, '2026-11-02')")
     monkeypatch.setattr(storage.db, "_migrations", lambda: every)
-    async with Database(tmp_path / "old.db") as db:
-        [pool] = await SqliteAdminStore(db).pools(1)
+    async with SqliteDatabase(tmp_path / "old.db") as db:
+        [pool] = await SqlAdminStore(db).pools(1)
         assert (pool.id, pool.name, pool.period, pool.amount_micros) == (1, "brainstorm", "week", 20_000_000)
         assert [tuple(row) for row in await db.fetchall("SELECT pool_id, percent FROM pool_alerts")] == [(1, 50)]
         assert await db.fetchall("PRAGMA foreign_key_check") == []
         assert (await db.fetchone("PRAGMA foreign_keys"))[0] == 1  # type: ignore[index]
-        with pytest.raises(sqlite3.IntegrityError):  # foreign keys are enforced again
+        with pytest.raises(ConstraintError):  # foreign keys are enforced again
             async with db.transaction() as conn:
                 await conn.execute("INSERT INTO pool_alerts VALUES (99, 'x', 50, 'now')")

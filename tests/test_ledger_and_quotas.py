@@ -1,4 +1,5 @@
-"""The ledger and quota enforcement on a real SQLite file."""
+"""The ledger and quota enforcement on a real database: each test on SQLite and on PostgreSQL, except the
+SQLite-only ones (migrating an old file, a file locked by another process)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ from core.errors import QuotaExceeded, StorageError
 from core.jobs import JobRecord, JobStatus, NewJob, Usage
 from services.quotas import Limits, check_fits, find_refusal, next_month, summarise
 from settings import QuotasSection, usd_to_micros
-from storage.db import Database
-from storage.jobs import SqliteJobStore
+from storage.connect import database_for
+from storage.db import SqliteDatabase
+from storage.jobs import SqlJobStore
+from storage.sql import ConstraintError
 
 NOW = datetime(2026, 11, 23, 15, 30, tzinfo=UTC)
 
@@ -40,9 +43,9 @@ def new_job(user_id: int = 1, guild_id: int | None = 10, cost: int = 280_000) ->
 
 
 @pytest.fixture
-async def jobs(tmp_path: Path):
-    async with Database(tmp_path / "t.db") as db:
-        yield SqliteJobStore(db)
+async def jobs(db_url: str):
+    async with database_for(db_url) as db:
+        yield SqlJobStore(db)
 
 
 def limits(**values: object) -> Limits:
@@ -50,7 +53,7 @@ def limits(**values: object) -> Limits:
     return Limits(**{key: usd_to_micros(value) if key.endswith("_usd") else value for key, value in values.items()})
 
 
-async def test_concurrent_reservations_admit_exactly_the_budget(jobs: SqliteJobStore) -> None:
+async def test_concurrent_reservations_admit_exactly_the_budget(jobs: SqlJobStore) -> None:
     # $2.00 admits exactly 7 jobs at $0.28; 50 commands arrive at once.
     rule = limits(user_daily_usd="2.00")
     results = await asyncio.gather(
@@ -66,7 +69,7 @@ async def test_concurrent_reservations_admit_exactly_the_budget(jobs: SqliteJobS
 
 
 async def test_concurrent_reservations_respect_in_flight_limit_across_users_and_guild_budget(
-    jobs: SqliteJobStore,
+    jobs: SqlJobStore,
 ) -> None:
     rule = limits(user_max_in_flight=2, guild_monthly_usd="1.00")
     results = await asyncio.gather(
@@ -78,7 +81,7 @@ async def test_concurrent_reservations_respect_in_flight_limit_across_users_and_
     assert usage.guild_month_micros == 3 * 280_000
 
 
-async def test_refund_returns_money_and_video_to_the_window(jobs: SqliteJobStore) -> None:
+async def test_refund_returns_money_and_video_to_the_window(jobs: SqlJobStore) -> None:
     rule = limits(user_daily_videos=1)
     job_id = (await jobs.reserve(new_job(), check_fits(rule, 280_000, NOW), now=NOW)).id
     with pytest.raises(QuotaExceeded):
@@ -89,7 +92,7 @@ async def test_refund_returns_money_and_video_to_the_window(jobs: SqliteJobStore
     assert (totals.reserved, totals.refunded, totals.outstanding) == (560_000, 280_000, 280_000)
 
 
-async def test_a_job_ends_once_settle_after_refund_is_ignored(jobs: SqliteJobStore) -> None:
+async def test_a_job_ends_once_settle_after_refund_is_ignored(jobs: SqlJobStore) -> None:
     job_id = (await jobs.reserve(new_job(cost=1), check_fits(limits(), 1, NOW), now=NOW)).id
     assert await jobs.finish(job_id, JobStatus.DELIVERED, "settle")
     assert not await jobs.finish(job_id, JobStatus.FAILED, "refund")
@@ -100,10 +103,10 @@ async def test_a_job_ends_once_settle_after_refund_is_ignored(jobs: SqliteJobSto
     assert (totals.settled, totals.refunded, totals.outstanding) == (1, 0, 0)
 
 
-async def test_ledger_rows_cannot_be_changed_or_deleted(jobs: SqliteJobStore) -> None:
+async def test_ledger_rows_cannot_be_changed_or_deleted(jobs: SqlJobStore) -> None:
     await jobs.reserve(new_job(cost=1), check_fits(limits(), 1, NOW), now=NOW)
     for statement in ("UPDATE ledger SET amount_micros = 0", "DELETE FROM ledger"):
-        with pytest.raises(sqlite3.IntegrityError):
+        with pytest.raises(ConstraintError, match="append-only"):
             async with jobs.db.transaction() as conn:
                 await conn.execute(statement)
     assert (await jobs.ledger_totals()).reserved == 1
@@ -146,14 +149,14 @@ def test_summary_shows_what_is_left() -> None:
     assert by_label["Your spend this month"].limit is None
 
 
-async def test_settle_at_a_cheaper_price_releases_the_difference(jobs: SqliteJobStore) -> None:
+async def test_settle_at_a_cheaper_price_releases_the_difference(jobs: SqlJobStore) -> None:
     job_id = (await jobs.reserve(new_job(cost=490_000), check_fits(limits(), 490_000, NOW), now=NOW)).id
     await jobs.update(job_id, cost_micros=280_000, provider="seaart")  # failover served it cheaper
     assert await jobs.finish(job_id, JobStatus.DELIVERED, "settle")
     totals = await jobs.ledger_totals(job_id)
     assert (totals.settled, totals.released, totals.outstanding) == (280_000, 210_000, 0)
     assert (await jobs.usage(1, 10, NOW)).user_day_micros == 280_000
-    with pytest.raises(sqlite3.IntegrityError):  # a release never exceeds the reservation
+    with pytest.raises(ConstraintError):  # a release never exceeds the reservation
         async with jobs.db.transaction() as conn:
             await conn.execute(
                 "INSERT INTO ledger (job_id, at, kind, amount_micros, user_id, period_day, period_month) "
@@ -164,21 +167,21 @@ async def test_settle_at_a_cheaper_price_releases_the_difference(jobs: SqliteJob
 
 async def test_migrations_keep_existing_ledger_rows(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
-    async with Database(path) as db:
-        repo = SqliteJobStore(db)
+    async with SqliteDatabase(path) as db:
+        repo = SqlJobStore(db)
         await repo.reserve(new_job(cost=5), check_fits(limits(), 5, NOW), now=NOW)
-    async with Database(path) as db:  # reopening runs no migration twice and keeps the data
-        assert (await SqliteJobStore(db).ledger_totals()).reserved == 5
+    async with SqliteDatabase(path) as db:  # reopening runs no migration twice and keeps the data
+        assert (await SqlJobStore(db).ledger_totals()).reserved == 5
         row = await db.fetchone("PRAGMA user_version")
         # The highest migration number (branches may number theirs ahead of one still to merge).
-        migrations = (Path(__file__).parents[1] / "storage" / "migrations").glob("*.sql")
+        migrations = (Path(__file__).parents[1] / "storage" / "migrations" / "sqlite").glob("*.sql")
         assert row is not None and row[0] == max(int(path.name[:3]) for path in migrations)
 
 
 async def test_a_locked_database_fails_the_reservation_cleanly(tmp_path: Path) -> None:
     path = tmp_path / "locked.db"
-    async with Database(path, busy_timeout_ms=100) as db:
-        repo = SqliteJobStore(db)
+    async with SqliteDatabase(path, busy_timeout_ms=100) as db:
+        repo = SqlJobStore(db)
         other = sqlite3.connect(path, isolation_level=None)  # another process holding the write lock
         other.execute("BEGIN EXCLUSIVE")
         try:
@@ -193,7 +196,7 @@ async def test_a_locked_database_fails_the_reservation_cleanly(tmp_path: Path) -
 
 
 async def test_a_reservation_is_returned_complete_and_readable_at_once_under_concurrent_reads(
-    jobs: SqliteJobStore,
+    jobs: SqlJobStore,
 ) -> None:
     async def reader() -> None:
         for _ in range(50):
@@ -208,7 +211,7 @@ async def test_a_reservation_is_returned_complete_and_readable_at_once_under_con
     await asyncio.gather(*readers)
 
 
-async def test_variants_are_reserved_all_or_none_beside_other_reservations(jobs: SqliteJobStore) -> None:
+async def test_variants_are_reserved_all_or_none_beside_other_reservations(jobs: SqlJobStore) -> None:
     # $1.00 a day: a single job and a set of three variants ($0.84) arrive together in one group commit.
     # Counted after the single one, the third variant does not fit, so the whole set is undone and the
     # single job stands; a set of two then fits.

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import sqlite3
-from pathlib import Path
-
 import pytest
 
 from core.defaults import Chosen, MemberDefaults, check_value, merge
 from core.spec import MODEL_HAILUO_02, MODEL_HAILUO_23
-from storage.db import Database
-from storage.defaults import SqliteDefaultsStore
+from storage.connect import database_for
+from storage.defaults import SqlDefaultsStore
+from storage.sql import ConstraintError
 
 BOTH = (MODEL_HAILUO_02, MODEL_HAILUO_23)
 
@@ -94,9 +92,9 @@ def test_only_values_the_commands_accept_are_valid(name: str, value: object) -> 
         check_value(name, value)
 
 
-async def test_the_store_sets_clears_and_keeps_members_apart(tmp_path: Path) -> None:
-    async with Database(tmp_path / "t.db") as db:
-        store = SqliteDefaultsStore(db)
+async def test_the_store_sets_clears_and_keeps_members_apart(db_url: str) -> None:
+    async with database_for(db_url) as db:
+        store = SqlDefaultsStore(db)
         assert await store.get(1) == MemberDefaults()
         saved = await store.update(1, {"quality": "pro", "duration": 6, "optimize_prompt": False, "notify": "channel"})
         assert saved == MemberDefaults("pro", 6, None, False, "channel") == await store.get(1)
@@ -113,9 +111,9 @@ async def test_the_store_sets_clears_and_keeps_members_apart(tmp_path: Path) -> 
         assert await db.fetchall("SELECT user_id FROM member_defaults") == []  # an empty row is not kept
 
 
-async def test_the_table_refuses_invalid_values_too(tmp_path: Path) -> None:
-    async with Database(tmp_path / "t.db") as db:
-        with pytest.raises(sqlite3.IntegrityError):
+async def test_the_table_refuses_invalid_values_too(db_url: str) -> None:
+    async with database_for(db_url) as db:
+        with pytest.raises(ConstraintError):
             async with db.transaction() as conn:
                 await conn.execute(
                     "INSERT INTO member_defaults (user_id, quality, updated_at) VALUES (1, 'ultra', 'x')"

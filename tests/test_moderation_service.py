@@ -4,27 +4,26 @@ member at the configured count, and strikes are append-only."""
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
 from core.errors import UserError
 from services.moderation import ModerationService, clean
 from services.notices import LogChannel
-from storage.admin import SqliteAdminStore
-from storage.db import Database
-from storage.moderation import SqliteModerationStore
+from storage.admin import SqlAdminStore
+from storage.connect import database_for
+from storage.moderation import SqlModerationStore
+from storage.sql import ConstraintError, Database
 
 GUILD, MOD, MEMBER = 10, 99, 1001
 
 
 @pytest.fixture
-async def rig(tmp_path: Path) -> AsyncIterator[tuple[ModerationService, Database]]:
-    async with Database(tmp_path / "jobs.db") as db:
-        service = ModerationService(SqliteModerationStore(db), SqliteAdminStore(db), LogChannel(), strikes_to_freeze=3)
+async def rig(db_url: str) -> AsyncIterator[tuple[ModerationService, Database]]:
+    async with database_for(db_url) as db:
+        service = ModerationService(SqlModerationStore(db), SqlAdminStore(db), LogChannel(), strikes_to_freeze=3)
         yield service, db
 
 
@@ -112,6 +111,6 @@ async def test_strikes_freeze_a_member_at_the_configured_count_once(rig: tuple[M
     freezes = await db.fetchall("SELECT actor_id FROM audit WHERE action = 'freeze'")
     assert len(freezes) == 1  # frozen once, not again at the fourth strike
     for statement in ("DELETE FROM strikes", "UPDATE strikes SET detail = ''"):
-        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        with pytest.raises(ConstraintError, match="append-only"):
             async with db.transaction() as conn:
                 await conn.execute(statement)

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from core.redaction import MASK, Redactor, SecretMatcher, redact_secrets
+from core.redaction import MASK, Redactor, SecretMatcher, redact_secrets, redact_shapes
 
 KEY = "wsk_9fQ2xLm7Pz4RtY8vN3bK6cJ1hD5gS0aE"
 BOT_TOKEN = "MTA5ODc2NTQzMjEwOTg3NjU0Mw.GhJkLm.q7Xz0aB3cD4eF5gH6iJ7kL8mN9oP0qR1sT2uV3"
@@ -111,3 +111,21 @@ def test_an_echo_at_the_end_of_a_large_text_is_found() -> None:
     matcher = SecretMatcher([KEY, BOT_TOKEN])
     text = ("lorem ipsum dolor sit amet consectetur " * 20_000) + KEY.upper()
     assert matcher.mask(text).endswith(MASK)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://hailuo:pw-in-url@db.example:5432/hailuo",
+        "postgres://hailuo:pw-in-url@/hailuo?host=/run/postgresql",
+        "could not open postgresql://u:pw-in-url@10.0.0.5/x: refused",
+    ],
+)
+def test_the_password_in_a_database_url_is_masked_whoever_never_registered_it(url: str) -> None:
+    masked = redact_shapes(url)
+    assert "pw-in-url" not in masked and f":{MASK}@" in masked
+
+
+def test_a_url_without_a_password_is_left_readable() -> None:
+    for text in ("postgresql://hailuo@db/hailuo", "sqlite:////data/hailuo.db", "https://example.com/a:b"):
+        assert redact_shapes(text) == text

@@ -9,7 +9,14 @@ import pytest
 from settings import SettingsError, load_config, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
-SECRET_VARIABLES = ("DISCORD_TOKEN", "WAVESPEED_API_KEY", "SEAART_API_KEY", "MINIMAX_API_KEY", "TOAPIS_API_KEY")
+SECRET_VARIABLES = (
+    "DISCORD_TOKEN",
+    "WAVESPEED_API_KEY",
+    "SEAART_API_KEY",
+    "MINIMAX_API_KEY",
+    "TOAPIS_API_KEY",
+    "DATABASE_URL",
+)
 
 
 def refusal(tmp_path: Path, text: str) -> str:
@@ -158,3 +165,42 @@ def test_an_unreadable_config_is_one_line(tmp_path: Path, clean_environment: obj
     (tmp_path / "config.toml").mkdir()
     with pytest.raises(SettingsError, match=r"config.toml: cannot read it \(Is a directory\)"):
         load_settings(tmp_path / "config.toml")
+
+
+def test_the_database_url_defaults_to_sqlite_in_data_dir_and_a_relative_path_follows_config(
+    tmp_path: Path, clean_environment: pytest.MonkeyPatch
+) -> None:
+    config = write_config(tmp_path / "conf")
+    assert load_settings(config).database_url == f"sqlite:///{tmp_path / 'conf' / 'data' / 'hailuo.db'}"
+    config.write_text('[database]\nurl = "sqlite:///db/bot.db"\n', encoding="utf-8")
+    assert load_settings(config).database_url == f"sqlite:///{tmp_path / 'conf' / 'db' / 'bot.db'}"
+    config.write_text('[database]\nurl = "postgresql://hailuo@db:5432/hailuo"\n', encoding="utf-8")
+    settings = load_settings(config)
+    assert settings.database_url == "postgresql://hailuo@db:5432/hailuo" and settings.secret_values() == []
+
+
+def test_database_url_from_the_environment_wins_and_its_password_is_a_secret(
+    tmp_path: Path, clean_environment: pytest.MonkeyPatch
+) -> None:
+    config = write_config(tmp_path)
+    config.write_text('[database]\nurl = "postgresql://hailuo@db/hailuo"\n', encoding="utf-8")
+    clean_environment.setenv("DATABASE_URL", "postgresql://hailuo:s3cret-pw@db/hailuo")
+    settings = load_settings(config)
+    assert settings.database_url == "postgresql://hailuo:s3cret-pw@db/hailuo"
+    assert "s3cret-pw" in settings.secret_values()
+
+
+@pytest.mark.parametrize("url", ["mysql://u:s3cret-pw@db/x", "sqlite://", "db.sqlite"])
+def test_a_database_url_we_cannot_open_is_one_line_naming_the_key_without_the_url(
+    tmp_path: Path, clean_environment: pytest.MonkeyPatch, url: str
+) -> None:
+    config = write_config(tmp_path)
+    config.write_text(f'[database]\nurl = "{url}"\n', encoding="utf-8")
+    with pytest.raises(SettingsError) as info:
+        load_settings(config)
+    assert str(info.value).startswith("config.toml: database.url: ") and "s3cret" not in str(info.value)
+    config.write_text("", encoding="utf-8")
+    clean_environment.setenv("DATABASE_URL", url)
+    with pytest.raises(SettingsError) as info:
+        load_settings(config)
+    assert str(info.value).startswith("environment: DATABASE_URL: ") and "s3cret" not in str(info.value)

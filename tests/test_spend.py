@@ -33,9 +33,9 @@ from services.spend import (
     spend_report,
     window,
 )
-from storage.db import Database
-from storage.jobs import SqliteJobStore
-from storage.reports import SqliteSpendReader
+from storage.connect import database_for
+from storage.jobs import SqlJobStore
+from storage.reports import SqlSpendReader
 
 NOW = datetime(2026, 11, 23, 15, 30, tzinfo=UTC)
 GUILD = 10
@@ -43,8 +43,8 @@ GUILD = 10
 
 @dataclass
 class Ledger:
-    store: SqliteJobStore
-    reader: SqliteSpendReader
+    store: SqlJobStore
+    reader: SqlSpendReader
     monkeypatch: pytest.MonkeyPatch
 
     async def job(
@@ -101,9 +101,9 @@ class Ledger:
 
 
 @pytest.fixture
-async def ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    async with Database(tmp_path / "t.db") as db:
-        yield Ledger(SqliteJobStore(db), SqliteSpendReader(db), monkeypatch)
+async def ledger(db_url: str, monkeypatch: pytest.MonkeyPatch):
+    async with database_for(db_url) as db:
+        yield Ledger(SqlJobStore(db), SqlSpendReader(db), monkeypatch)
 
 
 async def test_the_reader_returns_the_servers_jobs_settled_in_the_window(ledger: Ledger) -> None:

@@ -19,7 +19,7 @@ from providers.wavespeed import WaveSpeedProvider
 from services.intake import Requester
 from services.polling import PollPolicy
 from services.progress import JobCard
-from storage.db import Database
+from storage.db import SqliteDatabase
 from tests.builders import Services, built_services
 from tests.fakes.wavespeed_server import FakeWaveSpeed
 from tests.test_job_service import RecordingReporter
@@ -61,7 +61,7 @@ async def services(tmp_path: Path, fake: FakeWaveSpeed) -> AsyncIterator[Service
         yield built
 
 
-async def writer_pragma(db: Database, pragma: str) -> None:
+async def writer_pragma(db: SqliteDatabase, pragma: str) -> None:
     """Set a pragma on the bot's own writer connection (its file-size cap, or read-only), between writes."""
     async with db._write_lock:  # the fault is injected where the bot writes
         assert db._writer is not None
@@ -72,7 +72,7 @@ async def writer_pragma(db: Database, pragma: str) -> None:
 
 
 async def test_a_full_disk_is_a_storage_error_and_the_writer_recovers_once_space_is_freed(tmp_path: Path) -> None:
-    async with Database(tmp_path / "jobs.db") as db:
+    async with SqliteDatabase(tmp_path / "jobs.db") as db:
         async with db.transaction() as conn:
             await conn.execute("CREATE TABLE filler (data BLOB)")
         pages = (await db.fetchone("PRAGMA page_count"))[0]
@@ -90,7 +90,7 @@ async def test_a_full_disk_is_a_storage_error_and_the_writer_recovers_once_space
 
 
 async def test_a_lock_held_past_the_busy_timeout_is_a_storage_error(tmp_path: Path) -> None:
-    async with Database(tmp_path / "jobs.db") as db:
+    async with SqliteDatabase(tmp_path / "jobs.db") as db:
         await db.set_busy_timeout(BUSY_TIMEOUT_MS)
         with holding_the_database(db.path), pytest.raises(StorageError, match="locked"):
             async with db.transaction():
@@ -98,7 +98,7 @@ async def test_a_lock_held_past_the_busy_timeout_is_a_storage_error(tmp_path: Pa
 
 
 async def test_a_read_only_database_is_a_storage_error(tmp_path: Path) -> None:
-    async with Database(tmp_path / "jobs.db") as db:
+    async with SqliteDatabase(tmp_path / "jobs.db") as db:
         await writer_pragma(db, "query_only = 1")
         with pytest.raises(StorageError, match="readonly"):
             async with db.transaction() as conn:
@@ -218,7 +218,7 @@ async def test_an_input_image_that_cannot_be_kept_is_a_storage_fault_with_nothin
 
 async def test_a_write_cancelled_while_it_waits_for_the_writer_stops(tmp_path: Path) -> None:
     # A stop cancels job tasks mid-write; a cancellation lost there leaves a job running after the stop.
-    async with Database(tmp_path / "jobs.db") as db:
+    async with SqliteDatabase(tmp_path / "jobs.db") as db:
         for _ in range(50):
 
             async def write_forever() -> None:
