@@ -1,0 +1,1 @@
+"""The job engine: generation jobs handed between processes (procrastinate on PostgreSQL)."""

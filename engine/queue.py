@@ -1,0 +1,131 @@
+"""Generation jobs handed between processes through procrastinate, an established PostgreSQL job engine.
+
+Each generation job is one engine task, `hailuo.run_job(job_id)`. A gateway process reserves the job in
+its own transaction and hands it over here; a worker process takes the task and carries the job on from
+its stored state (the same resumable lifecycle a restart uses, so a job caught "submitting" is never
+sent twice). Why procrastinate: asyncio workers, LISTEN/NOTIFY to start a task at once, worker
+heartbeats, and it runs on psycopg 3 like our PostgreSQL store.
+
+Two locks keep one job to one runner: the queueing lock lets one copy of a job's task wait at a time
+(a second hand-over is a no-op), and the job lock makes procrastinate run two copies of it one after
+the other, never together (the second finds the job ended and returns).
+
+A worker that dies (SIGKILL, a lost machine) stops sending heartbeats; every worker looks for tasks
+left "doing" by a worker silent for `stalled_after` seconds and puts them back in the queue, where the
+next free worker takes them and resumes the job from its state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+import procrastinate
+from procrastinate import exceptions as engine_errors
+
+log = logging.getLogger(__name__)
+
+TASK = "hailuo.run_job"
+QUEUE = "jobs"
+# Taken with pg_advisory_lock while the engine's schema is put in place, so workers and gateways starting
+# together create it once. Any constant unlikely to clash with the store's own locks.
+SCHEMA_LOCK = 0x6861_696C_756F  # "hailuo"
+
+Carry = Callable[[int], Awaitable[None]]
+
+
+class JobQueue:
+    """The engine as the bot's processes use it: hand a job over; run a worker that carries jobs."""
+
+    def __init__(self, url: str, *, heartbeat_seconds: float = 2.0, stalled_after: float = 10.0) -> None:
+        self.heartbeat_seconds = heartbeat_seconds
+        self.stalled_after = stalled_after
+        self.app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=url))
+        self._carry: Carry | None = None
+
+        async def run_job(job_id: int) -> None:
+            if self._carry is None:  # a gateway process never runs tasks
+                raise RuntimeError("this process runs no jobs")
+            await self._carry(job_id)
+
+        self._task = self.app.task(name=TASK, queue=QUEUE)(run_job)
+
+    async def open(self) -> JobQueue:
+        await self.app.open_async()
+        await self._prepare_schema()
+        return self
+
+    async def close(self) -> None:
+        await self.app.close_async()
+
+    async def __aenter__(self) -> JobQueue:
+        return await self.open()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _prepare_schema(self) -> None:
+        connector = self.app.connector
+        await connector.execute_query_async("SELECT pg_advisory_lock(%(key)s)", key=SCHEMA_LOCK)
+        try:
+            found = await connector.execute_query_one_async("SELECT to_regclass('procrastinate_jobs') AS found")
+            if found["found"] is None:
+                await self.app.schema_manager.apply_schema_async()
+                log.info("job engine: schema created")
+        finally:
+            await connector.execute_query_async("SELECT pg_advisory_unlock(%(key)s)", key=SCHEMA_LOCK)
+
+    async def hand_over(self, job_id: int) -> None:
+        """Queue the job for a worker. Handing one job over twice queues it once."""
+        lock = f"job-{job_id}"
+        try:
+            await self._task.configure(queueing_lock=lock, lock=lock).defer_async(job_id=job_id)
+        except engine_errors.AlreadyEnqueued:
+            log.debug("job %d: already waiting for a worker", job_id)
+
+    async def requeue_stalled(self) -> list[int]:
+        """Put back in the queue the tasks of workers that stopped sending heartbeats; their job ids."""
+        manager = self.app.job_manager
+        requeued = []
+        for task in await manager.get_stalled_jobs(seconds_since_heartbeat=self.stalled_after):
+            try:
+                await manager.retry_job(task)
+            except Exception as exc:  # another worker requeued it first
+                log.debug("task %s: not requeued (%s)", task.id, exc)
+                continue
+            job_id = task.task_kwargs["job_id"]
+            assert isinstance(job_id, int)  # hand_over defers it so
+            requeued.append(job_id)
+            log.warning("job %d: its worker stopped answering; handed to another worker", job_id)
+        return requeued
+
+    async def run_worker(self, carry: Carry, *, concurrency: int, name: str = "worker") -> None:
+        """Carry jobs until cancelled: `carry(job_id)` runs one job from its stored state."""
+        self._carry = carry
+        watcher = asyncio.create_task(self._watch_stalled(), name="requeue-stalled")
+        try:
+            await self.app.run_worker_async(
+                queues=[QUEUE],
+                name=name,
+                concurrency=concurrency,
+                update_heartbeat_interval=self.heartbeat_seconds,
+                stalled_worker_timeout=self.stalled_after,
+                install_signal_handlers=False,
+                delete_jobs="successful",
+                wait=True,
+            )
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+            self._carry = None
+
+    async def _watch_stalled(self) -> None:
+        while True:
+            try:
+                await self.requeue_stalled()
+            except Exception as exc:  # the database is away for a moment: try again at the next beat
+                log.warning("job engine: could not look for stalled tasks: %s", exc)
+            await asyncio.sleep(self.heartbeat_seconds)

@@ -1,0 +1,82 @@
+"""The job engine on a real PostgreSQL: a job handed over is carried by a worker once however often it is
+handed over, and the jobs of a worker that is SIGKILLed are taken up by another worker."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from engine.queue import JobQueue
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+async def until(condition: Callable[[], bool], timeout: float = 60) -> None:
+    """Wait for a state (never for a time): poll `condition` until it holds."""
+    async with asyncio.timeout(timeout):
+        while True:
+            if condition():
+                return
+            await asyncio.sleep(0.05)
+
+
+def marks(folder: Path, kind: str) -> list[tuple[int, int]]:
+    """(job id, pid) of every `kind` mark the workers left."""
+    found = []
+    for path in folder.glob(f"{kind}-*"):
+        _, job, pid = path.name.split("-")
+        found.append((int(job), int(pid)))
+    return sorted(found)
+
+
+async def test_a_job_handed_over_twice_is_carried_once(pg_url: str) -> None:
+    carried: list[int] = []
+    done = asyncio.Event()
+
+    async def carry(job_id: int) -> None:
+        carried.append(job_id)
+        if len(carried) == 2:
+            done.set()
+
+    async with JobQueue(pg_url, heartbeat_seconds=0.5) as queue:
+        for job_id in (7, 7, 8):
+            await queue.hand_over(job_id)
+        worker = asyncio.create_task(queue.run_worker(carry, concurrency=4))
+        await asyncio.wait_for(done.wait(), 30)
+        worker.cancel()
+        await asyncio.gather(worker, return_exceptions=True)
+    assert sorted(carried) == [7, 8]
+
+
+async def test_the_jobs_of_a_killed_worker_are_carried_by_another(pg_url: str, tmp_path: Path) -> None:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+
+    def worker(seconds: float) -> subprocess.Popen[bytes]:
+        command = [sys.executable, str(ROOT / "tests" / "engine_worker.py"), pg_url, str(tmp_path), str(seconds)]
+        return subprocess.Popen(command, env=env, cwd=ROOT)
+
+    async with JobQueue(pg_url) as queue:
+        for job_id in (1, 2, 3):
+            await queue.hand_over(job_id)
+    first = worker(seconds=600)
+    try:
+        await until(lambda: len(marks(tmp_path, "started")) == 3)
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+        second = worker(seconds=0.1)
+        try:
+            await until(lambda: len(marks(tmp_path, "finished")) == 3)
+        finally:
+            second.terminate()
+            second.wait(10)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert {job for job, pid in marks(tmp_path, "finished")} == {1, 2, 3}
+    assert {pid for _, pid in marks(tmp_path, "finished")} == {second.pid}
+    assert {pid for _, pid in marks(tmp_path, "started") if pid != second.pid} == {first.pid}
