@@ -19,6 +19,7 @@ import logsafe
 from core.metrics import NO_METRICS, Metrics
 from core.provider import Provider, WebhookProvider
 from core.store import JobStore
+from engine.queue import JobQueue
 from ops_metrics import PrometheusMetrics
 from ops_server import OpsServer, Readiness, serving
 from providers.kit.entry import PaidSection
@@ -76,10 +77,12 @@ class App:
     prometheus: PrometheusMetrics | None = None
     readiness: Readiness = field(default_factory=Readiness)
     ops: OpsServer | None = None
+    # The job engine (workers.separate): gateways hand jobs over through it, workers run them from it.
+    queue: JobQueue | None = None
 
 
 @asynccontextmanager
-async def open_app(settings: Settings, *, ops: bool = True) -> AsyncIterator[App]:
+async def open_app(settings: Settings, *, ops: bool = True, worker: bool = False) -> AsyncIterator[App]:
     """Open the store, build providers and services, start the callback receiver when configured, and
     the operator's endpoint when `[ops] port` is set and `ops` (False: a one-off run, `sync` or `generate`,
     which must not take the port of a bot already running)."""
@@ -89,14 +92,16 @@ async def open_app(settings: Settings, *, ops: bool = True) -> AsyncIterator[App
     # Listening before the database opens, so /healthz can say that start-up is under way.
     async with (
         serving(readiness, prometheus, section.listen_host, section.port) as server,
-        _compose(settings, prometheus or NO_METRICS, readiness) as app,
+        _compose(settings, prometheus or NO_METRICS, readiness, worker=worker) as app,
     ):
         app.prometheus, app.ops = prometheus, server
         yield app
 
 
 @asynccontextmanager
-async def _compose(settings: Settings, metrics: Metrics, readiness: Readiness) -> AsyncIterator[App]:
+async def _compose(
+    settings: Settings, metrics: Metrics, readiness: Readiness, *, worker: bool = False
+) -> AsyncIterator[App]:
     cfg = settings.config
     db = await database_for(settings.database_url).open()
     readiness.up("database")  # open and migrated
@@ -105,7 +110,16 @@ async def _compose(settings: Settings, metrics: Metrics, readiness: Readiness) -
     providers: dict[str, Provider] = {}
     receiver: WebhookReceiver | None = None
     runner: JobRunner | None = None
+    queue: JobQueue | None = None
     try:
+        if cfg.workers.separate:
+            workers = cfg.workers
+            queue = JobQueue(
+                settings.database_url,
+                heartbeat_seconds=workers.heartbeat_seconds,
+                stalled_after=workers.stalled_after_seconds,
+            )
+            await queue.open()
         public_url = cfg.webhooks.public_base_url.rstrip("/")
         token = await webhook_path_token(store) if public_url else None
         callback_url_for = (lambda name: f"{public_url}/webhooks/{name}/{token}") if token else None
@@ -158,8 +172,11 @@ async def _compose(settings: Settings, metrics: Metrics, readiness: Readiness) -
             moderation=moderation,
             review=review,
             metrics=metrics,
+            handoff=queue if not worker else None,  # a worker runs what it takes; a gateway hands over
         )
-        if with_callbacks and token is not None:
+        # One receiver per deployment's gateway: a worker has none (it polls its jobs; a callback that
+        # reaches a gateway wakes nothing there yet).
+        if with_callbacks and token is not None and not worker:
             receiver = WebhookReceiver(
                 with_callbacks,
                 _waker(runner),
@@ -191,6 +208,7 @@ async def _compose(settings: Settings, metrics: Metrics, readiness: Readiness) -
             contests,
             metrics=metrics,
             readiness=readiness,
+            queue=queue,
         )
     finally:
         if runner is not None:
@@ -199,6 +217,8 @@ async def _compose(settings: Settings, metrics: Metrics, readiness: Readiness) -
             await receiver.stop()
         for provider in providers.values():
             await provider.aclose()
+        if queue is not None:
+            await queue.close()
         readiness.down("database", "closed")
         await db.close()
 

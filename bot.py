@@ -97,7 +97,7 @@ def access_policy(settings: Settings) -> Access:
     return Access(frozenset(access.allowed_guilds), leave_unlisted=access.leave_unlisted, allow_dms=access.allow_dms)
 
 
-def build_bot(app: App, *, force_sync: bool = False, **options: object) -> HailuoBot:
+def build_bot(app: App, *, force_sync: bool = False, worker: bool = False, **options: object) -> HailuoBot:
     """The Discord client over the composed app."""
     # The bot never joins voice: discord.py's start-up warnings about voice libraries are only noise.
     discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
@@ -136,6 +136,8 @@ def build_bot(app: App, *, force_sync: bool = False, **options: object) -> Hailu
         health_log_seconds=bot.health_log_seconds,
         metrics=app.metrics,
         force_sync=force_sync,
+        resumes_jobs=app.queue is None,  # with workers, the job engine resumes jobs
+        takes_commands=not worker,
         **options,
     )
     watch_gateway(client, app.readiness)
@@ -262,6 +264,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("run", help="run the bot (the default)")
     sub.add_parser("sync", help="sync slash commands to Discord now and exit")
+    sub.add_parser("worker", help="run generation jobs handed over by the bot's gateway processes (workers.separate)")
     gen = sub.add_parser(
         "generate",
         help="run one job (or a few variants) from the terminal (no Discord)",
@@ -297,6 +300,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "generate":
             return asyncio.run(generate_from_terminal(settings, args))
+        if args.command == "worker":
+            from worker import run_worker  # imports this module: only when asked for
+
+            asyncio.run(run_worker(settings))
+            return 0
         asyncio.run(run_bot(settings, sync_only=args.command == "sync"))
     except SettingsError as exc:  # found while assembling (e.g. a provider's prices)
         print(f"Invalid configuration:\n{exc}", file=sys.stderr)

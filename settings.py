@@ -230,6 +230,16 @@ class OpsSection(_Section):
     port: Count = Field(0, ge=0, le=65535)
 
 
+class WorkersSection(_Section):
+    # false: this process runs every job it takes (one process, SQLite or PostgreSQL). true: gateway
+    # processes hand each job to `bot.py worker` processes through the job engine (PostgreSQL only).
+    separate: StrictBool = False
+    # A worker's jobs in flight at once, and how fast a silent worker's jobs move to another one.
+    concurrency: Count = Field(1000, ge=1, le=100_000)
+    heartbeat_seconds: FiniteFloat = Field(2.0, ge=0.1, le=60)
+    stalled_after_seconds: FiniteFloat = Field(10.0, ge=1, le=600)
+
+
 class AccessSection(_Section):
     # The servers the bot answers in; empty = every server it is added to (the start-up log warns).
     allowed_guilds: list[SnowflakeValue] = Field(default_factory=list)
@@ -273,6 +283,7 @@ class Config(_Section):
     guilds: dict[Snowflake, GuildSection] = Field(default_factory=dict)
     webhooks: WebhooksSection = Field(default_factory=WebhooksSection)
     ops: OpsSection = Field(default_factory=OpsSection)
+    workers: WorkersSection = Field(default_factory=WorkersSection)
     providers: _ProvidersBase = Field(default_factory=ProvidersSection)
     prices: dict[str, dict[str, dict[str, RequiredMicros]]] = Field(default_factory=dict)
     quotas: QuotasSection = Field(default_factory=QuotasSection)
@@ -438,7 +449,12 @@ def load_settings(config_path: str | Path | None = None, *, env_file: str | Path
     check_data_dir(config.bot.data_dir, path.name)
     check_database_url(secrets.secret("DATABASE_URL"), "environment: DATABASE_URL")
     check_database_url(config.database.url, f"{path.name}: database.url")
-    return Settings(config=config, secrets=secrets, config_path=path)
+    settings = Settings(config=config, secrets=secrets, config_path=path)
+    if config.workers.separate and dialect_of(settings.database_url) != "postgresql":
+        raise SettingsError(
+            f"{path.name}: workers.separate: the job engine needs PostgreSQL (set database.url or DATABASE_URL)"
+        )
+    return settings
 
 
 def check_database_url(url: str | None, key: str) -> None:

@@ -101,6 +101,8 @@ class HailuoBot(commands.Bot):
         health_log_seconds: float = 0,
         metrics: Metrics = NO_METRICS,
         force_sync: bool = False,
+        resumes_jobs: bool = True,
+        takes_commands: bool = True,
         **options: Any,
     ) -> None:
         # The same gate as the button router's (bot.build_bot), so a server is warned about once.
@@ -128,6 +130,10 @@ class HailuoBot(commands.Bot):
         self.force_sync = force_sync
         self.tree.error(context.funnel.command_error)
         self._background: list[asyncio.Task[None]] = []
+        # With workers (workers.separate), jobs are resumed by the job engine, not by whoever starts first.
+        self.resumes_jobs = resumes_jobs
+        self.takes_commands = takes_commands  # a worker process only reports: it never syncs commands
+        self.reporter_for: Callable[[JobRecord], JobReporter | None] = lambda job: None
         self._announced = False
 
     async def setup_hook(self) -> None:
@@ -137,9 +143,11 @@ class HailuoBot(commands.Bot):
             await self.add_cog(make(self, self.context))
         self.add_dynamic_items(JobButton)
         await self.tree.set_translator(CatalogueTranslator())
-        await self.sync_commands_if_changed()
+        if self.takes_commands:
+            await self.sync_commands_if_changed()
         log.debug("froze %d start-up objects out of garbage collection", freeze_startup_objects())
-        self.runner.sweep_tmp(older_than=0)  # nothing runs yet: every leftover is an orphan
+        if self.resumes_jobs:  # with workers, another process on this machine may be writing there now
+            self.runner.sweep_tmp(older_than=0)  # nothing runs yet: every leftover is an orphan
         await self.runner.sweep_outputs()
         sets: dict[int, VariantSet] = {}  # the variants resumed together share the card listing them
         gallery = LazyGallery(self)
@@ -149,9 +157,11 @@ class HailuoBot(commands.Bot):
             # A contest entry or a clip held for review goes where it went before the restart.
             return None if public is None else HeldReporter(public, self, self.context, gallery, job.id)
 
-        resumed = await self.runner.resume(reporter_for, tr(RESUMED_NOTICE))
-        if resumed:
-            log.info("resumed %d unfinished job(s)", resumed)
+        self.reporter_for = reporter_for  # a worker process reports every job it takes this way
+        if self.resumes_jobs:
+            resumed = await self.runner.resume(reporter_for, tr(RESUMED_NOTICE))
+            if resumed:
+                log.info("resumed %d unfinished job(s)", resumed)
         self._background.append(asyncio.create_task(self._sweep_periodically(), name="tmp-sweeper"))
         # Lag is sampled for the log lines, for /metrics, or both (NO_METRICS: the endpoint is off).
         if self.health_log_seconds or self.metrics is not NO_METRICS:

@@ -23,6 +23,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 import procrastinate
+import psycopg
 from procrastinate import exceptions as engine_errors
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ class JobQueue:
     """The engine as the bot's processes use it: hand a job over; run a worker that carries jobs."""
 
     def __init__(self, url: str, *, heartbeat_seconds: float = 2.0, stalled_after: float = 10.0) -> None:
+        self.url = url
         self.heartbeat_seconds = heartbeat_seconds
         self.stalled_after = stalled_after
         self.app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=url))
@@ -67,15 +69,15 @@ class JobQueue:
         await self.close()
 
     async def _prepare_schema(self) -> None:
-        connector = self.app.connector
-        await connector.execute_query_async("SELECT pg_advisory_lock(%(key)s)", key=SCHEMA_LOCK)
-        try:
-            found = await connector.execute_query_one_async("SELECT to_regclass('procrastinate_jobs') AS found")
-            if found["found"] is None:
-                await self.app.schema_manager.apply_schema_async()
+        """Create the engine's tables once: one connection, one transaction, holding a transaction-level
+        advisory lock (a session lock taken and released through a pool could land on two connections)."""
+        async with await psycopg.AsyncConnection.connect(self.url) as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+            cursor = await conn.execute("SELECT to_regclass('procrastinate_jobs')")
+            row = await cursor.fetchone()
+            if row is None or row[0] is None:
+                await conn.execute(self.app.schema_manager.get_schema())
                 log.info("job engine: schema created")
-        finally:
-            await connector.execute_query_async("SELECT pg_advisory_unlock(%(key)s)", key=SCHEMA_LOCK)
 
     async def hand_over(self, job_id: int) -> None:
         """Queue the job for a worker. Handing one job over twice queues it once."""
@@ -84,6 +86,18 @@ class JobQueue:
             await self._task.configure(queueing_lock=lock, lock=lock).defer_async(job_id=job_id)
         except engine_errors.AlreadyEnqueued:
             log.debug("job %d: already waiting for a worker", job_id)
+
+    async def hand_over_if_idle(self, job_id: int) -> bool:
+        """Hand the job over unless a task of it is waiting or running; True if it was handed over. For a
+        worker's start: a job reserved while no hand-over could be made (the database away) is found."""
+        found = await self.app.connector.execute_query_one_async(
+            "SELECT count(*) AS n FROM procrastinate_jobs WHERE lock = %(lock)s AND status IN ('todo', 'doing')",
+            lock=f"job-{job_id}",
+        )
+        if found["n"]:
+            return False
+        await self.hand_over(job_id)
+        return True
 
     async def requeue_stalled(self) -> list[int]:
         """Put back in the queue the tasks of workers that stopped sending heartbeats; their job ids."""

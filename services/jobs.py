@@ -13,6 +13,7 @@ from typing import cast
 
 from core.admin import AdminStore
 from core.errors import UserError
+from core.handoff import JobHandoff
 from core.history import OutputRecords
 from core.jobs import JobRecord, JobStatus, ParentKind
 from core.metrics import NO_METRICS, Metrics
@@ -81,6 +82,7 @@ def build_job_services(
     moderation: ModerationService | None = None,
     review: ReviewService | None = None,
     metrics: Metrics = NO_METRICS,
+    handoff: JobHandoff | None = None,
 ) -> tuple[JobService, JobRunner]:
     """The job API and the runner behind it, sharing one store, router and price table. Running jobs
     see the store through `PatientStore`: they wait out a sick database instead of ending on it. Every
@@ -110,13 +112,18 @@ def build_job_services(
     inputs = InputImages(settings.inputs_dir)
     runner = JobRunner(crew, inputs)
     intake = JobIntake(store, router, prices, quotas, inputs, admin, notices, moderation, review)
-    return JobService(intake, runner, patient), runner
+    return JobService(intake, runner, patient, handoff), runner
 
 
 class JobService:
-    def __init__(self, intake: JobIntake, runner: JobRunner, patient: PatientStore) -> None:
+    def __init__(
+        self, intake: JobIntake, runner: JobRunner, patient: PatientStore, handoff: JobHandoff | None = None
+    ) -> None:
         self._intake = intake
         self._runner = runner
+        # With workers (workers.separate), jobs are handed to them instead of run here.
+        self._handoff = handoff
+        self._handing: set[asyncio.Task[None]] = set()
         # Lookups for a member who is waiting fail fast (StorageError); writes for a job whose card is
         # already out wait out a sick database, like the job's own steps.
         self._store = intake.store
@@ -253,9 +260,26 @@ class JobService:
         """The variants listed on one card (to show them again after a restart)."""
         return await self._patient.set_members(set_card_id)
 
+    @property
+    def hands_over(self) -> bool:
+        """True when worker processes run the jobs (this process only takes commands)."""
+        return self._handoff is not None
+
     def start(self, job: JobRecord, reporter: JobReporter) -> None:
-        """Run the job in the background; it can be cancelled from the moment this returns."""
-        self._runner.start(job, reporter)
+        """Run the job in the background (or hand it to a worker); it can be cancelled from the moment this
+        returns."""
+        if self._handoff is None:
+            self._runner.start(job, reporter)
+            return
+        task = asyncio.create_task(self._hand_over(self._handoff, job.id), name=f"hand-over-{job.id}")
+        self._handing.add(task)
+        task.add_done_callback(self._handing.discard)
+
+    async def _hand_over(self, handoff: JobHandoff, job_id: int) -> None:
+        try:
+            await handoff.hand_over(job_id)
+        except Exception:  # the job stays reserved: a worker's start-up sweep hands it over
+            log.exception("job %d: could not hand it to a worker; a worker will pick it up at its next start", job_id)
 
     async def run(self, job: JobRecord, reporter: JobReporter) -> JobRecord | None:
         """Run the job to its end here and return how it ended (the terminal runner)."""

@@ -51,6 +51,8 @@ def refusal(tmp_path: Path, text: str) -> str:
         ("[bot]\nshard_ids = [0]", "config.toml: bot.shard_ids: needs bot.shard_count"),
         ("[bot]\nshard_count = 2\nshard_ids = [2]", "config.toml: bot.shard_ids: each shard id must be 0 to 1"),
         ("[bot]\nshard_count = 2\nshard_ids = [1, 1]", "config.toml: bot.shard_ids: a shard id is listed"),
+        ("[workers]\nseparate = 1", "config.toml: workers.separate: Input should be a valid boolean"),
+        ("[workers]\nstalled_after_seconds = 0", "config.toml: workers.stalled_after_seconds: Input should be greater"),
         ("[bot]\nshard_count = -1", "config.toml: bot.shard_count: Input should be greater than or equal to 0"),
         ("[bot]\npoll_dense_seconds = nan", "config.toml: bot.poll_dense_seconds: Input should be a finite number"),
         ("[bot]\npoll_sparse_cap_seconds = 1e9", "config.toml: bot.poll_sparse_cap_seconds: Input should be less"),
@@ -204,3 +206,12 @@ def test_a_database_url_we_cannot_open_is_one_line_naming_the_key_without_the_ur
     with pytest.raises(SettingsError) as info:
         load_settings(config)
     assert str(info.value).startswith("environment: DATABASE_URL: ") and "s3cret" not in str(info.value)
+
+
+def test_separate_workers_need_postgresql(tmp_path: Path, clean_environment: pytest.MonkeyPatch) -> None:
+    config = write_config(tmp_path)
+    config.write_text("[workers]\nseparate = true\n", encoding="utf-8")
+    with pytest.raises(SettingsError, match=r"^config.toml: workers.separate: the job engine needs PostgreSQL"):
+        load_settings(config)
+    clean_environment.setenv("DATABASE_URL", "postgresql://hailuo@db/hailuo")
+    assert load_settings(config).config.workers.separate is True

@@ -1,0 +1,16 @@
+"""The hand-over port: how a gateway process gives a reserved job to the worker processes that run it.
+
+Services call it when a job's card is out (`JobService.start`); the composition root passes in the job
+engine (`engine.queue.JobQueue`) when `workers.separate` is on, and nothing otherwise, in which case the
+process runs its jobs itself, as it always has.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class JobHandoff(Protocol):
+    async def hand_over(self, job_id: int) -> None:
+        """Queue the job for a worker; handing one job over twice queues it once."""
+        ...

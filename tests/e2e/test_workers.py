@@ -1,0 +1,116 @@
+"""Workers, end to end on the test session's PostgreSQL with real discord.py: a gateway process with
+`workers.separate` reserves a /video and hands it over through the job engine; a worker process (no
+gateway connection, REST only) carries it to the posted clip and settles it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.harness import BotUnderTest, running_bot
+from tests.e2e.test_generation_flows import finished
+from tests.fakes.discord_server import FakeDiscord
+from tests.fakes.wavespeed_server import FakeWaveSpeed
+from worker import run_worker
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKERS = "[workers]\nseparate = true\nheartbeat_seconds = 0.5\nstalled_after_seconds = 2\n"
+
+
+@pytest.fixture
+async def wavespeed() -> AsyncIterator[FakeWaveSpeed]:
+    fake = FakeWaveSpeed("ws-test-key", duration_s=0.6)
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+@contextlib.asynccontextmanager
+async def worker_beside(gateway: BotUnderTest) -> AsyncIterator[asyncio.Task[None]]:
+    """A worker in this process, on the gateway's settings (its own app, database pool and runner)."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_worker(gateway.app.settings, stop), name="worker")
+    try:
+        yield task
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+async def test_a_gateway_hands_a_video_to_a_worker_which_posts_and_settles_it(
+    tmp_path: Path, discord_fake: FakeDiscord, wavespeed: FakeWaveSpeed, pg_url: str
+) -> None:
+    fake = discord_fake
+    options = {"wavespeed_url": wavespeed.base_url, "secrets": {"database_url": pg_url}, "extra": WORKERS}
+    async with running_bot(tmp_path, fake, **options) as gateway:  # type: ignore[arg-type]
+        assert gateway.app.queue is not None and gateway.app.jobs.hands_over
+        interaction = await fake.invoke("video", {"prompt": "a lighthouse in a storm"})
+        await interaction.wait_acked()
+        await gateway.wait_for_job(1, lambda job: job.status == "reserved")
+        assert gateway.app.runner.in_flight == 0, "the gateway runs no job"
+        async with worker_beside(gateway):
+            await gateway.wait_for_job(1, lambda job: job.status == "delivered", timeout=60)
+            await fake.wait_until(lambda: len(finished(fake)) == 1)
+        await gateway.assert_ledger_balanced()
+        card = finished(fake)[0]
+        assert card.embeds[0]["title"] == "Done · job #1"
+        assert next(a["filename"] for a in card.attachments).endswith(".mp4")
+
+
+async def test_a_worker_killed_with_jobs_in_flight_leaves_them_to_another(
+    tmp_path: Path, discord_fake: FakeDiscord, pg_url: str
+) -> None:
+    """SIGKILL a worker process holding three jobs at their provider: the other worker finishes them from
+    their stored state. Lost 0, submitted (charged) twice 0, posted twice 0, the ledger balanced."""
+    fake = discord_fake
+    slow = FakeWaveSpeed("ws-test-key", duration_s=6)  # long enough to be killed mid-job
+    await slow.start()
+    options = {"wavespeed_url": slow.base_url, "secrets": {"database_url": pg_url}, "extra": WORKERS}
+    try:
+        async with running_bot(tmp_path, fake, **options) as gateway:  # type: ignore[arg-type]
+            for user in (2001, 2002, 2003):
+                command = await fake.invoke("video", {"prompt": f"a lantern for {user}"}, user_id=user)
+                await command.wait_acked()
+            doomed = worker_process(gateway, pg_url)
+            try:
+                for job_id in (1, 2, 3):
+                    await gateway.wait_for_job(job_id, lambda job: job.provider_task_id is not None, timeout=60)
+            finally:
+                doomed.send_signal(signal.SIGKILL)
+                doomed.wait(10)
+            assert len(slow.submits) == 3
+            in_flight = [await gateway.app.store.get(job_id) for job_id in (1, 2, 3)]
+            assert all(job is not None and not job.terminal for job in in_flight), "killed with all three in flight"
+            async with worker_beside(gateway):
+                for job_id in (1, 2, 3):
+                    await gateway.wait_for_job(job_id, lambda job: job.status == "delivered", timeout=90)
+                await fake.wait_until(lambda: len(finished(fake)) == 3)
+            await gateway.assert_ledger_balanced()
+            assert len(slow.submits) == 3, "no job was submitted (charged) twice"
+            clips = [m for m in fake.messages.values() if any(a["filename"].endswith(".mp4") for a in m.attachments)]
+            assert len(clips) == 3, "no clip was posted twice"
+    finally:
+        await slow.stop()
+
+
+def worker_process(gateway: BotUnderTest, database_url: str) -> subprocess.Popen[bytes]:
+    """`bot.py worker` in a process of its own, on the gateway's config.toml and the stand-ins."""
+    fake = gateway.discord
+    env = dict(
+        os.environ,
+        HAILUO_CONFIG=str(gateway.app.settings.config_path),
+        DATABASE_URL=database_url,
+        DISCORD_TOKEN=fake.bot_token,
+        DISCORD_API_BASE=fake.base_url,
+        DISCORD_GATEWAY_URL=fake.gateway_url,
+        WAVESPEED_API_KEY="ws-test-key",
+    )
+    return subprocess.Popen([sys.executable, str(ROOT / "bot.py"), "worker"], env=env, cwd=ROOT)

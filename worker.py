@@ -1,0 +1,77 @@
+"""`bot.py worker`: a process that carries generation jobs handed over by the gateway processes.
+
+It needs no gateway connection: it logs in to Discord's REST API with the bot token (cards are edited and
+clips posted with it, as after a restart) and takes jobs from the job engine (`engine/queue.py`), running
+each from its stored state with the same resumable lifecycle a restart uses. Several workers share the
+work; the jobs of one that dies are taken up by another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from app import App, open_app
+from bot import TOKEN_HELP, StartupError, build_bot, point_discord_at
+from cogs.client import HailuoBot
+from settings import Settings
+
+log = logging.getLogger("hailuo")
+
+NOT_SEPARATE = "bot.py worker runs jobs handed over by gateway processes: set workers.separate = true (PostgreSQL)."
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    token = settings.secrets.discord_token
+    if token is None:
+        raise StartupError(TOKEN_HELP)
+    if not settings.config.workers.separate:
+        raise StartupError(NOT_SEPARATE)
+    point_discord_at(settings.secrets.discord_api_base, settings.secrets.discord_gateway_url)
+    stop = stop or _signalled()
+    async with open_app(settings, worker=True) as app:
+        bot = build_bot(app, worker=True)
+        try:
+            await bot.login(token.get_secret_value())  # REST only; setup_hook prepares the reporters
+            await carry_jobs(app, bot, stop)
+        finally:
+            await bot.close()
+
+
+def _signalled() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def carry_jobs(app: App, bot: HailuoBot, stop: asyncio.Event) -> None:
+    queue = app.queue
+    assert queue is not None  # open_app opens it with workers.separate
+
+    async def carry(job_id: int) -> None:
+        job = await app.jobs.get(job_id)
+        if job is None or job.terminal:
+            return  # a second copy of a task, or a job that ended meanwhile
+        reporter = bot.reporter_for(job)
+        if reporter is None:
+            log.warning("job %d: has no channel to report to; left for a bot process", job_id)
+            return
+        await app.jobs.run(job, reporter)
+
+    # Jobs reserved while no hand-over could be made (the database away for a moment) are found here.
+    for job in await app.store.unfinished():
+        if await queue.hand_over_if_idle(job.id):
+            log.info("job %d: found unfinished with no task; handed over", job.id)
+    work = asyncio.create_task(
+        queue.run_worker(carry, concurrency=app.settings.config.workers.concurrency), name="job-engine"
+    )
+    stopping = asyncio.create_task(stop.wait(), name="stop")
+    await asyncio.wait({work, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    for task in (work, stopping):
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
