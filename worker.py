@@ -66,12 +66,18 @@ async def carry_jobs(app: App, bot: HailuoBot, stop: asyncio.Event) -> None:
     for job in await app.store.unfinished():
         if await queue.hand_over_if_idle(job.id):
             log.info("job %d: found unfinished with no task; handed over", job.id)
+
+    async def cancel_here(job_id: int) -> str | None:
+        outcome = await app.jobs.cancel_here(job_id)
+        return None if outcome is None else outcome.value
+
     work = asyncio.create_task(
         queue.run_worker(carry, concurrency=app.settings.config.workers.concurrency), name="job-engine"
     )
+    cancels = asyncio.create_task(queue.serve_cancels(cancel_here), name="cancels")
     stopping = asyncio.create_task(stop.wait(), name="stop")
-    await asyncio.wait({work, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    for task in (work, stopping):
+    await asyncio.wait({work, cancels, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    for task in (work, cancels, stopping):
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task

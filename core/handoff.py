@@ -14,3 +14,8 @@ class JobHandoff(Protocol):
     async def hand_over(self, job_id: int) -> None:
         """Queue the job for a worker; handing one job over twice queues it once."""
         ...
+
+    async def cancel(self, job_id: int) -> str | None:
+        """Ask the worker running this job to cancel it; what it answered (a `CancelOutcome` value), or
+        None when no worker runs it."""
+        ...

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from collections.abc import Awaitable, Callable
 
 import procrastinate
@@ -35,6 +36,13 @@ QUEUE = "jobs"
 SCHEMA_LOCK = 0x6861_696C_756F  # "hailuo"
 
 Carry = Callable[[int], Awaitable[None]]
+CancelHere = Callable[[int], Awaitable[str | None]]
+
+# Cancel across processes: a gateway NOTIFYs the job and a nonce on CANCEL; the worker running the job
+# cancels it and NOTIFYs the nonce and the outcome on CANCEL_DONE. A worker that does not run it stays quiet.
+CANCEL = "hailuo_cancel"
+CANCEL_DONE = "hailuo_cancel_done"
+CANCEL_WAIT_SECONDS = 5.0
 
 
 class JobQueue:
@@ -98,6 +106,36 @@ class JobQueue:
             return False
         await self.hand_over(job_id)
         return True
+
+    async def cancel(self, job_id: int) -> str | None:
+        """Ask the worker running the job to cancel it: its answer (a CancelOutcome value), or None when no
+        worker answered within CANCEL_WAIT_SECONDS (no worker runs it)."""
+        nonce = secrets.token_hex(8)
+        async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
+            await conn.execute(f"LISTEN {CANCEL_DONE}")  # before asking, so the answer cannot be missed
+            await conn.execute("SELECT pg_notify(%s, %s)", (CANCEL, f"{job_id}:{nonce}"))
+            async for note in conn.notifies(timeout=CANCEL_WAIT_SECONDS):
+                answered, _, outcome = note.payload.partition(":")
+                if answered == nonce:
+                    return outcome
+        return None
+
+    async def serve_cancels(self, cancel_here: CancelHere) -> None:
+        """Until cancelled: cancel the jobs gateways ask about that run in this process, and answer."""
+        async with (
+            await psycopg.AsyncConnection.connect(self.url, autocommit=True) as listening,
+            await psycopg.AsyncConnection.connect(self.url, autocommit=True) as answering,
+        ):
+            await listening.execute(f"LISTEN {CANCEL}")
+            async for note in listening.notifies():
+                job, _, nonce = note.payload.partition(":")
+                try:
+                    outcome = await cancel_here(int(job))
+                except Exception:
+                    log.exception("job %s: cancelling it for a gateway failed", job)
+                    continue
+                if outcome is not None:
+                    await answering.execute("SELECT pg_notify(%s, %s)", (CANCEL_DONE, f"{nonce}:{outcome}"))
 
     async def requeue_stalled(self) -> list[int]:
         """Put back in the queue the tasks of workers that stopped sending heartbeats; their job ids."""

@@ -292,7 +292,18 @@ class JobService:
     async def cancel(self, job_id: int) -> CancelOutcome:
         """The member pressed Cancel. Returns what happened, to tell them."""
         run = self._runner.running(job_id)
-        if run is None:
-            job = await self._store.get(job_id)
-            return CancelOutcome.TOO_LATE if job is not None and job.terminal else CancelOutcome.UNKNOWN
-        return await cancel_running(self._runner.crew, run)
+        if run is not None:
+            return await cancel_running(self._runner.crew, run)
+        job = await self._store.get(job_id)
+        if job is None or job.terminal:
+            return CancelOutcome.UNKNOWN if job is None else CancelOutcome.TOO_LATE
+        if self._handoff is not None:  # it runs on a worker: ask whichever one has it
+            answer = await self._handoff.cancel(job_id)
+            if answer is not None:
+                return CancelOutcome(answer)
+        return CancelOutcome.UNKNOWN
+
+    async def cancel_here(self, job_id: int) -> CancelOutcome | None:
+        """A gateway asked this worker to cancel a job: what happened, or None when it does not run here."""
+        run = self._runner.running(job_id)
+        return None if run is None else await cancel_running(self._runner.crew, run)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.harness import BotUnderTest, running_bot
-from tests.e2e.test_generation_flows import finished
+from tests.e2e.test_generation_flows import cards, finished
 from tests.fakes.discord_server import FakeDiscord
 from tests.fakes.wavespeed_server import FakeWaveSpeed
 from worker import run_worker
@@ -114,3 +114,28 @@ def worker_process(gateway: BotUnderTest, database_url: str) -> subprocess.Popen
         WAVESPEED_API_KEY="ws-test-key",
     )
     return subprocess.Popen([sys.executable, str(ROOT / "bot.py"), "worker"], env=env, cwd=ROOT)
+
+
+async def test_cancel_pressed_on_the_gateway_stops_the_job_on_the_worker(
+    tmp_path: Path, discord_fake: FakeDiscord, pg_url: str
+) -> None:
+    """The free preview (which can cancel) runs for a minute on the worker; Cancel pressed on the gateway's
+    card reaches that worker, which cancels the task and refunds it."""
+    fake = discord_fake
+    options = {"secrets": {"database_url": pg_url}, "extra": WORKERS, "preview_min_runtime": 60}
+    async with running_bot(tmp_path, fake, wavespeed_key=None, **options) as gateway:  # type: ignore[arg-type]
+        command = await fake.invoke("video", {"prompt": "a slow sunrise"})
+        await command.wait_acked()
+        async with worker_beside(gateway):
+            await gateway.wait_for_job(1, lambda job: job.provider_task_id is not None, timeout=60)
+            await fake.wait_until(lambda: any("hailuo:cancel:1" in m.custom_ids() for m in cards(fake)))
+            card = next(m for m in cards(fake) if "hailuo:cancel:1" in m.custom_ids())
+            click = await fake.click(card.id, "hailuo:cancel:1")
+            await click.wait_acked()
+            await fake.wait_until(lambda: (reply := click.original()) is not None and reply.content != "")
+            reply = click.original()
+            assert reply is not None and reply.content.startswith("Cancel requested."), reply.content
+            job = await gateway.wait_for_job(1, lambda job: job.terminal, timeout=60)
+            assert job.status == "cancelled"
+        await gateway.assert_ledger_balanced()
+        assert (await gateway.app.store.ledger_totals()).settled == 0
