@@ -62,10 +62,20 @@ async def carry_jobs(app: App, bot: HailuoBot, stop: asyncio.Event) -> None:
             return
         await app.jobs.run(job, reporter)
 
-    # Jobs reserved while no hand-over could be made (the database away for a moment) are found here.
-    for job in await app.store.unfinished():
-        if await queue.hand_over_if_idle(job.id):
-            log.info("job %d: found unfinished with no task; handed over", job.id)
+    async def hand_over_strays() -> None:
+        """Unfinished jobs with no task waiting or running: reserved while no hand-over could be made (the
+        database away for a moment), or given back by a worker that stopped gracefully."""
+        for job in await app.store.unfinished():
+            if await queue.hand_over_if_idle(job.id):
+                log.info("job %d: found unfinished with no task; handed over", job.id)
+
+    async def sweep_strays() -> None:
+        while True:
+            try:
+                await hand_over_strays()
+            except Exception as exc:  # the database away for a moment: the next round finds them
+                log.warning("could not look for unfinished jobs without a task: %s", exc)
+            await asyncio.sleep(app.settings.config.workers.stalled_after_seconds)
 
     async def cancel_here(job_id: int) -> str | None:
         outcome = await app.jobs.cancel_here(job_id)
@@ -75,9 +85,10 @@ async def carry_jobs(app: App, bot: HailuoBot, stop: asyncio.Event) -> None:
         queue.run_worker(carry, concurrency=app.settings.config.workers.concurrency), name="job-engine"
     )
     cancels = asyncio.create_task(queue.serve_cancels(cancel_here), name="cancels")
+    strays = asyncio.create_task(sweep_strays(), name="strays")
     stopping = asyncio.create_task(stop.wait(), name="stop")
-    await asyncio.wait({work, cancels, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    for task in (work, cancels, stopping):
+    await asyncio.wait({work, cancels, strays, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    for task in (work, cancels, strays, stopping):
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 TASK = "hailuo.run_job"
 QUEUE = "jobs"
-# Taken with pg_advisory_lock while the engine's schema is put in place, so workers and gateways starting
+# Taken with pg_advisory_xact_lock while the engine's schema is put in place, so workers and gateways starting
 # together create it once. Any constant unlikely to clash with the store's own locks.
 SCHEMA_LOCK = 0x6861_696C_756F  # "hailuo"
 

@@ -139,3 +139,25 @@ async def test_cancel_pressed_on_the_gateway_stops_the_job_on_the_worker(
             assert job.status == "cancelled"
         await gateway.assert_ledger_balanced()
         assert (await gateway.app.store.ledger_totals()).settled == 0
+
+
+async def test_a_job_whose_hand_over_failed_is_found_by_a_running_worker(
+    tmp_path: Path, discord_fake: FakeDiscord, wavespeed: FakeWaveSpeed, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database refuses the hand-over for a moment (the job stays reserved with no task); a worker
+    already running finds it on its next round and carries it."""
+    fake = discord_fake
+    options = {"wavespeed_url": wavespeed.base_url, "secrets": {"database_url": pg_url}, "extra": WORKERS}
+    async with running_bot(tmp_path, fake, **options) as gateway:  # type: ignore[arg-type]
+        queue = gateway.app.queue
+        assert queue is not None
+
+        async def refused(job_id: int) -> None:
+            raise OSError("the database went away for a moment")
+
+        async with worker_beside(gateway):
+            monkeypatch.setattr(queue, "hand_over", refused)
+            command = await fake.invoke("video", {"prompt": "a kite over the sea"})
+            await command.wait_acked()
+            await gateway.wait_for_job(1, lambda job: job.status == "delivered", timeout=60)
+        await gateway.assert_ledger_balanced()
