@@ -327,4 +327,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # Run through the module `bot`, not `__main__`: worker.py imports `bot`, and the errors it raises must
+    # be the classes main() catches (a second copy of this file as `__main__` would define its own).
+    import bot
+
+    raise SystemExit(bot.main())

@@ -13,8 +13,10 @@ import contextlib
 import logging
 import signal
 
+import discord
+
 from app import App, open_app
-from bot import TOKEN_HELP, StartupError, build_bot, point_discord_at
+from bot import TOKEN_HELP, WRONG_TOKEN, StartupError, build_bot, point_discord_at
 from cogs.client import HailuoBot
 from settings import Settings
 
@@ -34,7 +36,10 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     async with open_app(settings, worker=True) as app:
         bot = build_bot(app, worker=True)
         try:
-            await bot.login(token.get_secret_value())  # REST only; setup_hook prepares the reporters
+            try:
+                await bot.login(token.get_secret_value())  # REST only; setup_hook prepares the reporters
+            except discord.LoginFailure:
+                raise StartupError(WRONG_TOKEN) from None
             await carry_jobs(app, bot, stop)
         finally:
             await bot.close()

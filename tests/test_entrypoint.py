@@ -174,3 +174,14 @@ def test_json_logs_are_one_object_per_line_from_the_start(tmp_path: Path) -> Non
     records = [json.loads(line) for line in logged]
     assert any(record["message"].startswith("providers in use") for record in records)
     assert all({"time", "level", "logger", "message"} <= record.keys() for record in records)
+
+
+def test_a_worker_without_separate_workers_is_one_sentence(tmp_path: Path) -> None:
+    result = run_bot(tmp_path, '[bot]\ndata_dir = "data"\n', "worker", env={"DISCORD_TOKEN": "abc"})
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "bot.py worker runs jobs handed over by gateway processes: set workers.separate = true (PostgreSQL)."
+    )
+    result = run_bot(tmp_path, "[workers]\nseparate = true\n", "worker", env={"DISCORD_TOKEN": "abc"})
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "config.toml: workers.separate: the job engine needs PostgreSQL" in result.stderr
