@@ -89,6 +89,9 @@ async def open_app(settings: Settings, *, ops: bool = True, worker: bool = False
     section = settings.config.ops
     prometheus = PrometheusMetrics() if ops and section.port else None
     readiness = Readiness()
+    if worker:  # a worker never connects to the gateway: it is ready once it can reach Discord's REST API
+        readiness.up("gateway")
+        readiness.down("discord", "not logged in yet")
     # Listening before the database opens, so /healthz can say that start-up is under way.
     async with (
         serving(readiness, prometheus, section.listen_host, section.port) as server,

@@ -40,6 +40,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
                 await bot.login(token.get_secret_value())  # REST only; setup_hook prepares the reporters
             except discord.LoginFailure:
                 raise StartupError(WRONG_TOKEN) from None
+            app.readiness.up("discord")
             await carry_jobs(app, bot, stop)
         finally:
             await bot.close()

@@ -13,10 +13,12 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
-from tests.e2e.harness import BotUnderTest, running_bot
+from tests.e2e.harness import BotUnderTest, free_port, running_bot
 from tests.e2e.test_generation_flows import cards, finished
+from tests.e2e.test_ops import healthz
 from tests.fakes.discord_server import FakeDiscord
 from tests.fakes.wavespeed_server import FakeWaveSpeed
 from worker import run_worker
@@ -34,10 +36,13 @@ async def wavespeed() -> AsyncIterator[FakeWaveSpeed]:
 
 
 @contextlib.asynccontextmanager
-async def worker_beside(gateway: BotUnderTest) -> AsyncIterator[asyncio.Task[None]]:
-    """A worker in this process, on the gateway's settings (its own app, database pool and runner)."""
+async def worker_beside(gateway: BotUnderTest, ops_port: int = 0) -> AsyncIterator[asyncio.Task[None]]:
+    """A worker in this process, on the gateway's settings (its own app, database pool and runner; its
+    own operator's endpoint on `ops_port`, if any)."""
+    settings = gateway.app.settings.model_copy(deep=True)
+    settings.config.ops.port = ops_port
     stop = asyncio.Event()
-    task = asyncio.create_task(run_worker(gateway.app.settings, stop), name="worker")
+    task = asyncio.create_task(run_worker(settings, stop), name="worker")
     try:
         yield task
     finally:
@@ -161,3 +166,27 @@ async def test_a_job_whose_hand_over_failed_is_found_by_a_running_worker(
             await command.wait_acked()
             await gateway.wait_for_job(1, lambda job: job.status == "delivered", timeout=60)
         await gateway.assert_ledger_balanced()
+
+
+async def test_a_worker_is_healthy_once_it_can_reach_discord_without_a_gateway(
+    tmp_path: Path, discord_fake: FakeDiscord, wavespeed: FakeWaveSpeed, pg_url: str
+) -> None:
+    options = {"wavespeed_url": wavespeed.base_url, "secrets": {"database_url": pg_url}, "extra": WORKERS}
+    async with running_bot(tmp_path, discord_fake, **options) as gateway:  # type: ignore[arg-type]
+        port = free_port()
+        async with worker_beside(gateway, ops_port=port):
+            answer: list[tuple[int, dict[str, object]]] = []
+
+            async def ready() -> bool:
+                try:
+                    answer[:] = [await healthz(port)]
+                except aiohttp.ClientError:  # not listening yet
+                    return False
+                return answer[0][0] == 200
+
+            async with asyncio.timeout(30):
+                while True:  # a state, not a time: poll until the endpoint says ready
+                    if await ready():
+                        break
+                    await asyncio.sleep(0.05)
+            assert answer[0][1]["status"] == "ready"
