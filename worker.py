@@ -71,9 +71,8 @@ async def carry_jobs(app: App, bot: HailuoBot, stop: asyncio.Event) -> None:
     async def hand_over_strays() -> None:
         """Unfinished jobs with no task waiting or running: reserved while no hand-over could be made (the
         database away for a moment), or given back by a worker that stopped gracefully."""
-        for job in await app.store.unfinished():
-            if await queue.hand_over_if_idle(job.id):
-                log.info("job %d: found unfinished with no task; handed over", job.id)
+        for job_id in await queue.hand_over_idle([job.id for job in await app.store.unfinished()]):
+            log.info("job %d: found unfinished with no task; handed over", job_id)
 
     async def sweep_strays() -> None:
         while True:

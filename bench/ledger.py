@@ -27,10 +27,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
+from config_sections import usd_to_micros
 from core.errors import QuotaExceeded
 from core.jobs import NewJob
 from services.quotas import Limits, check_fits
-from settings import usd_to_micros
 from storage.connect import database_for
 from storage.jobs import SqlJobStore
 from storage.urls import dialect_of, redact_url

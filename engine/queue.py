@@ -95,17 +95,21 @@ class JobQueue:
         except engine_errors.AlreadyEnqueued:
             log.debug("job %d: already waiting for a worker", job_id)
 
-    async def hand_over_if_idle(self, job_id: int) -> bool:
-        """Hand the job over unless a task of it is waiting or running; True if it was handed over. For a
-        worker's start: a job reserved while no hand-over could be made (the database away) is found."""
-        found = await self.app.connector.execute_query_one_async(
-            "SELECT count(*) AS n FROM procrastinate_jobs WHERE lock = %(lock)s AND status IN ('todo', 'doing')",
-            lock=f"job-{job_id}",
+    async def hand_over_idle(self, job_ids: list[int]) -> list[int]:
+        """Hand over those of these jobs that have no task waiting or running (one query for all of them);
+        the ones handed over. For a worker's rounds: a job reserved while no hand-over could be made (the
+        database away for a moment) is found."""
+        if not job_ids:
+            return []
+        rows = await self.app.connector.execute_query_all_async(
+            "SELECT lock FROM procrastinate_jobs WHERE lock = ANY(%(locks)s) AND status IN ('todo', 'doing')",
+            locks=[f"job-{job_id}" for job_id in job_ids],
         )
-        if found["n"]:
-            return False
-        await self.hand_over(job_id)
-        return True
+        busy = {row["lock"] for row in rows}
+        idle = [job_id for job_id in job_ids if f"job-{job_id}" not in busy]
+        for job_id in idle:
+            await self.hand_over(job_id)
+        return idle
 
     async def cancel(self, job_id: int) -> str | None:
         """Ask the worker running the job to cancel it: its answer (a CancelOutcome value), or None when no

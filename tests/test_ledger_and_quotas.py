@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from app import quota_policy
+from config_sections import usd_to_micros
 from core.errors import QuotaExceeded, StorageError
 from core.jobs import JobRecord, JobStatus, NewJob, Usage
 from services.quotas import Limits, check_fits, find_refusal, next_month, summarise
-from settings import QuotasSection, usd_to_micros
+from settings import QuotasSection
 from storage.connect import database_for
 from storage.db import SqliteDatabase
 from storage.jobs import SqlJobStore
