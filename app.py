@@ -168,7 +168,10 @@ async def _compose(
             policy,
             job_settings(cfg, providers),
             # Read at each job's start: a provider counts only once the receiver can verify its callbacks.
-            callbacks_live=lambda name: receiver is not None and receiver.ready(name),
+            # A worker has no receiver: a gateway's verifies the callbacks and forwards them (engine.queue).
+            callbacks_live=(lambda name: name in with_callbacks)
+            if worker
+            else (lambda name: receiver is not None and receiver.ready(name)),
             admin=admin_store,
             notices=notices,
             output_records=history,
@@ -177,12 +180,12 @@ async def _compose(
             metrics=metrics,
             handoff=queue if not worker else None,  # a worker runs what it takes; a gateway hands over
         )
-        # One receiver per deployment's gateway: a worker has none (it polls its jobs; a callback that
-        # reaches a gateway wakes nothing there yet).
+        # Gateways receive callbacks; a worker has no receiver: the gateway forwards each verified callback
+        # to the worker running its job.
         if with_callbacks and token is not None and not worker:
             receiver = WebhookReceiver(
                 with_callbacks,
-                _waker(runner),
+                _waker(runner, queue),
                 path_token=token,
                 host=cfg.webhooks.listen_host,
                 port=cfg.webhooks.listen_port,
@@ -260,17 +263,22 @@ def quota_policy(quotas: QuotasSection) -> QuotaPolicy:
 async def webhook_path_token(store: JobStore) -> str:
     """A secret path segment for callback URLs, made once and kept: it guards providers that do not
     sign their callbacks (MiniMax), and makes every other URL unguessable too."""
-    stored = await store.get_meta("webhook_path_token")
-    token = stored or secrets.token_urlsafe(24)
+    made = secrets.token_urlsafe(24)
     # Masked in every log line from here on: before it is stored, since the database driver logs parameters.
+    logsafe.register(made)
+    # Processes starting together each make one; the first stored is the one every process uses.
+    token = await store.claim_meta("webhook_path_token", made)
     logsafe.register(token)
-    if stored is None:
-        await store.set_meta("webhook_path_token", token)
     return token
 
 
-def _waker(runner: JobRunner) -> Callable[[str, str], Awaitable[bool]]:
+def _waker(runner: JobRunner, queue: JobQueue | None) -> Callable[[str, str], Awaitable[bool]]:
     async def wake(provider: str, task_id: str) -> bool:
-        return runner.wake(provider, task_id)
+        if runner.wake(provider, task_id):
+            return True
+        if queue is None:
+            return False
+        await queue.wake(provider, task_id)  # whichever worker runs it polls it now
+        return True
 
     return wake

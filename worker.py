@@ -69,10 +69,15 @@ async def carry_jobs(app: App, bot: HailuoBot, stop: asyncio.Event) -> None:
         await app.jobs.run(job, reporter)
 
     async def hand_over_strays() -> None:
-        """Unfinished jobs with no task waiting or running: reserved while no hand-over could be made (the
-        database away for a moment), or given back by a worker that stopped gracefully."""
-        for job_id in await queue.hand_over_idle([job.id for job in await app.store.unfinished()]):
+        """Unfinished jobs with no task waiting or running (reserved while no hand-over could be made: the
+        database away for a moment) are handed over; those whose task a Cancel withdrew are ended."""
+        unfinished = {job.id: job for job in await app.store.unfinished()}
+        strays = await queue.strays(list(unfinished))
+        for job_id in strays.handed_over:
             log.info("job %d: found unfinished with no task; handed over", job_id)
+        for job_id in strays.withdrawn:
+            log.info("job %d: its task was withdrawn by a Cancel; ending it", job_id)
+            await app.jobs.end_withdrawn(unfinished[job_id], bot.reporter_for)
 
     async def sweep_strays() -> None:
         while True:
@@ -89,7 +94,8 @@ async def carry_jobs(app: App, bot: HailuoBot, stop: asyncio.Event) -> None:
     work = asyncio.create_task(
         queue.run_worker(carry, concurrency=app.settings.config.workers.concurrency), name="job-engine"
     )
-    cancels = asyncio.create_task(queue.serve_cancels(cancel_here), name="cancels")
+    # Cancels from gateways, and callbacks their webhook receivers forward, for the jobs running here.
+    cancels = asyncio.create_task(queue.serve(cancel_here, app.runner.wake), name="cancels-and-callbacks")
     strays = asyncio.create_task(sweep_strays(), name="strays")
     stopping = asyncio.create_task(stop.wait(), name="stop")
     await asyncio.wait({work, cancels, strays, stopping}, return_when=asyncio.FIRST_COMPLETED)

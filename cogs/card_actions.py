@@ -69,6 +69,7 @@ class PromptModal(FunnelModal):
 class CardActionsCog(commands.Cog):
     def __init__(self, bot: commands.Bot, context: CogContext) -> None:
         self.jobs = context.jobs
+        self.bot = bot
         self.launcher = JobLauncher(context, LazyGallery(bot))
         context.buttons.register("reroll", self.reroll)
         context.buttons.register("cancel", self.cancel)
@@ -188,7 +189,8 @@ class CardActionsCog(commands.Cog):
         if not await self._may_manage(interaction, job_id, "cancel"):
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
-        outcome = await self.jobs.cancel(job_id)
+        # A job still waiting for a worker is ended here; its card is shown as after a restart.
+        outcome = await self.jobs.cancel(job_id, getattr(self.bot, "reporter_for", None))
         log.info("job %d: cancel by user %d: %s", job_id, interaction.user.id, outcome.value)
         await interaction.edit_original_response(content=to_member(interaction, outcome.message))
 

@@ -19,6 +19,7 @@ from dataclasses import replace
 
 import discord
 
+from cogs.buttons import progress_view
 from cogs.cards import render, render_set
 from cogs.context import CogContext
 from cogs.held import HeldReporter
@@ -284,8 +285,13 @@ class JobLauncher:
         with `private` one only the member sees, in their language."""
         card = replace(self.jobs.card_for(job), defaults=defaults)
         locale = member_locale(interaction) if private else server_locale(interaction)
+        # With its Cancel button from the start: with workers, a job may wait in the queue for a while.
         message = await interaction.followup.send(
-            embed=render(card, locale), wait=True, allowed_mentions=NO_PINGS, ephemeral=private
+            embed=render(card, locale),
+            view=progress_view(job.id, locale),
+            wait=True,
+            allowed_mentions=NO_PINGS,
+            ephemeral=private,
         )
         await self.jobs.attach_card(job.id, message.id)
         return message.id

@@ -19,3 +19,8 @@ class JobHandoff(Protocol):
         """Ask the worker running this job to cancel it; what it answered (a `CancelOutcome` value), or
         None when no worker runs it."""
         ...
+
+    async def withdraw(self, job_id: int) -> bool:
+        """Take the job out of the queue if no worker has started it; True when it was (then no process
+        will run it)."""
+        ...

@@ -22,6 +22,7 @@ import contextlib
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import procrastinate
 import psycopg
@@ -37,12 +38,22 @@ SCHEMA_LOCK = 0x6861_696C_756F  # "hailuo"
 
 Carry = Callable[[int], Awaitable[None]]
 CancelHere = Callable[[int], Awaitable[str | None]]
+WakeHere = Callable[[str, str], bool]
 
 # Cancel across processes: a gateway NOTIFYs the job and a nonce on CANCEL; the worker running the job
 # cancels it and NOTIFYs the nonce and the outcome on CANCEL_DONE. A worker that does not run it stays quiet.
 CANCEL = "hailuo_cancel"
 CANCEL_DONE = "hailuo_cancel_done"
 CANCEL_WAIT_SECONDS = 5.0
+# A provider's callback reaches whichever process has the webhook receiver (a gateway); it NOTIFYs the
+# provider and task id on WAKE, and the worker running that task polls it at once.
+WAKE = "hailuo_wake"
+
+
+@dataclass(frozen=True)
+class Strays:
+    handed_over: list[int]
+    withdrawn: list[int]
 
 
 class JobQueue:
@@ -95,21 +106,30 @@ class JobQueue:
         except engine_errors.AlreadyEnqueued:
             log.debug("job %d: already waiting for a worker", job_id)
 
-    async def hand_over_idle(self, job_ids: list[int]) -> list[int]:
-        """Hand over those of these jobs that have no task waiting or running (one query for all of them);
-        the ones handed over. For a worker's rounds: a job reserved while no hand-over could be made (the
-        database away for a moment) is found."""
+    async def strays(self, job_ids: list[int]) -> Strays:
+        """Sort these unfinished jobs (one query for all of them): those with no task waiting or running are
+        handed over (reserved while no hand-over could be made: the database away for a moment), and those
+        whose task was withdrawn by a Cancel are returned to be ended (the gateway that withdrew it stopped
+        before it could)."""
         if not job_ids:
-            return []
+            return Strays([], [])
         rows = await self.app.connector.execute_query_all_async(
-            "SELECT lock FROM procrastinate_jobs WHERE lock = ANY(%(locks)s) AND status IN ('todo', 'doing')",
+            "SELECT lock, status FROM procrastinate_jobs WHERE lock = ANY(%(locks)s)",
             locks=[f"job-{job_id}" for job_id in job_ids],
         )
-        busy = {row["lock"] for row in rows}
-        idle = [job_id for job_id in job_ids if f"job-{job_id}" not in busy]
+        statuses: dict[str, set[str]] = {}
+        for row in rows:
+            statuses.setdefault(row["lock"], set()).add(row["status"])
+        idle, withdrawn = [], []
+        for job_id in job_ids:
+            seen = statuses.get(f"job-{job_id}", set())
+            if "cancelled" in seen:
+                withdrawn.append(job_id)
+            elif not seen & {"todo", "doing"}:
+                idle.append(job_id)
         for job_id in idle:
             await self.hand_over(job_id)
-        return idle
+        return Strays(idle, withdrawn)
 
     async def cancel(self, job_id: int) -> str | None:
         """Ask the worker running the job to cancel it: its answer (a CancelOutcome value), or None when no
@@ -124,14 +144,45 @@ class JobQueue:
                     return outcome
         return None
 
-    async def serve_cancels(self, cancel_here: CancelHere) -> None:
-        """Until cancelled: cancel the jobs gateways ask about that run in this process, and answer."""
+    async def withdraw(self, job_id: int) -> bool:
+        """Take the job's task out of the queue if no worker has started it; True when it was withdrawn
+        (the engine marks it cancelled in one statement, so a worker cannot take it at the same moment)."""
+        rows = await self.app.connector.execute_query_all_async(
+            "SELECT id FROM procrastinate_jobs WHERE lock = %(lock)s AND status = 'todo'", lock=f"job-{job_id}"
+        )
+        for row in rows:
+            if await self.app.job_manager.cancel_job_by_id_async(row["id"]):
+                return True
+        return False
+
+    async def wake(self, provider: str, task_id: str) -> None:
+        """A verified callback arrived for this provider task: tell the worker that runs it."""
+        await self.app.connector.execute_query_async(
+            "SELECT pg_notify(%(channel)s, %(payload)s)", channel=WAKE, payload=f"{provider}:{task_id}"
+        )
+
+    async def serve(self, cancel_here: CancelHere, wake_here: WakeHere) -> None:
+        """Until cancelled: cancel the jobs gateways ask about and wake the ones a callback reached, when
+        they run in this process (and answer the cancels)."""
+        while True:
+            try:
+                await self._serve(cancel_here, wake_here)
+            except psycopg.OperationalError as exc:  # the database away for a moment: listen again
+                log.warning("job engine: lost the cancel and callback channel (%s); listening again", exc)
+                await asyncio.sleep(self.heartbeat_seconds)
+
+    async def _serve(self, cancel_here: CancelHere, wake_here: WakeHere) -> None:
         async with (
             await psycopg.AsyncConnection.connect(self.url, autocommit=True) as listening,
             await psycopg.AsyncConnection.connect(self.url, autocommit=True) as answering,
         ):
             await listening.execute(f"LISTEN {CANCEL}")
+            await listening.execute(f"LISTEN {WAKE}")
             async for note in listening.notifies():
+                if note.channel == WAKE:
+                    provider, _, task_id = note.payload.partition(":")
+                    wake_here(provider, task_id)
+                    continue
                 job, _, nonce = note.payload.partition(":")
                 try:
                     outcome = await cancel_here(int(job))

@@ -23,6 +23,7 @@ class CancelOutcome(StrEnum):
     NOT_POSSIBLE = "not_possible"  # the provider cannot cancel a started task: it will be delivered
     TOO_LATE = "too_late"  # already finished (or finishing)
     UNKNOWN = "unknown"  # not a running job of this process
+    NO_ANSWER = "no_answer"  # handed to a worker that did not answer (stopping, or lost and soon replaced)
 
     @property
     def message(self) -> Text:
@@ -48,6 +49,9 @@ MESSAGES = {
     ),
     CancelOutcome.TOO_LATE: N_("Too late to cancel: this video has already finished."),
     CancelOutcome.UNKNOWN: N_("That job is not running any more."),
+    CancelOutcome.NO_ANSWER: N_(
+        "The process running this job did not answer. Nothing changed: try Cancel again in a minute."
+    ),
 }
 # On the card (the server's language) when a Cancel pressed during the submit could not stop the task
 # once it existed.

@@ -38,7 +38,7 @@ from services.reporter import JobReporter
 from services.review import ReviewService
 from services.routing import ProviderRouter
 from services.run import Crew, JobSettings
-from services.runner import JobRunner
+from services.runner import JobRunner, ReporterFor
 
 log = logging.getLogger(__name__)
 
@@ -289,19 +289,33 @@ class JobService:
         """End a reserved job that never reached a provider (its card could not be posted), refunding it."""
         await refund(self._patient, job, JobStatus.FAILED, FailureKind.INTERNAL, reason)
 
-    async def cancel(self, job_id: int) -> CancelOutcome:
-        """The member pressed Cancel. Returns what happened, to tell them."""
+    async def cancel(self, job_id: int, reporter_for: ReporterFor | None = None) -> CancelOutcome:
+        """The member pressed Cancel. Returns what happened, to tell them. `reporter_for` shows the card of a
+        job this process ends without running it (one still waiting for a worker)."""
         run = self._runner.running(job_id)
         if run is not None:
             return await cancel_running(self._runner.crew, run)
         job = await self._store.get(job_id)
         if job is None or job.terminal:
             return CancelOutcome.UNKNOWN if job is None else CancelOutcome.TOO_LATE
-        if self._handoff is not None:  # it runs on a worker: ask whichever one has it
-            answer = await self._handoff.cancel(job_id)
-            if answer is not None:
-                return CancelOutcome(answer)
-        return CancelOutcome.UNKNOWN
+        if self._handoff is None:
+            return CancelOutcome.UNKNOWN
+        # Still waiting for a worker, and never at a provider: take it out of the queue, then refund it.
+        # (A task put back in the queue after its worker died may have reached a provider: its state says.)
+        if job.status == JobStatus.RESERVED and await self._handoff.withdraw(job_id):
+            await self.end_withdrawn(job, reporter_for)
+            return CancelOutcome.STOPPED
+        answer = await self._handoff.cancel(job_id)  # it runs on a worker: ask whichever one has it
+        return CancelOutcome.NO_ANSWER if answer is None else CancelOutcome(answer)
+
+    async def end_withdrawn(self, job: JobRecord, reporter_for: ReporterFor | None) -> None:
+        """End, refunded, a job whose task was taken out of the queue before a worker started it. No
+        process can run it any more, so this is safe from any process, and doing it twice does nothing."""
+        if await refund(self._patient, job, JobStatus.CANCELLED, None, "cancelled while waiting for a worker"):
+            ended = await self._store.get(job.id)
+            reporter = reporter_for(job) if reporter_for is not None else None
+            if ended is not None and reporter is not None:
+                await self._runner.announce(ended, reporter)
 
     async def cancel_here(self, job_id: int) -> CancelOutcome | None:
         """A gateway asked this worker to cancel a job: what happened, or None when it does not run here."""

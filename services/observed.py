@@ -136,6 +136,9 @@ class ObservedStore:
     async def set_meta(self, key: str, value: str) -> None:
         await self.store.set_meta(key, value)
 
+    async def claim_meta(self, key: str, value: str) -> str:
+        return await self.store.claim_meta(key, value)
+
 
 class ObservedProvider:
     """A `Provider` whose every request is timed, and its failures counted by kind, in `metrics`."""

@@ -148,3 +148,6 @@ class PatientStore:
 
     async def set_meta(self, key: str, value: str) -> None:
         await self._patiently("set_meta", lambda: self.store.set_meta(key, value))
+
+    async def claim_meta(self, key: str, value: str) -> str:
+        return await self._patiently("claim_meta", lambda: self.store.claim_meta(key, value))

@@ -102,6 +102,10 @@ class JobRunner:
             await self.crew.store.mark_final_shown(job_id)
         return ended
 
+    async def announce(self, job: JobRecord, reporter: JobReporter) -> JobRecord:
+        """Show the final card of a job that ended refunded without running here."""
+        return await self._announce(job, reporter)
+
     async def _announce(self, job: JobRecord, reporter: JobReporter) -> JobRecord:
         """Show how a refunded job ended when the bot stopped before its last edit landed (the money
         was already refunded; only the card is behind)."""

@@ -337,6 +337,13 @@ class SqlJobStore:
                 (key, value),
             )
 
+    async def claim_meta(self, key: str, value: str) -> str:
+        async with self.db.transaction() as conn:
+            await conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO NOTHING", (key, value))
+            row = await conn.fetchone("SELECT value FROM meta WHERE key = ?", (key,))
+        assert row is not None  # inserted above, or there before
+        return str(row[0])
+
     @staticmethod
     async def _event(conn: Connection, job_id: int, status: str, detail: str, stamp: str) -> None:
         await conn.execute(

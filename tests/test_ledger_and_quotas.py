@@ -232,3 +232,16 @@ async def test_variants_are_reserved_all_or_none_beside_other_reservations(jobs:
     assert (await jobs.ledger_totals()).reserved == 3 * 280_000
     usage = await jobs.usage(1, 10, NOW)
     assert (usage.user_day_videos, usage.user_in_flight) == (3, 3)
+
+
+async def test_a_claimed_setting_is_the_first_one_stored_whoever_claims_it(db_url: str) -> None:
+    """Processes starting together each make a webhook path token: every one of them gets the first stored."""
+    async with database_for(db_url) as first, database_for(db_url) as second:
+        made = [f"token-{n}" for n in range(10)]
+        stores = [SqlJobStore(first if n % 2 else second) for n in range(10)]
+        claimed = await asyncio.gather(
+            *(store.claim_meta("path", token) for store, token in zip(stores, made, strict=True))
+        )
+        assert len(set(claimed)) == 1 and claimed[0] in made
+        assert await SqlJobStore(first).claim_meta("path", "later") == claimed[0]
+        assert await SqlJobStore(second).get_meta("path") == claimed[0]
