@@ -62,6 +62,7 @@ async def carry_jobs(app: App, bot: HailuoBot, stop: asyncio.Event) -> None:
         job = await app.jobs.get(job_id)
         if job is None or job.terminal:
             return  # a second copy of a task, or a job that ended meanwhile
+        await bot.learn_locale(job.guild_id)  # its card speaks the server's language
         reporter = bot.reporter_for(job)
         if reporter is None:
             log.warning("job %d: has no channel to report to; left for a bot process", job_id)

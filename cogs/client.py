@@ -135,6 +135,20 @@ class HailuoBot(commands.Bot):
         self.takes_commands = takes_commands  # a worker process only reports: it never syncs commands
         self.reporter_for: Callable[[JobRecord], JobReporter | None] = lambda job: None
         self._announced = False
+        # A worker has no gateway, so no cache of servers: their languages are fetched over REST, once each.
+        self.fetched_locales: dict[int, str] = {}
+
+    async def learn_locale(self, guild_id: int | None) -> None:
+        """Fetch a server's language when this process has no gateway cache of it (a worker); English if
+        Discord will not say."""
+        if guild_id is None or guild_id in self.fetched_locales or self.get_guild(guild_id) is not None:
+            return
+        try:
+            guild = await self.fetch_guild(guild_id, with_counts=False)
+        except discord.HTTPException as exc:
+            log.info("server %d: could not fetch its language (%s); its cards are in English", guild_id, exc.status)
+            return
+        self.fetched_locales[guild_id] = guild.preferred_locale.value
 
     async def setup_hook(self) -> None:
         if self.context.notices is not None:
@@ -153,7 +167,10 @@ class HailuoBot(commands.Bot):
         gallery = LazyGallery(self)
 
         def reporter_for(job: JobRecord) -> JobReporter | None:
-            public = reporter_for_resumed(self, self.context.jobs, job, defaults=self.context.defaults, sets=sets)
+            fetched = self.fetched_locales.get(job.guild_id) if job.guild_id else None
+            public = reporter_for_resumed(
+                self, self.context.jobs, job, defaults=self.context.defaults, sets=sets, locale=fetched
+            )
             # A contest entry or a clip held for review goes where it went before the restart.
             return None if public is None else HeldReporter(public, self, self.context, gallery, job.id)
 

@@ -191,15 +191,17 @@ def reporter_for_resumed(
     *,
     defaults: DefaultsStore | None = None,
     sets: dict[int, VariantSet] | None = None,
+    locale: LocaleSource | None = None,
 ) -> JobReporter | None:
     """A reporter for a job found unfinished at start: its card is edited (or posted anew) with the bot
     token, and the requester is mentioned when the clip is posted. None when the job has no channel
     (it was started from the terminal). A variant reports to the card listing its set too (one
-    `VariantSet` per card in `sets`, shared by the variants resumed together)."""
+    `VariantSet` per card in `sets`, shared by the variants resumed together). `locale`: the server's
+    language when the client has no cache of its servers (a worker); by default it asks the cache."""
     if job.channel_id is None:
         return None
     channel = client.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
-    locale = guild_language(client, job.guild_id)
+    locale = locale if locale is not None else guild_language(client, job.guild_id)
     reporter: JobReporter = DiscordReporter(
         channel=channel,
         message_id=job.message_id,

@@ -116,3 +116,27 @@ async def test_a_callback_received_by_the_gateway_wakes_the_job_on_the_worker(
             assert submit["query"]["webhook"] == delivery.url, "the worker submitted with the gateway's callback URL"
             assert "job 1: woken by a webhook from wavespeed" in caplog.text
             await gateway.assert_ledger_balanced()
+
+
+async def test_a_worker_speaks_the_servers_language_on_the_card(
+    tmp_path: Path, discord_fake: FakeDiscord, pg_url: str
+) -> None:
+    """A worker has no gateway cache of servers: it asks Discord for the server's language once, and the card
+    and the posted clip speak it, mentioning the requester."""
+    fake = discord_fake
+    fake.guild_locales[fake.guild_id] = "zh-CN"
+    async with FakeWaveSpeed(duration_s=0.3) as wavespeed:
+        options = {"wavespeed_url": wavespeed.base_url, "secrets": {"database_url": pg_url}, "extra": WORKERS}
+        async with running_bot(tmp_path, fake, **options) as gateway:  # type: ignore[arg-type]
+            async with worker_beside(gateway):
+                for user in (3001, 3002):
+                    command = await fake.invoke("video", {"prompt": "a lantern at dusk"}, user_id=user)
+                    await command.wait_acked()
+                for job_id in (1, 2):
+                    await gateway.wait_for_job(job_id, lambda job: job.status == "delivered", timeout=60)
+            titles = [m.embeds[0]["title"] for m in fake.messages.values() if m.embeds and not m.ephemeral]
+            assert len([title for title in titles if title.startswith("完成")]) == 2, titles
+            pings = [m.content for m in fake.messages.values() if m.content.startswith(("<@3001>", "<@3002>"))]
+            assert len(pings) == 2 and all("<@" in ping and "#" in ping for ping in pings), pings
+            guild = f"/guilds/{fake.guild_id}"
+            assert [r.method for r in fake.requests if r.path == guild] == ["GET"], "asked once"

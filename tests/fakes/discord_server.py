@@ -304,6 +304,7 @@ class FakeDiscord:
                 ("GET|PATCH|DELETE", r"/channels/(?P<cid>\d+)/messages/(?P<mid>\d+)", self._channel_message, True),
                 ("GET", r"/channels/(?P<cid>\d+)/messages", self._channel_history, True),
                 ("PUT", r"/guilds/(?P<gid>\d+)/members/(?P<uid>\d+)/roles/(?P<rid>\d+)", self._add_member_role, True),
+                ("GET", r"/guilds/(?P<gid>\d+)", self._get_guild, True),
             ]
         ]  # fmt: skip
 
@@ -1097,6 +1098,13 @@ class FakeDiscord:
     def _check_channel(self, c: _Call) -> None:
         if int(c.match["cid"]) != self.channel_id:
             raise DiscordError(404, 10003, "Unknown Channel")
+
+    async def _get_guild(self, c: _Call) -> web.Response:
+        """GET /guilds/{g}: the guild object for a guild the bot is in; 403 50001 Missing Access otherwise."""
+        gid = int(c.match["gid"])
+        if gid not in self.guilds:
+            raise DiscordError(403, 50001, "Missing Access")
+        return _json(self._guild_json(gid))
 
     async def _get_channel(self, c: _Call) -> web.Response:
         self._check_channel(c)
