@@ -1,6 +1,7 @@
 """Suite-wide options and the databases the storage tests run on.
 
-`--slow` also runs the long runs (e.g. the long fault-injection run). `db_url` runs a test once on SQLite
+`--slow` also runs the long runs (e.g. the long fault-injection run). `--database postgresql` runs every
+end-to-end bot on PostgreSQL instead of its SQLite file (tests/e2e/conftest.py). `db_url` runs a test once on SQLite
 and once on PostgreSQL: one PostgreSQL server per test session (started only when a test needs it, see
 tests/pg_server.py), and a fresh database per test, copied from a migrated template."""
 
@@ -23,6 +24,12 @@ _numbers = itertools.count(1)
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--slow", action="store_true", default=False, help="also run the long (slow) runs")
+    parser.addoption(
+        "--database",
+        choices=["sqlite", "postgresql"],
+        default="sqlite",
+        help="the database the end-to-end bots run on (postgresql: a fresh database per test)",
+    )
 
 
 @pytest.fixture(scope="session")

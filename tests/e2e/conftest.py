@@ -1,13 +1,27 @@
 """What the end-to-end tests share: a Discord stand-in with the default upload limit (modules that need
-another limit define their own `discord_fake`)."""
+another limit define their own `discord_fake`), and with `--database postgresql` a PostgreSQL database per
+test for every bot the harness starts."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from tests.e2e import harness
 from tests.fakes.discord_server import FakeDiscord
+
+
+@pytest.fixture(autouse=True)
+def e2e_database(request: pytest.FixtureRequest) -> Iterator[None]:
+    if request.config.getoption("--database") != "postgresql":
+        yield
+        return
+    harness.DEFAULT_DATABASE_URL = request.getfixturevalue("pg_url")
+    try:
+        yield
+    finally:
+        harness.DEFAULT_DATABASE_URL = None
 
 
 @pytest.fixture

@@ -24,6 +24,10 @@ from core.jobs import TERMINAL_STATUSES, JobRecord
 from settings import Secrets, Settings, load_config
 from tests.fakes.discord_server import FakeDiscord
 
+# With `--database postgresql` (tests/e2e/conftest.py): the database of every bot `running_bot` starts
+# without one of its own; None: each bot's SQLite file in its data directory.
+DEFAULT_DATABASE_URL: str | None = None
+
 CONFIG = """
 [bot]
 data_dir = "{data_dir}"
@@ -157,6 +161,8 @@ async def running_bot(
     are the roles that may use /admin besides Manage Server (set on the bot's context before it starts);
     `before_start` looks at the composed app before the Discord client connects."""
     saved = (discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY)
+    if DEFAULT_DATABASE_URL is not None and "database_url" not in (secrets or {}):
+        secrets = {**(secrets or {}), "database_url": DEFAULT_DATABASE_URL}
     providers = dict(providers or {})
     if "wavespeed" in providers:  # the template has its section already
         config["wavespeed_url"] = providers["wavespeed"][0]
