@@ -195,9 +195,9 @@ async def test_processes_on_one_board_end_a_cooldown_at_the_same_moment() -> Non
         one.record_failure("first", FailureKind.AUTH)
         await until(lambda: not other.available("first"))
         assert other.available("second")
-        clocks.advance(299.99)
+        clocks.advance(299.999)
         assert not one.available("first") and not other.available("first")
-        clocks.advance(0.01)  # the board keeps milliseconds: the moment, to within one
+        clocks.advance(0.002)  # the same moment, to within a millisecond (the board keeps milliseconds)
         assert one.available("first") and other.available("first")
 
 
@@ -285,9 +285,9 @@ async def test_on_postgresql_a_provider_taken_out_in_one_process_is_out_in_every
             assert not later.available("first")
             ends = [router.out_until("first") for router in (gateway, worker, later)]
             assert all(end is not None and end == pytest.approx(START + 300, abs=0.002) for end in ends)
-            clocks.advance(299.99)
+            clocks.advance(299.999)
             assert not any(router.available("first") for router in (gateway, worker, later))
-            clocks.advance(0.01)
+            clocks.advance(0.002)
             assert all(router.available("first") for router in (gateway, worker, later))
 
 
@@ -318,6 +318,31 @@ async def test_on_postgresql_the_listener_survives_its_connection_being_killed(
         assert "lost the connection listening on the database" in caplog.text
         one.record_failure("first", FailureKind.AUTH)
         await until(lambda: not other.available("first"))
+
+
+async def test_on_postgresql_a_quiet_listener_is_checked_and_hears_only_what_was_committed(pg_url: str) -> None:
+    async with PgDatabase(pg_url, listen_check_s=0.05) as db, db.listen("hailuo_test") as heard:
+        first = asyncio.ensure_future(anext(heard))
+        try:
+            await until(lambda: _checked(pg_url))  # quiet for a while: the connection was checked
+            with contextlib.suppress(RuntimeError):
+                async with db.transaction() as conn:
+                    await conn.notify("hailuo_test", "rolled back")
+                    raise RuntimeError("the write fails")
+            async with db.transaction() as conn:
+                await conn.notify("hailuo_test", "committed")
+            assert await asyncio.wait_for(first, 30) == "committed"
+        finally:
+            first.cancel()
+
+
+async def _checked(url: str) -> bool:
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        cursor = await conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query = 'SELECT 1'"
+        )
+        row = await cursor.fetchone()
+        return bool(row and row[0])
 
 
 async def test_on_sqlite_a_cooldown_survives_a_restart(tmp_path: Path) -> None:
