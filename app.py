@@ -26,6 +26,7 @@ from providers.kit.entry import PaidSection
 from providers.registry import build_providers
 from services.admin import AdminService
 from services.contests import ContestService
+from services.cooldowns import SharedCooldowns
 from services.jobs import JobService, build_job_services
 from services.moderation import ModerationService
 from services.notices import LogChannel
@@ -41,6 +42,7 @@ from settings import Config, QuotasSection, Settings, check_prices
 from storage.admin import SqlAdminStore
 from storage.connect import database_for
 from storage.contests import SqlContestStore
+from storage.cooldowns import SqlCooldownBoard
 from storage.history import SqlHistory
 from storage.jobs import SqlJobStore
 from storage.moderation import SqlModerationStore, SqlReviewStore
@@ -114,6 +116,7 @@ async def _compose(
     receiver: WebhookReceiver | None = None
     runner: JobRunner | None = None
     queue: JobQueue | None = None
+    cooldowns: SharedCooldowns | None = None
     try:
         if cfg.workers.separate:
             workers = cfg.workers
@@ -143,6 +146,9 @@ async def _compose(
             failure_threshold=cfg.providers.failure_threshold,
             cooldown_seconds=cfg.providers.cooldown_seconds,
         )
+        # Cool-downs hold for every process on this database, and across a restart: read before any job is routed.
+        cooldowns = SharedCooldowns(router, SqlCooldownBoard(db), metrics=metrics)
+        await cooldowns.start()
         prices = PriceTable(cfg.prices, free=[n for n, p in providers.items() if p.capabilities.free])
         # Callbacks arrive only when the bot has a public URL *and* the provider can tell a genuine one
         # from a forgery; the rest are polled densely, whatever their keys or secrets say.
@@ -225,6 +231,8 @@ async def _compose(
             await provider.aclose()
         if queue is not None:
             await queue.close()
+        if cooldowns is not None:
+            await cooldowns.stop()
         readiness.down("database", "closed")
         await db.close()
 

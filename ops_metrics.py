@@ -125,6 +125,18 @@ class PrometheusMetrics:
             buckets=LAG_BUCKETS,
             registry=registry,
         )
+        self.cooldown_until = Gauge(
+            "hailuo_provider_cooldown_until_seconds",
+            "When the provider's cool-down ends (Unix seconds; out of rotation while above time(), 0: none yet)",
+            ["provider"],
+            registry=registry,
+        )
+        self.poll_share = Gauge(
+            "hailuo_poll_budget_per_second",
+            "Status polls per second this process may send to the provider: its share of max_polls_per_second",
+            ["provider"],
+            registry=registry,
+        )
         # Shown at zero from the start, so a dashboard sees every state and outcome before the first job.
         for status in UNFINISHED:
             self.jobs.labels(status.value)
@@ -171,6 +183,12 @@ class PrometheusMetrics:
 
     def loop_lag(self, seconds: float) -> None:
         self.loop_lag_seconds.observe(seconds)
+
+    def cooldown(self, provider: str, until: float | None) -> None:
+        self.cooldown_until.labels(provider).set(until or 0.0)
+
+    def poll_budget(self, provider: str, per_second: float) -> None:
+        self.poll_share.labels(provider).set(per_second)
 
     # ----- Discord's REST traffic ----------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ import discord
 from app import App, open_app
 from bot import TOKEN_HELP, WRONG_TOKEN, StartupError, build_bot, point_discord_at
 from cogs.client import HailuoBot
+from services.poll_share import follow_poll_share
 from settings import Settings
 
 log = logging.getLogger("hailuo")
@@ -98,9 +99,11 @@ async def carry_jobs(app: App, bot: HailuoBot, stop: asyncio.Event) -> None:
     # Cancels from gateways, and callbacks their webhook receivers forward, for the jobs running here.
     cancels = asyncio.create_task(queue.serve(cancel_here, app.runner.wake), name="cancels-and-callbacks")
     strays = asyncio.create_task(sweep_strays(), name="strays")
+    # Each worker polls at its share of every provider's budget, re-counted at each heartbeat round.
+    share = asyncio.create_task(follow_poll_share(app.runner.crew, queue, queue.heartbeat_seconds), name="poll-share")
     stopping = asyncio.create_task(stop.wait(), name="stop")
-    await asyncio.wait({work, cancels, strays, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    for task in (work, cancels, strays, stopping):
+    await asyncio.wait({work, cancels, strays, share, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    for task in (work, cancels, strays, share, stopping):
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task

@@ -48,6 +48,14 @@ class Metrics(Protocol):
         """One event-loop lag sample (services.loopwatch)."""
         ...
 
+    def cooldown(self, provider: str, until: float | None) -> None:
+        """The provider is out of rotation until `until` (Unix seconds), for the whole deployment; None: back in."""
+        ...
+
+    def poll_budget(self, provider: str, per_second: float) -> None:
+        """This process's share of the provider's poll budget changed (services.polling.PollPacer)."""
+        ...
+
 
 class NoMetrics:
     """Reports nowhere: what services use when no operator endpoint is configured (and in most tests)."""
@@ -71,6 +79,12 @@ class NoMetrics:
         pass
 
     def loop_lag(self, seconds: float) -> None:
+        pass
+
+    def cooldown(self, provider: str, until: float | None) -> None:
+        pass
+
+    def poll_budget(self, provider: str, per_second: float) -> None:
         pass
 
 

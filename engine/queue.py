@@ -131,6 +131,16 @@ class JobQueue:
             await self.hand_over(job_id)
         return Strays(idle, withdrawn)
 
+    async def live_workers(self) -> int:
+        """Workers whose heartbeat is younger than `stalled_after` (a worker registers as it starts, and a
+        graceful stop removes it): the processes running jobs now, for sharing the poll budgets."""
+        rows = await self.app.connector.execute_query_all_async(
+            "SELECT count(*) AS live FROM procrastinate_workers"
+            " WHERE last_heartbeat > now() - make_interval(secs => %(seconds)s)",
+            seconds=self.stalled_after,
+        )
+        return int(rows[0]["live"])
+
     async def cancel(self, job_id: int) -> str | None:
         """Ask the worker running the job to cancel it: its answer (a CancelOutcome value), or None when no
         worker answered within CANCEL_WAIT_SECONDS (no worker runs it)."""

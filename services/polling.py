@@ -137,13 +137,23 @@ class PollPacer:
     budget a poll waits at most one gap; over it, every job's effective interval stretches to
     jobs ÷ per_second, shared fairly, instead of some jobs being starved or the provider answering 429.
 
-    `reserve` is arithmetic on a clock passed in; the job runner sleeps the delay it returns."""
+    `reserve` is arithmetic on a clock passed in; the job runner sleeps the delay it returns. When several
+    processes run jobs, each paces its share of the provider's budget (`set_rate`, see services.poll_share)."""
 
     def __init__(self, per_second: float) -> None:
+        self.gap = 0.0
+        self.set_rate(per_second)
+        self._next = float("-inf")
+
+    @property
+    def per_second(self) -> float:
+        return 1.0 / self.gap
+
+    def set_rate(self, per_second: float) -> None:
+        """Pace to `per_second` from the next reservation on (slots already handed out keep their times)."""
         if per_second <= 0:
             raise ValueError("per_second must be positive")
         self.gap = 1.0 / per_second
-        self._next = float("-inf")
 
     def reserve(self, now: float) -> float:
         """Take the next free slot; returns the seconds to wait for it (0 when the budget has room)."""

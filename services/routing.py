@@ -1,7 +1,9 @@
 """Which provider serves a job: configured order, capabilities, per-server pins, and cool-downs.
 
 A provider that fails repeatedly (connection errors, 5xx, auth or balance errors on submit) is taken
-out of rotation for a while, and an admin-facing WARNING says so. The free preview provider stands in
+out of rotation for a while, and an admin-facing WARNING says so. The router's view is this process's; a
+`CooldownListener` (services.cooldowns) shares what it decides with the deployment's other processes and
+brings theirs in (`hold_out`, `bring_back`). The free preview provider stands in
 only when no paid provider is configured (or a server pins it): a paid job must never silently turn
 into a preview because the paid services are down.
 """
@@ -12,6 +14,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from core.errors import UserError
 from core.provider import Provider
@@ -33,6 +36,16 @@ class _Health:
     out_until: float = 0.0
 
 
+class CooldownListener(Protocol):
+    """Told what this process decides about a provider, synchronously (`until` on the router's clock)."""
+
+    def taken_out(self, name: str, until: float, reason: str) -> None: ...
+
+    def brought_back(self, name: str) -> None:
+        """A provider that was out answered well before its cool-down ended."""
+        ...
+
+
 @dataclass
 class ProviderRouter:
     providers: Mapping[str, Provider]  # enabled providers, in order of preference
@@ -40,6 +53,7 @@ class ProviderRouter:
     failure_threshold: int = 3
     cooldown_seconds: float = 300.0
     clock: Callable[[], float] = time.monotonic
+    listener: CooldownListener | None = None
     _health: dict[str, _Health] = field(default_factory=dict)
 
     def candidates(self, spec: GenerationSpec, guild_id: int | None) -> list[str]:
@@ -92,8 +106,16 @@ class ProviderRouter:
     def available(self, name: str) -> bool:
         return self.clock() >= self._health.get(name, _Health()).out_until
 
+    def out_until(self, name: str) -> float | None:
+        """When the provider's cool-down ends (on `clock`), or None when it is in rotation."""
+        until = self._health.get(name, _Health()).out_until
+        return until if until > self.clock() else None
+
     def record_success(self, name: str) -> None:
+        was_out = self.out_until(name) is not None
         self._health.pop(name, None)
+        if was_out and self.listener is not None:
+            self.listener.brought_back(name)
 
     def record_failure(self, name: str, kind: FailureKind) -> None:
         if kind not in OUTAGE_KINDS:
@@ -110,7 +132,20 @@ class ProviderRouter:
                 kind.value,
                 "; check its API key and balance" if kind in ADMIN_KINDS else "",
             )
+            reason = f"{health.failures} failure(s), last: {kind.value}"
             health.failures = 0
+            if self.listener is not None and health.out_until > self.clock():
+                self.listener.taken_out(name, health.out_until, reason)
+
+    def hold_out(self, name: str, until: float) -> None:
+        """Keep the provider out of rotation until `until` (on `clock`): another process took it out."""
+        self._health.setdefault(name, _Health()).out_until = until
+
+    def bring_back(self, name: str) -> None:
+        """End the provider's cool-down now: another process saw it answer well. Failures counted here stay."""
+        health = self._health.get(name)
+        if health is not None:
+            health.out_until = 0.0
 
     def _reachable(self) -> list[Provider]:
         names = set(self._allowed(None)) | {name for pinned in self.pins.values() for name in pinned}

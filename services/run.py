@@ -8,6 +8,7 @@ task ends), `delivery` (download, fit, post, settle), `endings` (refunds and set
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -36,7 +37,8 @@ class JobSettings:
     edit_interval: float = 2.0
     edits_per_second: float = 50.0
     poll_policy: PollPolicy = field(default_factory=PollPolicy)
-    polls_per_second: Mapping[str, float] = field(default_factory=dict)  # per provider, all jobs together
+    # Per provider, all jobs of the deployment together (each process that runs jobs paces its share).
+    polls_per_second: Mapping[str, float] = field(default_factory=dict)
     # Moving 2–20 MB clips (download, probe, upload) mostly waits on sockets, and clips stream through
     # disk, so many can move at once: at 1,000 jobs in flight about 15 finish per second, and 8 slots
     # held ~0.6 s each made finished clips queue for 15 s (bench). Re-encodes are what burns CPU,
@@ -122,8 +124,11 @@ class Crew:
         # Whether a provider's callbacks reach the bot now (a public URL, a provider that can verify
         # them, and its secret loaded): only then is polling just the slow safety net.
         self.callbacks_live = callbacks_live
-        # One pacer per provider with a poll budget: shared by all its jobs (see PollPacer).
+        # One pacer per provider with a poll budget: shared by all its jobs (see PollPacer), and pacing the
+        # whole budget until told of other processes running jobs (`share_poll_budget`).
         self.pacers = {name: PollPacer(rate) for name, rate in settings.polls_per_second.items()}
+        for name, rate in settings.polls_per_second.items():
+            metrics.poll_budget(name, rate)
         self.delivery_slots = asyncio.Semaphore(settings.max_concurrent_deliveries)
         self.reencode_slots = asyncio.Semaphore(settings.max_concurrent_reencodes)
         # Where delivered clips are kept for /show (None: nowhere to list them, so none are kept).
@@ -138,6 +143,16 @@ class Crew:
             if output_records is not None
             else None
         )
+
+    def share_poll_budget(self, processes: int) -> None:
+        """Pace this process to an equal share of each provider's budget, `processes` processes running jobs
+        (at least this one). The budget is the provider's limit for the whole deployment."""
+        processes = max(processes, 1)
+        for name, pacer in self.pacers.items():
+            share = self.settings.polls_per_second[name] / processes
+            if not math.isclose(share, pacer.per_second):
+                pacer.set_rate(share)
+                self.metrics.poll_budget(name, share)
 
     async def wait_for_poll_budget(self, provider: str, until: float) -> None:
         """Wait for the provider's next free poll slot, but never past `until` (wall clock: the job's

@@ -122,6 +122,9 @@ class SqliteConnection:
     async def serialize(self, *scopes: str) -> None:
         """Nothing to do: every write transaction runs alone on the one writer, in BEGIN IMMEDIATE."""
 
+    async def notify(self, channel: str, payload: str) -> None:
+        """Nothing to do: one process uses a SQLite file, and it knows what it wrote."""
+
 
 class SqliteDatabase:
     dialect: Dialect = "sqlite"
@@ -240,6 +243,11 @@ class SqliteDatabase:
         finally:
             self._write_lock.release()
 
+    @asynccontextmanager
+    async def listen(self, channel: str) -> AsyncIterator[AsyncIterator[str]]:
+        """No other process writes this file: a listener that hears nothing, ever."""
+        yield _silence()
+
     def _closed_under(self, exc: BaseException) -> bool:
         """The bot stopped and closed the database while this call waited on it: aiosqlite then raises
         ValueError ("no active connection") or sqlite3's "closed database" ProgrammingError."""
@@ -264,6 +272,11 @@ class SqliteDatabase:
             if is_storage_fault(exc) or self._closed_under(exc):
                 raise StorageError(f"database read failed: {exc}") from exc
             raise
+
+
+async def _silence() -> AsyncIterator[str]:
+    await asyncio.get_running_loop().create_future()  # waits until cancelled
+    yield ""  # pragma: no cover - never reached; makes this an async generator
 
 
 async def _begin(conn: aiosqlite.Connection) -> None:

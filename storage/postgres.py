@@ -10,6 +10,10 @@ its reservation, a contest's counts) serializes on transaction-level advisory lo
 (`Connection.serialize`), released by the COMMIT or ROLLBACK. SERIALIZABLE with a retry was tried too
 and measured slower once several processes reserve at once (README "Storage: SQLite or PostgreSQL").
 
+Processes sharing the database tell each other of a write with NOTIFY (`PgConnection.notify`, sent when its
+transaction commits) and hear it on a connection of their own (`PgDatabase.listen`), checked with a
+`SELECT 1` whenever it has been quiet for a while, since a dead connection hears nothing.
+
 Migrations (storage/migrations/postgresql, numbered like SQLite's: version N is the same schema) are
 recorded in `schema_version`; the migrating connection holds a session advisory lock, so several
 processes starting at once migrate exactly once.
@@ -21,10 +25,12 @@ other errors (bad SQL) stay psycopg errors. No message carries the URL's passwor
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import logging
 import re
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Any
@@ -138,18 +144,30 @@ class PgConnection:
             locks = ", ".join("pg_advisory_xact_lock(hashtextextended(%s, 0))" for _ in scopes)
             await self.raw.execute(f"SELECT {locks}".encode(), scopes)
 
+    async def notify(self, channel: str, payload: str) -> None:
+        """NOTIFY, delivered to the listeners when this transaction commits (and not at all if it rolls back)."""
+        await self.raw.execute(b"SELECT pg_notify(%s, %s)", (channel, payload))
+
 
 class PgDatabase:
     dialect: Dialect = "postgresql"
 
     def __init__(
-        self, url: str, *, pool_size: int = 8, connect_timeout_s: float = 5.0, wait_timeout_s: float = 5.0
+        self,
+        url: str,
+        *,
+        pool_size: int = 8,
+        connect_timeout_s: float = 5.0,
+        wait_timeout_s: float = 5.0,
+        listen_check_s: float = 30.0,
     ) -> None:
         self.url = url
         self.pool_size = pool_size
         # How long opening waits for the server, and a write or read for a free pooled connection.
         self.connect_timeout_s = connect_timeout_s
         self.wait_timeout_s = wait_timeout_s
+        # A listening connection quiet this long is checked with a round trip (`listen`).
+        self.listen_check_s = listen_check_s
         self._pool: AsyncConnectionPool[psycopg.AsyncConnection[PgRow]] | None = None
 
     def _say(self, exc: BaseException) -> str:
@@ -219,6 +237,39 @@ class PgDatabase:
             if is_storage_fault(exc) or isinstance(exc, OSError):
                 raise StorageError(f"database write failed: {self._say(exc)}") from exc
             raise
+
+    @asynccontextmanager
+    async def listen(self, channel: str) -> AsyncIterator[AsyncIterator[str]]:
+        """A connection of its own (never a pooled one, which others would use) LISTENing on `channel`."""
+        if not channel.isidentifier():
+            raise ValueError(f"not a channel name: {channel!r}")
+        try:
+            conn = await psycopg.AsyncConnection.connect(
+                self.url, autocommit=True, connect_timeout=max(1, round(self.connect_timeout_s))
+            )
+        except (psycopg.Error, OSError) as exc:
+            raise StorageError(f"could not listen on the database: {self._say(exc)}") from exc
+        heard = self._heard(conn)
+        try:
+            try:
+                await conn.execute(f"LISTEN {channel}".encode())
+            except (psycopg.Error, OSError) as exc:
+                raise StorageError(f"could not listen on the database: {self._say(exc)}") from exc
+            yield heard
+        finally:
+            await heard.aclose()
+            await conn.close()  # not `async with`: a lost connection has nothing to commit or roll back
+
+    async def _heard(self, conn: psycopg.AsyncConnection[Any]) -> AsyncGenerator[str]:
+        try:
+            while True:
+                async with contextlib.aclosing(conn.notifies(timeout=self.listen_check_s)) as notes:
+                    async for note in notes:
+                        yield note.payload
+                async with asyncio.timeout(self.connect_timeout_s):
+                    await conn.execute(b"SELECT 1")
+        except (psycopg.Error, OSError, TimeoutError) as exc:
+            raise StorageError(f"lost the connection listening on the database: {self._say(exc)}") from exc
 
     async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
         return next(iter(await self.fetchall(sql, params)), None)

@@ -6,14 +6,16 @@ portable statements (`INSERT ... ON CONFLICT DO NOTHING`, `RETURNING`-free inser
 `insert_returning_id`). The PostgreSQL side translates the placeholders. Where a statement must differ,
 the repository keeps both forms side by side and picks one by `Database.dialect`.
 
-Writes go through `transaction()`: committed when the block ends, rolled back on any error. A database
+Writes go through `transaction()`: committed when the block ends, rolled back on any error. Other processes on
+the same database hear of a write through `Connection.notify` and `Database.listen` (PostgreSQL's NOTIFY and
+LISTEN; SQLite has one process per file, so there is no one to tell). A database
 that cannot do it (unreachable, locked past its timeout, full, read-only) raises `core.errors.StorageError`;
 a violated constraint or trigger (a bug, or a second outcome for a job) raises `ConstraintError`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Literal, Protocol
 
@@ -60,6 +62,11 @@ class Connection(Reader, Protocol):
         one writer already runs every write transaction alone). Callers pass scopes in one fixed order."""
         ...
 
+    async def notify(self, channel: str, payload: str) -> None:
+        """Tell the processes listening on `channel` (`Database.listen`) once this transaction commits
+        (PostgreSQL: NOTIFY; SQLite: nothing, one process per file)."""
+        ...
+
 
 class Database(Reader, Protocol):
     dialect: Dialect
@@ -75,3 +82,9 @@ class Database(Reader, Protocol):
     async def __aexit__(self, *exc: object) -> None: ...
 
     def transaction(self) -> AbstractAsyncContextManager[Connection]: ...
+
+    def listen(self, channel: str) -> AbstractAsyncContextManager[AsyncIterator[str]]:
+        """A connection of its own listening on `channel`: once entered, the payload of every later
+        `notify` on it, committed, in commit order. Raises StorageError when that connection is lost (the
+        caller listens again, and reads what it may have missed). SQLite: never yields."""
+        ...

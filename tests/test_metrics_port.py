@@ -37,6 +37,8 @@ class Recorder:
     calls: list[tuple[str, Operation, str | None]] = field(default_factory=list)
     notices: list[tuple[str, NoticeBasis, float]] = field(default_factory=list)
     lags: list[float] = field(default_factory=list)
+    cooldowns: list[tuple[str, float | None]] = field(default_factory=list)
+    budgets: list[tuple[str, float]] = field(default_factory=list)
 
     def job_moved(self, previous: JobStatus | None, status: JobStatus) -> None:
         self.moves.append((previous, status))
@@ -59,6 +61,12 @@ class Recorder:
 
     def loop_lag(self, seconds: float) -> None:
         self.lags.append(seconds)
+
+    def cooldown(self, provider: str, until: float | None) -> None:
+        self.cooldowns.append((provider, until))
+
+    def poll_budget(self, provider: str, per_second: float) -> None:
+        self.budgets.append((provider, per_second))
 
 
 @pytest.fixture

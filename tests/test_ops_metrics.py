@@ -144,3 +144,16 @@ async def test_a_port_in_use_is_one_sentence_naming_the_key() -> None:
         port = taken.getsockname()[1]
         with pytest.raises(ListenError, match=f"ops.port: port {port} is already in use"):
             await OpsServer(Readiness(), PrometheusMetrics(), port=port).start()
+
+
+def test_cooldowns_and_poll_shares_are_gauges() -> None:
+    metrics = PrometheusMetrics()
+    metrics.cooldown("wavespeed", 1_900_000_300.0)
+    metrics.cooldown("seaart", 1_900_000_000.0)
+    metrics.cooldown("seaart", None)  # back in rotation
+    metrics.poll_budget("wavespeed", 5.0)
+    metrics.poll_budget("wavespeed", 2.5)  # a second worker joined
+    found = samples(metrics)
+    until = {dict(labels)["provider"]: v for (n, labels), v in found.items() if n.endswith("cooldown_until_seconds")}
+    assert until == {"wavespeed": 1_900_000_300.0, "seaart": 0.0}
+    assert found[("hailuo_poll_budget_per_second", frozenset({("provider", "wavespeed")}))] == 2.5

@@ -45,7 +45,7 @@ class PaidSection(ProviderSection):
 
     base_url: str = Field(pattern="^https?://")
     timeout: CallTimeout = 30.0  # seconds for one API call
-    # Status polls of all jobs together, at most this many per second (services.polling.PollPacer).
+    # Status polls of all jobs together, in every process, at most this many per second (services.poll_share).
     max_polls_per_second: PollRate = 250
 
 
