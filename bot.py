@@ -1,6 +1,7 @@
 """hailuo-bot: the entry point. Reads settings, composes the app (`app.py`), runs it.
 
-python bot.py              run the bot
+python bot.py              run the bot (`bot.py run`, with per-process flags: process_flags.py)
+python bot.py worker       run jobs handed over by gateway processes (workers.separate)
 python bot.py sync         push the slash command definitions to Discord now, then exit
 python bot.py generate ... run one job from the terminal (same checks, provider and delivery)
 
@@ -37,6 +38,7 @@ from cogs.funnel import ErrorFunnel
 from core.errors import StorageError, UserError
 from core.spec import MODELS
 from ops_server import ListenError, Readiness
+from process_flags import FlagError, add_process_flags, apply_process_flags
 from settings import Settings, SettingsError, load_settings
 from storage.defaults import SqlDefaultsStore
 from storage.reports import SqlSpendReader
@@ -262,9 +264,10 @@ def _variants(text: str) -> int:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bot.py", description="hailuo-bot: Hailuo videos on Discord")
     sub = parser.add_subparsers(dest="command")
-    sub.add_parser("run", help="run the bot (the default)")
+    add_process_flags(sub.add_parser("run", help="run the bot (the default)"), shards=True)
     sub.add_parser("sync", help="sync slash commands to Discord now and exit")
-    sub.add_parser("worker", help="run generation jobs handed over by the bot's gateway processes (workers.separate)")
+    worker = sub.add_parser("worker", help="run generation jobs handed over by the bot's gateway processes")
+    add_process_flags(worker, shards=False)
     gen = sub.add_parser(
         "generate",
         help="run one job (or a few variants) from the terminal (no Discord)",
@@ -295,8 +298,15 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"Invalid configuration:\n{exc}", file=sys.stderr)
         return 2
+    try:
+        flags = apply_process_flags(settings, args)  # what differs between the processes of a deployment
+    except FlagError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     bot = settings.config.bot
     configure_logging(bot.log_level, settings.secret_values(), fmt=bot.log_format)
+    if flags:
+        log.info("this process: %s", flags)
     try:
         if args.command == "generate":
             return asyncio.run(generate_from_terminal(settings, args))
@@ -310,7 +320,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Invalid configuration:\n{exc}", file=sys.stderr)
         return 2
     except (StartupError, ListenError) as exc:
-        print(exc, file=sys.stderr)
+        said = str(exc)
+        print(said.replace("ops.port:", "--ops-port:") if "--ops-port" in flags else said, file=sys.stderr)
         return 1
     except StorageError as exc:  # the database could not be opened or migrated: nothing can run
         print(exc, file=sys.stderr)

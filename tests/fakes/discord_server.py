@@ -484,8 +484,10 @@ class FakeDiscord:
         data: JSON = {"custom_id": custom_id, "component_type": component.get("type", 2)}
         if values is not None:
             data["values"] = values
+        # From the message's guild, so on that guild's shard, as Discord sends it.
         return await self._interact(3, data, user_id=user_id, user_name=user_name, permissions=permissions,
-                                    roles=roles, message=msg, locale=locale, joined_at=joined_at)  # fmt: skip
+                                    roles=roles, message=msg, locale=locale, joined_at=joined_at,
+                                    guild_id=self._guild_of(msg.channel_id))  # fmt: skip
 
     async def submit_modal(
         self,
@@ -520,8 +522,9 @@ class FakeDiscord:
         data: JSON = {"custom_id": opened.modal["custom_id"],
                       "components": [answered(c) for c in opened.modal.get("components", [])]}  # fmt: skip
         message = self.messages.get(opened.message_id) if opened.message_id is not None else None
+        guild = opened.payload.get("guild_id")  # where the modal was opened (a DM's: the first guild, as before)
         return await self._interact(5, data, user_id=user_id, user_name=user_name, permissions=permissions,
-                                    message=message, locale=locale)  # fmt: skip
+                                    message=message, locale=locale, guild_id=int(guild) if guild else None)  # fmt: skip
 
     def modal_inputs(self, opened: FakeInteraction) -> dict[str, str]:
         """The text inputs of the modal the bot answered `opened` with: custom_id -> prefilled value."""
@@ -601,7 +604,7 @@ class FakeDiscord:
                 "preferred_locale": self.guild_locale(gid)}  # fmt: skip
 
     def _message_json(self, m: FakeMessage) -> JSON:
-        data: JSON = {"id": str(m.id), "channel_id": str(m.channel_id), "guild_id": str(self.guild_id),
+        data: JSON = {"id": str(m.id), "channel_id": str(m.channel_id), "guild_id": str(self._guild_of(m.channel_id)),
                       "type": m.type, "content": m.content, "author": self._bot_user, "embeds": m.embeds,
                       "attachments": [{k: v for k, v in a.items() if k != "data"} for a in m.attachments],
                       "components": m.components, "mentions": [], "mention_roles": [], "mention_everyone": False,
@@ -612,7 +615,17 @@ class FakeDiscord:
         return data
 
     def _delete_event(self, m: FakeMessage) -> JSON:
-        return {"id": str(m.id), "channel_id": str(m.channel_id), "guild_id": str(self.guild_id)}
+        return {"id": str(m.id), "channel_id": str(m.channel_id), "guild_id": str(self._guild_of(m.channel_id))}
+
+    def _guild_of(self, channel_id: int) -> int:
+        """The guild whose text channel this is (the first guild's for any other, DMs included)."""
+        return next((gid for gid, cid in self.guilds.items() if cid == channel_id), self.guild_id)
+
+    def _channel_of(self, it: FakeInteraction) -> int:
+        """Where an interaction's responses are posted: its guild's channel, for a guild the bot is in (the
+        first guild's channel otherwise, DMs included, as before guilds had channels of their own)."""
+        cid = int(it.payload.get("channel_id") or 0)
+        return cid if cid in self.guilds.values() else self.channel_id
 
     def _command_data(self, name: str, values: dict[str, object], *, focused: str | None) -> JSON:
         words = name.split()
@@ -923,10 +936,17 @@ class FakeDiscord:
         return out
 
     def _create(
-        self, payload: JSON, files: list[_Upload], *, flags: int, token: str | None = None, type: int = 0
+        self,
+        payload: JSON,
+        files: list[_Upload],
+        *,
+        flags: int,
+        token: str | None = None,
+        type: int = 0,
+        channel_id: int | None = None,
     ) -> FakeMessage:
         msg = FakeMessage(
-            id=self._snowflake(), channel_id=self.channel_id, author_id=self.bot_user_id,
+            id=self._snowflake(), channel_id=channel_id or self.channel_id, author_id=self.bot_user_id,
             content=payload.get("content") or "", embeds=list(payload.get("embeds") or []),
             components=list(payload.get("components") or []), attachments=self._new_attachments(payload, files),
             flags=flags, interaction_token=token, allowed_mentions=payload.get("allowed_mentions"), type=type,
@@ -1026,7 +1046,8 @@ class FakeDiscord:
                 data, files = {"flags": int(data.get("flags") or 0) & EPHEMERAL}, []
             self._validate(data, files, it.attachment_size_limit)
             flags = self._flags(data, ~LOADING) | (LOADING if rtype == 5 else 0)
-            msg = self._create(data, files, flags=flags, token=it.token, type=20 if it.type == 2 else 0)
+            msg = self._create(data, files, flags=flags, token=it.token, type=20 if it.type == 2 else 0,
+                               channel_id=self._channel_of(it))  # fmt: skip
             it.original_message_id = msg.id
             if rtype == 5:
                 it.deferred_ephemeral, it.untouched_defer = msg.ephemeral, True
@@ -1071,7 +1092,8 @@ class FakeDiscord:
             it.untouched_defer = False
             msg = self._edit(self.messages[it.original_message_id], {**c.body, "flags": 0}, c.files)
         else:
-            msg = self._create(c.body, c.files, flags=self._flags(c.body, ~LOADING), token=it.token)
+            msg = self._create(c.body, c.files, flags=self._flags(c.body, ~LOADING), token=it.token,
+                               channel_id=self._channel_of(it))  # fmt: skip
             it.followups.append(msg)
         if c.request.query.get("wait", "").lower() not in ("1", "true"):
             return web.Response(status=204)
@@ -1095,9 +1117,12 @@ class FakeDiscord:
                 it.untouched_defer = False
         return _json(self._message_json(msg))
 
-    def _check_channel(self, c: _Call) -> None:
-        if int(c.match["cid"]) != self.channel_id:
+    def _check_channel(self, c: _Call) -> int:
+        """The channel of the route: the text channel of a guild the bot is in, else 404."""
+        cid = int(c.match["cid"])
+        if cid not in self.guilds.values():
             raise DiscordError(404, 10003, "Unknown Channel")
+        return cid
 
     async def _get_guild(self, c: _Call) -> web.Response:
         """GET /guilds/{g}: the guild object for a guild the bot is in; 403 50001 Missing Access otherwise."""
@@ -1107,8 +1132,7 @@ class FakeDiscord:
         return _json(self._guild_json(gid))
 
     async def _get_channel(self, c: _Call) -> web.Response:
-        self._check_channel(c)
-        return _json(self._channel_json())
+        return _json(self._channel_json(self._guild_of(self._check_channel(c))))
 
     async def _typing(self, c: _Call) -> web.Response:
         self._check_channel(c)
@@ -1141,21 +1165,21 @@ class FakeDiscord:
     async def _create_channel_message(self, c: _Call) -> web.Response:
         if int(c.match["cid"]) in self.dm_channels.values():
             return await self._create_dm_message(c, int(c.match["cid"]))
-        self._check_channel(c)
+        cid = self._check_channel(c)
         body = c.body
         self._validate(body, c.files, self.upload_limit)
         if not (body.get("content") or body.get("embeds") or body.get("components") or c.files or body.get("poll")):
             raise DiscordError(400, 50006, "Cannot send an empty message")
-        msg = self._create(body, c.files, flags=self._flags(body, ~(EPHEMERAL | LOADING)))
+        msg = self._create(body, c.files, flags=self._flags(body, ~(EPHEMERAL | LOADING)), channel_id=cid)
         event = {**self._message_json(msg), "member": {"roles": [], "joined_at": JOINED_AT, "flags": 0}}
         await self._dispatch("MESSAGE_CREATE", event)
         return _json(self._message_json(msg))
 
     async def _channel_message(self, c: _Call) -> web.Response:
-        self._check_channel(c)
+        cid = self._check_channel(c)
         msg = self.messages.get(int(c.match["mid"]))
         # Ephemeral messages exist only for the interaction token: the bot token cannot see them.
-        if msg is None or msg.deleted or msg.ephemeral or msg.channel_id != self.channel_id:
+        if msg is None or msg.deleted or msg.ephemeral or msg.channel_id != cid:
             raise DiscordError(404, 10008, "Unknown Message")
         if c.request.method == "DELETE":
             msg.deleted = True
@@ -1170,14 +1194,14 @@ class FakeDiscord:
 
     async def _channel_history(self, c: _Call) -> web.Response:
         """GET /channels/{id}/messages: newest first, `limit` (1-100, default 50), `before` / `after` an id."""
-        self._check_channel(c)
+        cid = self._check_channel(c)
         query = c.request.query
         limit = int(query.get("limit", 50))
         if not 1 <= limit <= 100:
             raise DiscordError(400, 50035, "Invalid Form Body")
         before, after = int(query.get("before", 0)) or None, int(query.get("after", 0)) or None
         found = [m for m in self.messages.values()
-                 if m.channel_id == self.channel_id and not m.deleted and not m.ephemeral
+                 if m.channel_id == cid and not m.deleted and not m.ephemeral
                  and (before is None or m.id < before) and (after is None or m.id > after)]  # fmt: skip
         found.sort(key=lambda m: m.id, reverse=True)
         return _json([self._message_json(m) for m in found[:limit]])
