@@ -10,7 +10,9 @@ set, the no-op one otherwise.
 from __future__ import annotations
 
 import logging
+import os
 import secrets
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -135,6 +137,7 @@ async def _compose(
             {name: cfg.providers.section(name) for name in names},
             settings.secrets.secret,
             data_dir=cfg.bot.data_dir,
+            process_tag=process_tag(cfg),
             callback_url_for=callback_url_for,
         )
         paid_offers = {n: p.capabilities.offers for n, p in providers.items() if not p.capabilities.free}
@@ -242,6 +245,7 @@ def job_settings(cfg: Config, providers: dict[str, Provider]) -> JobSettings:
     sections = {name: cfg.providers.section(name) for name in providers}
     return JobSettings(
         data_dir=bot.data_dir,
+        process_tag=process_tag(cfg),
         deadline_seconds=bot.job_deadline_seconds,
         max_output_bytes=bot.max_output_mib * 1024 * 1024,
         typical_seconds={name: section.typical_seconds for name, section in sections.items()},
@@ -256,6 +260,11 @@ def job_settings(cfg: Config, providers: dict[str, Provider]) -> JobSettings:
         keep_outputs_days=cfg.storage.keep_outputs_days,
         max_outputs_bytes=int(cfg.storage.max_outputs_gib * 1024**3),
     )
+
+
+def process_tag(cfg: Config) -> str:
+    """This process's name in the shared data directory, with workers (its host and pid); "" alone."""
+    return f"{socket.gethostname()}-{os.getpid()}" if cfg.workers.separate else ""
 
 
 def quota_policy(quotas: QuotasSection) -> QuotaPolicy:

@@ -160,8 +160,9 @@ class HailuoBot(commands.Bot):
         if self.takes_commands:
             await self.sync_commands_if_changed()
         log.debug("froze %d start-up objects out of garbage collection", freeze_startup_objects())
-        if self.resumes_jobs:  # with workers, another process on this machine may be writing there now
-            self.runner.sweep_tmp(older_than=0)  # nothing runs yet: every leftover is an orphan
+        # Alone, nothing runs yet: every leftover is an orphan. With workers, other processes may be writing
+        # in the shared data directory now: only what is older than any running job's file goes.
+        self.runner.sweep_tmp(older_than=0 if self.resumes_jobs else TMP_SWEEP_SECONDS)
         await self.runner.sweep_outputs()
         sets: dict[int, VariantSet] = {}  # the variants resumed together share the card listing them
         gallery = LazyGallery(self)

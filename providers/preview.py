@@ -261,7 +261,8 @@ class PreviewSection(ProviderSection):
 
 
 def _build(section: PreviewSection, wiring: Wiring) -> PreviewProvider:
-    return PreviewProvider(wiring.data_dir / "preview", fps=section.fps, min_runtime_s=section.min_runtime_seconds)
+    folder = wiring.data_dir / "preview" / wiring.process_tag  # renders live in the process that makes them
+    return PreviewProvider(folder, fps=section.fps, min_runtime_s=section.min_runtime_seconds)
 
 
 ENTRY = ProviderEntry(name="preview", section=PreviewSection, key_variable=None, factory=_build)

@@ -21,6 +21,7 @@ def build_providers(
     secret: Callable[[str], str | None],
     *,
     data_dir: Path,
+    process_tag: str = "",
     callback_url_for: Callable[[str], str] | None = None,
 ) -> dict[str, Provider]:
     """The providers `names` (already filtered to those that can run), in that order.
@@ -36,6 +37,7 @@ def build_providers(
             callback_url=callback_url_for(name) if callback_url_for else None,
             secrets=extra,
             data_dir=data_dir,
+            process_tag=process_tag,
         )
         built[name] = entry.build(sections[name], wiring)
     return built

@@ -40,6 +40,7 @@ async def deliver(crew: Crew, run: JobRun, url: str) -> None:
 
 async def _deliver_now(crew: Crew, run: JobRun, url: str) -> None:
     job, tmp = run.job, crew.settings.tmp_dir
+    tmp.mkdir(parents=True, exist_ok=True)  # a sweep by a process sharing the data directory may have taken it
     await record_status(crew.store, run, JobStatus.DOWNLOADING)
     await run.updater.update(run.card)
     raw = tmp / f"job-{job.id}-output.mp4"

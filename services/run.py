@@ -53,14 +53,21 @@ class JobSettings:
     # many bytes, the oldest deleted first when over (services.outputs). 0 keeps none.
     keep_outputs_days: float = 30
     max_outputs_bytes: int = 5 * 1024**3
+    # With workers, several processes share the data directory: each keeps its temporary files apart.
+    process_tag: str = ""
 
     @property
     def inputs_dir(self) -> Path:
         return self.data_dir / "inputs"
 
     @property
-    def tmp_dir(self) -> Path:
+    def tmp_root(self) -> Path:
         return self.data_dir / "tmp"
+
+    @property
+    def tmp_dir(self) -> Path:
+        """This process's temporary files: its own folder when several processes share the data directory."""
+        return self.tmp_root / self.process_tag
 
     @property
     def outputs_dir(self) -> Path:

@@ -140,12 +140,25 @@ class JobRunner:
         return False
 
     def sweep_tmp(self, older_than: float) -> int:
-        """Remove temporary files left behind (by a crash) that are older than `older_than` seconds."""
+        """Remove temporary files left behind (by a crash) that are older than `older_than` seconds, this
+        process's and those of processes sharing the data directory (a file of a running job is minutes old),
+        and the emptied folders of other processes."""
         cutoff = time.time() - older_than
         removed = 0
-        for path in self.crew.settings.tmp_dir.iterdir():
+        settings = self.crew.settings
+        paths = sorted(settings.tmp_root.rglob("*"), reverse=True)  # a folder's files before the folder
+        # A folder's age as it was before its files went (taking a file out makes a folder new again).
+        idle = set()
+        for path in paths:
+            with contextlib.suppress(OSError):  # another process's sweep may take it first
+                if path.is_dir() and path.stat().st_mtime <= cutoff:
+                    idle.add(path)
+        for path in paths:
             with contextlib.suppress(OSError):
-                if path.stat().st_mtime <= cutoff:
+                if path.is_dir():
+                    if path in idle and path != settings.tmp_dir:
+                        path.rmdir()  # only when empty
+                elif path.stat().st_mtime <= cutoff:
                     path.unlink()
                     removed += 1
         if removed:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
@@ -12,9 +15,12 @@ from core.clock import iso, utcnow
 from core.jobs import JobRecord, JobStatus
 from core.spec import GenerationSpec
 from providers.wavespeed import WaveSpeedProvider
+from services.inputs import InputImages
 from services.intake import Requester
 from services.polling import PollPolicy
 from services.progress import JobCard
+from services.run import Crew, JobSettings
+from services.runner import JobRunner
 from tests.builders import Services, built_services
 from tests.fakes.wavespeed_server import FakeWaveSpeed
 from tests.test_job_service import PRICES, RecordingReporter
@@ -105,6 +111,26 @@ async def test_leftover_temporary_files_are_swept(service: Services) -> None:
     leftover.write_bytes(b"partial")
     assert service.runner.sweep_tmp(older_than=3600) == 0 and leftover.exists()
     assert service.runner.sweep_tmp(older_than=0) == 1 and not leftover.exists()
+
+
+def test_processes_sharing_a_data_directory_keep_their_temporary_files_apart(tmp_path: Path) -> None:
+    """With workers, each process writes in its own folder; a sweep takes only what is older than any running
+    job's file, from every process's folder, and the folders it emptied (never its own)."""
+    here = JobSettings(data_dir=tmp_path, process_tag="host-a-1")
+    assert here.tmp_dir == tmp_path / "tmp" / "host-a-1" and JobSettings(data_dir=tmp_path).tmp_dir == tmp_path / "tmp"
+    runner = JobRunner(Crew(cast(Any, None), cast(Any, None), cast(Any, None), here), InputImages(tmp_path / "in"))
+    dead, alive = tmp_path / "tmp" / "host-b-7", tmp_path / "tmp" / "host-c-9"
+    for folder in (dead, alive):
+        folder.mkdir(parents=True)
+    old, fresh = time.time() - 7200, time.time()
+    for path, stamp in ((dead / "job-1.mp4", old), (alive / "job-2.mp4", fresh), (here.tmp_dir / "job-3.mp4", old)):
+        path.write_bytes(b"partial")
+        os.utime(path, (stamp, stamp))
+    os.utime(dead, (old, old))
+    assert runner.sweep_tmp(older_than=3600) == 2
+    assert not dead.exists(), "a dead process's folder goes once empty"
+    assert (alive / "job-2.mp4").exists(), "a running process's file stays"
+    assert here.tmp_dir.is_dir()
 
 
 class OutageReporter(RecordingReporter):

@@ -58,6 +58,9 @@ class Wiring:
     callback_url: str | None = None
     secrets: Mapping[str, str] = field(default_factory=dict)  # the entry's `extra_secrets`, when set
     data_dir: Path = Path("data")
+    # This process's own name in the shared data directory ("" when it is alone): for work files no other
+    # process may touch.
+    process_tag: str = ""
 
 
 S = TypeVar("S", bound=ProviderSection)

@@ -195,6 +195,7 @@ async def test_missing_channel_permissions_are_named_privately(bot: BotUnderTest
     assert wavespeed.submits == [] and cards(fake) == []
 
 
+@pytest.mark.sqlite_only  # another process holding SQLite's one write lock
 async def test_a_locked_database_refuses_the_command_cleanly(bot: BotUnderTest, wavespeed: FakeWaveSpeed) -> None:
     await bot.app.db.set_busy_timeout(100)
     other = sqlite3.connect(bot.app.db.path, isolation_level=None)

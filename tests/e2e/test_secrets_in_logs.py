@@ -62,6 +62,7 @@ async def a_clip_and_a_failure_quoting_the_key(tmp_path: Path, fake: FakeDiscord
         )
 
 
+@pytest.mark.sqlite_only  # it checks that the SQLite driver's DEBUG lines were there to be searched
 @pytest.mark.parametrize("fmt", ["text", "json"])
 async def test_a_debug_run_logs_no_token_key_or_secret(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, fmt: str
