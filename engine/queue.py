@@ -12,7 +12,8 @@ the other, never together (the second finds the job ended and returns).
 
 A worker that dies (SIGKILL, a lost machine) stops sending heartbeats; every worker looks for tasks
 left "doing" by a worker silent for `stalled_after` seconds and puts them back in the queue, where the
-next free worker takes them and resumes the job from its state.
+next free worker takes them and resumes the job from its state. A worker told to stop takes no new task
+and finishes the ones it holds, its heartbeat going on meanwhile, so no other worker takes them from it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import procrastinate
+import procrastinate.worker
 import psycopg
 from procrastinate import exceptions as engine_errors
 
@@ -219,25 +221,51 @@ class JobQueue:
         return requeued
 
     async def run_worker(self, carry: Carry, *, concurrency: int, name: str = "worker") -> None:
-        """Carry jobs until cancelled: `carry(job_id)` runs one job from its stored state."""
+        """Carry jobs until cancelled: `carry(job_id)` runs one job from its stored state. Cancelled, it takes
+        no new job and returns once the jobs it holds are finished."""
         self._carry = carry
+        worker = procrastinate.worker.Worker(
+            app=self.app,
+            queues=[QUEUE],
+            name=name,
+            concurrency=concurrency,
+            update_heartbeat_interval=self.heartbeat_seconds,
+            stalled_worker_timeout=self.stalled_after,
+            install_signal_handlers=False,
+            delete_jobs="successful",
+            wait=True,
+        )
         watcher = asyncio.create_task(self._watch_stalled(), name="requeue-stalled")
+        running = asyncio.create_task(worker.run(), name="engine-worker")
         try:
-            await self.app.run_worker_async(
-                queues=[QUEUE],
-                name=name,
-                concurrency=concurrency,
-                update_heartbeat_interval=self.heartbeat_seconds,
-                stalled_worker_timeout=self.stalled_after,
-                install_signal_handlers=False,
-                delete_jobs="successful",
-                wait=True,
-            )
+            await asyncio.shield(running)
+        except asyncio.CancelledError:
+            # The engine's worker stops its heartbeat before it waits for the jobs it holds: beat on for it
+            # until they are finished, or every worker (this one too) would take them, after stalled_after,
+            # for the jobs of a dead worker and run them a second time, at the same time.
+            beating = asyncio.create_task(self._beat_for(worker), name="heartbeat-while-stopping")
+            running.cancel()
+            try:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await running
+            finally:
+                beating.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await beating
+            raise
         finally:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
             self._carry = None
+
+    async def _beat_for(self, worker: procrastinate.worker.Worker) -> None:
+        while (worker_id := worker.worker_id) is not None:  # None once it has finished and unregistered
+            try:
+                await self.app.job_manager.update_heartbeat(worker_id)
+            except Exception as exc:  # the database away for a moment: the next beat may reach it
+                log.warning("job engine: could not send the heartbeat of a stopping worker: %s", exc)
+            await asyncio.sleep(self.heartbeat_seconds)
 
     async def _watch_stalled(self) -> None:
         while True:

@@ -1,5 +1,6 @@
 """The job engine on a real PostgreSQL: a job handed over is carried by a worker once however often it is
-handed over, and the jobs of a worker that is SIGKILLed are taken up by another worker."""
+handed over, the jobs of a worker that is SIGKILLed are taken up by another worker, and those of a worker
+told to stop are left to it while it finishes them."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+
+import psycopg
+import pytest
 
 from engine.queue import JobQueue
 
@@ -80,3 +84,39 @@ async def test_the_jobs_of_a_killed_worker_are_carried_by_another(pg_url: str, t
     assert {job for job, pid in marks(tmp_path, "finished")} == {1, 2, 3}
     assert {pid for _, pid in marks(tmp_path, "finished")} == {second.pid}
     assert {pid for _, pid in marks(tmp_path, "started") if pid != second.pid} == {first.pid}
+
+
+async def test_a_worker_told_to_stop_beats_on_until_it_has_finished_its_jobs(pg_url: str) -> None:
+    """Stopping, the engine's worker cancels its heartbeat before it waits for the jobs it holds; without a
+    heartbeat of our own meanwhile, every worker (this one too) took them, after `stalled_after`, for the
+    jobs of a dead worker and ran them a second time, at the same time (found by the fault suite's worker
+    mode: a SIGTERMed worker's job carried by the other worker while the first still carried it)."""
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def carry(job_id: int) -> None:
+        started.set()
+        await release.wait()
+
+    async with JobQueue(pg_url, heartbeat_seconds=0.2, stalled_after=1) as queue:
+        await queue.hand_over(1)
+        worker = asyncio.create_task(queue.run_worker(carry, concurrency=4))
+        await asyncio.wait_for(started.wait(), 30)
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            told_at = conn.execute("SELECT NOW()").fetchone()
+            worker.cancel()  # told to stop: it finishes the job it holds first
+
+            def beat_past_stall_limit() -> bool:
+                row = conn.execute(
+                    "SELECT MIN(last_heartbeat) > %s + INTERVAL '1.5 seconds' FROM procrastinate_workers", told_at
+                ).fetchone()
+                return bool(row and row[0])
+
+            try:
+                await until(beat_past_stall_limit, timeout=30)
+            except TimeoutError:
+                pytest.fail("the stopping worker's heartbeat stopped while it still held a job")
+            assert await queue.requeue_stalled() == [], "a stopping worker's job was taken for a dead worker's"
+            task = conn.execute("SELECT status FROM procrastinate_jobs WHERE lock = 'job-1'").fetchone()
+            assert task == ("doing",)
+        release.set()
+        await asyncio.gather(worker, return_exceptions=True)
