@@ -12,18 +12,27 @@ import asyncio
 import contextlib
 import logging
 import signal
+from datetime import datetime
 
 import discord
 
 from app import App, open_app
 from bot import TOKEN_HELP, WRONG_TOKEN, StartupError, build_bot, point_discord_at
 from cogs.client import HailuoBot
+from core.clock import utcnow
+from core.jobs import JobRecord, JobStatus
 from services.poll_share import follow_poll_share
 from settings import Settings
 
 log = logging.getLogger("hailuo")
 
 NOT_SEPARATE = "bot.py worker runs jobs handed over by gateway processes: set workers.separate = true (PostgreSQL)."
+# A gateway reserves a job, edits the receipt and posts the card (each retried by discord.py for up to about
+# 25 s when Discord fails), and only then hands the job over; when the card cannot be posted it refunds the
+# job instead. Until its card is posted the job is its gateway's: the sweep for stray jobs leaves it alone
+# this long after its last change (a worker running it while its gateway refunds it would leave it running
+# forever, paid for at the provider and charged to no one). Then its gateway is taken to have stopped.
+LAUNCH_GRACE_SECONDS = 60.0
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
@@ -45,6 +54,19 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
             await carry_jobs(app, bot, stop)
         finally:
             await bot.close()
+
+
+def launching(jobs: list[JobRecord], now: datetime) -> set[int]:
+    """The jobs their gateway may still be launching: reserved, changed within LAUNCH_GRACE_SECONDS, and with
+    no card yet, or in a set of variants one of which has none yet (a card that fails ends the whole set)."""
+    recent = [
+        job
+        for job in jobs
+        if job.status == JobStatus.RESERVED
+        and (now - datetime.fromisoformat(job.updated_at)).total_seconds() < LAUNCH_GRACE_SECONDS
+    ]
+    sets = {job.set_card_id for job in recent if job.message_id is None and job.set_card_id is not None}
+    return {job.id for job in recent if job.message_id is None or job.set_card_id in sets}
 
 
 def _signalled() -> asyncio.Event:
@@ -72,8 +94,11 @@ async def carry_jobs(app: App, bot: HailuoBot, stop: asyncio.Event) -> None:
 
     async def hand_over_strays() -> None:
         """Unfinished jobs with no task waiting or running (reserved while no hand-over could be made: the
-        database away for a moment) are handed over; those whose task a Cancel withdrew are ended."""
-        unfinished = {job.id: job for job in await app.store.unfinished()}
+        database away for a moment, or by a gateway that stopped before it could) are handed over; those
+        whose task a Cancel withdrew are ended. Jobs their gateway may still be launching are left to it."""
+        jobs = await app.store.unfinished()
+        left_to_gateway = launching(jobs, utcnow())
+        unfinished = {job.id: job for job in jobs if job.id not in left_to_gateway}
         strays = await queue.strays(list(unfinished))
         for job_id in strays.handed_over:
             log.info("job %d: found unfinished with no task; handed over", job_id)
