@@ -128,7 +128,9 @@ async def carry_jobs(app: App, bot: HailuoBot, stop: asyncio.Event) -> None:
     share = asyncio.create_task(follow_poll_share(app.runner.crew, queue, queue.heartbeat_seconds), name="poll-share")
     stopping = asyncio.create_task(stop.wait(), name="stop")
     await asyncio.wait({work, cancels, strays, share, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    for task in (work, cancels, strays, share, stopping):
+    # The engine finishes the jobs this worker holds before `work` ends: until then their Cancels, callbacks
+    # and poll share still reach them.
+    for task in (stopping, strays, work, cancels, share):
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task

@@ -48,8 +48,9 @@ class JobStore(Protocol):
 
     async def mark_final_shown(self, job_id: int) -> None: ...
 
-    async def set_status(self, job_id: int, status: JobStatus, detail: str = "", **changes: Unpack[JobChanges]) -> None:
-        """Record a state change (and the columns that go with it) with its history row."""
+    async def set_status(self, job_id: int, status: JobStatus, detail: str = "", **changes: Unpack[JobChanges]) -> bool:
+        """Record a state change (and the columns that go with it) with its history row. False (and nothing
+        changed) when the job has ended already: an outcome is final, whichever process wrote it."""
         ...
 
     async def update(self, job_id: int, **changes: Unpack[JobChanges]) -> None:

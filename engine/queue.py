@@ -122,13 +122,13 @@ class JobQueue:
         statuses: dict[str, set[str]] = {}
         for row in rows:
             statuses.setdefault(row["lock"], set()).add(row["status"])
-        idle, withdrawn = [], []
+        idle: list[int] = []
+        withdrawn: list[int] = []
         for job_id in job_ids:
             seen = statuses.get(f"job-{job_id}", set())
-            if "cancelled" in seen:
-                withdrawn.append(job_id)
-            elif not seen & {"todo", "doing"}:
-                idle.append(job_id)
+            if seen & {"todo", "doing"}:
+                continue  # waiting for a worker, or running on one
+            (withdrawn if "cancelled" in seen else idle).append(job_id)
         for job_id in idle:
             await self.hand_over(job_id)
         return Strays(idle, withdrawn)
@@ -160,7 +160,9 @@ class JobQueue:
         """Take the job's task out of the queue if no worker has started it; True when it was withdrawn
         (the engine marks it cancelled in one statement, so a worker cannot take it at the same moment)."""
         rows = await self.app.connector.execute_query_all_async(
-            "SELECT id FROM procrastinate_jobs WHERE lock = %(lock)s AND status = 'todo'", lock=f"job-{job_id}"
+            "SELECT id FROM procrastinate_jobs WHERE lock = %(lock)s AND status = 'todo'"
+            " AND NOT EXISTS (SELECT 1 FROM procrastinate_jobs WHERE lock = %(lock)s AND status = 'doing')",
+            lock=f"job-{job_id}",
         )
         for row in rows:
             if await self.app.job_manager.cancel_job_by_id_async(row["id"]):

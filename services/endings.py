@@ -54,10 +54,14 @@ def ending_message(status: JobStatus | str, error_kind: str | None) -> Text:
 
 async def record_status(
     store: JobStore, run: JobRun, status: JobStatus, detail: str = "", **changes: Unpack[JobChanges]
-) -> None:
-    """Persist a state change with its history row, and log it (one line per change, with the job id)."""
-    await store.set_status(run.job.id, status, detail, **changes)
+) -> bool:
+    """Persist a state change with its history row, and log it (one line per change, with the job id). False
+    when the job had ended already (elsewhere: a Cancel while it waited for a worker)."""
+    if not await store.set_status(run.job.id, status, detail, **changes):
+        log.warning("job %d: ended already; not moved to %s", run.job.id, status.value)
+        return False
     log.info("job %d: %s%s (%s)", run.job.id, status.value, f" {detail}" if detail else "", run.job.provider)
+    return True
 
 
 async def fail(store: JobStore, run: JobRun, kind: FailureKind, detail: str) -> None:

@@ -64,14 +64,16 @@ class ObservedStore:
         self.metrics.reserved(job.cost_micros)  # at reservation the job's cost is what is reserved
         self._entered(job)
 
-    async def set_status(self, job_id: int, status: JobStatus, detail: str = "", **changes: Unpack[JobChanges]) -> None:
-        await self.store.set_status(job_id, status, detail, **changes)
+    async def set_status(self, job_id: int, status: JobStatus, detail: str = "", **changes: Unpack[JobChanges]) -> bool:
+        if not await self.store.set_status(job_id, status, detail, **changes):
+            return False
         previous = self._states.get(job_id)
         # A job not remembered has ended already (or is not this process's): counting it would leave a
         # job in a state gauge for ever.
         if previous is not None and previous != status:
             self._states[job_id] = status
             self.metrics.job_moved(previous, status)
+        return True
 
     async def finish(
         self, job_id: int, status: JobStatus, outcome: Outcome, detail: str = "", **changes: Unpack[JobChanges]

@@ -110,8 +110,8 @@ class PatientStore:
     async def mark_final_shown(self, job_id: int) -> None:
         await self._patiently("mark_final_shown", lambda: self.store.mark_final_shown(job_id))
 
-    async def set_status(self, job_id: int, status: JobStatus, detail: str = "", **changes: Unpack[JobChanges]) -> None:
-        await self._patiently(
+    async def set_status(self, job_id: int, status: JobStatus, detail: str = "", **changes: Unpack[JobChanges]) -> bool:
+        return await self._patiently(
             f"set_status {status.value}", lambda: self.store.set_status(job_id, status, detail, **changes)
         )
 

@@ -31,7 +31,9 @@ async def submit(crew: Crew, run: JobRun, spec: GenerationSpec) -> bool:
     reserved = (await crew.store.ledger_totals(run.job.id)).reserved
     affordable = [name for name in candidates if crew.prices.price_micros(name, spec) <= reserved]
     for index, name in enumerate(affordable):
-        await _use_provider(crew, run, name, crew.prices.price_micros(name, spec))
+        if not await _use_provider(crew, run, name, crew.prices.price_micros(name, spec)):
+            run.ending = True  # it ended in another process before the paid call: nothing is sent
+            return False
         # Cancel and submit exclude each other: the last look at the flag and `submitting` going up
         # happen with no await between them, so a Cancel either stops the job here (and was told
         # "before it started") or finds the submit in flight (and was told what that means).
@@ -85,9 +87,9 @@ async def _store_task_id(crew: Crew, run: JobRun, provider: str, task_id: str) -
         run.submitting = False
 
 
-async def _use_provider(crew: Crew, run: JobRun, name: str, price: int) -> None:
+async def _use_provider(crew: Crew, run: JobRun, name: str, price: int) -> bool:
     if (name, price) != (run.job.provider, run.job.cost_micros):
         await crew.store.update(run.job.id, provider=name, cost_micros=price)
         run.job = replace(run.job, provider=name, cost_micros=price)
         run.card = replace(run.card, provider=name, cost_micros=price, free=crew.router.is_free(name))
-    await record_status(crew.store, run, JobStatus.SUBMITTING)
+    return await record_status(crew.store, run, JobStatus.SUBMITTING)

@@ -20,7 +20,7 @@ from typing import Any, Unpack
 from core.admin import PoolDraw
 from core.clock import iso, utcnow
 from core.errors import QuotaExceeded, StorageError
-from core.jobs import JobChanges, JobRecord, JobStatus, LedgerTotals, NewJob, Outcome, Usage
+from core.jobs import TERMINAL_STATUSES, JobChanges, JobRecord, JobStatus, LedgerTotals, NewJob, Outcome, Usage
 from core.store import ReservationCheck
 from storage.ledger import TERMINAL_SQL, read_usage, totals_from_row, totals_query
 from storage.sql import Connection, ConstraintError, Database, Row
@@ -225,17 +225,21 @@ class SqlJobStore:
         async with self.db.transaction() as conn:
             await conn.execute("UPDATE jobs SET final_shown = 1 WHERE id = ?", (job_id,))
 
-    async def set_status(self, job_id: int, status: JobStatus, detail: str = "", **changes: Unpack[JobChanges]) -> None:
-        """Record a state change (and any columns that go with it) plus its history row."""
+    async def set_status(self, job_id: int, status: JobStatus, detail: str = "", **changes: Unpack[JobChanges]) -> bool:
+        """Record a state change (and any columns that go with it) plus its history row; False when the job
+        has ended already (nothing is changed: another process's refund must not be overwritten)."""
         status, stamp = JobStatus(status), iso(utcnow())  # a word that is not a status fails here
         columns = _checked(changes)
         assignments = "".join(f", {name} = ?" for name in columns)
+        ended = ", ".join(f"'{each.value}'" for each in TERMINAL_STATUSES)
         async with self.db.transaction() as conn:
-            await conn.execute(
-                f"UPDATE jobs SET status = ?, updated_at = ?{assignments} WHERE id = ?",
+            changed = await conn.execute(
+                f"UPDATE jobs SET status = ?, updated_at = ?{assignments} WHERE id = ? AND status NOT IN ({ended})",
                 (status.value, stamp, *columns.values(), job_id),
             )
-            await self._event(conn, job_id, status.value, detail, stamp)
+            if changed:
+                await self._event(conn, job_id, status.value, detail, stamp)
+        return bool(changed)
 
     async def update(self, job_id: int, **changes: Unpack[JobChanges]) -> None:
         """Change columns without a state change (e.g. the job card's message id)."""

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from core.jobs import JobStatus
 from core.spec import GenerationSpec
 from media import ffmpeg
 from providers.wavespeed import WaveSpeedProvider
@@ -195,3 +196,16 @@ async def test_a_poll_budget_far_behind_cannot_keep_a_job_past_its_deadline(
         final = await asyncio.wait_for(svc.runner.run(job, RecordingReporter()), 30)
         assert final is not None and final.status == "failed" and final.error_kind == "timeout"
         assert (await svc.store.ledger_totals(job.id)).refunded == final.cost_micros
+
+
+async def test_a_job_that_ended_in_another_process_is_never_submitted(
+    service: Services, wavespeed: FakeWaveSpeed
+) -> None:
+    """Cancelled while it waited for a worker, by a gateway, at the moment a worker took it: the worker's
+    runner finds the job ended when it records the submit, and sends nothing."""
+    job = await service.jobs.create(SPEC, Requester(1, 10, 20), command="video")
+    assert await service.store.finish(job.id, JobStatus.CANCELLED, "refund", "cancelled by another process")
+    final = await service.runner.run(job, RecordingReporter())
+    assert final is not None and final.status == "cancelled"
+    assert wavespeed.submits == []
+    assert (await service.store.ledger_totals(job.id)).refunded == job.cost_micros

@@ -104,6 +104,17 @@ async def test_a_job_ends_once_settle_after_refund_is_ignored(jobs: SqlJobStore)
     assert (totals.settled, totals.refunded, totals.outstanding) == (1, 0, 0)
 
 
+async def test_an_ended_job_keeps_its_status_whatever_a_late_runner_records(jobs: SqlJobStore) -> None:
+    """A job refunded by one process (a Cancel while it waited for a worker) is not moved on by a worker that
+    took it at that moment: its runner learns it ended and sends nothing."""
+    job_id = (await jobs.reserve(new_job(cost=1), check_fits(limits(), 1, NOW), now=NOW)).id
+    assert await jobs.set_status(job_id, JobStatus.SUBMITTING)
+    assert await jobs.finish(job_id, JobStatus.CANCELLED, "refund")
+    assert not await jobs.set_status(job_id, JobStatus.RUNNING, "late")
+    job = await jobs.get(job_id)
+    assert job is not None and job.status == "cancelled"
+
+
 async def test_ledger_rows_cannot_be_changed_or_deleted(jobs: SqlJobStore) -> None:
     await jobs.reserve(new_job(cost=1), check_fits(limits(), 1, NOW), now=NOW)
     for statement in ("UPDATE ledger SET amount_micros = 0", "DELETE FROM ledger"):
