@@ -68,9 +68,11 @@ def write_config(
     webhook_port: int | None = None,
     data_dir: Path | None = None,
     extra: str = "",
+    bot_settings: tuple[str, ...] = (),
 ) -> Path:
     """`folder/config.toml`. Several processes of one deployment share a callback URL (`webhook_port`: the
-    gateway's receiver), and may share a `data_dir`; `extra` is appended (e.g. a `[workers]` table)."""
+    gateway's receiver), and may share a `data_dir`; `extra` is appended (e.g. a `[workers]` table) and
+    `bot_settings` ("key = value" lines) go into `[bot]`."""
     text = (bot_dir / "config.toml").read_text(encoding="utf-8")
     prices = text[text.index("[prices.") : text.index("[webhooks]")]  # exactly what ships
     port = webhook_port or (free_port() if webhooks else 8080)
@@ -84,7 +86,8 @@ def write_config(
             webhook_base=f"http://127.0.0.1:{port}" if webhooks else "",
             webhook_port=port,
             # The bot logs its event-loop lag every `health_log_seconds` (where it has that setting).
-            health=("health_log_seconds = 5\n" if _knows_health_log(bot_dir) else ""),
+            health=("health_log_seconds = 5\n" if _knows_health_log(bot_dir) else "")
+            + "".join(f"{line}\n" for line in bot_settings),
         ),
         encoding="utf-8",
     )

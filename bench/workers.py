@@ -40,11 +40,23 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--polling", help="extra levels with callbacks off, as WORKERSxJOBS, comma-separated (default 1x1000)"
     )
-    parser.add_argument("--compression", type=float, help="provider time 30–90 s divided by this (default 2)")
+    parser.add_argument("--compression", type=float, help="provider time 30–90 s divided by this (default 1)")
     parser.add_argument(
-        "--animate-share", type=float, default=0.0, help="share of /animate among the commands (default 0: see bench/README.md)"
+        "--burst-period", type=float, help="seconds between bursts of 200 commands (default 5; quick 1.5)"
+    )
+    parser.add_argument(
+        "--animate-share",
+        type=float,
+        default=0.0,
+        help="share of /animate among the commands (default 0: see bench/README.md)",
     )
     parser.add_argument("--clip-kib", type=int, default=64, help="every job's clip (tiny: delivery is not measured)")
+    parser.add_argument(
+        "--bot-setting",
+        action="append",
+        default=[],
+        help='a [bot] line for every process, e.g. "max_concurrent_deliveries = 64"',
+    )
     parser.add_argument("--concurrency", type=int, help="workers.concurrency (default: the level's job count)")
     parser.add_argument("--ledger-users", type=int, help="the ledger level's members (default 300; 0 = skip)")
     parser.add_argument("--ledger-attempts", type=int, default=20, help="reservations each member attempts")
@@ -56,7 +68,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args.jobs = _ints(args.jobs or ("40" if args.quick else "1000,5000,10000"))
     polling = args.polling if args.polling is not None else ("" if args.quick else "1x1000")
     args.polling = [tuple(int(x) for x in level.split("x")) for level in polling.split(",") if level]
-    args.compression = args.compression or (20.0 if args.quick else 2.0)
+    args.compression = args.compression or (20.0 if args.quick else 1.0)
+    args.burst_period = args.burst_period or (1.5 if args.quick else 5.0)
     args.ledger_users = args.ledger_users if args.ledger_users is not None else (50 if args.quick else 300)
     return args
 
@@ -74,7 +87,10 @@ def plan(args: argparse.Namespace) -> list[tuple[int, int, bool]]:
 def workload(n: int, args: argparse.Namespace) -> list[Job]:
     """bench/workload.py's commands (bursts of 200 within a second every 1.5 s, 60 % /video, 40 % /animate),
     each with its provider time drawn in 30–90 s ÷ c, counted from the provider's release (see HeldWaveSpeed)."""
-    return draw(n, Shape(compression=args.compression, animate_share=args.animate_share, seed=args.seed))
+    shape = Shape(
+        compression=args.compression, burst_period=args.burst_period, animate_share=args.animate_share, seed=args.seed
+    )
+    return draw(n, shape)
 
 
 async def benchmark(args: argparse.Namespace) -> dict[str, Any]:
@@ -88,7 +104,10 @@ async def benchmark(args: argparse.Namespace) -> dict[str, Any]:
         "machine": machine(),
         "postgresql": source,
         "compression": args.compression,
+        "burst_period_s": args.burst_period,
+        "animate_share": args.animate_share,
         "clip_bytes": len(clip),
+        "bot_settings": args.bot_setting,
         "levels": [],
     }
     server = PgServer(bindir).start()
@@ -121,6 +140,7 @@ async def _level(
                 clip=clip,
                 log_dir=args.out.parent / "logs",
                 concurrency=args.concurrency,
+                bot_settings=tuple(args.bot_setting),
             )
             cfg = with_label(cfg, n)
             load_before = os.getloadavg()

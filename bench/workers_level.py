@@ -50,6 +50,7 @@ class WorkersConfig:
     heartbeat_ms: int = 1000
     concurrency: int | None = None  # workers.concurrency; None: the level's job count (one worker could take all)
     label: str = ""
+    bot_settings: tuple[str, ...] = ()  # "key = value" lines for [bot], to try a setting
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,7 @@ def _prepare(
         typical_seconds=typical,
         webhooks=cfg.callbacks,
         extra=WORKERS_TABLE.format(concurrency=cfg.concurrency or max(len(jobs), 1)),
+        bot_settings=cfg.bot_settings,
     )
     env = {
         "DISCORD_TOKEN": discord.bot_token,

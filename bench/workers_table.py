@@ -24,7 +24,7 @@ def cpu(level: dict[str, Any]) -> str:
 def cores(level: dict[str, Any]) -> str:
     busy = get(level, "processes.cores_busy") or {}
     total = sum(v for v in busy.values() if v is not None)
-    parts = [num(busy.get(role), 2) for role in ("gateway", "workers", "postgresql", "stand-ins")]
+    parts = [num(busy.get(role), 2) for role in ("gateway", "workers", "ffmpeg", "postgresql", "stand-ins")]
     return f"{total:.2f} ({' / '.join(parts)})"
 
 
@@ -61,7 +61,7 @@ COLUMNS: list[Column] = [
     ("jobs/s: first command → last delivered / first end → last delivered", rates),
     ("notice p50 / p99 (s)", notice),
     ("CPU s/job: bot (gateway / workers / ffmpeg / PostgreSQL / stand-ins)", cpu),
-    ("cores busy (gateway / workers / PostgreSQL / stand-ins)", cores),
+    ("cores busy (gateway / workers / ffmpeg / PostgreSQL / stand-ins)", cores),
     ("peak RSS (MiB): per worker / gateway", rss),
     ("reservations/s (gateway, as commands came)", lambda v: num(v.get("reservations_per_s"), 0)),
     ("ledger balanced", ledger),
