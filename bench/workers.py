@@ -38,7 +38,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--workers", help="worker processes per level, comma-separated (default 1,2,4)")
     parser.add_argument("--jobs", help="jobs in flight per level, comma-separated (default 1000,5000,10000)")
     parser.add_argument(
-        "--polling", help="extra levels with callbacks off, as WORKERSxJOBS, comma-separated (default 1x1000)"
+        "--polling", help="extra levels with callbacks off, as WORKERSxJOBS, comma-separated (default 1x1000,4x10000)"
     )
     parser.add_argument("--compression", type=float, help="provider time 30–90 s divided by this (default 1)")
     parser.add_argument(
@@ -66,7 +66,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.workers = _ints(args.workers or ("1,2" if args.quick else "1,2,4"))
     args.jobs = _ints(args.jobs or ("40" if args.quick else "1000,5000,10000"))
-    polling = args.polling if args.polling is not None else ("" if args.quick else "1x1000")
+    polling = args.polling if args.polling is not None else ("" if args.quick else "1x1000,4x10000")
     args.polling = [tuple(int(x) for x in level.split("x")) for level in polling.split(",") if level]
     args.compression = args.compression or (20.0 if args.quick else 1.0)
     args.burst_period = args.burst_period or (1.5 if args.quick else 5.0)
