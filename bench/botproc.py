@@ -194,6 +194,13 @@ class BotProcess:
             return ""
 
 
+def machine_busy_s() -> float:
+    """CPU seconds every process on the machine has used since boot, all cores together (/proc/stat)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
+
+
 def tree_cpu_s(pid: int) -> float | None:
     """User + system CPU seconds of a process, of its children it has reaped, and of its live children: a
     PostgreSQL server's postmaster and its backends (which come and go with connections)."""

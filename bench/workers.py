@@ -63,6 +63,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=RESULTS / "workers.json")
     parser.add_argument("--bot-dir", type=Path, default=ROOT, help="the bot tree to run (bot.py in it)")
     parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument("--render", type=Path, help="print the tables of a results file and exit")
     args = parser.parse_args(argv)
     args.workers = _ints(args.workers or ("1,2" if args.quick else "1,2,4"))
     args.jobs = _ints(args.jobs or ("40" if args.quick else "1000,5000,10000"))
@@ -182,6 +183,9 @@ def _write(out: Path, results: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.render:
+        print(render(json.loads(args.render.read_text(encoding="utf-8"))))
+        return 0
     results = asyncio.run(benchmark(args))
     _write(args.out, results)
     print(render(results))

@@ -14,7 +14,7 @@ from bench.stats import summary
 from bench.workers_level import TERMINAL, LevelRun, Snapshot, kept_log
 
 MIB_PER_KIB = 1 / 1024
-STARTED_JOB = re.compile(r"Starting job hailuo\.run_job")
+STARTED_JOB = re.compile(r"Starting job hailuo\.run_job\[\d+\]\(job_id=(\d+)\)")
 
 
 def collect(run: LevelRun) -> dict[str, Any]:
@@ -27,6 +27,7 @@ def collect(run: LevelRun) -> dict[str, Any]:
     window = last_delivered - run.at.first_command
     drain = last_delivered - min(ends, default=last_delivered)
     provider = counting.provider_requests(run.wavespeed)
+    spread, extra_tasks = _jobs_per_worker(run)
     with_job = {row["interaction_id"] for row in run.rows}
     refusals = Counter(_refusal(it) for it in run.sent.values() if it.id not in with_job)
     unanswered = refusals.pop(None, 0)
@@ -68,7 +69,8 @@ def collect(run: LevelRun) -> dict[str, Any]:
         "callbacks_answered": dict(Counter(str(d.status) for d in run.wavespeed.webhook_deliveries)),
         "provider_requests_per_job": {k: v / n for k, v in provider.items()} if n else {},
         "processes": _process_figures(run),
-        "jobs_per_worker": _jobs_per_worker(run),
+        "jobs_per_worker": spread,
+        "extra_tasks": extra_tasks,
         "loop_lag_ms": _reported_lag(run),
         "ledger": _ledger_check(run, delivered),
         "exit_codes": run.exit_codes,
@@ -104,57 +106,72 @@ def _reservation_rate(rows: list[dict[str, Any]]) -> float | None:
 
 
 def _process_figures(run: LevelRun) -> dict[str, Any]:
-    """CPU seconds (over the load: first command to last job ended) and peak RSS, per process and per role."""
-    start, end = run.start, run.end
+    """CPU seconds per role (over the load: first command to last job ended) and peak RSS per process; and
+    the cores each role kept busy, over the load and over the drain (first task end to the last job ended),
+    beside what every process on the machine used (other work on it included)."""
+    start, drain, end = run.start, run.drain, run.end
     if start is None or end is None:
         return {}
     n = max(len(run.jobs), 1)
-    active = max(end.at - start.at, 1e-9)
-    per_process = {}
-    for name in end.procs:
-        cpu = _cpu(start, end, name)
-        last = end.procs[name]
-        per_process[name] = {
-            "cpu_s": cpu,
-            "ffmpeg_cpu_s": _children_cpu(start, end, name),
-            "peak_rss_mib": last.peak_rss_kib * MIB_PER_KIB if last else None,
-            "rss_at_end_mib": last.rss_kib * MIB_PER_KIB if last else None,
+    per_process = {
+        name: {
+            "cpu_s": _delta(start, end, name, "cpu_s"),
+            "ffmpeg_cpu_s": _delta(start, end, name, "children_cpu_s"),
+            "peak_rss_mib": sample.peak_rss_kib * MIB_PER_KIB if sample else None,
+            "rss_at_end_mib": sample.rss_kib * MIB_PER_KIB if sample else None,
         }
+        for name, sample in end.procs.items()
+    }
+    roles = _role_cpu(start, end)
     workers = [v for k, v in per_process.items() if k.startswith("worker")]
-    worker_cpu = sum(w["cpu_s"] or 0.0 for w in workers)
-    gateway_cpu = per_process.get("gateway", {}).get("cpu_s") or 0.0
-    children = sum(v["ffmpeg_cpu_s"] or 0.0 for v in per_process.values())
-    pg = (end.pg_cpu_s - start.pg_cpu_s) if end.pg_cpu_s is not None and start.pg_cpu_s is not None else None
-    own = (end.own.cpu_s - start.own.cpu_s) if end.own and start.own else None
-    roles = {"gateway": gateway_cpu, "workers": worker_cpu, "ffmpeg": children, "postgresql": pg, "stand-ins": own}
     return {
         "per_process": per_process,
         "cpu_s_per_job": {role: (cpu / n if cpu is not None else None) for role, cpu in roles.items()},
-        "bot_cpu_s_per_job": (gateway_cpu + worker_cpu + children) / n,
-        "cores_busy": {role: (cpu / active if cpu is not None else None) for role, cpu in roles.items()},
+        "bot_cpu_s_per_job": sum(roles[r] or 0.0 for r in ("gateway", "workers", "ffmpeg")) / n,
+        "cores_busy": _cores(start, end),
+        "drain_cores_busy": _cores(drain, end) if drain is not None else None,
         "peak_rss_worker_mib": max((w["peak_rss_mib"] or 0.0 for w in workers), default=None),
         "peak_rss_gateway_mib": per_process.get("gateway", {}).get("peak_rss_mib"),
-        "active_seconds": active,
+        "active_seconds": end.at - start.at,
     }
 
 
-def _cpu(start: Snapshot, end: Snapshot, name: str) -> float | None:
-    a, b = start.procs.get(name), end.procs.get(name)
-    return b.cpu_s - a.cpu_s if a and b else None
+def _role_cpu(a: Snapshot, b: Snapshot) -> dict[str, float | None]:
+    """CPU seconds between two snapshots: the gateway, the workers, their ffmpeg children, PostgreSQL, this
+    process (the stand-ins), and every process on the machine."""
+    names = list(b.procs)
+    workers = [_delta(a, b, name, "cpu_s") for name in names if name.startswith("worker")]
+    return {
+        "gateway": _delta(a, b, "gateway", "cpu_s"),
+        "workers": sum(w or 0.0 for w in workers),
+        "ffmpeg": sum(_delta(a, b, name, "children_cpu_s") or 0.0 for name in names),
+        "postgresql": b.pg_cpu_s - a.pg_cpu_s if a.pg_cpu_s is not None and b.pg_cpu_s is not None else None,
+        "stand-ins": b.own.cpu_s - a.own.cpu_s if a.own and b.own else None,
+        "machine": b.machine_s - a.machine_s,
+    }
 
 
-def _children_cpu(start: Snapshot, end: Snapshot, name: str) -> float | None:
-    a, b = start.procs.get(name), end.procs.get(name)
-    return b.children_cpu_s - a.children_cpu_s if a and b else None
+def _cores(a: Snapshot, b: Snapshot) -> dict[str, float | None]:
+    span = max(b.at - a.at, 1e-9)
+    return {role: (cpu / span if cpu is not None else None) for role, cpu in _role_cpu(a, b).items()}
 
 
-def _jobs_per_worker(run: LevelRun) -> dict[str, int]:
-    """How the engine spread the jobs: the tasks each worker started (procrastinate logs one line each)."""
-    counts = {}
+def _delta(a: Snapshot, b: Snapshot, name: str, figure: str) -> float | None:
+    first, last = a.procs.get(name), b.procs.get(name)
+    return float(getattr(last, figure) - getattr(first, figure)) if first and last else None
+
+
+def _jobs_per_worker(run: LevelRun) -> tuple[dict[str, int], int]:
+    """How the engine spread the jobs: the jobs each worker started a task for (procrastinate logs a line
+    per task); and the tasks started for a job that had had one already (a worker's round for unfinished
+    jobs without a task hands over one that ended while it looked: the copy finds it ended)."""
+    counts, started = {}, []
     for worker in run.workers:
         name = worker.log_path.stem.replace("-", " ")  # worker-1.log -> "worker 1"
-        counts[name] = len(STARTED_JOB.findall(_log_text(run, worker.log_path.name)))
-    return counts
+        ids = STARTED_JOB.findall(_log_text(run, worker.log_path.name))
+        counts[name] = len(set(ids))
+        started += ids
+    return counts, len(started) - len(set(started))
 
 
 def _reported_lag(run: LevelRun) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from bench.botproc import BotProcess, ProcSample, read_proc, tree_cpu_s, write_config
+from bench.botproc import BotProcess, ProcSample, machine_busy_s, read_proc, tree_cpu_s, write_config
 from bench.level import animate_image
 from bench.stand_ins import BenchDiscord, HeldWaveSpeed
 from bench.workload import Job
@@ -61,6 +61,7 @@ class Snapshot:
     procs: dict[str, ProcSample | None]
     pg_cpu_s: float | None
     own: ProcSample | None
+    machine_s: float  # CPU seconds of every process on the machine (other work on it too)
 
 
 @dataclass
@@ -83,6 +84,7 @@ class LevelRun:
     workers: list[BotProcess]
     sent: dict[int, Any] = field(default_factory=dict)  # job index -> FakeInteraction
     start: Snapshot | None = None  # when the first command is sent
+    drain: Snapshot | None = None  # when the first task ends: from here on clips are being delivered
     end: Snapshot | None = None  # when the last job has ended
     at: Timeline = field(default_factory=Timeline)
     rows: list[dict[str, Any]] = field(default_factory=list)
@@ -163,13 +165,15 @@ async def _drive(run: LevelRun) -> None:
     run.start = _snapshot(run)
     run.at.first_command = time.time()
     releaser = asyncio.create_task(_release_when_all_submitted(run))
+    drain = asyncio.create_task(_snapshot_at_first_end(run, releaser))
     try:
         await _send_all(run)
         await releaser
         await _wait_done(run)
     finally:
-        releaser.cancel()
-        await asyncio.gather(releaser, return_exceptions=True)
+        for task in (releaser, drain):
+            task.cancel()
+        await asyncio.gather(releaser, drain, return_exceptions=True)
     run.at.finished = time.time()
     run.end = _snapshot(run)  # before any process stops: VmHWM is each one's peak RSS over its life
 
@@ -259,10 +263,18 @@ async def _wait_done(run: LevelRun) -> None:
             await asyncio.sleep(0.25)
 
 
+async def _snapshot_at_first_end(run: LevelRun, released: asyncio.Task[None]) -> None:
+    await released
+    first_end = (run.at.released or time.time()) + min((job.provider_seconds for job in run.jobs), default=0.0)
+    await asyncio.sleep(max(0.0, first_end - time.time()))
+    run.drain = _snapshot(run)
+
+
 def _snapshot(run: LevelRun) -> Snapshot:
     now = time.monotonic()
     procs = {name: proc.sample(now) for name, proc in run.processes.items()}
-    return Snapshot(now, procs, tree_cpu_s(run.cfg.postmaster_pid), read_proc(os.getpid(), now))
+    pg, own = tree_cpu_s(run.cfg.postmaster_pid), read_proc(os.getpid(), now)
+    return Snapshot(now, procs, pg, own, machine_busy_s())
 
 
 async def _stop_all(run: LevelRun) -> None:

@@ -17,15 +17,16 @@ def level_name(level: dict[str, Any]) -> str:
 
 def cpu(level: dict[str, Any]) -> str:
     per_job = get(level, "processes.cpu_s_per_job") or {}
-    parts = [num(per_job.get(role), 3) for role in ("gateway", "workers", "ffmpeg", "postgresql", "stand-ins")]
-    return f"{num(get(level, 'processes.bot_cpu_s_per_job'), 3)} ({' / '.join(parts)})"
+    bot = " + ".join(num(per_job.get(role), 3) for role in ("gateway", "workers", "ffmpeg"))
+    rest = f"PostgreSQL {num(per_job.get('postgresql'), 3)}, stand-ins {num(per_job.get('stand-ins'), 3)}"
+    return f"{num(get(level, 'processes.bot_cpu_s_per_job'), 3)} = {bot}; {rest}"
 
 
-def cores(level: dict[str, Any]) -> str:
-    busy = get(level, "processes.cores_busy") or {}
-    total = sum(v for v in busy.values() if v is not None)
+def cores(level: dict[str, Any], window: str = "cores_busy") -> str:
+    busy = get(level, f"processes.{window}") or {}
+    ours = sum(v for role, v in busy.items() if v is not None and role != "machine")
     parts = [num(busy.get(role), 2) for role in ("gateway", "workers", "ffmpeg", "postgresql", "stand-ins")]
-    return f"{total:.2f} ({' / '.join(parts)})"
+    return f"{ours:.2f} ({' / '.join(parts)}) of {num(busy.get('machine'), 2)}"
 
 
 def outcome(level: dict[str, Any]) -> str:
@@ -39,6 +40,10 @@ def rss(level: dict[str, Any]) -> str:
 
 def notice(level: dict[str, Any]) -> str:
     return f"{num(get(level, 'notice_s.p50'), 2)} / {num(get(level, 'notice_s.p99'), 2)}"
+
+
+def ack(level: dict[str, Any]) -> str:
+    return f"{num(get(level, 'ack_ms.p50'), 0)} / {num(get(level, 'ack_ms.p99'), 0)}"
 
 
 def rates(level: dict[str, Any]) -> str:
@@ -60,8 +65,10 @@ COLUMNS: list[Column] = [
     ("delivered / refunded / lost", outcome),
     ("jobs/s: first command → last delivered / first end → last delivered", rates),
     ("notice p50 / p99 (s)", notice),
-    ("CPU s/job: bot (gateway / workers / ffmpeg / PostgreSQL / stand-ins)", cpu),
-    ("cores busy (gateway / workers / ffmpeg / PostgreSQL / stand-ins)", cores),
+    ("ack p50 / p99 (ms)", ack),
+    ("CPU s/job: bot = gateway + workers + ffmpeg; beside it", cpu),
+    ("cores busy, whole level: ours (gateway / workers / ffmpeg / PostgreSQL / stand-ins) of the machine's", cores),
+    ("cores busy while delivering (first end → last)", lambda v: cores(v, "drain_cores_busy")),
     ("peak RSS (MiB): per worker / gateway", rss),
     ("reservations/s (gateway, as commands came)", lambda v: num(v.get("reservations_per_s"), 0)),
     ("ledger balanced", ledger),
