@@ -58,27 +58,49 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def write_config(folder: Path, bot_dir: Path, *, wavespeed_url: str, typical_seconds: float, webhooks: bool) -> Path:
+def write_config(
+    folder: Path,
+    bot_dir: Path,
+    *,
+    wavespeed_url: str,
+    typical_seconds: float,
+    webhooks: bool,
+    webhook_port: int | None = None,
+    data_dir: Path | None = None,
+    extra: str = "",
+    bot_settings: tuple[str, ...] = (),
+) -> Path:
+    """`folder/config.toml`. Several processes of one deployment share a callback URL (`webhook_port`: the
+    gateway's receiver), and may share a `data_dir`; `extra` is appended (e.g. a `[workers]` table) and
+    `bot_settings` ("key = value" lines) go into `[bot]`."""
     text = (bot_dir / "config.toml").read_text(encoding="utf-8")
     prices = text[text.index("[prices.") : text.index("[webhooks]")]  # exactly what ships
-    port = free_port() if webhooks else 8080
+    port = webhook_port or (free_port() if webhooks else 8080)
     path = folder / "config.toml"
     path.write_text(
         CONFIG.format(
-            data_dir=folder / "data",
+            data_dir=data_dir or folder / "data",
             wavespeed_url=wavespeed_url,
             typical_seconds=round(typical_seconds, 3),
             prices=prices,
             webhook_base=f"http://127.0.0.1:{port}" if webhooks else "",
             webhook_port=port,
             # The bot logs its event-loop lag every `health_log_seconds` (where it has that setting).
-            health=(
-                "health_log_seconds = 5\n" if "health_log_seconds" in (bot_dir / "settings.py").read_text() else ""
-            ),
+            health=("health_log_seconds = 5\n" if _knows_health_log(bot_dir) else "")
+            + "".join(f"{line}\n" for line in bot_settings),
         ),
         encoding="utf-8",
     )
+    if extra:
+        with path.open("a", encoding="utf-8") as out:
+            out.write("\n" + extra)
     return path
+
+
+def _knows_health_log(bot_dir: Path) -> bool:
+    """Whether the tree under test has `bot.health_log_seconds` (its settings moved to config_sections.py)."""
+    sources = [bot_dir / name for name in ("settings.py", "config_sections.py")]
+    return any(path.is_file() and "health_log_seconds" in path.read_text(encoding="utf-8") for path in sources)
 
 
 @dataclass(frozen=True)
@@ -112,9 +134,20 @@ def read_proc(pid: int, now: float) -> ProcSample | None:
 
 
 class BotProcess:
-    def __init__(self, bot_dir: Path, folder: Path, config: Path, env: dict[str, str]) -> None:
-        self.bot_dir, self.folder, self.config, self.env = bot_dir, folder, config, env
-        self.log_path = folder / "bot.log"
+    """`python bot.py [args]` (e.g. `worker`) in `folder`, logging to `folder/<log_name>`."""
+
+    def __init__(
+        self,
+        bot_dir: Path,
+        folder: Path,
+        config: Path,
+        env: dict[str, str],
+        *,
+        args: tuple[str, ...] = (),
+        log_name: str = "bot.log",
+    ) -> None:
+        self.bot_dir, self.folder, self.config, self.env, self.args = bot_dir, folder, config, env, args
+        self.log_path = folder / log_name
         self.proc: asyncio.subprocess.Process | None = None
 
     @property
@@ -130,9 +163,8 @@ class BotProcess:
             **self.env,
         }
         with self.log_path.open("wb") as log:  # a file, not a pipe: a full pipe would stall the bot
-            self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, str(self.bot_dir / "bot.py"), cwd=self.folder, env=env, stdout=log, stderr=log
-            )
+            command = [sys.executable, str(self.bot_dir / "bot.py"), *self.args]
+            self.proc = await asyncio.create_subprocess_exec(*command, cwd=self.folder, env=env, stdout=log, stderr=log)
 
     @property
     def pid(self) -> int:
@@ -160,3 +192,38 @@ class BotProcess:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except FileNotFoundError:
             return ""
+
+
+def machine_busy_s() -> float:
+    """CPU seconds every process on the machine has used since boot, all cores together (/proc/stat)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
+
+
+def tree_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of a process, of its children it has reaped, and of its live children: a
+    PostgreSQL server's postmaster and its backends (which come and go with connections)."""
+    own = _cpu_fields(pid)
+    if own is None:
+        return None
+    total = own[0] + own[1] + own[2] + own[3]
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            child = _cpu_fields(int(entry.name), parent=pid)
+            if child is not None:
+                total += child[0] + child[1]
+    return total / CLOCK_TICKS
+
+
+def _cpu_fields(pid: int, parent: int | None = None) -> tuple[int, int, int, int] | None:
+    """utime, stime, cutime, cstime in ticks; None when the process is gone (or not a child of `parent`)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()  # the command name may hold spaces
+    if parent is not None and int(fields[1]) != parent:
+        return None
+    utime, stime, cutime, cstime = (int(fields[i]) for i in (11, 12, 13, 14))
+    return utime, stime, cutime, cstime

@@ -114,3 +114,38 @@ class BenchWaveSpeed(FakeWaveSpeed):
         await response.write_eof()
         self.downloads[task.id] = Transfer(request.path, started, time.time(), len(data))
         return response
+
+
+class HeldWaveSpeed(BenchWaveSpeed):
+    """WaveSpeed with a queue in front: every task reports `created` until `release()`, and then runs for its
+    planned duration. Released once all N jobs are submitted, the level has exactly N jobs at the provider
+    at once however fast the bot took them in; each task ends `planned duration` after the release (a task
+    submitted after it, after its own submit)."""
+
+    HOLD_S = 1e6  # long enough to read "created" (the stand-in queues a task for the first quarter of it)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.released_at: float | None = None  # time.time()
+        self._runs: dict[str, float] = {}  # task id -> its planned duration, from the release
+
+    def _create(self, model_id: str, body: dict[str, object], webhook_url: str | None) -> FakeTask:
+        task = super()._create(model_id, body, None)  # no end-of-task callback yet: its end is not known
+        task.webhook_url = webhook_url
+        self._runs[task.id] = task.duration_s
+        if self.released_at is None:
+            task.duration_s = self.HOLD_S
+        else:
+            self._start(task, time.time())
+        return task
+
+    def release(self) -> None:
+        now = time.time()
+        self.released_at = now
+        for task in self.tasks.values():
+            self._start(task, now)
+
+    def _start(self, task: FakeTask, now: float) -> None:
+        task.duration_s = (now - task.submitted_at) + self._runs[task.id]
+        if task.webhook_url:
+            self._spawn(self._callback_at_end(task))

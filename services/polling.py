@@ -161,6 +161,10 @@ class PollPacer:
         self._next = start + self.gap
         return start - now
 
+    def backlog(self, now: float) -> float:
+        """Seconds until the next free slot: how far ahead the budget is booked (0 when it has room)."""
+        return max(self._next - now, 0.0)
+
 
 @dataclass(frozen=True)
 class PollPolicy:

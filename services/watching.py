@@ -27,12 +27,18 @@ async def watch(crew: Crew, run: JobRun, submitted: float) -> TaskStatus | None:
     assert task_id is not None
     provider = crew.router.providers[job.provider]
     typical, low, high = await history(crew, job)
-    schedule = crew.settings.poll_policy.schedule(typical, low, high, webhooks=crew.callbacks_live(job.provider))
+    callbacks = crew.callbacks_live(job.provider)
+    schedule = crew.settings.poll_policy.schedule(typical, low, high, webhooks=callbacks)
     deadline = submitted + crew.settings.deadline_seconds
     previous: tuple[str, int | None, float | None] | None = None
     unfinished_at: float | None = None  # when the last poll that saw the task unfinished was sent
     errors = 0
     while True:
+        if callbacks and not asked_to_look(run, unfinished_at) and budget_booked(crew, job.provider, deadline):
+            # A safety-net poll stays out of a booked budget, so the poll a callback (or a cancel) asks for
+            # never queues behind thousands of them (bench.workers: 10,000 jobs in one worker).
+            await run.sleep(min(schedule.next_delay(time.time() - submitted), max(deadline - time.time(), 0.05)))
+            continue
         await crew.wait_for_poll_budget(job.provider, until=deadline)
         last_look = time.time() >= deadline  # one more poll past the deadline before giving up
         sent = time.monotonic()
@@ -71,13 +77,36 @@ async def watch(crew: Crew, run: JobRun, submitted: float) -> TaskStatus | None:
         await run.sleep(min(delay, max(deadline - time.time(), 0.05)))
 
 
+# How far ahead a provider's poll budget may be booked before safety-net polls (callbacks on, none
+# arrived) stop joining the queue: what a poll a callback asked for may have to wait.
+SAFETY_NET_BACKLOG_S = 0.25
+
+
+def woken_since(run: JobRun, last_poll: float | None) -> bool:
+    """Whether a callback woke the job after its last poll was sent (time.monotonic())."""
+    woken = run.woken_by_callback_at
+    return woken is not None and (last_poll is None or woken >= last_poll)
+
+
+def asked_to_look(run: JobRun, last_poll: float | None) -> bool:
+    """A callback woke the job since its last poll, or the provider accepted a cancel: poll it now."""
+    return run.cancel_requested or woken_since(run, last_poll)
+
+
+def budget_booked(crew: Crew, provider: str, deadline: float) -> bool:
+    """The provider's poll budget is booked beyond SAFETY_NET_BACKLOG_S (and the job's deadline is still
+    ahead: the last look before giving up is always taken)."""
+    pacer = crew.pacers.get(provider)
+    return pacer is not None and pacer.backlog(time.monotonic()) > SAFETY_NET_BACKLOG_S and time.time() < deadline
+
+
 def report_notice(crew: Crew, run: JobRun, unfinished_at: float | None) -> None:
     """Tell the metrics how late the end of the task was noticed. The task ended after the last poll that
     saw it unfinished, so the time since that poll was sent bounds the delay from above; a callback that
     woke the job since then was sent when the task ended, so the delay is counted from its arrival. A task
     seen ended at its first poll here (a resumed job, a very short task) has no such bound: not reported."""
     now, woken = time.monotonic(), run.woken_by_callback_at
-    if woken is not None and (unfinished_at is None or woken >= unfinished_at):
+    if woken is not None and woken_since(run, unfinished_at):
         crew.metrics.notice_delay(run.job.provider, "callback", now - woken)
     elif unfinished_at is not None:
         crew.metrics.notice_delay(run.job.provider, "poll", now - unfinished_at)

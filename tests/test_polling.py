@@ -133,3 +133,12 @@ def test_over_budget_each_job_is_polled_every_jobs_over_rate_seconds() -> None:
 def test_pacer_needs_a_positive_rate() -> None:
     with pytest.raises(ValueError, match="positive"):
         PollPacer(per_second=0)
+
+
+def test_pacer_says_how_far_ahead_it_is_booked() -> None:
+    pacer = PollPacer(per_second=4)
+    assert pacer.backlog(10.0) == 0.0
+    for _ in range(5):
+        pacer.reserve(10.0)
+    assert pacer.backlog(10.0) == pytest.approx(1.25) and pacer.backlog(11.0) == pytest.approx(0.25)
+    assert pacer.backlog(20.0) == 0.0
