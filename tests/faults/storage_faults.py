@@ -20,7 +20,6 @@ from tests.faults.plan import Fault
 from tests.faults.processes import TERM_LIMIT_S, BotProcess, Cast, SingleBot
 
 DATA_TMPFS_SIZE = "64m"  # the data directory's file system in storage-fault mode
-START_FAILURE_LIMIT_S = 5.0  # a start on a read-only database must end this quickly, with exit code 2
 
 
 class StorageFaults:
@@ -94,10 +93,12 @@ class StorageFaults:
         try:
             started = time.monotonic()
             await bot.start()
+            # Not hanging is the promise: an exit within the wait, with code 2 and the one line. How fast is a
+            # figure (the note below), not a check: a busy machine starts Python slowly.
             code = await bot.wait_exit(timeout=30)
             took = time.monotonic() - started
             said = [line for line in bot.log_lines()[-5:] if "could not open the database" in line]
-            if code != 2 or took > START_FAILURE_LIMIT_S or not said:
+            if code != 2 or not said:
                 self.figures.start_failures.append(
                     f"read-only start: exit code {code} after {took:.1f} s, said {said or 'nothing'}"
                 )
