@@ -90,7 +90,9 @@ async def test_cancel_button_on_seaart_refunds_once_the_provider_confirms(
             tmp_path, discord_fake, wavespeed_key=None, providers=providers, order='["seaart"]'
         ) as bot:
             await discord_fake.invoke("video", {"prompt": "a slow tide"})
-            await discord_fake.wait_until(lambda: bool(seaart.submits))
+            # The task exists and the bot has its id (the stand-in has the submit a moment before the bot has
+            # the answer: a Cancel then would find the submit in flight).
+            await bot.wait_for_job(1, lambda job: job.provider_task_id is not None)
             await discord_fake.wait_until(lambda: any("hailuo:cancel:1" in m.custom_ids() for m in cards(discord_fake)))
             [card] = cards(discord_fake)
             stranger = await discord_fake.click(card.id, "hailuo:cancel:1", user_id=2002, permissions=0)

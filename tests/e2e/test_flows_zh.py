@@ -118,7 +118,7 @@ async def test_cancel_refusal_and_outcome_in_chinese(tmp_path: Path, discord_fak
             tmp_path, discord_fake, wavespeed_key=None, providers=providers, order='["seaart"]'
         ) as running:
             await discord_fake.invoke("video", {"prompt": "a slow tide"})
-            await discord_fake.wait_until(lambda: bool(seaart.submits))
+            await running.wait_for_job(1, lambda job: job.provider_task_id is not None)  # not the submit in flight
             await discord_fake.wait_until(lambda: any("hailuo:cancel:1" in m.custom_ids() for m in cards(discord_fake)))
             [card] = cards(discord_fake)
             stranger = await discord_fake.click(card.id, "hailuo:cancel:1", user_id=2002, permissions=0, locale=ZH)
