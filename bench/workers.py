@@ -65,8 +65,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--render", type=Path, help="print the tables of a results file and exit")
     args = parser.parse_args(argv)
-    args.workers = _ints(args.workers or ("1,2" if args.quick else "1,2,4"))
-    args.jobs = _ints(args.jobs or ("40" if args.quick else "1000,5000,10000"))
+    # An empty list runs no such level (`--jobs "" --polling ""`: the ledger level alone).
+    args.workers = _ints(args.workers if args.workers is not None else ("1,2" if args.quick else "1,2,4"))
+    args.jobs = _ints(args.jobs if args.jobs is not None else ("40" if args.quick else "1000,5000,10000"))
     polling = args.polling if args.polling is not None else ("" if args.quick else "1x1000,4x10000")
     args.polling = [tuple(int(x) for x in level.split("x")) for level in polling.split(",") if level]
     args.compression = args.compression or (20.0 if args.quick else 1.0)

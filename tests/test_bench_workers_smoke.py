@@ -42,6 +42,9 @@ def test_the_workers_benchmark_produces_every_figure_and_loses_nothing(tmp_path:
         assert processes["peak_rss_worker_mib"] > 0 and processes["peak_rss_gateway_mib"] > 0
         for role in ("gateway", "workers", "postgresql", "stand-ins"):
             assert processes["cpu_s_per_job"][role] is not None, role
+            assert processes["drain_cores_busy"][role] is not None, role
+        assert processes["cores_busy"]["machine"] > 0 and level["ack_ms"]["p99"] is not None
+        assert level["extra_tasks"] >= 0 and level["refused"] == 0
         assert all(code == 0 for code in level["exit_codes"].values()), level["exit_codes"]
     [ratio] = results["ratios"]
     assert ratio["2w/1w jobs_per_s"] is not None
