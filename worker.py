@@ -96,10 +96,15 @@ async def carry_jobs(app: App, bot: HailuoBot, stop: asyncio.Event) -> None:
         """Unfinished jobs with no task waiting or running (reserved while no hand-over could be made: the
         database away for a moment, or by a gateway that stopped before it could) are handed over; those
         whose task a Cancel withdrew are ended. Jobs their gateway may still be launching are left to it."""
-        jobs = await app.store.unfinished()
-        left_to_gateway = launching(jobs, utcnow())
-        unfinished = {job.id: job for job in jobs if job.id not in left_to_gateway}
-        strays = await queue.strays(list(unfinished))
+        unfinished: dict[int, JobRecord] = {}
+
+        async def read_unfinished() -> list[int]:
+            jobs = await app.store.unfinished()
+            left_to_gateway = launching(jobs, utcnow())
+            unfinished.update((job.id, job) for job in jobs if job.id not in left_to_gateway)
+            return list(unfinished)
+
+        strays = await queue.strays(read_unfinished)
         for job_id in strays.handed_over:
             log.info("job %d: found unfinished with no task; handed over", job_id)
         for job_id in strays.withdrawn:

@@ -65,6 +65,20 @@ class Probe:
             self.lags.append(max(loop.time() - before - every, 0.0))
 
 
+async def send_jobs(discord: BenchDiscord, jobs: list[Job], sent: dict[int, FakeInteraction], start: float) -> None:
+    """Send each job's command through the Discord stand-in at its moment (`start` + `job.at`, loop time),
+    each from its own member; `sent` gets each interaction by job index."""
+    loop = asyncio.get_running_loop()
+    data, width, height = animate_image()
+    image = discord.add_attachment(data, "frame.jpg", "image/jpeg", width=width, height=height)
+    for job in jobs:
+        await asyncio.sleep(max(0.0, start + job.at - loop.time()))
+        options = {**job.options, "image": image} if job.command == "animate" else job.options
+        sent[job.index] = await discord.invoke(
+            job.command, options, user_id=job.user_id, user_name=f"member{job.user_id}"
+        )
+
+
 def animate_image() -> tuple[bytes, int, int]:
     from PIL import Image
 
@@ -188,15 +202,7 @@ class _Run:
         raise TimeoutError(f"the bot was not ready within {timeout}s:\n{self.bot.log_tail()}")
 
     async def _send_all(self, start: float) -> None:
-        loop = asyncio.get_running_loop()
-        data, width, height = animate_image()
-        image = self.discord.add_attachment(data, "frame.jpg", "image/jpeg", width=width, height=height)
-        for job in self.jobs:
-            await asyncio.sleep(max(0.0, start + job.at - loop.time()))
-            options = {**job.options, "image": image} if job.command == "animate" else job.options
-            self.sent[job.index] = await self.discord.invoke(
-                job.command, options, user_id=job.user_id, user_name=f"member{job.user_id}"
-            )
+        await send_jobs(self.discord, self.jobs, self.sent, start)
 
     def _in_flight(self) -> int:
         return len(self.sent) - len(self.discord.uploads)

@@ -25,7 +25,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from bench.botproc import BotProcess, ProcSample, machine_busy_s, read_proc, tree_cpu_s, write_config
-from bench.level import animate_image
+from bench.level import send_jobs
 from bench.stand_ins import BenchDiscord, HeldWaveSpeed
 from bench.workload import Job
 
@@ -212,16 +212,7 @@ async def _registered_workers(url: str) -> int:
 
 
 async def _send_all(run: LevelRun) -> None:
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    data, width, height = animate_image()
-    image = run.discord.add_attachment(data, "frame.jpg", "image/jpeg", width=width, height=height)
-    for job in run.jobs:
-        await asyncio.sleep(max(0.0, start + job.at - loop.time()))
-        options = {**job.options, "image": image} if job.command == "animate" else job.options
-        run.sent[job.index] = await run.discord.invoke(
-            job.command, options, user_id=job.user_id, user_name=f"member{job.user_id}"
-        )
+    await send_jobs(run.discord, run.jobs, run.sent, asyncio.get_running_loop().time())
     run.at.last_command = time.time()
 
 

@@ -108,17 +108,18 @@ class JobQueue:
         except engine_errors.AlreadyEnqueued:
             log.debug("job %d: already waiting for a worker", job_id)
 
-    async def strays(self, job_ids: list[int]) -> Strays:
-        """Sort these unfinished jobs (one query for all of them): those with no task waiting or running are
+    async def strays(self, unfinished: Callable[[], Awaitable[list[int]]]) -> Strays:
+        """Sort the unfinished jobs (`unfinished()` lists them): those with no task waiting or running are
         handed over (reserved while no hand-over could be made: the database away for a moment), and those
         whose task was withdrawn by a Cancel are returned to be ended (the gateway that withdrew it stopped
-        before it could)."""
-        if not job_ids:
-            return Strays([], [])
+        before it could). The tasks are read first: a job that ends between the two reads is then no longer
+        unfinished, rather than one that seems to have no task (and would be handed over for nothing)."""
         rows = await self.app.connector.execute_query_all_async(
-            "SELECT lock, status FROM procrastinate_jobs WHERE lock = ANY(%(locks)s)",
-            locks=[f"job-{job_id}" for job_id in job_ids],
+            "SELECT lock, status FROM procrastinate_jobs"
+            " WHERE queue_name = %(queue)s AND status IN ('todo', 'doing', 'cancelled')",
+            queue=QUEUE,
         )
+        job_ids = await unfinished()
         statuses: dict[str, set[str]] = {}
         for row in rows:
             statuses.setdefault(row["lock"], set()).add(row["status"])

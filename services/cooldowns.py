@@ -105,22 +105,20 @@ class SharedCooldowns:
     # ----- following the board ---------------------------------------------------------------------------------
 
     async def _follow(self) -> None:
-        delay, lost = self.retry_seconds, False
+        trouble = self._backoff(
+            "lost touch with the other processes; cool-downs taken here still hold",
+            "following the other processes again",
+        )
         while True:
             try:
                 async with self.board.changes() as changes:
                     self._apply(await self.board.running(self._now()))  # what changed while nobody listened
-                    if lost:
-                        log.info("provider cool-downs: following the other processes again")
-                    delay, lost = self.retry_seconds, False
+                    trouble.over()
                     async for _provider in changes:
                         self._apply(await self.board.running(self._now()))
             except Exception as exc:
-                if not lost:
-                    _complain(exc, "lost touch with the other processes; cool-downs taken here still hold")
-                lost = True
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self.max_retry_seconds)
+                trouble.met(exc)
+            await trouble.pause()
 
     def _apply(self, running: list[Cooldown]) -> None:
         """Make the router's view the board's, except for this process's changes not written yet."""
@@ -149,21 +147,18 @@ class SharedCooldowns:
     # ----- writing this process's changes ----------------------------------------------------------------------
 
     async def _publish(self) -> None:
-        delay, failing = self.retry_seconds, False
+        trouble = self._backoff(
+            "could not share a change with the other processes; it holds here, retrying", "changes shared again"
+        )
         while True:
             await self._queued.wait()
             try:
                 await self._flush()
             except Exception as exc:
-                if not failing:
-                    _complain(exc, "could not share a change with the other processes; it holds here, retrying")
-                failing = True
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.max_retry_seconds)
+                trouble.met(exc)
+                await trouble.pause()
                 continue
-            if failing:
-                log.info("provider cool-downs: changes shared again")
-            delay, failing = self.retry_seconds, False
+            trouble.over()
             self._queued.clear()  # _flush returned with the outbox empty, and nothing ran since
 
     async def _flush(self) -> None:
@@ -177,6 +172,9 @@ class SharedCooldowns:
             if self._outbox.get(name) is change:
                 del self._outbox[name]
 
+    def _backoff(self, lost: str, back: str) -> _Backoff:
+        return _Backoff(self.retry_seconds, self.max_retry_seconds, lost, back)
+
     # ----- clocks ----------------------------------------------------------------------------------------------
 
     def _now(self) -> datetime:
@@ -187,6 +185,29 @@ class SharedCooldowns:
 
     def _local_moment(self, moment: datetime) -> float:
         return self.router.clock() + (moment.timestamp() - self.wall())
+
+
+class _Backoff:
+    """One loop's trouble with the database: said once when it starts and once when it is over, with waits
+    that double up to a ceiling in between."""
+
+    def __init__(self, first: float, most: float, lost: str, back: str) -> None:
+        self.first, self.most, self.lost, self.back = first, most, lost, back
+        self.delay, self.failing = first, False
+
+    def met(self, exc: Exception) -> None:
+        if not self.failing:
+            _complain(exc, self.lost)
+        self.failing = True
+
+    def over(self) -> None:
+        if self.failing:
+            log.info("provider cool-downs: %s", self.back)
+        self.delay, self.failing = self.first, False
+
+    async def pause(self) -> None:
+        await asyncio.sleep(self.delay)
+        self.delay = min(self.delay * 2, self.most)
 
 
 def _complain(exc: Exception, what: str) -> None:

@@ -17,8 +17,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_the_workers_benchmark_produces_every_figure_and_loses_nothing(tmp_path: Path) -> None:
-    if find_binaries()[0] is None:
-        pytest.skip(f"no PostgreSQL: {find_binaries()[1]}")
+    bindir, source = find_binaries()
+    if bindir is None:
+        pytest.skip(f"no PostgreSQL: {source}")
     out = tmp_path / "workers.json"
     args = ["--workers", "1,2", "--jobs", "6", "--polling", "", "--compression", "30", "--clip-kib", "64",
             "--ledger-users", "20", "--ledger-attempts", "10", "--out", str(out)]  # fmt: skip

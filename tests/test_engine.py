@@ -9,24 +9,15 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from engine.queue import JobQueue
+from tests.waiting import until
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-async def until(condition: Callable[[], bool], timeout: float = 60) -> None:
-    """Wait for a state (never for a time): poll `condition` until it holds."""
-    async with asyncio.timeout(timeout):
-        while True:
-            if condition():
-                return
-            await asyncio.sleep(0.05)
 
 
 def marks(folder: Path, kind: str) -> list[tuple[int, int]]:

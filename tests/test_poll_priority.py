@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
 from pathlib import Path
 
 from services.intake import Requester
 from tests.fakes.wavespeed_server import FakeWaveSpeed
 from tests.test_job_service import SPEC, RecordingReporter, wavespeed, wavespeed_service
+from tests.waiting import until
 
 __all__ = ["wavespeed"]  # the fixture, imported for pytest
 FILLERS = 60  # jobs whose tasks never end; at one poll a second their first polls alone book a minute
@@ -27,14 +27,14 @@ async def test_a_woken_job_is_polled_ahead_of_the_safety_net(tmp_path: Path, wav
         for user in range(FILLERS):
             job = await service.jobs.create(SPEC, Requester(100 + user, 10, 20), command="video")
             fillers.append(asyncio.create_task(service.runner.run(job, RecordingReporter())))
-        await wait_until(lambda: len(wavespeed.tasks) == FILLERS)
+        await until(lambda: len(wavespeed.tasks) == FILLERS)
         target = await service.jobs.create(SPEC, Requester(1, 10, 20), command="video")
         running = asyncio.create_task(service.runner.run(target, RecordingReporter()))
         try:
-            await wait_until(lambda: len(wavespeed.tasks) == FILLERS + 1)
+            await until(lambda: len(wavespeed.tasks) == FILLERS + 1)
             [task] = [t for t in wavespeed.tasks.values() if t.scenario.outcome == "completed"]
-            await wait_until(lambda: task.completed_at is not None)
-            await wait_until(lambda: service.runner.wake("wavespeed", task.id))  # once the job watches its task
+            await until(lambda: task.completed_at is not None)
+            await until(lambda: service.runner.wake("wavespeed", task.id))  # once the job watches its task
             # Behind the fillers' polls it would wait about a minute; ahead of them, a second at most.
             final = await asyncio.wait_for(running, 30)
             assert final is not None and final.status == "delivered"
@@ -43,11 +43,3 @@ async def test_a_woken_job_is_polled_ahead_of_the_safety_net(tmp_path: Path, wav
                 pending.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.gather(*fillers, running, return_exceptions=True)
-
-
-async def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
-    async with asyncio.timeout(timeout):
-        while True:
-            if condition():
-                return
-            await asyncio.sleep(0.02)

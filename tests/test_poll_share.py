@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +18,7 @@ from services.polling import PollPacer
 from services.run import Crew
 from tests.builders import built_services
 from tests.test_metrics_port import Recorder
+from tests.waiting import until
 
 BUDGETS = {"wavespeed": 8.0, "toapis": 50.0}
 
@@ -27,15 +28,6 @@ async def crew_with_budgets(tmp_path: Path, recorder: Recorder | None = None) ->
     options = {"metrics": recorder} if recorder is not None else {}
     async with built_services(tmp_path, {}, {}, polls_per_second=BUDGETS, **options) as services:
         yield services.crew
-
-
-async def until(condition: Callable[[], bool], timeout: float = 60) -> None:
-    """Wait for a state (never for a time)."""
-    async with asyncio.timeout(timeout):
-        while True:
-            if condition():
-                return
-            await asyncio.sleep(0.05)
 
 
 def test_a_pacer_takes_a_new_rate_from_its_next_slot_on() -> None:

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +30,7 @@ from services.routing import ProviderRouter
 from storage.connect import database_for
 from storage.cooldowns import SqlCooldownBoard
 from storage.postgres import PgDatabase
+from tests.waiting import until
 
 NAMES = ("first", "second")
 START = 1_000.0
@@ -56,16 +57,6 @@ class Clocks:
 def new_router(clocks: Clocks, **options: Any) -> ProviderRouter:
     # Only the names matter to cool-downs (candidates are tested in tests/test_failover_and_cancel.py).
     return ProviderRouter(dict.fromkeys(NAMES), clock=clocks.monotonic, cooldown_seconds=300, **options)  # type: ignore[arg-type]
-
-
-async def until(condition: Callable[[], bool | Awaitable[bool]], timeout: float = 30) -> None:
-    """Wait for a state (never for a time): check `condition` until it holds."""
-    async with asyncio.timeout(timeout):
-        while True:
-            held = condition()
-            if held if isinstance(held, bool) else await held:
-                return
-            await asyncio.sleep(0.02)
 
 
 # ----- the router's part ---------------------------------------------------------------------------------------

@@ -17,14 +17,6 @@ from tests.fakes.wavespeed_server import FakeWaveSpeed
 
 
 @pytest.fixture
-async def wavespeed() -> AsyncIterator[FakeWaveSpeed]:
-    fake = FakeWaveSpeed("ws-test-key", duration_s=0.6)
-    await fake.start()
-    yield fake
-    await fake.stop()
-
-
-@pytest.fixture
 async def chinese_server() -> AsyncIterator[FakeDiscord]:
     fake = FakeDiscord()
     fake.guild_locales[fake.guild_id] = "zh-CN"  # sent in GUILD_CREATE and in every interaction

@@ -26,14 +26,6 @@ async def discord_fake() -> AsyncIterator[FakeDiscord]:
 
 
 @pytest.fixture
-async def wavespeed() -> AsyncIterator[FakeWaveSpeed]:
-    fake = FakeWaveSpeed("ws-test-key", duration_s=0.6)
-    await fake.start()
-    yield fake
-    await fake.stop()
-
-
-@pytest.fixture
 async def bot(tmp_path: Path, discord_fake: FakeDiscord, wavespeed: FakeWaveSpeed) -> AsyncIterator[BotUnderTest]:
     async with running_bot(tmp_path, discord_fake, wavespeed_url=wavespeed.base_url) as running:
         yield running

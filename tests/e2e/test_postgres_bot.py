@@ -3,22 +3,11 @@ server, from the slash command to the posted mp4, then a restart that finds the 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
-
-import pytest
 
 from tests.e2e.harness import running_bot
 from tests.fakes.discord_server import FakeDiscord
 from tests.fakes.wavespeed_server import FakeWaveSpeed
-
-
-@pytest.fixture
-async def wavespeed() -> AsyncIterator[FakeWaveSpeed]:
-    fake = FakeWaveSpeed("ws-test-key", duration_s=0.6)
-    await fake.start()
-    yield fake
-    await fake.stop()
 
 
 async def test_a_video_on_postgresql_is_posted_settled_and_still_there_after_a_restart(

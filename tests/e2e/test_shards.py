@@ -6,7 +6,6 @@ shards, so Discord sends it only their servers."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -16,14 +15,6 @@ from tests.e2e.harness import running_bot
 from tests.e2e.test_generation_flows import finished
 from tests.fakes.discord_server import FakeDiscord
 from tests.fakes.wavespeed_server import FakeWaveSpeed
-
-
-@pytest.fixture
-async def wavespeed() -> AsyncIterator[FakeWaveSpeed]:
-    fake = FakeWaveSpeed("ws-test-key", duration_s=0.6)
-    await fake.start()
-    yield fake
-    await fake.stop()
 
 
 async def test_one_process_runs_both_shards_and_serves_servers_on_each(

@@ -15,7 +15,7 @@ from tests.e2e.test_workers import WORKERS, worker_beside
 from tests.fakes.discord_server import FakeDiscord
 from tests.fakes.seaart_server import FakeSeaArt
 from tests.fakes.wavespeed_server import FakeWaveSpeed
-from tests.test_shared_cooldowns import until
+from tests.waiting import until
 
 
 async def test_a_provider_a_worker_takes_out_is_out_for_the_gateway_that_quotes_the_next_video(

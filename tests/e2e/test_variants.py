@@ -24,14 +24,6 @@ async def discord_fake() -> AsyncIterator[FakeDiscord]:
     await fake.stop()
 
 
-@pytest.fixture
-async def wavespeed() -> AsyncIterator[FakeWaveSpeed]:
-    fake = FakeWaveSpeed("ws-test-key", duration_s=0.6)
-    await fake.start()
-    yield fake
-    await fake.stop()
-
-
 def public(fake: FakeDiscord) -> list[FakeMessage]:
     return [m for m in fake.messages.values() if not m.ephemeral and not m.deleted and m.embeds]
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -22,14 +21,6 @@ from tests.e2e.test_workers import WORKERS, worker_beside
 from tests.fakes.discord_server import FakeDiscord
 from tests.fakes.wavespeed_server import FakeWaveSpeed
 from worker import LAUNCH_GRACE_SECONDS, launching
-
-
-@pytest.fixture
-async def wavespeed() -> AsyncIterator[FakeWaveSpeed]:
-    fake = FakeWaveSpeed("ws-test-key", duration_s=0.6)
-    await fake.start()
-    yield fake
-    await fake.stop()
 
 
 async def test_a_job_whose_card_is_being_posted_is_left_to_its_gateway(

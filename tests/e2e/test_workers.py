@@ -27,14 +27,6 @@ ROOT = Path(__file__).resolve().parents[2]
 WORKERS = "[workers]\nseparate = true\nheartbeat_seconds = 0.5\nstalled_after_seconds = 2\n"
 
 
-@pytest.fixture
-async def wavespeed() -> AsyncIterator[FakeWaveSpeed]:
-    fake = FakeWaveSpeed("ws-test-key", duration_s=0.6)
-    await fake.start()
-    yield fake
-    await fake.stop()
-
-
 @contextlib.asynccontextmanager
 async def worker_beside(gateway: BotUnderTest, ops_port: int = 0) -> AsyncIterator[asyncio.Task[None]]:
     """A worker in this process, on the gateway's settings (its own app, database pool and runner; its
